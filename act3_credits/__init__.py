@@ -1,0 +1,17 @@
+"""ACT3 Credits: your organisation's ACT3 AI credits inside Blender.
+
+This package doubles as the pure-Python core (`act3_credits.core`) that the service and the CLI
+import without Blender, so bpy is only imported when Blender registers the extension.
+"""
+
+
+def register() -> None:
+    from . import addon
+
+    addon.register()
+
+
+def unregister() -> None:
+    from . import addon
+
+    addon.unregister()

@@ -1,0 +1,55 @@
+"""How credits, dates and money read, everywhere in the add-on (one place for each rule)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+
+def credits(value: int | None, unit: bool = True) -> str:
+    """245000 -> '245,000 cr'."""
+    if value is None:
+        return "— cr" if unit else "—"
+    text = f"{int(value):,}"
+    return f"{text} cr" if unit else text
+
+
+def signed_credits(value: int) -> str:
+    return f"{'+' if value > 0 else '−' if value < 0 else ''}{abs(int(value)):,}"
+
+
+def parse_time(text: str | None) -> dt.datetime | None:
+    if not text:
+        return None
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def clock(when: dt.datetime | None) -> str:
+    """A UTC time as the artist's local wall clock, 'HH:MM'."""
+    if when is None:
+        return "never"
+    return when.astimezone().strftime("%H:%M")
+
+
+def day(text: str | None) -> str:
+    when = parse_time(text)
+    return when.astimezone().strftime("%Y-%m-%d %H:%M") if when else ""
+
+
+def days_until(date_text: str | None, today: dt.date | None = None) -> int | None:
+    if not date_text:
+        return None
+    try:
+        target = dt.date.fromisoformat(date_text[:10])
+    except ValueError:
+        return None
+    today = today or dt.datetime.now(dt.timezone.utc).date()
+    return (target - today).days
+
+
+def payment_method(pm: dict | None) -> str:
+    if not pm:
+        return "No payment method on file"
+    return f"{pm.get('brand', 'Card')} •••• {pm.get('last4', '????')}"

@@ -1,0 +1,183 @@
+"""What the add-on knows, as plain Python: the one object draw code reads.
+
+Only the main thread writes it (the sync worker's results are applied by `SyncWorker.drain`, which a
+`bpy.app.timers` callback or `act3_credits.api` calls). Draw functions read it and never block.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from . import formatting
+from .pricing import RateCard
+
+# The top bar calls the balance stale when the last good sync is older than this.
+STALE_AFTER_S = 60.0
+
+
+@dataclass(frozen=True)
+class Credits:
+    """`GET /v1/account/credits` (and `balance` in events)."""
+
+    org_id: int = 0
+    plan: str = ""
+    total: int = 0
+    monthly_remaining: int = 0
+    monthly_allocation: int = 0
+    rollover_bank: int = 0
+    rollover_purchased: int = 0
+    rollover_cap: int = 0
+    held: int = 0
+    available: int = 0
+    billing_date: str = ""
+    as_of: str = ""
+    version: int = 0
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Credits:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @property
+    def rollover_rolled(self) -> int:
+        return self.rollover_bank - self.rollover_purchased
+
+    @property
+    def monthly_fraction(self) -> float:
+        """Share of the monthly allocation still left, 0..1 (for the progress bar)."""
+        if self.monthly_allocation <= 0:
+            return 0.0
+        return max(0.0, min(1.0, self.monthly_remaining / self.monthly_allocation))
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    id: int
+    at: str
+    kind: str
+    shot: str | None
+    engine: str | None
+    tier: str | None
+    duration_s: int | None
+    credits: int
+    monthly_delta: int
+    bank_delta: int
+    job_id: int | None
+    member: str | None
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> HistoryRow:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: data.get(k) for k in names})  # type: ignore[arg-type]
+
+    def to_json(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass
+class History:
+    """The loaded part of the transaction history, for one filter, newest first."""
+
+    rows: list[HistoryRow] = field(default_factory=list)
+    next_cursor: str | None = None
+    tier: str = ""
+    shot: str = ""
+    loading: bool = False
+    loaded_once: bool = False
+
+    @property
+    def has_more(self) -> bool:
+        return self.next_cursor is not None or not self.loaded_once
+
+    def tier_totals(self) -> dict[str, int]:
+        """Credits spent per tier over the loaded render rows (positive numbers)."""
+        totals: dict[str, int] = {}
+        for row in self.rows:
+            if row.kind == "render" and row.tier:
+                totals[row.tier] = totals.get(row.tier, 0) - row.credits
+        return totals
+
+
+@dataclass
+class State:
+    credits: Credits | None = None
+    credits_from_cache: bool = False
+    me: dict[str, Any] | None = None
+    history: History = field(default_factory=History)
+    packs: list[dict[str, Any]] = field(default_factory=list)
+    payment_method: dict[str, Any] | None = None
+    jobs: dict[int, dict[str, Any]] = field(default_factory=dict)
+    rate_card: RateCard | None = None
+    pricing_etag: str | None = None
+    allowed_tiers: tuple[str, ...] = ()
+    # Connection: "ok", "connecting", "offline", "auth", "disabled" (online access off), "unconfigured"
+    connection: str = "connecting"
+    last_error: str | None = None  # one readable line, for the panel and reports
+    last_sync_monotonic: float | None = None  # when credits were last confirmed by the service
+    last_sync_wall: dt.datetime | None = None
+    last_message: str | None = None  # last operator outcome (purchase done, job sent...)
+    change_count: int = 0  # bumped by every change, so waiters and redraws can tell
+
+    def touch(self) -> None:
+        self.change_count += 1
+
+    def set_credits(self, credits: Credits, from_cache: bool = False) -> bool:
+        """Apply a balance; an older `version` never overwrites a newer one. True when it changed."""
+        if not from_cache:
+            self.last_sync_monotonic = time.monotonic()
+            self.last_sync_wall = dt.datetime.now(dt.timezone.utc)
+            self.connection = "ok"
+            self.last_error = None
+        if self.credits is not None and not self.credits_from_cache and credits.version < self.credits.version:
+            return False
+        changed = credits != self.credits or self.credits_from_cache != from_cache
+        self.credits = credits
+        self.credits_from_cache = from_cache
+        if changed:
+            self.touch()
+        return changed
+
+    def is_stale(self, now_monotonic: float | None = None) -> bool:
+        if self.credits is None or self.credits_from_cache or self.last_sync_monotonic is None:
+            return True
+        if self.connection != "ok":
+            return True
+        now = time.monotonic() if now_monotonic is None else now_monotonic
+        return now - self.last_sync_monotonic > STALE_AFTER_S
+
+    def as_of_text(self) -> str:
+        """'as of 14:02' for the tooltip, from the last good sync (or the cached as_of)."""
+        when = self.last_sync_wall
+        if when is None and self.credits is not None:
+            when = formatting.parse_time(self.credits.as_of)
+        return f"as of {formatting.clock(when)}"
+
+    def header_text(self) -> str:
+        """Exactly what the top bar reads."""
+        if self.credits is None:
+            if self.connection == "unconfigured":
+                return "ACT3: set API key"
+            if self.connection == "disabled":
+                return "ACT3: offline"
+            return "— cr"
+        return formatting.credits(self.credits.available)
+
+    def alert_level(self, warn_fraction: float = 0.20, critical_fraction: float = 0.05, custom: int = 0) -> str:
+        """'critical', 'warn' or 'ok' for the available balance against the monthly allocation.
+
+        `custom` (credits, 0 = off) is a studio's own warning line; it raises the warning level only.
+        """
+        c = self.credits
+        if c is None or c.monthly_allocation <= 0:
+            return "ok"
+        if c.available < c.monthly_allocation * critical_fraction:
+            return "critical"
+        if c.available < c.monthly_allocation * warn_fraction or (custom > 0 and c.available < custom):
+            return "warn"
+        return "ok"
