@@ -61,14 +61,19 @@ def install_extension(zip_path: Path | None = None, online: bool = True) -> type
     return sys.modules[PACKAGE]
 
 
+def _raise(exc: BaseException) -> None:
+    # addon_utils prints errors by default; a test must see them fail.
+    raise exc
+
+
 def disable_extension() -> None:
     import addon_utils
 
-    addon_utils.disable(PACKAGE, default_set=True)
+    addon_utils.disable(PACKAGE, default_set=True, handle_error=_raise)
 
 
 def enable_extension() -> types.ModuleType:
     import addon_utils
 
-    addon_utils.enable(PACKAGE, default_set=True)
+    addon_utils.enable(PACKAGE, default_set=True, handle_error=_raise)
     return sys.modules[PACKAGE]
