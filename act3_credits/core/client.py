@@ -1,0 +1,503 @@
+"""The one thin HTTP client for the ACT3 credits API (docs/api.md).
+
+Blocking by design: only the sync worker's threads, the CLI and scripts call it, never draw code.
+Every call has connect and read time-outs. Only requests that are safe to repeat (GETs, and POSTs
+that carry an Idempotency-Key) are retried, with exponential backoff, jitter and `Retry-After`.
+Every failure becomes a typed `Act3Error` whose `str()` is one line a user can act on; the API key
+never appears in a message, a repr or a log line.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import requests
+
+from .pricing import RateCard
+from .state import Credits, HistoryRow
+
+log = logging.getLogger("act3_credits")
+
+USER_AGENT = "act3-credits-blender/0.1"
+DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+CONNECT_TIMEOUT_S = 3.05
+READ_TIMEOUT_S = 10.0
+LONG_POLL_MARGIN_S = 5.0
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# A Retry-After longer than this is not worth holding a worker thread for: give up and report it.
+MAX_RETRY_AFTER_S = 30.0
+
+T = TypeVar("T")
+
+AUTH_MESSAGE = "The ACT3 API key was refused: check it in Preferences > Add-ons > ACT3 Credits."
+
+
+def new_idempotency_key() -> str:
+    """One key per user action (one click on Buy, one Submit); reuse it for every retry of that action."""
+    return str(uuid.uuid4())
+
+
+def mask_key(key: str | None) -> str:
+    if not key:
+        return "<none>"
+    return "…" + key[-4:] if len(key) >= 16 else "****"
+
+
+# ---------------------------------------------------------------------------------------- errors
+
+
+class Act3Error(Exception):
+    """Base of every client error; `str(err)` is one readable line."""
+
+    def __init__(self, message: str, *, code: str = "error", status: int | None = None, **extra: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.status = status
+        self.extra = extra
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, status={self.status!r}, message={self.message!r})"
+
+
+class AuthError(Act3Error):
+    """401: no key, unknown or revoked key."""
+
+
+class ForbiddenError(Act3Error):
+    """403 forbidden: this member's role may not do it (the message says who can)."""
+
+
+class TierNotAllowedError(ForbiddenError):
+    """403 tier_not_allowed: the organisation's plan does not include the tier."""
+
+    @property
+    def tier(self) -> str | None:
+        return self.extra.get("tier")
+
+    @property
+    def plan(self) -> str | None:
+        return self.extra.get("plan")
+
+
+class InsufficientCreditsError(Act3Error):
+    """402: the batch costs more than the available balance."""
+
+    def __init__(self, message: str, *, required_credits: int = 0, current_balance: int = 0, **kw: Any) -> None:
+        kw.setdefault("code", "insufficient_credits")
+        kw.setdefault("status", 402)
+        super().__init__(message, **kw)
+        self.required_credits = required_credits
+        self.current_balance = current_balance
+
+
+class NotFoundError(Act3Error):
+    pass
+
+
+class ConflictError(Act3Error):
+    """409: idempotency_conflict or invalid_state."""
+
+
+class InvalidRequestError(Act3Error):
+    """400/422; `details` lists `{"loc", "msg"}` for validation errors."""
+
+    @property
+    def details(self) -> list[dict[str, Any]]:
+        return list(self.extra.get("details") or [])
+
+
+class OfflineError(Act3Error):
+    """The service could not be reached: refused, unknown host, time-out, dropped connection."""
+
+
+class ServerError(Act3Error):
+    """5xx, or an answer that is not the JSON the API promises."""
+
+
+class NotConfiguredError(Act3Error):
+    """Nothing was sent: online access is off or there is no API key (raised by the worker, not here)."""
+
+
+_BY_STATUS: dict[int, type[Act3Error]] = {
+    400: InvalidRequestError,
+    401: AuthError,
+    402: InsufficientCreditsError,
+    403: ForbiddenError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: InvalidRequestError,
+}
+
+
+# ---------------------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    rows: list[HistoryRow]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class EventsPage:
+    events: list[dict[str, Any]]
+    last_seq: int
+
+
+@dataclass(frozen=True)
+class PurchaseResult:
+    purchase: dict[str, Any]
+    balance: Credits
+    replayed: bool  # the service answered an earlier request with the same Idempotency-Key
+
+
+def parse_credits(data: Any) -> Credits:
+    """A Credits object from JSON, refusing anything without the numbers the top bar shows."""
+    if not isinstance(data, dict):
+        raise TypeError("credits is not an object")
+    for name in ("total", "available", "held", "monthly_remaining", "monthly_allocation", "version"):
+        if not isinstance(data.get(name), int) or isinstance(data.get(name), bool):
+            raise TypeError(f"credits.{name} is not an integer")
+    return Credits.from_json(data)
+
+
+# ---------------------------------------------------------------------------------------- client
+
+
+class Client:
+    """Talks to one ACT3 service with one API key. Not thread-safe: one Client per thread."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        connect_timeout: float = CONNECT_TIMEOUT_S,
+        read_timeout: float = READ_TIMEOUT_S,
+        retries: int = 2,
+        backoff_s: float = 0.5,
+        max_backoff_s: float = 8.0,
+        cancel: threading.Event | None = None,
+        user_agent: str = USER_AGENT,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._key = api_key
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.max_backoff_s = max_backoff_s
+        # Set by the worker's stop(): a retry never sleeps past it.
+        self.cancel = cancel or threading.Event()
+        self.host = urlsplit(self.base_url).netloc or self.base_url
+        self._session = requests.Session()
+        self._session.headers.update(
+            {"Authorization": f"Bearer {api_key}", "User-Agent": user_agent, "Accept": "application/json"}
+        )
+
+    def __repr__(self) -> str:
+        return f"Client(base_url={self.base_url!r}, api_key={mask_key(self._key)!r})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ endpoints
+
+    def me(self) -> dict[str, Any]:
+        return self._check(self._get("/me"), _parse_me)
+
+    def credits(self) -> Credits:
+        return self._check(self._get("/account/credits"), parse_credits)
+
+    def history(
+        self,
+        limit: int = 50,
+        cursor: str | None = None,
+        tier: str | None = None,
+        shot: str | None = None,
+        kind: str | None = None,
+    ) -> HistoryPage:
+        params = {"limit": limit, "cursor": cursor, "tier": tier or None, "shot": shot or None, "kind": kind or None}
+        data = self._get("/account/credits/history", params=params)
+        return self._check(
+            data, lambda d: HistoryPage([HistoryRow.from_json(r) for r in d["items"]], d.get("next_cursor"))
+        )
+
+    def pricing(self, etag: str | None = None) -> tuple[dict[str, Any] | None, str | None]:
+        """The rate card JSON and its ETag; `(None, etag)` when the card did not change (304)."""
+        headers = {"If-None-Match": etag} if etag else None
+        resp = self._request("GET", "/pricing", headers=headers)
+        if resp.status_code == 304:
+            return None, etag
+        data = self._json(resp)
+        self._check(data, RateCard.from_json)
+        return data, resp.headers.get("ETag")
+
+    def estimate(self, shots: list[dict[str, Any]]) -> dict[str, Any]:
+        return self._check(self._post("/estimates", {"shots": shots}), _parse_estimate)
+
+    def submit_job(self, name: str, shots: list[dict[str, Any]], idempotency_key: str) -> dict[str, Any]:
+        return self._job(self._post("/jobs", {"name": name, "shots": shots}, idempotency_key=idempotency_key))
+
+    def jobs(self, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        data = self._get("/jobs", params={"status": status or None, "limit": limit})
+        return self._check(data, lambda d: [self._job(j) for j in d["jobs"]])
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        return self._job(self._get(f"/jobs/{int(job_id)}"))
+
+    def pause_job(self, job_id: int) -> dict[str, Any]:
+        return self._job(self._post(f"/jobs/{int(job_id)}/pause", None))
+
+    def resume_job(self, job_id: int) -> dict[str, Any]:
+        return self._job(self._post(f"/jobs/{int(job_id)}/resume", None))
+
+    def cancel_job(self, job_id: int) -> dict[str, Any]:
+        return self._job(self._post(f"/jobs/{int(job_id)}/cancel", None))
+
+    def events(self, after: int | None, wait: float = 0) -> EventsPage:
+        """Long poll: answers as soon as an event after `after` exists, or after `wait` seconds."""
+        params: dict[str, Any] = {"after": after, "wait": round(wait, 3) if wait else None}
+        data = self._get("/events", params=params, read_timeout=wait + LONG_POLL_MARGIN_S)
+        return self._check(
+            data, lambda d: EventsPage([e for e in d["events"] if isinstance(e, dict)], int(d["last_seq"]))
+        )
+
+    def credit_packs(self) -> dict[str, Any]:
+        """`{"packs": [...], "payment_method": {...} or None}`."""
+        data = self._get("/credit-packs")
+        return self._check(data, lambda d: {"packs": list(d["packs"]), "payment_method": d.get("payment_method")})
+
+    def purchase(self, pack_id: str, idempotency_key: str) -> PurchaseResult:
+        resp = self._request("POST", "/purchases", json={"pack_id": pack_id}, idempotency_key=idempotency_key)
+        data = self._json(resp)
+        replayed = resp.headers.get("Idempotent-Replayed", "").lower() == "true"
+        return self._check(data, lambda d: PurchaseResult(dict(d["purchase"]), parse_credits(d["balance"]), replayed))
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _job(self, data: Any) -> dict[str, Any]:
+        return self._check(data, _parse_job)
+
+    def _get(self, path: str, params: dict[str, Any] | None = None, read_timeout: float | None = None) -> Any:
+        return self._json(self._request("GET", path, params=params, read_timeout=read_timeout))
+
+    def _post(self, path: str, body: Any, idempotency_key: str | None = None) -> Any:
+        return self._json(self._request("POST", path, json=body, idempotency_key=idempotency_key))
+
+    def _check(self, data: Any, parse: Callable[[Any], T]) -> T:
+        """Run `parse` on the body; a body of the wrong shape is the service's fault, not a traceback."""
+        try:
+            return parse(data)
+        except Exception as exc:  # any shape error in a parser is the service's fault, never a traceback
+            raise ServerError(
+                f"ACT3 service at {self.host} sent an answer this add-on does not understand ({self._clean(exc)}).",
+                code="bad_response",
+            ) from None
+
+    def _json(self, resp: requests.Response) -> Any:
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise ServerError(
+                f"ACT3 service at {self.host} sent an answer that is not JSON (HTTP {resp.status_code}).",
+                code="bad_response",
+                status=resp.status_code,
+            )
+        return data
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
+        read_timeout: float | None = None,
+    ) -> requests.Response:
+        hdrs = dict(headers or {})
+        if idempotency_key:
+            hdrs["Idempotency-Key"] = idempotency_key
+        # A repeat of a POST without a key could act twice (and pause/resume answer 409 the second time).
+        may_retry = method == "GET" or bool(idempotency_key)
+        timeout = (self.connect_timeout, read_timeout if read_timeout is not None else self.read_timeout)
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        attempt = 0
+        while True:
+            started = time.monotonic()
+            error: Act3Error | None = None
+            resp: requests.Response | None = None
+            try:
+                resp = self._session.request(
+                    method, self.base_url + path, params=query, json=json, headers=hdrs, timeout=timeout
+                )
+            except requests.RequestException as exc:
+                error = self._offline(exc, timeout)
+            ms = (time.monotonic() - started) * 1000
+            if resp is not None:
+                log.debug("%s %s -> %s in %.0f ms", method, path, resp.status_code, ms)
+                if resp.status_code < 400 or resp.status_code == 304:
+                    return resp
+                error = self._http_error(resp)
+            else:
+                log.debug("%s %s -> %s in %.0f ms", method, path, error, ms)
+            assert error is not None
+            retryable = resp is None or resp.status_code in RETRY_STATUSES
+            delay = self._delay(attempt, resp)
+            if not (may_retry and retryable and attempt < self.retries and delay is not None):
+                raise error
+            if self.cancel.wait(delay):
+                raise error
+            attempt += 1
+
+    def _delay(self, attempt: int, resp: requests.Response | None) -> float | None:
+        """Seconds before the next try, or None when the service asked for a wait too long to hold."""
+        retry_after = _retry_after_s(resp.headers.get("Retry-After")) if resp is not None else None
+        if retry_after is not None:
+            return retry_after if retry_after <= MAX_RETRY_AFTER_S else None
+        ceiling = min(self.max_backoff_s, self.backoff_s * (2**attempt))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+    def _offline(self, exc: requests.RequestException, timeout: tuple[float, float]) -> Act3Error:
+        if isinstance(exc, requests.ConnectTimeout):
+            why = f"no connection within {timeout[0]:g} s"
+        elif isinstance(exc, requests.Timeout):
+            why = f"no answer within {timeout[1]:g} s"
+        elif isinstance(
+            exc, (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema, requests.exceptions.InvalidURL)
+        ):
+            return OfflineError(f"The ACT3 API URL {self.base_url!r} is not a valid http(s) URL.", code="bad_url")
+        else:
+            text = str(exc)
+            if "refused" in text.lower():
+                why = "connection refused (is the service running?)"
+            elif any(
+                s in text
+                for s in (
+                    "Name or service not known",
+                    "nodename nor servname",
+                    "getaddrinfo",
+                    "Temporary failure in name resolution",
+                    "No address associated",
+                )
+            ):
+                why = "host name not found"
+            elif isinstance(exc, requests.exceptions.SSLError):
+                why = "TLS/certificate error"
+            elif any(
+                s in text
+                for s in (
+                    "RemoteDisconnected",
+                    "Connection aborted",
+                    "reset by peer",
+                    "BadStatusLine",
+                    "IncompleteRead",
+                )
+            ) or isinstance(exc, requests.exceptions.ChunkedEncodingError):
+                why = "the connection was dropped"
+            else:
+                why = self._clean(exc)
+        return OfflineError(f"ACT3 service unreachable at {self.host}: {why}.", code="offline")
+
+    def _http_error(self, resp: requests.Response) -> Act3Error:
+        status = resp.status_code
+        try:
+            body = resp.json()
+            err = body["error"] if isinstance(body, dict) and isinstance(body.get("error"), dict) else {}
+        except ValueError:
+            err = {}
+        code = str(err.get("code") or f"http_{status}")
+        message = self._clean(err.get("message") or "")[:300] or None
+        extra = {k: v for k, v in err.items() if k not in ("code", "message")}
+        if status == 401:
+            return AuthError(AUTH_MESSAGE, code=code, status=status)
+        if status == 402:
+            return InsufficientCreditsError(
+                message or "Not enough ACT3 credits available for this.",
+                required_credits=_int(extra.get("required_credits")),
+                current_balance=_int(extra.get("current_balance")),
+                code=code,
+                status=status,
+            )
+        if status == 403 and code == "tier_not_allowed":
+            return TierNotAllowedError(
+                message or "This quality tier is not included in the organisation's plan.",
+                code=code,
+                status=status,
+                **extra,
+            )
+        if status == 429:
+            return ServerError(
+                f"ACT3 service at {self.host} is busy (HTTP 429): try again in a moment.", code=code, status=status
+            )
+        if status >= 500:
+            detail = f": {message}" if message else ""
+            return ServerError(f"ACT3 service error at {self.host} (HTTP {status}){detail}", code=code, status=status)
+        cls = _BY_STATUS.get(status, Act3Error)
+        return cls(message or f"ACT3 service refused the request (HTTP {status}).", code=code, status=status, **extra)
+
+    def _clean(self, value: object) -> str:
+        """One line, and never the key (a proxy or an exception could echo the Authorization header)."""
+        text = " ".join(str(value).split())
+        if self._key:
+            text = text.replace(self._key, mask_key(self._key))
+        return text
+
+
+def _parse_me(d: Any) -> dict[str, Any]:
+    str(d["org"]["name"]), str(d["member"]["role"])
+    return dict(d)
+
+
+def _parse_estimate(d: Any) -> dict[str, Any]:
+    int(d["total"]), int(d["available"]), list(d["shots"])
+    return dict(d)
+
+
+def _parse_job(d: Any) -> dict[str, Any]:
+    int(d["id"]), str(d["status"]), list(d["shots"])
+    return dict(d)
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
