@@ -1,0 +1,493 @@
+"""Shots, cost estimates and the budget guard, as plain Python (no bpy).
+
+The Shots panel, the Cost Estimate dialog, `act3_credits.api` and the tests all read these
+functions, so a number the artist sees in the list, in the dialog and in a script is the same one.
+Every cost comes from `pricing.RateCard.price` (the formula the service charges with); this module
+only decides which shots go, in which order, and says why one may not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from . import formatting, pricing
+from .pricing import PricingError, RateCard
+
+DRAFT_TIER = "draft"
+DEFAULT_ENGINE = "veo-3.1"
+DEFAULT_TIER = "standard"
+
+
+# ---------------------------------------------------------------------------------------- durations
+
+
+def frame_rate(fps: float, fps_base: float = 1.0) -> float:
+    """Frames per second as Blender plays them: `fps / fps_base` (29.97 is 30 / 1.001)."""
+    if fps <= 0 or fps_base <= 0:
+        raise ValueError("The scene's frame rate must be greater than 0.")
+    # fps_base is a 32-bit float in Blender (1.001 reads back as 1.00100004...): six decimals is exact enough.
+    return fps / round(float(fps_base), 6)
+
+
+def frame_count(frame_start: int, frame_end: int) -> int:
+    """Frames in a range; frame_end is inclusive, as Blender renders it."""
+    return int(frame_end) - int(frame_start) + 1
+
+
+def duration_s(frame_start: int, frame_end: int, fps: float, fps_base: float = 1.0) -> float:
+    """Seconds of a frame range at the scene's frame rate, to the microsecond (what is sent to the service)."""
+    frames = frame_count(frame_start, frame_end)
+    if frames <= 0:
+        return 0.0
+    return round(frames / frame_rate(fps, fps_base), 6)
+
+
+def duration_text(requested_s: float, snapped_s: int | None) -> str:
+    """'8 s' or '8 s (7.5 s)': the snapped duration the service charges, and the shot's own when it differs."""
+    if snapped_s is None:
+        return f"{requested_s:.3g} s"
+    if abs(requested_s - snapped_s) < 0.0005:
+        return f"{snapped_s} s"
+    return f"{snapped_s} s ({requested_s:.3g} s)"
+
+
+# ---------------------------------------------------------------------------------------- shots
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One shot as the estimate sees it (the bpy PropertyGroup converts to this)."""
+
+    name: str
+    engine: str = DEFAULT_ENGINE
+    tier: str = DEFAULT_TIER
+    duration_s: float = 0.0
+    locked: bool = False
+    tags: str = ""
+
+    def request_json(self) -> dict[str, Any]:
+        """The shot as `POST /v1/estimates` and `POST /v1/jobs` take it."""
+        return {"name": self.name, "engine": self.engine, "tier": self.tier, "duration_s": self.duration_s}
+
+
+@dataclass(frozen=True)
+class ShotRange:
+    """A shot's frames and camera, as read from the timeline's camera markers."""
+
+    name: str
+    frame_start: int
+    frame_end: int
+    camera: str | None = None
+
+
+@dataclass(frozen=True)
+class Marker:
+    name: str
+    frame: int
+    camera: str | None  # the camera object's name, or None for a marker not bound to a camera
+
+
+def parse_tags(text: str) -> list[str]:
+    """'hero, seq010 ,Hero' -> ['hero', 'seq010']: comma separated, trimmed, case-insensitive, once each."""
+    seen: list[str] = []
+    for part in (text or "").split(","):
+        tag = part.strip().lower()
+        if tag and tag not in seen:
+            seen.append(tag)
+    return seen
+
+
+def join_tags(tags: Iterable[str]) -> str:
+    return ", ".join(tags)
+
+
+def add_tags(text: str, new: str) -> str:
+    """The shot's tags with `new` (comma separated) added, keeping the order they were first given."""
+    return join_tags(parse_tags(f"{text},{new}"))
+
+
+def remove_tags(text: str, gone: str) -> str:
+    drop = set(parse_tags(gone))
+    return join_tags(t for t in parse_tags(text) if t not in drop)
+
+
+def matches_tag(tags_text: str, tag_filter: str) -> bool:
+    """True when the shot carries every tag of the filter ('' matches every shot)."""
+    wanted = parse_tags(tag_filter)
+    have = set(parse_tags(tags_text))
+    return all(t in have for t in wanted)
+
+
+def implicit_shot_range(scene_name: str, frame_start: int, frame_end: int) -> ShotRange:
+    """A scene with no shots has one: the scene's frame range, named after the scene."""
+    return ShotRange(scene_name, int(frame_start), int(frame_end))
+
+
+def shots_from_markers(markers: Iterable[Marker], scene_start: int, scene_end: int) -> list[ShotRange]:
+    """Blender's usual shot layout: each marker bound to a camera starts a shot that runs to the frame
+    before the next such marker; the last runs to the scene end. Markers outside the scene range are
+    ignored; two camera markers on one frame make one shot (the first by name)."""
+    bound = sorted((m for m in markers if m.camera), key=lambda m: (m.frame, m.name))
+    starts: list[Marker] = []
+    for m in bound:
+        if scene_start <= m.frame <= scene_end and (not starts or starts[-1].frame != m.frame):
+            starts.append(m)
+    out: list[ShotRange] = []
+    used: set[str] = set()
+    for i, m in enumerate(starts):
+        end = starts[i + 1].frame - 1 if i + 1 < len(starts) else scene_end
+        out.append(ShotRange(_unique_name(m.name or m.camera or "shot", used), m.frame, end, m.camera))
+    return out
+
+
+def _unique_name(name: str, used: set[str]) -> str:
+    candidate, n = name, 1
+    while candidate in used:
+        candidate = f"{name}.{n:03d}"
+        n += 1
+    used.add(candidate)
+    return candidate
+
+
+def match_existing(new: Sequence[ShotRange], existing: Sequence[tuple[str, int]]) -> list[int | None]:
+    """For each new shot, the index of the existing shot (name, frame_start) it updates, or None.
+
+    A shot keeps its tags, tier and engine when it is found again by name, else by start frame
+    (a renamed marker); each existing shot is matched once.
+    """
+    taken: set[int] = set()
+    result: list[int | None] = [None] * len(new)
+    by_name = {name: i for i, (name, _start) in enumerate(existing)}
+    for k, shot in enumerate(new):
+        i = by_name.get(shot.name)
+        if i is not None and i not in taken:
+            result[k] = i
+            taken.add(i)
+    for k, shot in enumerate(new):
+        if result[k] is not None:
+            continue
+        for i, (_name, start) in enumerate(existing):
+            if i not in taken and start == shot.frame_start:
+                result[k] = i
+                taken.add(i)
+                break
+    return result
+
+
+# ---------------------------------------------------------------------------------------- estimates
+
+
+@dataclass(frozen=True)
+class Account:
+    """What the add-on knows of who is spending: from `state.me`, `state.allowed_tiers`, `state.credits`."""
+
+    plan: str = ""
+    role: str = ""
+    allowed_tiers: tuple[str, ...] = ()
+    available: int | None = None  # None until the first sync
+    total: int | None = None
+
+    @classmethod
+    def from_state(cls, state: Any) -> Account:
+        me = getattr(state, "me", None) or {}
+        credits = getattr(state, "credits", None)
+        plan = str((me.get("org") or {}).get("plan") or (credits.plan if credits else "") or "")
+        role = str((me.get("member") or {}).get("role") or "")
+        allowed = tuple(getattr(state, "allowed_tiers", ()) or me.get("allowed_tiers") or ())
+        return cls(
+            plan=plan,
+            role=role,
+            allowed_tiers=allowed,
+            available=credits.available if credits else None,
+            total=credits.total if credits else None,
+        )
+
+
+@dataclass(frozen=True)
+class Line:
+    """One row of the Cost Estimate dialog."""
+
+    shot: Shot
+    duration_s: int | None  # snapped, as the service charges; None when the shot cannot be priced
+    credits: int
+    draft_credits: int
+    blocked_reason: str | None = None  # plain words; a blocked shot is never sent
+    blocked_code: str | None = None
+    included: bool = True  # the artist's checkbox in a batch
+
+    @property
+    def name(self) -> str:
+        return self.shot.name
+
+    @property
+    def sendable(self) -> bool:
+        return self.included and self.blocked_reason is None
+
+
+@dataclass(frozen=True)
+class Estimate:
+    lines: tuple[Line, ...]
+    available: int | None
+    rate_card_version: str = ""
+    refusal: str | None = None  # why nothing at all may be sent (a viewer's key), plain words
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def sent(self) -> list[Line]:
+        return [ln for ln in self.lines if ln.sendable]
+
+    @property
+    def blocked(self) -> list[Line]:
+        return [ln for ln in self.lines if ln.included and ln.blocked_reason]
+
+    @property
+    def total(self) -> int:
+        """What Confirm holds: the shots that will be sent."""
+        return sum(ln.credits for ln in self.sent)
+
+    @property
+    def draft_total(self) -> int:
+        return sum(ln.draft_credits for ln in self.sent)
+
+    @property
+    def balance_after(self) -> int | None:
+        return None if self.available is None else self.available - self.total
+
+    @property
+    def shortfall(self) -> int:
+        if self.available is None:
+            return 0
+        return max(0, self.total - self.available)
+
+    @property
+    def can_send(self) -> bool:
+        """Never send what the service would refuse: something to send, nothing refused, and covered."""
+        return self.refusal is None and bool(self.sent) and self.shortfall == 0
+
+    def draft_text(self) -> str | None:
+        """'Draft first: 2,080 cr instead of 8,320 cr', when Draft would cost less."""
+        if not self.sent or self.draft_total >= self.total:
+            return None
+        return f"Draft first: {formatting.credits(self.draft_total)} instead of {formatting.credits(self.total)}"
+
+    def shortfall_text(self) -> str | None:
+        if self.shortfall <= 0:
+            return None
+        return (
+            f"Not enough credits: this needs {formatting.credits(self.total)}, "
+            f"{formatting.credits(self.shortfall)} more than the {formatting.credits(self.available)} available."
+        )
+
+    def why_not(self) -> str | None:
+        """The one line that says why Confirm cannot send, or None when it can."""
+        if self.refusal:
+            return self.refusal
+        if not self.lines:
+            return "There are no shots to render."
+        if not self.sent:
+            if self.blocked:
+                return self.blocked[0].blocked_reason
+            return "Every shot is left out: tick at least one to render."
+        return self.shortfall_text()
+
+    def fit_to_budget(self) -> list[int]:
+        """Indexes into `lines` to keep: the highest-priority shots, in list order, that fit the balance."""
+        candidates = [i for i, ln in enumerate(self.lines) if ln.blocked_reason is None and ln.included]
+        if self.available is None:
+            return candidates
+        kept = pricing.fit_to_budget([self.lines[i].credits for i in candidates], self.available)
+        return [candidates[k] for k in kept]
+
+    def with_included(self, included: Sequence[bool]) -> Estimate:
+        lines = tuple(replace(ln, included=bool(inc)) for ln, inc in zip(self.lines, included, strict=True))
+        return replace(self, lines=lines)
+
+    def request_shots(self) -> list[dict[str, Any]]:
+        return [ln.shot.request_json() for ln in self.sent]
+
+
+def role_refusal(role: str) -> str | None:
+    """Why this key's role may not spend, in plain words, or None (an unknown role is left to the service)."""
+    if not role or role in pricing.ROLES_THAT_SPEND:
+        return None
+    return (
+        f"This API key belongs to a {role}, and a {role} may not spend credits: "
+        "ask an owner, admin or editor of the organisation for an editor key."
+    )
+
+
+def tier_refusal_text(card: RateCard, tier_id: str, account: Account) -> str | None:
+    """4K outside Enterprise, in the words of `pricing.tier_refusal` (or of the service's allowed tiers)."""
+    if account.plan in pricing.PLANS:
+        reason = pricing.tier_refusal(card, tier_id, account.plan)
+        if reason:
+            return reason
+    if account.allowed_tiers and tier_id not in account.allowed_tiers:
+        name = card.tier(tier_id).name
+        return f"The {name} tier is not included in this organisation's plan."
+    return None
+
+
+def locked_refusal(name: str) -> str:
+    return f"Shot {name} is locked: unlock it in the Shots list to render it again."
+
+
+def estimate(
+    shots: Sequence[Shot],
+    card: RateCard,
+    account: Account,
+    included: Sequence[bool] | None = None,
+) -> Estimate:
+    """The Cost Estimate for these shots, in order, from the cached rate card (no network)."""
+    refusal = role_refusal(account.role)
+    lines: list[Line] = []
+    for k, shot in enumerate(shots):
+        inc = True if included is None else bool(included[k])
+        reason: str | None = None
+        code: str | None = None
+        snapped: int | None = None
+        credits = draft = 0
+        try:
+            price = card.price(shot.engine, shot.tier, shot.duration_s)
+            snapped, credits = price.duration_s, price.credits
+            draft = card.price(shot.engine, DRAFT_TIER, shot.duration_s).credits
+        except PricingError as exc:
+            reason, code = exc.message, exc.code
+        if reason is None and shot.locked:
+            reason, code = locked_refusal(shot.name), "locked"
+        if reason is None:
+            tier_reason = tier_refusal_text(card, shot.tier, account)
+            if tier_reason:
+                reason, code = tier_reason, "tier_not_allowed"
+        if reason is None and refusal:
+            reason, code = refusal, "forbidden"
+        lines.append(Line(shot, snapped, credits, draft, reason, code, inc))
+    return Estimate(tuple(lines), account.available, card.version, refusal)
+
+
+def estimate_from_service(answer: dict[str, Any]) -> dict[str, int]:
+    """Per-shot credits from a `POST /v1/estimates` answer, by shot name (to compare with ours)."""
+    return {str(s["name"]): int(s["credits"]) for s in answer.get("shots", [])}
+
+
+def differs_from_service(ours: Estimate, answer: dict[str, Any]) -> str | None:
+    """None when the service's estimate for the sent shots matches ours, else one readable line."""
+    theirs = estimate_from_service(answer)
+    for ln in ours.sent:
+        if theirs.get(ln.name) != ln.credits:
+            return (
+                f"The service prices shot {ln.name} at {formatting.credits(theirs.get(ln.name))}, "
+                f"not {formatting.credits(ln.credits)}: the rate card changed; check the new estimate."
+            )
+    blocked = answer.get("blocked") or []
+    if blocked:
+        first = blocked[0]
+        return str(first.get("reason") or f"The service refuses shot {first.get('name')}.")
+    return None
+
+
+def switch_to_draft(shots: Sequence[Shot]) -> list[Shot]:
+    return [replace(s, tier=DRAFT_TIER) for s in shots]
+
+
+# ---------------------------------------------------------------------------------------- budget guard
+
+ACTIVE_JOB_STATUSES = frozenset({"queued", "processing"})
+
+
+def guard_decision(
+    *,
+    job: dict[str, Any],
+    balance_total: int | None,
+    min_balance: int,
+    pause_over_estimate: bool,
+    estimate: int | None = None,
+) -> str | None:
+    """Why the budget guard pauses this job now, in plain words, or None.
+
+    `balance_total` is the organisation's balance as it drops shot by shot (the `total`: what is
+    held for a batch is still the studio's until a shot is charged). `min_balance` 0 switches that
+    check off. `estimate` is what the add-on estimated at Confirm (the job's own estimate otherwise).
+    """
+    if str(job.get("status")) not in ACTIVE_JOB_STATUSES:
+        return None
+    name = job.get("name") or f"job {job.get('id')}"
+    if min_balance > 0 and balance_total is not None and balance_total < min_balance:
+        return (
+            f"Budget guard paused {name}: the balance fell to {formatting.credits(balance_total)}, "
+            f"below your minimum of {formatting.credits(min_balance)}."
+        )
+    expected = estimate if estimate is not None else job.get("estimated_credits")
+    charged = int(job.get("charged_credits") or 0)
+    if pause_over_estimate and expected is not None and charged > int(expected):
+        return (
+            f"Budget guard paused {name}: it has been charged {formatting.credits(charged)}, "
+            f"more than its estimate of {formatting.credits(int(expected))}."
+        )
+    return None
+
+
+# ---------------------------------------------------------------------------------------- queue view
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job of `state.jobs` as the Render Queue draws it."""
+
+    id: int
+    name: str
+    status: str
+    done: int
+    total: int
+    charged: int
+    estimated: int
+    shots: tuple[dict[str, Any], ...]
+
+    @property
+    def progress(self) -> float:
+        return self.done / self.total if self.total else 0.0
+
+    @property
+    def ended(self) -> bool:
+        return self.status in ("completed", "failed", "canceled")
+
+    def progress_text(self) -> str:
+        return f"{self.done}/{self.total} shots · {formatting.credits(self.charged)} of {formatting.credits(self.estimated)}"
+
+
+SHOT_ENDED = frozenset({"completed", "failed", "canceled"})
+
+
+def job_view(job: dict[str, Any]) -> JobView:
+    shots = tuple(dict(s) for s in job.get("shots") or ())
+    done = sum(1 for s in shots if s.get("status") in SHOT_ENDED)
+    return JobView(
+        id=int(job.get("id") or 0),
+        name=str(job.get("name") or f"Job {job.get('id')}"),
+        status=str(job.get("status") or "queued"),
+        done=done,
+        total=len(shots),
+        charged=int(job.get("charged_credits") or 0),
+        estimated=int(job.get("estimated_credits") or 0),
+        shots=shots,
+    )
+
+
+def shot_status_text(shot: dict[str, Any]) -> str:
+    """'completed · 2,080 cr', 'failed: engine timed out · not charged', 'queued · 2,080 cr est.'"""
+    status = str(shot.get("status") or "queued")
+    credits = int(shot.get("credits") or 0)
+    if status == "completed":
+        return f"completed · {formatting.credits(credits)}"
+    if status == "failed":
+        error = shot.get("error") or "failed"
+        return f"failed: {error} · not charged"
+    if status == "canceled":
+        return "canceled · not charged"
+    return f"{status} · {formatting.credits(credits)} est."
+
+
+def jobs_newest_first(jobs: dict[int, dict[str, Any]]) -> list[JobView]:
+    return [job_view(j) for _id, j in sorted(jobs.items(), key=lambda kv: -int(kv[0]))]
