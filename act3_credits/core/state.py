@@ -95,6 +95,29 @@ class History:
     def has_more(self) -> bool:
         return self.next_cursor is not None or not self.loaded_once
 
+    def apply_page(self, rows: list[HistoryRow], next_cursor: str | None, *, first: bool) -> None:
+        """A page from the service: the first one replaces the list, later ones extend it."""
+        if first:
+            self.rows = list(rows)
+        else:
+            known = {r.id for r in self.rows}
+            self.rows.extend(r for r in rows if r.id not in known)
+        self.next_cursor = next_cursor
+        self.loading = False
+        self.loaded_once = True
+
+    def merge_newest(self, rows: list[HistoryRow], next_cursor: str | None) -> bool:
+        """The newest page, fetched again after an event: rows not loaded yet go on top. True if any."""
+        known = {r.id for r in self.rows}
+        new = [r for r in rows if r.id not in known]
+        if not self.loaded_once or (self.rows and rows and len(new) == len(rows)):
+            # Nothing loaded yet, or more happened than a page holds: start again from this page.
+            changed = [r.id for r in rows] != [r.id for r in self.rows]
+            self.apply_page(rows, next_cursor, first=True)
+            return changed
+        self.rows[:0] = new
+        return bool(new)
+
     def tier_totals(self) -> dict[str, int]:
         """Credits spent per tier over the loaded render rows (positive numbers)."""
         totals: dict[str, int] = {}
@@ -131,7 +154,7 @@ class State:
         """Apply a balance; an older `version` never overwrites a newer one. True when it changed."""
         if not from_cache:
             self.last_sync_monotonic = time.monotonic()
-            self.last_sync_wall = dt.datetime.now(dt.timezone.utc)
+            self.last_sync_wall = dt.datetime.now(dt.UTC)
             self.connection = "ok"
             self.last_error = None
         if self.credits is not None and not self.credits_from_cache and credits.version < self.credits.version:
@@ -142,6 +165,21 @@ class State:
         if changed:
             self.touch()
         return changed
+
+    def mark_synced(self) -> None:
+        """The event stream is connected and quiet, so the balance held is still the service's."""
+        if self.credits is not None and not self.credits_from_cache and self.connection == "ok":
+            self.last_sync_monotonic = time.monotonic()
+            self.last_sync_wall = dt.datetime.now(dt.UTC)
+
+    def set_connection(self, connection: str, error: str | None) -> bool:
+        """Record the link's state and its one-line reason. True when either changed."""
+        if (connection, error) == (self.connection, self.last_error):
+            return False
+        self.connection = connection
+        self.last_error = error
+        self.touch()
+        return True
 
     def is_stale(self, now_monotonic: float | None = None) -> bool:
         if self.credits is None or self.credits_from_cache or self.last_sync_monotonic is None:

@@ -1,0 +1,670 @@
+"""All network traffic, off the calling thread.
+
+Two daemon threads per configuration, neither of which ever touches bpy or the `State`:
+
+* the command thread runs requests from a queue (refresh, buy, submit_job, ...);
+* the events thread long-polls `GET /v1/events`, so a charge or a purchase made anywhere shows up
+  within a second, and backs off (1, 2, 4 ... 30 s) while the service is away.
+
+Both put their answers into one results queue. `drain()`, on the main thread (a bpy timer, or
+`act3_credits.api` while a script waits), applies them to the `State` and runs callbacks.
+`request()` and `drain()` never wait on the network, so a hung service cannot freeze Blender.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import formatting
+from .cache import Cache
+from .client import (
+    CONNECT_TIMEOUT_S,
+    DEFAULT_BASE_URL,
+    READ_TIMEOUT_S,
+    Act3Error,
+    AuthError,
+    Client,
+    EventsPage,
+    HistoryPage,
+    NotConfiguredError,
+    OfflineError,
+    PurchaseResult,
+    ServerError,
+    mask_key,
+    new_idempotency_key,
+    parse_credits,
+)
+from .pricing import RateCard
+from .state import Credits, State
+
+log = logging.getLogger("act3_credits")
+
+DISABLED_MESSAGE = (
+    "Online access is off: turn on Preferences > System > Network > Allow Online Access to sync ACT3 credits."
+)
+NO_KEY_MESSAGE = "No ACT3 API key: add one in Preferences > Add-ons > ACT3 Credits (or set ACT3_API_KEY)."
+STOPPED_MESSAGE = "ACT3 sync is stopped."
+
+KINDS = frozenset(
+    {
+        "refresh",  # me + credits + pricing (ETag) + first history page of the current filter
+        "credits",
+        "me",
+        "history",  # (re)load the panel's list: params tier, shot
+        "history_more",  # the panel's next page
+        "history_page",  # a page for a script, not the panel: limit, cursor, tier, shot, kind
+        "packs",
+        "buy",  # pack_id, idempotency_key (made here if not given)
+        "test_connection",
+        "estimate",  # shots
+        "submit_job",  # name, shots, idempotency_key (made here if not given)
+        "jobs",  # status, limit
+        "job",  # job_id
+        "pause_job",
+        "resume_job",
+        "cancel_job",
+    }
+)
+# Errors that say the link (not the request) is broken.
+LINK_ERRORS = (OfflineError, ServerError, AuthError)
+# Events after which the newest history page has rows we do not show yet.
+HISTORY_EVENTS = frozenset({"job.shot_completed", "purchase.completed", "billing.refilled"})
+CACHE_EVERY_S = 2.0
+RESYNC_EVERY_S = 15.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    base_url: str = DEFAULT_BASE_URL
+    api_key: str = field(default="", repr=False)
+    online_access: bool = True
+    connect_timeout: float = CONNECT_TIMEOUT_S
+    read_timeout: float = READ_TIMEOUT_S
+    events_wait: float = 10.0  # seconds each long poll may wait on the service
+    history_limit: int = 50
+    retries: int = 2
+    max_backoff: float = 30.0
+
+    def __repr__(self) -> str:
+        return f"Settings(base_url={self.base_url!r}, api_key={mask_key(self.api_key)!r}, online={self.online_access})"
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One request; `drain()` fills `done`, `ok`, `result` and `error` and then runs the callback."""
+
+    id: int
+    kind: str
+    params: dict[str, Any]
+    callback: Callable[[Ticket], None] | None = field(default=None, repr=False)
+    done: bool = False
+    ok: bool = False
+    result: Any = None
+    error: Act3Error | None = None
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    me: dict[str, Any]
+    credits: Credits
+    pricing: dict[str, Any] | None  # None: the card did not change (304)
+    pricing_etag: str | None
+    history: HistoryPage
+
+
+@dataclass
+class _Result:
+    generation: int
+    kind: str
+    ticket_id: int = 0
+    result: Any = None
+    error: Act3Error | None = None
+
+
+class _Link:
+    """The threads and clients of one configuration; replaced whole when the settings change."""
+
+    def __init__(self, settings: Settings, results: queue.Queue[_Result], generation: int) -> None:
+        self.settings = settings
+        self.results = results
+        self.generation = generation
+        self.stop = threading.Event()
+        self.commands: queue.Queue[tuple[int, str, dict[str, Any]] | None] = queue.Queue()
+        self.threads = [
+            threading.Thread(target=self._command_loop, name="act3-commands", daemon=True),
+            threading.Thread(target=self._events_loop, name="act3-events", daemon=True),
+        ]
+
+    def client(self, retries: int | None = None) -> Client:
+        s = self.settings
+        return Client(
+            s.base_url,
+            s.api_key,
+            connect_timeout=s.connect_timeout,
+            read_timeout=s.read_timeout,
+            retries=s.retries if retries is None else retries,
+            cancel=self.stop,
+        )
+
+    def post(self, kind: str, ticket_id: int = 0, result: Any = None, error: Act3Error | None = None) -> None:
+        if not self.stop.is_set():  # after stop() nothing reaches the state
+            self.results.put(_Result(self.generation, kind, ticket_id, result, error))
+
+    def start(self) -> None:
+        for t in self.threads:
+            t.start()
+
+    def shutdown(self, join_s: float) -> None:
+        self.stop.set()
+        self.commands.put(None)
+        deadline = time.monotonic() + join_s
+        for t in self.threads:
+            if t.is_alive():
+                t.join(max(0.0, deadline - time.monotonic()))
+
+    # ------------------------------------------------------------------ command thread
+
+    def _command_loop(self) -> None:
+        client = self.client()
+        try:
+            while not self.stop.is_set():
+                item = self.commands.get()
+                if item is None or self.stop.is_set():
+                    return
+                ticket_id, kind, params = item
+                try:
+                    self.post(kind, ticket_id, result=_run(client, kind, params))
+                except Act3Error as exc:
+                    self.post(kind, ticket_id, error=exc)
+                except Exception as exc:  # a bug here must not kill the thread or reach Blender as a traceback
+                    log.exception("ACT3 %s failed", kind)
+                    self.post(kind, ticket_id, error=Act3Error(f"ACT3 {kind} failed: {exc}", code="internal"))
+        finally:
+            client.close()
+
+    # ------------------------------------------------------------------ events thread
+
+    def _events_loop(self) -> None:
+        # No retries inside the client: this loop has its own backoff and must notice stop() quickly.
+        client = self.client(retries=0)
+        last_seq: int | None = None
+        backoff = 1.0
+        try:
+            while not self.stop.is_set():
+                try:
+                    if last_seq is None:
+                        # Take the position first, then refresh: nothing between the two is missed.
+                        last_seq = client.events(None, 0).last_seq
+                        self.post("_resync")
+                        backoff = 1.0
+                        continue
+                    page = client.events(last_seq, self.settings.events_wait)
+                    if page.last_seq < last_seq:  # the service's log was reset: start again
+                        last_seq = None
+                        continue
+                    last_seq = page.last_seq
+                    self.post("_events", result=page)
+                except Act3Error as exc:
+                    self.post("_link_error", error=exc)
+                    last_seq = None
+                    wait = self.settings.max_backoff if isinstance(exc, AuthError) else backoff
+                    backoff = min(backoff * 2, self.settings.max_backoff)
+                    self.stop.wait(wait)
+                except Exception:
+                    log.exception("ACT3 event stream failed")
+                    last_seq = None
+                    self.stop.wait(backoff)
+                    backoff = min(backoff * 2, self.settings.max_backoff)
+        finally:
+            client.close()
+
+
+def _run(client: Client, kind: str, p: dict[str, Any]) -> Any:
+    """One command, on the command thread. Only the network and parsing happen here."""
+    if kind == "refresh":
+        me = client.me()
+        credits = client.credits()
+        pricing, etag = client.pricing(p.get("etag"))
+        history = client.history(limit=p["limit"], tier=p.get("tier"), shot=p.get("shot"))
+        return RefreshResult(me, credits, pricing, etag, history)
+    if kind == "test_connection":
+        return client.me(), client.credits()
+    if kind == "credits":
+        return client.credits()
+    if kind == "me":
+        return client.me()
+    if kind in ("history", "history_more", "history_page"):
+        return client.history(
+            limit=p["limit"], cursor=p.get("cursor"), tier=p.get("tier"), shot=p.get("shot"), kind=p.get("kind")
+        )
+    if kind == "packs":
+        return client.credit_packs()
+    if kind == "buy":
+        return client.purchase(p["pack_id"], p["idempotency_key"])
+    if kind == "estimate":
+        return client.estimate(p["shots"])
+    if kind == "submit_job":
+        return client.submit_job(p["name"], p["shots"], p["idempotency_key"])
+    if kind == "jobs":
+        return client.jobs(status=p.get("status"), limit=p.get("limit", 50))
+    if kind == "job":
+        return client.job(p["job_id"])
+    if kind == "pause_job":
+        return client.pause_job(p["job_id"])
+    if kind == "resume_job":
+        return client.resume_job(p["job_id"])
+    if kind == "cancel_job":
+        return client.cancel_job(p["job_id"])
+    raise ValueError(f"unknown request kind {kind!r}")
+
+
+class SyncWorker:
+    """Owns the link to the service and applies what it brings to one `State`, on the main thread."""
+
+    def __init__(self, state: State | None = None, cache: Cache | None = None) -> None:
+        self.state = state if state is not None else State()
+        self.cache = cache
+        self.settings = Settings(online_access=False)
+        self._results: queue.Queue[_Result] = queue.Queue()
+        self._link: _Link | None = None
+        self._generation = 0
+        self._running = False
+        self._ids = itertools.count(1)
+        self._tickets: dict[int, Ticket] = {}
+        self._subscribers: list[Callable[[str, dict[str, Any]], None]] = []
+        self._refreshing = 0  # refresh tickets in flight
+        self._history_dirty = False
+        self._history_ticket: Ticket | None = None
+        self._job_fetches: set[int] = set()
+        self._cache_dirty = False
+        self._cache_saved_at = 0.0
+        self._last_resync = 0.0
+        self._was_stale = self.state.is_stale()
+        self._lock = threading.Lock()  # request() may come from a script's thread
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def configure(self, settings: Settings) -> None:
+        """Use these settings from now on; a running worker reconnects (answers to the old ones are dropped)."""
+        changed = settings != self.settings
+        self.settings = settings
+        if self._running and (changed or self._link is None):
+            self._relink()
+        elif not self._running:
+            self._show_configuration()
+
+    def start(self) -> None:
+        if self._running:
+            return
+        self._running = True
+        self._relink()
+
+    def stop(self, join_s: float = 0.3) -> None:
+        """Returns within about `join_s`: threads blocked on the network finish on their own, mute."""
+        self._running = False
+        self._unlink(join_s)
+        self._fail_pending(NotConfiguredError(STOPPED_MESSAGE, code="stopped"))
+        self._save_cache(force=True)
+
+    def _relink(self) -> None:
+        self._unlink(0.0)
+        self._fail_pending(NotConfiguredError("The ACT3 settings changed; try again.", code="reconfigured"))
+        if self._show_configuration():
+            with self._lock:
+                self._link = _Link(self.settings, self._results, self._generation)
+            self._link.start()
+
+    def _unlink(self, join_s: float) -> None:
+        with self._lock:
+            link, self._link = self._link, None
+            self._generation += 1  # whatever the old threads still post is ignored
+            self._refreshing = 0
+            self._history_ticket = None
+            self._job_fetches.clear()
+        if link is not None:
+            link.shutdown(join_s)
+
+    def _show_configuration(self) -> bool:
+        """Put why nothing is sent (or that we are connecting) into the state. True when we may connect."""
+        s = self.settings
+        if not s.online_access:
+            self.state.set_connection("disabled", DISABLED_MESSAGE)
+            return False
+        if not s.api_key:
+            self.state.set_connection("unconfigured", NO_KEY_MESSAGE)
+            return False
+        if self.state.connection in ("disabled", "unconfigured", "auth"):
+            self.state.set_connection("connecting", None)
+        return True
+
+    def _fail_pending(self, error: Act3Error) -> None:
+        with self._lock:
+            pending, self._tickets = self._tickets, {}
+        for ticket in pending.values():
+            ticket.done, ticket.ok, ticket.error = True, False, error
+
+    # ------------------------------------------------------------------ requests
+
+    def request(self, kind: str, /, callback: Callable[[Ticket], None] | None = None, **params: Any) -> Ticket:
+        """Queue a request; never blocks. The ticket is filled (and `callback(ticket)` run) by `drain()`."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown ACT3 request {kind!r}; known: {', '.join(sorted(KINDS))}")
+        params = self._prepare(kind, params)
+        with self._lock:
+            ticket = Ticket(next(self._ids), kind, params, callback)
+            self._tickets[ticket.id] = ticket
+            link = self._link
+            generation = self._generation
+            if kind == "refresh":
+                self._refreshing += 1
+        if link is None:
+            error = self._why_not_sent()
+            self._results.put(_Result(generation, kind, ticket.id, error=error))
+        else:
+            link.commands.put((ticket.id, kind, params))
+        return ticket
+
+    def _why_not_sent(self) -> NotConfiguredError:
+        if not self.settings.online_access:
+            return NotConfiguredError(DISABLED_MESSAGE, code="online_access_disabled")
+        if not self.settings.api_key:
+            return NotConfiguredError(NO_KEY_MESSAGE, code="no_api_key")
+        return NotConfiguredError(STOPPED_MESSAGE, code="stopped")
+
+    def _prepare(self, kind: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Fill in what the request needs from the state, here on the caller's thread."""
+        p = dict(params)
+        h = self.state.history
+        limit = int(p.get("limit") or self.settings.history_limit)
+        if kind == "refresh":
+            p.update(limit=limit, tier=h.tier, shot=h.shot)
+            if self.state.rate_card is not None and self.state.pricing_etag:
+                p["etag"] = self.state.pricing_etag
+        elif kind == "history":
+            tier, shot = p.get("tier") or "", p.get("shot") or ""
+            if (tier, shot) != (h.tier, h.shot):
+                self.state.history = type(h)(tier=tier, shot=shot)
+            self.state.history.loading = True
+            p.update(limit=limit, tier=tier, shot=shot, cursor=None)
+        elif kind == "history_more":
+            p.update(limit=limit, tier=h.tier, shot=h.shot, cursor=h.next_cursor if h.loaded_once else None)
+            h.loading = True
+        elif kind == "history_page":
+            p["limit"] = limit
+        elif kind in ("buy", "submit_job"):
+            # One key per user action, reused by every retry of it (a lost answer must not buy twice).
+            p.setdefault("idempotency_key", new_idempotency_key())
+        return p
+
+    def subscribe(self, callback: Callable[[str, dict[str, Any]], None]) -> None:
+        """`callback(event_type, data)` for every event from the service, run by `drain()`."""
+        if callback not in self._subscribers:
+            self._subscribers.append(callback)
+
+    def unsubscribe(self, callback: Callable[[str, dict[str, Any]], None]) -> None:
+        if callback in self._subscribers:
+            self._subscribers.remove(callback)
+
+    def wait(self, ticket: Ticket, timeout: float, poll_s: float = 0.01) -> bool:
+        """Drain until the ticket is answered or `timeout` passes; for scripts, never for draw code."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.drain()
+            if ticket.done or time.monotonic() >= deadline:
+                return ticket.done
+            time.sleep(poll_s)
+
+    # ------------------------------------------------------------------ drain (main thread)
+
+    def drain(self, max_items: int | None = None) -> bool:
+        """Apply what the threads brought; True when anything the UI shows changed."""
+        before = self.state.change_count
+        count = 0
+        while max_items is None or count < max_items:
+            try:
+                item = self._results.get_nowait()
+            except queue.Empty:
+                break
+            count += 1
+            if item.generation != self._generation:
+                continue
+            try:
+                self._apply(item)
+            except Exception:  # never let a surprise in one answer escape into Blender's timer
+                log.exception("ACT3: could not apply %s", item.kind)
+        if self._running and self._link is not None:
+            self._follow_up()
+        stale = self.state.is_stale()
+        changed = self.state.change_count != before or stale != self._was_stale
+        self._was_stale = stale
+        if changed:
+            self._cache_dirty = True
+        self._save_cache()
+        return changed
+
+    def _apply(self, item: _Result) -> None:
+        with self._lock:
+            ticket = self._tickets.pop(item.ticket_id, None) if item.ticket_id else None
+            if item.kind == "refresh" and item.ticket_id:
+                self._refreshing = max(0, self._refreshing - 1)
+        if item.error is not None:
+            self._apply_error(item)
+        else:
+            apply = getattr(self, f"_on_{item.kind.lstrip('_')}", None)
+            if apply is not None:
+                apply(item.result, ticket.params if ticket else {})
+        if ticket is not None:
+            ticket.done, ticket.ok = True, item.error is None
+            ticket.result, ticket.error = item.result, item.error
+            if ticket is self._history_ticket:
+                self._history_ticket = None
+            if ticket.kind == "job":
+                self._job_fetches.discard(ticket.params.get("job_id", -1))
+            if ticket.callback is not None:
+                try:
+                    ticket.callback(ticket)
+                except Exception:
+                    log.exception("ACT3: a %s callback failed", ticket.kind)
+
+    def _apply_error(self, item: _Result) -> None:
+        err = item.error
+        assert err is not None
+        if item.kind in ("history", "history_more"):
+            self.state.history.loading = False
+        if isinstance(err, AuthError):
+            self.state.set_connection("auth", str(err))
+        elif isinstance(err, LINK_ERRORS):
+            self.state.set_connection("offline", str(err))
+        elif isinstance(err, NotConfiguredError):
+            pass  # the state already says why (disabled / unconfigured)
+        else:
+            self.state.last_message = str(err)
+            self.state.touch()
+
+    # One method per answer kind: `_on_<kind>(result, params)`.
+
+    def _on_refresh(self, r: RefreshResult, p: dict[str, Any]) -> None:
+        self._on_me(r.me, p)
+        self.state.set_credits(r.credits)
+        if r.pricing is not None:
+            self.state.rate_card = RateCard.from_json(r.pricing)
+            self.state.pricing_etag = r.pricing_etag
+        h = self.state.history
+        if (p.get("tier") or "", p.get("shot") or "") == (h.tier, h.shot):
+            h.apply_page(r.history.rows, r.history.next_cursor, first=True)
+            self._history_dirty = False
+        self.state.touch()
+
+    def _on_me(self, me: dict[str, Any], p: dict[str, Any]) -> None:
+        self.state.me = me
+        self.state.allowed_tiers = tuple(me.get("allowed_tiers") or ())
+        if me.get("payment_method") is not None:
+            self.state.payment_method = me.get("payment_method")
+        self.state.touch()
+
+    def _on_credits(self, credits: Credits, p: dict[str, Any]) -> None:
+        self.state.set_credits(credits)
+
+    def _on_test_connection(self, r: tuple[dict[str, Any], Credits], p: dict[str, Any]) -> None:
+        me, credits = r
+        self._on_me(me, p)
+        self.state.set_credits(credits)
+        org, member = me.get("org") or {}, me.get("member") or {}
+        self.state.last_message = (
+            f"Connected to ACT3 at {_host(self.settings.base_url)} as {member.get('name', '?')} "
+            f"({member.get('role', '?')}) of {org.get('name', '?')}, {formatting.credits(credits.available)} available."
+        )
+
+    def _on_history(self, page: HistoryPage, p: dict[str, Any]) -> None:
+        h = self.state.history
+        if (p.get("tier") or "", p.get("shot") or "") != (h.tier, h.shot):
+            return  # the filter changed while this page was on its way
+        if p.get("_merge"):
+            h.merge_newest(page.rows, page.next_cursor)
+        else:
+            h.apply_page(page.rows, page.next_cursor, first=p.get("cursor") is None)
+        self.state.touch()
+
+    _on_history_more = _on_history
+
+    def _on_packs(self, r: dict[str, Any], p: dict[str, Any]) -> None:
+        self.state.packs = list(r["packs"])
+        if r.get("payment_method") is not None:
+            self.state.payment_method = r["payment_method"]
+        self.state.touch()
+
+    def _on_buy(self, r: PurchaseResult, p: dict[str, Any]) -> None:
+        self.state.set_credits(r.balance)
+        credits = int(r.purchase.get("credits") or 0)
+        price = r.purchase.get("price_cents")
+        paid = f" for ${price / 100:,.2f}" if isinstance(price, int) else ""
+        card = r.purchase.get("payment_method") or self.state.payment_method
+        self.state.last_message = (
+            f"Bought {formatting.credits(credits)}{paid} ({formatting.payment_method(card)}); "
+            f"{formatting.credits(r.balance.available)} available."
+        )
+        self._history_dirty = True
+        self.state.touch()
+
+    def _on_submit_job(self, job: dict[str, Any], p: dict[str, Any]) -> None:
+        self.state.jobs[int(job["id"])] = job
+        self.state.last_message = (
+            f"Sent {job.get('name') or 'the batch'}: {len(job.get('shots') or [])} shots, "
+            f"{formatting.credits(job.get('estimated_credits'))} held."
+        )
+        self.state.touch()
+
+    def _on_jobs(self, jobs: list[dict[str, Any]], p: dict[str, Any]) -> None:
+        for job in jobs:
+            self.state.jobs[int(job["id"])] = job
+        self.state.touch()
+
+    def _on_job(self, job: dict[str, Any], p: dict[str, Any]) -> None:
+        self.state.jobs[int(job["id"])] = job
+        self.state.touch()
+
+    _on_pause_job = _on_resume_job = _on_cancel_job = _on_job
+
+    def _on_resync(self, _r: None, _p: dict[str, Any]) -> None:
+        """The event stream (re)connected: fetch everything once, then events keep it current."""
+        if not self._refreshing:
+            self._last_resync = time.monotonic()
+            self.request("refresh")
+
+    def _on_link_error(self, _r: None, _p: dict[str, Any]) -> None:
+        pass  # errors go through _apply_error
+
+    def _on_events(self, page: EventsPage, _p: dict[str, Any]) -> None:
+        if not page.events:
+            self.state.mark_synced()  # a quiet, connected stream: the balance held is current
+            if self.state.connection != "ok" and not self._refreshing:
+                if time.monotonic() - self._last_resync > RESYNC_EVERY_S:
+                    self._on_resync(None, {})
+            return
+        for event in page.events:
+            etype = str(event.get("type") or "")
+            data = event.get("data") if isinstance(event.get("data"), dict) else {}
+            assert isinstance(data, dict)
+            if isinstance(data.get("balance"), dict):
+                try:
+                    self.state.set_credits(parse_credits(data["balance"]))
+                except TypeError:
+                    log.warning("ACT3: ignoring a %s event without a readable balance", etype)
+            if etype.startswith("job.") and data.get("job_id") is not None:
+                self._job_event(etype, data)
+            if etype in HISTORY_EVENTS:
+                self._history_dirty = True
+            for callback in list(self._subscribers):
+                try:
+                    callback(etype, data)
+                except Exception:
+                    log.exception("ACT3: an event subscriber failed")
+
+    def _job_event(self, etype: str, data: dict[str, Any]) -> None:
+        job_id = int(data["job_id"])
+        job = self.state.jobs.get(job_id)
+        if job is not None:
+            if etype == "job.status" and data.get("status"):
+                job["status"] = data["status"]
+                job["status_reason"] = data.get("reason")
+            index = data.get("shot_index")
+            shots = job.get("shots") or []
+            if isinstance(index, int) and 0 <= index < len(shots):
+                shots[index]["status"] = "completed" if etype == "job.shot_completed" else "failed"
+                if etype == "job.shot_failed":
+                    shots[index]["error"] = data.get("error")
+            self.state.touch()
+        # The event carries the news; the job itself has the exact held/charged numbers.
+        if job_id not in self._job_fetches:
+            self._job_fetches.add(job_id)
+            self.request("job", job_id=job_id)
+
+    def _follow_up(self) -> None:
+        """Fetch the newest history page after events that add rows (one request in flight at most)."""
+        if self._history_dirty and self._history_ticket is None and not self._refreshing:
+            self._history_dirty = False
+            h = self.state.history
+            self._history_ticket = self.request(
+                "history_page",
+                tier=h.tier,
+                shot=h.shot,
+                limit=self.settings.history_limit,
+                callback=self._merge_history,
+            )
+
+    def _merge_history(self, ticket: Ticket) -> None:
+        if ticket.ok:
+            self._on_history(ticket.result, {**ticket.params, "_merge": True})
+
+    # ------------------------------------------------------------------ cache
+
+    def _save_cache(self, force: bool = False) -> None:
+        if self.cache is None or not self._cache_dirty:
+            return
+        if not force and time.monotonic() - self._cache_saved_at < CACHE_EVERY_S:
+            return
+        if self.state.credits is None or self.state.credits_from_cache:
+            return  # nothing confirmed by the service yet: keep what is on disk
+        try:
+            self.cache.save(self.state, self.settings.base_url)
+        except OSError as exc:
+            log.warning("ACT3: could not save the cache: %s", exc)
+        self._cache_dirty = False
+        self._cache_saved_at = time.monotonic()
+
+
+def _host(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).netloc or url
