@@ -318,10 +318,14 @@ class Client:
         try:
             data = resp.json()
         except ValueError:
-            data = None
-        if not isinstance(data, dict):
             raise ServerError(
                 f"ACT3 service at {self.host} sent an answer that is not JSON (HTTP {resp.status_code}).",
+                code="bad_response",
+                status=resp.status_code,
+            ) from None
+        if not isinstance(data, dict):
+            raise ServerError(
+                f"ACT3 service at {self.host} sent an answer this add-on does not understand (not an object).",
                 code="bad_response",
                 status=resp.status_code,
             )

@@ -1,0 +1,237 @@
+"""What the artist sees when the service misbehaves in ways a real service won't on demand:
+it hangs, crashes, answers garbage, drops the connection, or is not there at all."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from support.faults import FaultServer, closed_port_url
+
+from act3_credits.core.client import Act3Error, Client, OfflineError, ServerError
+from act3_credits.core.state import Credits, State
+from act3_credits.core.sync import Settings, SyncWorker
+
+FAST = {"read_timeout": 0.3, "backoff_s": 0.01}
+
+
+def client(url: str, key: str, **kw) -> Client:
+    return Client(url, key, **{**FAST, **kw})
+
+
+# ------------------------------------------------------------------ the client
+
+
+def test_hung_service_is_offline_within_the_read_timeout(secret):
+    with FaultServer("hang") as srv:
+        c = client(srv.url, secret, retries=1)
+        start = time.monotonic()
+        with pytest.raises(OfflineError) as err:
+            c.credits()
+        took = time.monotonic() - start
+    assert str(err.value) == f"ACT3 service unreachable at 127.0.0.1:{srv.port}: no answer within 0.3 s."
+    assert 0.6 <= took < 2.0  # two tries of 0.3 s each, and not a second more
+    assert srv.request_count == 2
+
+
+def test_crashing_service_is_a_server_error_with_its_message(secret):
+    with FaultServer("500") as srv:
+        with pytest.raises(ServerError) as err:
+            client(srv.url, secret).credits()
+    assert str(err.value) == f"ACT3 service error at 127.0.0.1:{srv.port} (HTTP 500): Something broke."
+    assert err.value.status == 500
+    assert srv.request_count == 1  # a 500 is not retried
+
+
+@pytest.mark.parametrize("call", ["me", "credits", "history", "pricing", "credit_packs"])
+def test_garbage_200_is_a_server_error_not_a_traceback(secret, call):
+    with FaultServer("garbage") as srv:
+        with pytest.raises(ServerError) as err:
+            getattr(client(srv.url, secret), call)()
+    assert "sent an answer that is not JSON (HTTP 200)" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [{}, {"items": "nope"}, {"total": "many"}, {"error": None}, {"engines": [{"id": 1}], "tiers": [7]}, [1, 2]],
+)
+def test_json_of_the_wrong_shape_is_a_server_error(secret, body):
+    with FaultServer("json", body=body) as srv:
+        c = client(srv.url, secret)
+        for call in (c.me, c.credits, c.history, c.pricing, c.credit_packs, lambda: c.events(0, 0)):
+            with pytest.raises(ServerError, match="does not understand|not JSON"):
+                call()
+
+
+def test_refused_port_is_offline_and_says_so(secret):
+    url = closed_port_url()
+    with pytest.raises(OfflineError) as err:
+        client(url, secret, retries=0).credits()
+    assert str(err.value).endswith("connection refused (is the service running?).")
+
+
+def test_dropped_connection_is_offline(secret):
+    with FaultServer("drop") as srv, pytest.raises(OfflineError, match="connection was dropped"):
+        client(srv.url, secret, retries=0).credits()
+
+
+def test_busy_service_is_retried_after_retry_after_for_gets_and_keyed_posts(secret):
+    with FaultServer("status", status=503, body={}, headers={"Retry-After": "0.2"}) as srv:
+        start = time.monotonic()
+        with pytest.raises(ServerError):
+            client(srv.url, secret, retries=2).credits()
+        assert time.monotonic() - start >= 0.4  # honoured Retry-After twice
+        assert srv.request_count == 3
+        with pytest.raises(ServerError):
+            client(srv.url, secret, retries=2).purchase("pack-50k", "key-of-one-click")
+        assert srv.request_count == 6
+        keys = {line for head in srv.requests[3:] for line in head.split(b"\r\n") if line.startswith(b"Idempotency")}
+        assert keys == {b"Idempotency-Key: key-of-one-click"}  # the same key on every try
+
+
+def test_a_post_without_an_idempotency_key_is_never_repeated(secret):
+    with FaultServer("status", status=503, body={}) as srv:
+        with pytest.raises(ServerError):
+            client(srv.url, secret, retries=3).estimate([{"name": "sh010"}])
+        with pytest.raises(ServerError):
+            client(srv.url, secret, retries=3).pause_job(1)
+    assert srv.request_count == 2
+
+
+def test_a_long_retry_after_is_reported_not_waited_for(secret):
+    with FaultServer("status", status=429, body={}, headers={"Retry-After": "3600"}) as srv:
+        start = time.monotonic()
+        with pytest.raises(ServerError, match=r"busy \(HTTP 429\)"):
+            client(srv.url, secret, retries=3).credits()
+    assert time.monotonic() - start < 1
+    assert srv.request_count == 1
+
+
+def test_the_key_is_sent_but_never_shown(secret):
+    with FaultServer("status", status=500, body={"error": {"code": "x", "message": f"bad header Bearer {secret}"}}) as srv:
+        c = client(srv.url, secret)
+        with pytest.raises(ServerError) as err:
+            c.credits()
+    assert f"Authorization: Bearer {secret}".encode() in srv.requests[0]
+    assert b"User-Agent: act3-credits-blender/0.1" in srv.requests[0]
+    for text in (str(err.value), repr(err.value), repr(c), repr(Settings("http://x/v1", secret))):
+        assert secret not in text
+    assert "…b1a0" in repr(c)
+
+
+# ------------------------------------------------------------------ the worker
+
+
+def hung_worker(url: str, key: str, **kw) -> SyncWorker:
+    worker = SyncWorker(State())
+    worker.configure(Settings(url, key, read_timeout=0.5, events_wait=0.2, retries=0, **kw))
+    worker.start()
+    return worker
+
+
+def test_a_hung_service_never_blocks_drain_or_request(secret, drain_until):
+    with FaultServer("hang") as srv:
+        worker = hung_worker(srv.url, secret, max_backoff=1)
+        try:
+            slowest = 0.0
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end:  # a second of Blender's timer while every request hangs
+                t = time.perf_counter()
+                worker.request("refresh")
+                worker.request("buy", pack_id="pack-50k")
+                worker.drain()
+                slowest = max(slowest, time.perf_counter() - t)
+                time.sleep(0.01)
+            assert slowest < 0.05
+            drain_until(worker, lambda: worker.state.connection == "offline")
+            assert worker.state.last_error == f"ACT3 service unreachable at 127.0.0.1:{srv.port}: no answer within 0.5 s."
+            assert worker.state.is_stale()
+            assert worker.state.header_text() == "— cr"
+        finally:
+            worker.stop()
+
+
+def test_stop_returns_at_once_while_a_request_hangs_and_the_state_is_left_alone(secret):
+    with FaultServer("hang") as srv:
+        worker = hung_worker(srv.url, secret)
+        worker.configure(Settings(srv.url, secret, read_timeout=30, events_wait=10))  # everything hangs long
+        ticket = worker.request("refresh")
+        time.sleep(0.2)
+        assert srv.request_count >= 1
+        start = time.perf_counter()
+        worker.stop()
+        assert time.perf_counter() - start < 0.5
+        before = worker.state.change_count
+        assert worker.drain() is False
+        assert ticket.done and not ticket.ok and str(ticket.error) == "ACT3 sync is stopped."
+        time.sleep(0.3)
+        worker.drain()
+        assert worker.state.change_count == before
+
+
+def test_cached_balance_stays_on_screen_marked_stale_while_offline(secret, drain_until):
+    state = State()
+    state.set_credits(Credits(total=245_000, available=240_000, monthly_allocation=875_000, version=3), from_cache=True)
+    worker = SyncWorker(state)
+    worker.configure(Settings(closed_port_url(), secret, retries=0))
+    worker.start()
+    try:
+        drain_until(worker, lambda: state.connection == "offline")
+        assert state.header_text() == "240,000 cr"
+        assert state.is_stale()
+        assert "connection refused" in (state.last_error or "")
+    finally:
+        worker.stop()
+
+
+def test_the_event_stream_backs_off_while_the_service_is_away(secret):
+    with FaultServer("drop") as srv:
+        worker = hung_worker(srv.url, secret, max_backoff=30)
+        try:
+            time.sleep(2.5)  # tries at 0, 1, 2 s (then 4 s): not a busy loop
+            worker.drain()
+            assert 2 <= srv.request_count <= 4
+            assert worker.state.connection == "offline"
+        finally:
+            worker.stop()
+
+
+def test_errors_from_callbacks_and_subscribers_do_not_escape_drain(secret, drain_until):
+    with FaultServer("500") as srv:
+        worker = hung_worker(srv.url, secret)
+        try:
+
+            def explode(_ticket):
+                raise RuntimeError("a buggy operator callback")
+
+            ticket = worker.request("credits", callback=explode)
+            drain_until(worker, lambda: ticket.done)
+            assert isinstance(ticket.error, ServerError)
+            assert isinstance(ticket.error, Act3Error)
+        finally:
+            worker.stop()
+
+
+@pytest.mark.parametrize(
+    ("online", "key", "connection", "line"),
+    [
+        (False, "k" * 20, "disabled", "Preferences > System > Network > Allow Online Access"),
+        (True, "", "unconfigured", "Preferences > Add-ons > ACT3 Credits"),
+    ],
+)
+def test_nothing_is_sent_without_online_access_or_a_key(online, key, connection, line, drain_until):
+    with FaultServer("hang") as srv:
+        worker = SyncWorker(State())
+        worker.configure(Settings(srv.url, key, online_access=online))
+        worker.start()
+        try:
+            ticket = worker.request("refresh")
+            drain_until(worker, lambda: ticket.done)
+            time.sleep(0.2)
+            worker.drain()
+            assert worker.state.connection == connection
+            assert line in (worker.state.last_error or "")
+            assert line in str(ticket.error)
+            assert srv.request_count == 0
+        finally:
+            worker.stop()
