@@ -285,7 +285,7 @@ class Client:
     def credit_packs(self) -> dict[str, Any]:
         """`{"packs": [...], "payment_method": {...} or None}`."""
         data = self._get("/credit-packs")
-        return self._check(data, lambda d: {"packs": list(d["packs"]), "payment_method": d.get("payment_method")})
+        return self._check(data, _parse_packs)
 
     def purchase(self, pack_id: str, idempotency_key: str) -> PurchaseResult:
         resp = self._request("POST", "/purchases", json={"pack_id": pack_id}, idempotency_key=idempotency_key)
@@ -479,6 +479,13 @@ def _parse_me(d: Any) -> dict[str, Any]:
 def _parse_estimate(d: Any) -> dict[str, Any]:
     int(d["total"]), int(d["available"]), list(d["shots"])
     return dict(d)
+
+
+def _parse_packs(d: Any) -> dict[str, Any]:
+    packs = [dict(p) for p in d["packs"]]
+    for p in packs:
+        str(p["id"]), int(p["credits"])
+    return {"packs": packs, "payment_method": d.get("payment_method")}
 
 
 def _parse_job(d: Any) -> dict[str, Any]:

@@ -353,6 +353,7 @@ class SyncWorker:
             pending, self._tickets = self._tickets, {}
         for ticket in pending.values():
             ticket.done, ticket.ok, ticket.error = True, False, error
+        self.state.history.loading = False
 
     # ------------------------------------------------------------------ requests
 
