@@ -1,0 +1,267 @@
+"""The HTTP layer: FastAPI routes over the Ledger (docs/api.md is the contract).
+
+Endpoints that touch the database are plain `def` (FastAPI runs them in its threadpool), except the
+events long poll, which is `async` and only borrows a thread for each short database read.
+"""
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from act3_credits.core import pricing
+
+from .auth import parse_bearer
+from .clock import ClockMovedBack, DbClock
+from .errors import ApiError, error_response
+from .events import EventBus
+from .ledger import Actor, Ledger, LedgerError, Result
+
+log = logging.getLogger("act3_server")
+
+JOB_STATUSES = ("queued", "processing", "paused", "completed", "failed", "canceled")
+HISTORY_KINDS = ("render", "purchase", "refill", "rollover", "expiry", "refund")
+
+
+class _Strict(BaseModel):
+    # Strict: "8" is not a duration and 8 is not a name; unknown fields are ignored.
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class ShotIn(_Strict):
+    name: str = Field("", max_length=200)
+    engine: str = Field(max_length=64)
+    tier: str = Field(max_length=32)
+    duration_s: float
+
+
+class EstimateIn(_Strict):
+    shots: list[ShotIn]
+
+
+class JobIn(_Strict):
+    name: str = Field("", max_length=200)
+    shots: list[ShotIn]
+
+
+class PurchaseIn(_Strict):
+    pack_id: str = Field(max_length=64)
+
+
+class ClockIn(_Strict):
+    now: str = Field(max_length=64)
+
+
+def _result_response(result: Result) -> JSONResponse:
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else None
+    return JSONResponse(result.body, status_code=result.status, headers=headers)
+
+
+def _idempotency_key(value: str | None) -> str:
+    if value is None or not (1 <= len(value) <= 200):
+        raise ApiError(
+            "idempotency_key_required", "Send an Idempotency-Key header of 1-200 characters with this request."
+        )
+    return value
+
+
+def create_app(
+    ledger: Ledger,
+    *,
+    dev_clock: DbClock | None = None,
+    bus: EventBus | None = None,
+    on_start: Callable[[], None] | None = None,
+    on_stop: Callable[[], None] | None = None,
+) -> FastAPI:
+    bus = bus or EventBus()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # Long polls each borrow a worker thread only briefly, but sync endpoints share the pool.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = 64
+        if on_start:
+            on_start()
+        try:
+            yield
+        finally:
+            if on_stop:
+                on_stop()
+
+    app = FastAPI(
+        title="ACT3 credits API",
+        version="1",
+        description="Reference credits service for ACT3 AI. See docs/api.md.",
+        lifespan=lifespan,
+        strict_content_type=False,  # a JSON body is JSON even without Content-Type: application/json
+    )
+
+    # --- errors ------------------------------------------------------------------------------------
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_r: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.code, exc.message, exc.status, **exc.extra)
+
+    @app.exception_handler(LedgerError)
+    async def _ledger_error(_r: Request, exc: LedgerError) -> JSONResponse:
+        return error_response(exc.code, exc.message, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_r: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return error_response("malformed_json", "The request body is not valid JSON.")
+        details = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))} for e in errors]
+        first = details[0] if details else {"loc": [], "msg": "invalid"}
+        message = f"{'.'.join(first['loc'][1:] or first['loc'])}: {first['msg']}" if details else "Invalid request."
+        return error_response("validation_error", message, details=details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            return error_response("not_found", "There is nothing at this address.", 404)
+        if exc.status_code == 405:
+            return error_response("method_not_allowed", "This method is not allowed here.", 405)
+        return error_response("bad_request", str(exc.detail), exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_r: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")  # details go to the log, never into the body
+        return error_response("internal_error", "Something went wrong on our side; nothing was changed.", 500)
+
+    # --- auth --------------------------------------------------------------------------------------
+
+    def actor(authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> Actor:
+        who = ledger.authenticate(parse_bearer(authorization))
+        if who is None:
+            raise ApiError("unauthorized", "Send a valid API key as 'Authorization: Bearer KEY'.")
+        return who
+
+    Who = Annotated[Actor, Depends(actor)]
+
+    # --- routes ------------------------------------------------------------------------------------
+
+    @app.get("/v1/me", tags=["account"])
+    def me(who: Who) -> dict[str, Any]:
+        return ledger.me(who)
+
+    @app.get("/v1/account/credits", tags=["account"])
+    def credits(who: Who) -> dict[str, Any]:
+        return ledger.credits(who.org_id)
+
+    @app.get("/v1/account/credits/history", tags=["account"])
+    def history(
+        who: Who,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        cursor: Annotated[str | None, Query(max_length=500)] = None,
+        tier: Annotated[str | None, Query(max_length=32)] = None,
+        shot: Annotated[str | None, Query(max_length=200)] = None,
+        kind: Annotated[str | None, Query(max_length=16)] = None,
+    ) -> dict[str, Any]:
+        return ledger.history(who.org_id, limit=limit, cursor=cursor, tier=tier, shot=shot, kind=kind)
+
+    @app.get("/v1/pricing", tags=["pricing"])
+    def get_pricing(who: Who, if_none_match: Annotated[str | None, Header(include_in_schema=False)] = None) -> Response:
+        plan = pricing.plan(ledger.org(who.org_id).plan)
+        body = {**ledger.card.to_json(), "plan": plan.id, "allowed_tiers": list(plan.allowed_tiers)}
+        raw = json.dumps(body, sort_keys=True).encode()
+        etag = '"' + hashlib.sha256(raw).hexdigest()[:32] + '"'
+        if if_none_match and etag in [t.strip() for t in if_none_match.split(",")]:
+            return Response(status_code=304, headers={"ETag": etag})
+        return JSONResponse(body, headers={"ETag": etag, "Cache-Control": "no-cache"})
+
+    @app.post("/v1/estimates", tags=["jobs"])
+    def estimates(who: Who, body: EstimateIn) -> dict[str, Any]:
+        return ledger.estimate(who, [s.model_dump() for s in body.shots])
+
+    @app.post("/v1/jobs", status_code=201, tags=["jobs"])
+    def create_job(
+        who: Who, body: JobIn, idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None
+    ) -> JSONResponse:
+        key = _idempotency_key(idempotency_key)
+        return _result_response(ledger.create_job(who, body.name, [s.model_dump() for s in body.shots], key))
+
+    @app.get("/v1/jobs", tags=["jobs"])
+    def list_jobs(
+        who: Who,
+        status: Annotated[str | None, Query(pattern="^(" + "|".join(JOB_STATUSES) + ")$")] = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    ) -> dict[str, Any]:
+        return {"jobs": ledger.list_jobs(who, status=status, limit=limit)}
+
+    @app.get("/v1/jobs/{job_id}", tags=["jobs"])
+    def get_job(who: Who, job_id: int) -> dict[str, Any]:
+        return ledger.get_job(who, job_id)
+
+    @app.post("/v1/jobs/{job_id}/pause", tags=["jobs"])
+    def pause(who: Who, job_id: int) -> dict[str, Any]:
+        return ledger.pause(who, job_id)
+
+    @app.post("/v1/jobs/{job_id}/resume", tags=["jobs"])
+    def resume(who: Who, job_id: int) -> dict[str, Any]:
+        return ledger.resume(who, job_id)
+
+    @app.post("/v1/jobs/{job_id}/cancel", tags=["jobs"])
+    def cancel(who: Who, job_id: int) -> dict[str, Any]:
+        return ledger.cancel(who, job_id)
+
+    @app.get("/v1/events", tags=["events"])
+    async def get_events(
+        who: Who,
+        after: Annotated[int | None, Query(ge=0)] = None,
+        wait: Annotated[float, Query(ge=0, le=30)] = 0,
+    ) -> dict[str, Any]:
+        if after is None:
+            return {"events": [], "last_seq": await run_in_threadpool(ledger.last_seq, who.org_id)}
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            found = await run_in_threadpool(ledger.events_after, who.org_id, after)
+            left = deadline - loop.time()
+            if found or left <= 0:
+                break
+            await bus.wait(left)
+        return {"events": found, "last_seq": found[-1]["seq"] if found else after}
+
+    @app.get("/v1/credit-packs", tags=["purchases"])
+    def credit_packs(who: Who) -> dict[str, Any]:
+        return ledger.credit_packs(who)
+
+    @app.post("/v1/purchases", status_code=201, tags=["purchases"])
+    def purchase(
+        who: Who, body: PurchaseIn, idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None
+    ) -> JSONResponse:
+        key = _idempotency_key(idempotency_key)
+        return _result_response(ledger.purchase(who, body.pack_id, key))
+
+    if dev_clock is not None:
+        clock = dev_clock
+
+        @app.post("/v1/dev/clock", tags=["dev"])
+        def set_clock(who: Who, body: ClockIn) -> dict[str, Any]:
+            try:
+                wanted = datetime.fromisoformat(body.now)
+            except ValueError:
+                raise ApiError(
+                    "validation_error",
+                    "now must be an ISO 8601 time.",
+                    details=[{"loc": ["body", "now"], "msg": "not ISO 8601"}],
+                ) from None
+            try:
+                moved = clock.set(wanted)
+            except ClockMovedBack as exc:
+                raise ApiError("clock_moved_back", str(exc), 422) from None
+            return {"now": moved.strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+    return app

@@ -1,0 +1,49 @@
+"""Billing dates: the calendar side of refills.
+
+An org refills at 00:00 UTC on its billing day each month; a billing day of 29-31 falls on the last
+day of shorter months (day 31 is 28 or 29 February, 30 April, ...).
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterator
+from datetime import date, datetime
+
+
+def billing_date(year: int, month: int, billing_day: int) -> date:
+    return date(year, month, min(billing_day, calendar.monthrange(year, month)[1]))
+
+
+def _shift(year: int, month: int, by: int) -> tuple[int, int]:
+    m = year * 12 + (month - 1) + by
+    return m // 12, m % 12 + 1
+
+
+def period_start(today: date, billing_day: int) -> date:
+    """The latest billing date on or before `today`: the start of the period `today` is in."""
+    this_month = billing_date(today.year, today.month, billing_day)
+    if this_month <= today:
+        return this_month
+    y, m = _shift(today.year, today.month, -1)
+    return billing_date(y, m, billing_day)
+
+
+def next_billing_date(today: date, billing_day: int) -> date:
+    """The first billing date strictly after `today`: when the next refill happens."""
+    start = period_start(today, billing_day)
+    y, m = _shift(start.year, start.month, 1)
+    return billing_date(y, m, billing_day)
+
+
+def periods_between(last_start: date, now: datetime | date, billing_day: int) -> Iterator[date]:
+    """Every billing date after `last_start` up to and including `now`'s day, oldest first."""
+    today = now.date() if isinstance(now, datetime) else now
+    current = period_start(today, billing_day)
+    y, m = last_start.year, last_start.month
+    while True:
+        y, m = _shift(y, m, 1)
+        d = billing_date(y, m, billing_day)
+        if d > current:
+            return
+        yield d

@@ -1,0 +1,127 @@
+"""`act3-server`: serve, init-demo, keys create, billing run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+
+from .db import default_database_url
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="act3-server", description="The reference ACT3 credits service.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def db_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--database",
+            default=None,
+            help="sqlite:///path.db (default: a file in your user data dir) or postgresql://...",
+        )
+
+    serve = sub.add_parser("serve", help="serve the API (runs migrations first)")
+    db_arg(serve)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--dev-clock", action="store_true", help="enable POST /v1/dev/clock")
+    serve.add_argument("--render-speed", type=float, default=1.0, help="real seconds per rendered second")
+    serve.add_argument("--fail-rate", type=float, default=0.0, help="probability that a shot fails")
+    serve.add_argument("--workers", type=int, default=4, help="render threads in this process")
+
+    demo = sub.add_parser("init-demo", help="create the demo orgs and print their keys as JSON")
+    db_arg(demo)
+
+    keys = sub.add_parser("keys", help="API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a random key and print it once")
+    db_arg(create)
+    create.add_argument("--org", type=int, required=True)
+    create.add_argument("--role", required=True, choices=["owner", "admin", "editor", "viewer"])
+    create.add_argument("--name", default=None, help="member name (default: a new member named after the role)")
+
+    bill = sub.add_parser("billing", help="billing")
+    bill_sub = bill.add_subparsers(dest="billing_command", required=True)
+    run = bill_sub.add_parser("run", help="apply every billing-date refill that is due (idempotent)")
+    db_arg(run)
+    run.add_argument("--at", default=None, help="ISO 8601 time to bill at (default: now on the service clock)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    url = args.database or default_database_url()
+    if args.command == "serve":
+        return _serve(args, url)
+
+    from .server import open_ledger
+
+    ledger, _clock = open_ledger(url)
+    if args.command == "init-demo":
+        from .demo import init_demo
+
+        print(json.dumps(init_demo(ledger), indent=2))
+    elif args.command == "keys":
+        return _keys_create(ledger, args)
+    elif args.command == "billing":
+        at = None
+        if args.at:
+            try:
+                at = datetime.fromisoformat(args.at)
+            except ValueError:
+                print(f"error: --at {args.at!r} is not an ISO 8601 time", file=sys.stderr)
+                return 2
+            at = at.replace(tzinfo=UTC) if at.tzinfo is None else at
+        print(json.dumps({"applied": ledger.refill_due(at=at)}, indent=2))
+    return 0
+
+
+def _keys_create(ledger: object, args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from .auth import new_random_key
+    from .db import members
+    from .ledger import Ledger, LedgerError
+
+    assert isinstance(ledger, Ledger)
+    try:
+        ledger.org(args.org)
+    except LedgerError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    key = new_random_key()
+    with ledger._write() as conn:
+        member_id = None
+        if args.name is None:
+            member_id = conn.execute(
+                select(members.c.id)
+                .where(members.c.org_id == args.org, members.c.role == args.role)
+                .order_by(members.c.id)
+            ).scalar()
+        if member_id is None:
+            name = args.name or f"{args.role.title()} ({args.role})"
+            member_id = ledger.add_member_in(conn, args.org, name, args.role)
+        ledger.add_key_in(conn, member_id, key, "random")
+    print(key)  # shown once; only its hash is stored
+    print(f"key for member {member_id} ({args.role}) of org {args.org}; it will not be shown again", file=sys.stderr)
+    return 0
+
+
+def _serve(args: argparse.Namespace, url: str) -> int:
+    import uvicorn
+
+    from .server import build_service
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    service = build_service(
+        url,
+        dev_clock=args.dev_clock,
+        render_speed=args.render_speed,
+        fail_rate=args.fail_rate,
+        workers=args.workers,
+    )
+    # uvicorn's access log prints the request line only (never headers), so keys stay out of logs.
+    uvicorn.run(service.app, host=args.host, port=args.port, log_level="info", access_log=True)
+    return 0

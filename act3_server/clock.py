@@ -1,0 +1,67 @@
+"""Clocks. The dev clock's offset lives in the database so every serve process on it shares it."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from .db import read_tx, settings, write_tx
+
+CLOCK_KEY = "dev_clock_offset_us"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ClockMovedBack(ValueError):
+    pass
+
+
+class DbClock:
+    """Real time plus an offset stored in `settings`, re-read at most every `ttl` seconds."""
+
+    def __init__(self, engine: Engine, ttl: float = 0.1) -> None:
+        self.engine = engine
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._offset_us = 0
+        self._read_at = float("-inf")
+
+    def _offset(self) -> int:
+        with self._lock:
+            if time.monotonic() - self._read_at < self.ttl:
+                return self._offset_us
+        with read_tx(self.engine) as conn:
+            value = conn.execute(select(settings.c.value).where(settings.c.key == CLOCK_KEY)).scalar()
+        with self._lock:
+            self._offset_us = int(value) if value is not None else 0
+            self._read_at = time.monotonic()
+            return self._offset_us
+
+    def __call__(self) -> datetime:
+        return utcnow() + timedelta(microseconds=self._offset())
+
+    def set(self, new_now: datetime) -> datetime:
+        """Move the shared clock forward to `new_now`; moving it back raises ClockMovedBack."""
+        if new_now.tzinfo is None:
+            new_now = new_now.replace(tzinfo=UTC)
+        with write_tx(self.engine) as conn:
+            value = conn.execute(select(settings.c.value).where(settings.c.key == CLOCK_KEY)).scalar()
+            real = utcnow()
+            current = real + timedelta(microseconds=int(value) if value is not None else 0)
+            if new_now < current - timedelta(seconds=1):
+                raise ClockMovedBack(f"The clock is at {current:%Y-%m-%dT%H:%M:%SZ}; it only moves forward.")
+            offset = max(0, int((new_now - real) / timedelta(microseconds=1)))
+            if value is None:
+                conn.execute(settings.insert().values(key=CLOCK_KEY, value=str(offset)))
+            else:
+                conn.execute(settings.update().where(settings.c.key == CLOCK_KEY).values(value=str(offset)))
+        with self._lock:
+            self._offset_us = offset
+            self._read_at = time.monotonic()
+        return real + timedelta(microseconds=offset)

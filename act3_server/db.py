@@ -1,0 +1,341 @@
+"""Tables, engine creation and the transaction helpers shared by every part of the service.
+
+SQLAlchemy 2 Core only. The same code runs on SQLite (WAL, `BEGIN IMMEDIATE` for writes) and on
+PostgreSQL (psycopg 3, `SELECT ... FOR UPDATE` on the org's account row for every balance change).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Connection, Engine
+
+metadata = MetaData()
+
+# Settings: the per-database demo seed and the dev clock offset live here, so every serve process
+# on one database shares them.
+settings = Table(
+    "settings",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+orgs = Table(
+    "orgs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("plan", String(32), nullable=False),
+    Column("billing_day", Integer, nullable=False),
+    Column("payment_brand", String(32), nullable=False),
+    Column("payment_last4", String(4), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    CheckConstraint("billing_day BETWEEN 1 AND 31", name="ck_orgs_billing_day"),
+)
+
+# One row per org: the balances. Every balance change locks this row first.
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("org_id", Integer, ForeignKey("orgs.id"), primary_key=True),
+    Column("monthly_remaining", BigInteger, nullable=False),
+    Column("monthly_allocation", BigInteger, nullable=False),
+    Column("bank_rolled", BigInteger, nullable=False),  # rolled-over part of the bank (counts against the cap)
+    Column("bank_purchased", BigInteger, nullable=False),  # purchased part (never cut by the cap)
+    Column("held", BigInteger, nullable=False),
+    Column("period_start", Date, nullable=False),  # the billing date the current allocation belongs to
+    Column("version", BigInteger, nullable=False),
+    CheckConstraint("monthly_remaining >= 0", name="ck_accounts_monthly"),
+    CheckConstraint("bank_rolled >= 0", name="ck_accounts_bank_rolled"),
+    CheckConstraint("bank_purchased >= 0", name="ck_accounts_bank_purchased"),
+    CheckConstraint("held >= 0", name="ck_accounts_held"),
+    CheckConstraint("held <= monthly_remaining + bank_rolled + bank_purchased", name="ck_accounts_held_le_total"),
+)
+
+members = Table(
+    "members",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False, index=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(16), nullable=False),
+    CheckConstraint("role IN ('owner', 'admin', 'editor', 'viewer')", name="ck_members_role"),
+)
+
+# Only the sha256 of a key is stored.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("member_id", Integer, ForeignKey("members.id"), nullable=False, index=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("label", String(64), nullable=False),  # e.g. "demo" or "random"; never the key
+    Column("created_at", DateTime, nullable=False),
+    Column("revoked_at", DateTime, nullable=True),
+)
+
+# One row per (org, billing date): the refill of that period happened. The unique constraint makes
+# a second refill of the same period impossible even if two processes race.
+refills = Table(
+    "refills",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False),
+    Column("period_start", Date, nullable=False),
+    Column("monthly_allocation", BigInteger, nullable=False),
+    Column("rolled_over", BigInteger, nullable=False),
+    Column("expired", BigInteger, nullable=False),
+    Column("applied_at", DateTime, nullable=False),
+    UniqueConstraint("org_id", "period_start", name="uq_refills_org_period"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False),
+    Column("member_id", Integer, ForeignKey("members.id"), nullable=False),
+    Column("member_name", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("estimated_credits", BigInteger, nullable=False),
+    Column("charged_credits", BigInteger, nullable=False),
+    Column("held", BigInteger, nullable=False),  # what is still held for the shots not ended yet
+    # The shot being rendered and its lease (real time, epoch seconds). Kept on the job row so that
+    # claiming with FOR UPDATE SKIP LOCKED re-checks it on the row it locks.
+    Column("current_shot_id", Integer, nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_expires", Float, nullable=True),
+    CheckConstraint("held >= 0", name="ck_jobs_held"),
+    CheckConstraint("charged_credits >= 0", name="ck_jobs_charged"),
+    CheckConstraint("charged_credits + held <= estimated_credits", name="ck_jobs_hold_bound"),
+    CheckConstraint(
+        "status IN ('queued', 'processing', 'paused', 'completed', 'failed', 'canceled')", name="ck_jobs_status"
+    ),
+)
+Index("ix_jobs_org_id_id", jobs.c.org_id, jobs.c.id)
+Index("ix_jobs_status", jobs.c.status)
+
+shots = Table(
+    "shots",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("job_id", Integer, ForeignKey("jobs.id"), nullable=False),
+    Column("idx", Integer, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("engine", String(64), nullable=False),
+    Column("tier", String(32), nullable=False),
+    Column("requested_duration_s", Float, nullable=False),
+    Column("duration_s", Integer, nullable=False),
+    Column("credits", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("error", Text, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("completed_at", DateTime, nullable=True),
+    UniqueConstraint("job_id", "idx", name="uq_shots_job_idx"),
+    CheckConstraint("credits >= 0", name="ck_shots_credits"),
+    CheckConstraint("status IN ('queued', 'processing', 'completed', 'failed', 'canceled')", name="ck_shots_status"),
+)
+
+# History items ("transactions"); `journal` holds their per-bucket movements.
+transactions = Table(
+    "transactions",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False),
+    Column("at", DateTime, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("shot", String(200), nullable=True),
+    Column("engine", String(64), nullable=True),
+    Column("tier", String(32), nullable=True),
+    Column("duration_s", Integer, nullable=True),
+    Column("credits", BigInteger, nullable=False),
+    Column("monthly_delta", BigInteger, nullable=False),
+    Column("bank_delta", BigInteger, nullable=False),
+    Column("job_id", Integer, nullable=True),
+    Column("shot_id", Integer, nullable=True, unique=True),  # a shot is charged at most once
+    Column("member", String(200), nullable=True),
+    CheckConstraint(
+        "kind IN ('render', 'purchase', 'refill', 'rollover', 'expiry', 'refund')", name="ck_transactions_kind"
+    ),
+)
+Index("ix_transactions_org_at_id", transactions.c.org_id, transactions.c.at, transactions.c.id)
+
+BUCKETS = ("monthly", "bank_rolled", "bank_purchased", "held")
+
+journal = Table(
+    "journal",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False, index=True),
+    Column("transaction_id", Integer, ForeignKey("transactions.id"), nullable=True),
+    Column("job_id", Integer, nullable=True),
+    Column("bucket", String(16), nullable=False),
+    Column("delta", BigInteger, nullable=False),
+    Column("reason", String(16), nullable=False),
+    Column("at", DateTime, nullable=False),
+    CheckConstraint("bucket IN ('monthly', 'bank_rolled', 'bank_purchased', 'held')", name="ck_journal_bucket"),
+)
+
+purchases = Table(
+    "purchases",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False),
+    Column("member_id", Integer, ForeignKey("members.id"), nullable=False),
+    Column("pack_id", String(32), nullable=False),
+    Column("credits", BigInteger, nullable=False),
+    Column("price_cents", Integer, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("payment_brand", String(32), nullable=False),
+    Column("payment_last4", String(4), nullable=False),
+    Column("at", DateTime, nullable=False),
+)
+
+# The first answer to an Idempotency-Key, stored in the same transaction as its write.
+idempotency = Table(
+    "idempotency",
+    metadata,
+    Column("org_id", Integer, ForeignKey("orgs.id"), primary_key=True),
+    Column("key", String(200), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("response", Text, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("seq", Integer, primary_key=True),
+    Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("at", DateTime, nullable=False),
+    Column("data", Text, nullable=False),
+)
+Index("ix_events_org_seq", events.c.org_id, events.c.seq)
+
+
+# --- URLs and engines ------------------------------------------------------------------------------
+
+
+def default_database_url() -> str:
+    import platformdirs
+
+    path = Path(platformdirs.user_data_dir("act3-server", appauthor=False)) / "act3.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path}"
+
+
+def normalize_url(url: str) -> str:
+    """`postgresql://` and `postgres://` mean psycopg 3 here."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def is_sqlite(engine: Engine | Connection) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def make_engine(url: str, *, pool_size: int = 20) -> Engine:
+    url = normalize_url(url)
+    if url.startswith("sqlite"):
+        if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+            Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            connect_args={"timeout": 60, "check_same_thread": False},
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_timeout=60,
+        )
+        _install_sqlite_recipe(engine)
+        return engine
+    return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=60, pool_pre_ping=True)
+
+
+def _install_sqlite_recipe(engine: Engine) -> None:
+    """pysqlite's own transaction handling is off; we emit BEGIN (IMMEDIATE for writes) ourselves."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # A write takes the database write lock up front, so two writers never deadlock upgrading
+        # a read lock; readers start a plain deferred transaction and never block writers (WAL).
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("act3_write") else "BEGIN")
+
+
+@contextmanager
+def write_tx(engine: Engine) -> Iterator[Connection]:
+    """A write transaction: BEGIN IMMEDIATE on SQLite, READ COMMITTED + row locks on PostgreSQL."""
+    with engine.connect() as conn:
+        conn.execution_options(act3_write=True)
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def read_tx(engine: Engine) -> Iterator[Connection]:
+    with engine.connect() as conn:
+        with conn.begin():
+            yield conn
+
+
+# --- time helpers ----------------------------------------------------------------------------------
+
+
+def to_db(dt: datetime) -> datetime:
+    """Timestamps are stored as naive UTC."""
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC).replace(tzinfo=None)
+    return dt
+
+
+def from_db(dt: datetime) -> datetime:
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def iso(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    return from_db(dt).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def iso_date(d: date) -> str:
+    return d.isoformat()

@@ -1,0 +1,1184 @@
+"""The accounting: balances, holds, charges, refills, purchases, history and the journal.
+
+Plain Python over SQLAlchemy Core, so tests drive it directly and the HTTP layer is a thin shell.
+Rules that keep the books right:
+- every balance change runs in one write transaction that first locks the org's account row
+  (BEGIN IMMEDIATE on SQLite, SELECT ... FOR UPDATE on PostgreSQL) and applies any due refill;
+- a job row is always locked before its org's account row (one lock order, no deadlocks);
+- events are written in the same transaction as the change, after the account lock, so their
+  sequence numbers commit in order for each org;
+- every movement of a bucket (monthly, bank_rolled, bank_purchased, held) is a journal row, so the
+  balances can be replayed from the journal.
+Credits are integers everywhere; every price comes from act3_credits.core.pricing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from datetime import time as dtime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.engine import Connection, Engine
+
+from act3_credits.core import pricing
+
+from . import billing
+from .auth import hash_key
+from .clock import utcnow
+from .db import (
+    BUCKETS,
+    accounts,
+    api_keys,
+    events,
+    from_db,
+    idempotency,
+    iso,
+    jobs,
+    journal,
+    members,
+    orgs,
+    purchases,
+    read_tx,
+    refills,
+    shots,
+    to_db,
+    transactions,
+    write_tx,
+)
+
+ENDED = ("completed", "failed", "canceled")
+RUNNABLE = ("queued", "processing")
+
+
+class LedgerError(Exception):
+    """A refusal the client can act on; `code` maps to an HTTP status in errors.py."""
+
+    def __init__(self, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+@dataclass(frozen=True)
+class Actor:
+    org_id: int
+    member_id: int
+    member_name: str
+    role: str
+
+    @property
+    def can_spend(self) -> bool:
+        return self.role in pricing.ROLES_THAT_SPEND
+
+    @property
+    def can_buy(self) -> bool:
+        return self.role in pricing.ROLES_THAT_BUY
+
+
+@dataclass(frozen=True)
+class Org:
+    id: int
+    name: str
+    plan: str
+    billing_day: int
+    payment_brand: str
+    payment_last4: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A shot a worker has leased for rendering."""
+
+    worker: str
+    job_id: int
+    org_id: int
+    shot_id: int
+    shot_index: int
+    duration_s: int
+    credits: int
+
+
+@dataclass(frozen=True)
+class Result:
+    """An answer that may have been replayed from an Idempotency-Key."""
+
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+def _insert_id(conn: Connection, stmt: Any) -> int:
+    pk = conn.execute(stmt).inserted_primary_key
+    assert pk is not None
+    return int(pk[0])
+
+
+def _canonical_hash(op: str, payload: Any) -> str:
+    return hashlib.sha256(json.dumps([op, payload], sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+class Ledger:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Callable[[], datetime] = utcnow,
+        card: pricing.RateCard = pricing.DEFAULT_RATE_CARD,
+        on_event: Callable[[], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.card = card
+        self.on_event = on_event
+        self._orgs: dict[int, Org] = {}
+        self._orgs_lock = threading.Lock()
+
+    # --- plumbing ----------------------------------------------------------------------------------
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction; wakes local long polls after it commits events."""
+        with write_tx(self.engine) as conn:
+            conn.info["act3_events"] = 0
+            try:
+                yield conn
+            finally:
+                wrote = conn.info.pop("act3_events", 0)
+        if wrote and self.on_event is not None:
+            self.on_event()
+
+    def org(self, org_id: int, conn: Connection | None = None) -> Org:
+        with self._orgs_lock:
+            cached = self._orgs.get(org_id)
+        if cached is not None:
+            return cached
+        stmt = select(orgs).where(orgs.c.id == org_id)
+        if conn is not None:
+            row = conn.execute(stmt).first()
+        else:
+            with read_tx(self.engine) as c:
+                row = c.execute(stmt).first()
+        if row is None:
+            raise LedgerError("not_found", f"Organisation {org_id} does not exist.")
+        org = Org(row.id, row.name, row.plan, row.billing_day, row.payment_brand, row.payment_last4)
+        with self._orgs_lock:
+            self._orgs[org_id] = org  # orgs never change plan or billing day here
+        return org
+
+    def _lock_account(self, conn: Connection, org_id: int) -> dict[str, Any]:
+        row = conn.execute(select(accounts).where(accounts.c.org_id == org_id).with_for_update()).first()
+        if row is None:
+            raise LedgerError("not_found", f"Organisation {org_id} has no account.")
+        return dict(row._mapping)
+
+    def _touch(self, conn: Connection, org_id: int, now: datetime) -> tuple[Org, dict[str, Any]]:
+        """Lock the org's account and apply every refill that is due before anything else."""
+        acct = self._lock_account(conn, org_id)
+        org = self.org(org_id, conn)
+        self._apply_refills(conn, org, acct, now)
+        return org, acct
+
+    def _event(self, conn: Connection, org_id: int, type_: str, data: Mapping[str, Any], now: datetime) -> None:
+        conn.execute(events.insert().values(org_id=org_id, type=type_, at=to_db(now), data=json.dumps(data)))
+        conn.info["act3_events"] = conn.info.get("act3_events", 0) + 1
+
+    def _save_account(
+        self, conn: Connection, org: Org, acct: dict[str, Any], now: datetime, reason: str
+    ) -> dict[str, Any]:
+        acct["version"] += 1
+        conn.execute(
+            accounts.update()
+            .where(accounts.c.org_id == org.id)
+            .values(**{k: v for k, v in acct.items() if k != "org_id"})
+        )
+        balance = self._credits_json(org, acct, now)
+        self._event(conn, org.id, "balance.changed", {"balance": balance, "reason": reason}, now)
+        return balance
+
+    def _credits_json(self, org: Org, acct: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+        plan = pricing.plan(org.plan)
+        bank = acct["bank_rolled"] + acct["bank_purchased"]
+        total = acct["monthly_remaining"] + bank
+        return {
+            "org_id": org.id,
+            "plan": org.plan,
+            "total": total,
+            "monthly_remaining": acct["monthly_remaining"],
+            "monthly_allocation": acct["monthly_allocation"],
+            "rollover_bank": bank,
+            "rollover_purchased": acct["bank_purchased"],
+            "rollover_cap": plan.rollover_cap,
+            "held": acct["held"],
+            "available": total - acct["held"],
+            "billing_date": billing.next_billing_date(now.date(), org.billing_day).isoformat(),
+            "as_of": iso(now),
+            "version": acct["version"],
+        }
+
+    def _history(
+        self,
+        conn: Connection,
+        org_id: int,
+        at: datetime,
+        kind: str,
+        credits: int,
+        deltas: Mapping[str, int],
+        reason: str,
+        **fields: Any,
+    ) -> int:
+        """One history item plus one journal row per bucket it moved."""
+        monthly = deltas.get("monthly", 0)
+        bank = deltas.get("bank_rolled", 0) + deltas.get("bank_purchased", 0)
+        tx_id = _insert_id(
+            conn,
+            transactions.insert().values(
+                org_id=org_id,
+                at=to_db(at),
+                kind=kind,
+                credits=credits,
+                monthly_delta=monthly,
+                bank_delta=bank,
+                **fields,
+            ),
+        )
+        for bucket, delta in deltas.items():
+            if delta:
+                self._journal(
+                    conn, org_id, bucket, delta, reason, at, transaction_id=tx_id, job_id=fields.get("job_id")
+                )
+        return int(tx_id)
+
+    def _journal(
+        self,
+        conn: Connection,
+        org_id: int,
+        bucket: str,
+        delta: int,
+        reason: str,
+        at: datetime,
+        transaction_id: int | None = None,
+        job_id: int | None = None,
+    ) -> None:
+        assert bucket in BUCKETS
+        conn.execute(
+            journal.insert().values(
+                org_id=org_id,
+                transaction_id=transaction_id,
+                job_id=job_id,
+                bucket=bucket,
+                delta=delta,
+                reason=reason,
+                at=to_db(at),
+            )
+        )
+
+    # --- set-up ------------------------------------------------------------------------------------
+
+    def create_org(
+        self, name: str, plan_id: str, billing_day: int, payment_brand: str = "Visa", payment_last4: str = "4242"
+    ) -> int:
+        with self._write() as conn:
+            return self.create_org_in(conn, name, plan_id, billing_day, payment_brand, payment_last4)
+
+    def create_org_in(
+        self, conn: Connection, name: str, plan_id: str, billing_day: int, payment_brand: str, payment_last4: str
+    ) -> int:
+        plan = pricing.plan(plan_id)
+        if not 1 <= billing_day <= 31:
+            raise ValueError("billing_day must be 1-31")
+        now = self.now()
+        org_id = int(
+            _insert_id(
+                conn,
+                orgs.insert().values(
+                    name=name,
+                    plan=plan.id,
+                    billing_day=billing_day,
+                    payment_brand=payment_brand,
+                    payment_last4=payment_last4,
+                    created_at=to_db(now),
+                ),
+            )
+        )
+        conn.execute(
+            accounts.insert().values(
+                org_id=org_id,
+                monthly_remaining=0,
+                monthly_allocation=0,
+                bank_rolled=0,
+                bank_purchased=0,
+                held=0,
+                period_start=billing.period_start(now.date(), billing_day),
+                version=0,
+            )
+        )
+        # The first allocation is a refill like any other, so the journal explains every credit.
+        acct = self._lock_account(conn, org_id)
+        self._refill_one(conn, self.org(org_id, conn), acct, acct["period_start"], now, initial=True)
+        return org_id
+
+    def add_member(self, org_id: int, name: str, role: str) -> int:
+        with self._write() as conn:
+            return self.add_member_in(conn, org_id, name, role)
+
+    def add_member_in(self, conn: Connection, org_id: int, name: str, role: str) -> int:
+        if role not in ("owner", "admin", "editor", "viewer"):
+            raise ValueError(f"unknown role {role!r}")
+        return _insert_id(conn, members.insert().values(org_id=org_id, name=name, role=role))
+
+    def add_key(self, member_id: int, key: str, label: str = "random") -> None:
+        with self._write() as conn:
+            self.add_key_in(conn, member_id, key, label)
+
+    def add_key_in(self, conn: Connection, member_id: int, key: str, label: str) -> None:
+        conn.execute(
+            api_keys.insert().values(
+                member_id=member_id, key_hash=hash_key(key), label=label, created_at=to_db(self.now())
+            )
+        )
+
+    def authenticate(self, key: str | None) -> Actor | None:
+        if not key:
+            return None
+        with read_tx(self.engine) as conn:
+            row = conn.execute(
+                select(members.c.id, members.c.org_id, members.c.name, members.c.role)
+                .select_from(api_keys.join(members, members.c.id == api_keys.c.member_id))
+                .where(api_keys.c.key_hash == hash_key(key), api_keys.c.revoked_at.is_(None))
+            ).first()
+        if row is None:
+            return None
+        return Actor(org_id=row.org_id, member_id=row.id, member_name=row.name, role=row.role)
+
+    # --- refills -----------------------------------------------------------------------------------
+
+    def _apply_refills(self, conn: Connection, org: Org, acct: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
+        return [
+            self._refill_one(conn, org, acct, start, now)
+            for start in billing.periods_between(acct["period_start"], now, org.billing_day)
+        ]
+
+    def _refill_one(
+        self, conn: Connection, org: Org, acct: dict[str, Any], start: Any, now: datetime, initial: bool = False
+    ) -> dict[str, Any]:
+        plan = pricing.plan(org.plan)
+        at = datetime.combine(start, dtime(0), UTC)
+        left = acct["monthly_remaining"]
+        room = max(0, plan.rollover_cap - acct["bank_rolled"])  # purchased credits do not count
+        rolled = min(left, room)
+        expired = left - rolled
+        # The unique (org, period_start) row: a period refills once even if two processes race.
+        conn.execute(
+            refills.insert().values(
+                org_id=org.id,
+                period_start=start,
+                monthly_allocation=plan.monthly_allocation,
+                rolled_over=rolled,
+                expired=expired,
+                applied_at=to_db(now),
+            )
+        )
+        if rolled:
+            self._history(conn, org.id, at, "rollover", rolled, {"monthly": -rolled, "bank_rolled": rolled}, "rollover")
+        if expired:
+            self._history(conn, org.id, at, "expiry", -expired, {"monthly": -expired}, "expiry")
+        self._history(
+            conn, org.id, at, "refill", plan.monthly_allocation, {"monthly": plan.monthly_allocation}, "refill"
+        )
+        acct["bank_rolled"] += rolled
+        acct["monthly_remaining"] = plan.monthly_allocation
+        acct["monthly_allocation"] = plan.monthly_allocation
+        acct["period_start"] = start
+        balance = self._save_account(conn, org, acct, now, "refill")
+        info = {
+            "period_start": start.isoformat(),
+            "monthly_allocation": plan.monthly_allocation,
+            "rolled_over": rolled,
+            "expired": expired,
+            "balance": balance,
+        }
+        if not initial:
+            self._event(conn, org.id, "billing.refilled", info, now)
+        return info
+
+    def _refill_is_due(self, org_id: int, now: datetime) -> bool:
+        org = self.org(org_id)
+        with read_tx(self.engine) as conn:
+            start = conn.execute(select(accounts.c.period_start).where(accounts.c.org_id == org_id)).scalar_one()
+        return start < billing.period_start(now.date(), org.billing_day)
+
+    def refill_due(self, org_id: int | None = None, at: datetime | None = None) -> list[dict[str, Any]]:
+        """Apply every billing-date refill due at `at` (default now) for one org or all; idempotent."""
+        now = at or self.now()
+        if org_id is None:
+            with read_tx(self.engine) as conn:
+                org_ids = list(conn.execute(select(orgs.c.id).order_by(orgs.c.id)).scalars())
+        else:
+            org_ids = [org_id]
+        applied: list[dict[str, Any]] = []
+        for oid in org_ids:
+            if not self._refill_is_due(oid, now):
+                continue
+            with self._write() as conn:
+                acct = self._lock_account(conn, oid)
+                for info in self._apply_refills(conn, self.org(oid, conn), acct, now):
+                    applied.append({"org_id": oid, **info})
+        return applied
+
+    # --- reads -------------------------------------------------------------------------------------
+
+    def credits(self, org_id: int) -> dict[str, Any]:
+        now = self.now()
+        if self._refill_is_due(org_id, now):
+            self.refill_due(org_id, now)
+        with read_tx(self.engine) as conn:
+            acct = conn.execute(select(accounts).where(accounts.c.org_id == org_id)).first()
+        assert acct is not None
+        return self._credits_json(self.org(org_id), dict(acct._mapping), now)
+
+    def account_row(self, org_id: int) -> dict[str, Any]:
+        with read_tx(self.engine) as conn:
+            return dict(conn.execute(select(accounts).where(accounts.c.org_id == org_id)).one()._mapping)
+
+    def replay_journal(self, org_id: int) -> dict[str, int]:
+        """Every bucket's balance recomputed from the journal alone."""
+        with read_tx(self.engine) as conn:
+            rows = conn.execute(
+                select(journal.c.bucket, func.coalesce(func.sum(journal.c.delta), 0))
+                .where(journal.c.org_id == org_id)
+                .group_by(journal.c.bucket)
+            ).all()
+        out = dict.fromkeys(BUCKETS, 0)
+        out.update({bucket: int(total) for bucket, total in rows})
+        return out
+
+    def me(self, actor: Actor) -> dict[str, Any]:
+        org = self.org(actor.org_id)
+        return {
+            "org": {"id": org.id, "name": org.name, "plan": org.plan},
+            "member": {"id": actor.member_id, "name": actor.member_name, "role": actor.role},
+            "allowed_tiers": list(pricing.plan(org.plan).allowed_tiers),
+            "can_spend": actor.can_spend,
+            "can_buy": actor.can_buy,
+            "payment_method": {"brand": org.payment_brand, "last4": org.payment_last4},
+        }
+
+    # --- pricing -----------------------------------------------------------------------------------
+
+    def price_shots(self, shot_specs: Sequence[Mapping[str, Any]]) -> list[pricing.ShotPrice]:
+        if not shot_specs:
+            raise LedgerError("empty_batch", "A batch needs at least one shot.")
+        if len(shot_specs) > pricing.MAX_SHOTS_PER_BATCH:
+            raise LedgerError(
+                "batch_too_large",
+                f"A batch holds at most {pricing.MAX_SHOTS_PER_BATCH} shots; this one has {len(shot_specs)}.",
+                max_shots=pricing.MAX_SHOTS_PER_BATCH,
+            )
+        out = []
+        for i, spec in enumerate(shot_specs):
+            try:
+                out.append(self.card.price(spec["engine"], spec["tier"], spec["duration_s"]))
+            except pricing.PricingError as exc:
+                raise LedgerError(
+                    exc.code, f"Shot {i + 1} ({spec.get('name', '')}): {exc.message}", shot_index=i
+                ) from None
+        return out
+
+    def _blocked_reason(self, actor: Actor, org: Org, tier: str) -> tuple[str, str] | None:
+        if not actor.can_spend:
+            return ("forbidden", f"The {actor.role} role cannot render; ask an editor, admin or the owner.")
+        refusal = pricing.tier_refusal(self.card, tier, org.plan)
+        if refusal:
+            return ("tier_not_allowed", refusal)
+        return None
+
+    def estimate(self, actor: Actor, shot_specs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        prices = self.price_shots(shot_specs)
+        org = self.org(actor.org_id)
+        available = self.credits(actor.org_id)["available"]
+        out_shots, blocked = [], []
+        for spec, p in zip(shot_specs, prices, strict=True):
+            why = self._blocked_reason(actor, org, p.tier)
+            name = str(spec.get("name", ""))
+            if why:
+                blocked.append({"name": name, "code": why[0], "reason": why[1]})
+            out_shots.append(
+                {
+                    "name": name,
+                    "engine": p.engine,
+                    "tier": p.tier,
+                    "requested_duration_s": p.requested_s,
+                    "duration_s": p.duration_s,
+                    "credits": p.credits,
+                    "blocked_reason": why[1] if why else None,
+                }
+            )
+        total = pricing.batch_total(prices)
+        shortfall = max(0, total - available)
+        return {
+            "shots": out_shots,
+            "total": total,
+            "available": available,
+            "balance_after": available - total,
+            "affordable": shortfall == 0 and not blocked,
+            "shortfall": shortfall,
+            "blocked": blocked,
+        }
+
+    # --- idempotency -------------------------------------------------------------------------------
+
+    def _replay(self, conn: Connection, org_id: int, key: str | None, request_hash: str) -> Result | None:
+        if key is None:
+            return None
+        row = conn.execute(select(idempotency).where(idempotency.c.org_id == org_id, idempotency.c.key == key)).first()
+        if row is None:
+            return None
+        if row.request_hash != request_hash:
+            raise LedgerError(
+                "idempotency_conflict", "This Idempotency-Key was already used with a different request body."
+            )
+        return Result(row.status_code, json.loads(row.response), replayed=True)
+
+    def _remember(
+        self, conn: Connection, org_id: int, key: str | None, request_hash: str, result: Result, now: datetime
+    ) -> None:
+        if key is not None:
+            conn.execute(
+                idempotency.insert().values(
+                    org_id=org_id,
+                    key=key,
+                    request_hash=request_hash,
+                    status_code=result.status,
+                    response=json.dumps(result.body),
+                    created_at=to_db(now),
+                )
+            )
+
+    # --- jobs --------------------------------------------------------------------------------------
+
+    def create_job(
+        self, actor: Actor, name: str, shot_specs: Sequence[Mapping[str, Any]], idempotency_key: str | None = None
+    ) -> Result:
+        """Check every shot, then hold the whole estimate and queue the shots in one transaction."""
+        prices = self.price_shots(shot_specs)
+        org = self.org(actor.org_id)
+        for p in prices:
+            why = self._blocked_reason(actor, org, p.tier)
+            if why:
+                extra = {"tier": p.tier, "plan": org.plan} if why[0] == "tier_not_allowed" else {}
+                raise LedgerError(why[0], why[1], **extra)
+        total = pricing.batch_total(prices)
+        names = [str(spec.get("name", "")) for spec in shot_specs]
+        request_hash = _canonical_hash(
+            "jobs",
+            {"name": name, "shots": [[n, p.engine, p.tier, p.requested_s] for n, p in zip(names, prices, strict=True)]},
+        )
+        now = self.now()
+        with self._write() as conn:
+            org, acct = self._touch(conn, actor.org_id, now)
+            replay = self._replay(conn, org.id, idempotency_key, request_hash)
+            if replay is not None:
+                return replay
+            available = acct["monthly_remaining"] + acct["bank_rolled"] + acct["bank_purchased"] - acct["held"]
+            if total > available:
+                raise LedgerError(
+                    "insufficient_credits",
+                    f"This batch needs {total:,} credits but only {available:,} are available.",
+                    required_credits=total,
+                    current_balance=available,
+                )
+            job_id = int(
+                _insert_id(
+                    conn,
+                    jobs.insert().values(
+                        org_id=org.id,
+                        member_id=actor.member_id,
+                        member_name=actor.member_name,
+                        name=name,
+                        status="queued",
+                        created_at=to_db(now),
+                        updated_at=to_db(now),
+                        estimated_credits=total,
+                        charged_credits=0,
+                        held=total,
+                    ),
+                )
+            )
+            conn.execute(
+                shots.insert(),
+                [
+                    {
+                        "job_id": job_id,
+                        "idx": i,
+                        "name": n,
+                        "engine": p.engine,
+                        "tier": p.tier,
+                        "requested_duration_s": p.requested_s,
+                        "duration_s": p.duration_s,
+                        "credits": p.credits,
+                        "status": "queued",
+                        "attempts": 0,
+                    }
+                    for i, (n, p) in enumerate(zip(names, prices, strict=True))
+                ],
+            )
+            acct["held"] += total
+            self._journal(conn, org.id, "held", total, "hold", now, job_id=job_id)
+            self._save_account(conn, org, acct, now, "hold")
+            self._event(conn, org.id, "job.status", {"job_id": job_id, "status": "queued", "reason": None}, now)
+            result = Result(201, self._job_json(conn, job_id))
+            self._remember(conn, org.id, idempotency_key, request_hash, result, now)
+            return result
+
+    def _job_rows(self, conn: Connection, job_rows: Sequence[Any]) -> list[dict[str, Any]]:
+        ids = [j.id for j in job_rows]
+        by_job: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+        if ids:
+            for s in conn.execute(select(shots).where(shots.c.job_id.in_(ids)).order_by(shots.c.job_id, shots.c.idx)):
+                by_job[s.job_id].append(
+                    {
+                        "index": s.idx,
+                        "name": s.name,
+                        "engine": s.engine,
+                        "tier": s.tier,
+                        "requested_duration_s": s.requested_duration_s,
+                        "duration_s": s.duration_s,
+                        "credits": s.credits,
+                        "status": s.status,
+                        "error": s.error,
+                        "completed_at": iso(s.completed_at),
+                    }
+                )
+        return [
+            {
+                "id": j.id,
+                "name": j.name,
+                "status": j.status,
+                "created_at": iso(j.created_at),
+                "updated_at": iso(j.updated_at),
+                "member": j.member_name,
+                "estimated_credits": j.estimated_credits,
+                "charged_credits": j.charged_credits,
+                "held": j.held,
+                "shots": by_job[j.id],
+            }
+            for j in job_rows
+        ]
+
+    def _job_json(self, conn: Connection, job_id: int) -> dict[str, Any]:
+        row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+        assert row is not None
+        return self._job_rows(conn, [row])[0]
+
+    def get_job(self, actor: Actor, job_id: int) -> dict[str, Any]:
+        with read_tx(self.engine) as conn:
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id, jobs.c.org_id == actor.org_id)).first()
+            if row is None:
+                raise LedgerError("not_found", f"Job {job_id} was not found.")  # also another org's job
+            return self._job_rows(conn, [row])[0]
+
+    def list_jobs(self, actor: Actor, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        stmt = select(jobs).where(jobs.c.org_id == actor.org_id)
+        if status:
+            stmt = stmt.where(jobs.c.status == status)
+        with read_tx(self.engine) as conn:
+            rows = conn.execute(stmt.order_by(jobs.c.id.desc()).limit(limit)).all()
+            return self._job_rows(conn, rows)
+
+    def _lock_job(self, conn: Connection, actor: Actor, job_id: int) -> Any:
+        row = conn.execute(
+            select(jobs).where(jobs.c.id == job_id, jobs.c.org_id == actor.org_id).with_for_update()
+        ).first()
+        if row is None:
+            raise LedgerError("not_found", f"Job {job_id} was not found.")
+        return row
+
+    def _set_job(self, conn: Connection, job_id: int, now: datetime, **values: Any) -> None:
+        conn.execute(jobs.update().where(jobs.c.id == job_id).values(updated_at=to_db(now), **values))
+
+    def pause(self, actor: Actor, job_id: int) -> dict[str, Any]:
+        """Stop before the next shot; a shot already rendering finishes and is charged."""
+        self._require_spender(actor)
+        now = self.now()
+        with self._write() as conn:
+            job = self._lock_job(conn, actor, job_id)
+            if job.status in ENDED:
+                raise LedgerError("invalid_state", f"Job {job_id} already ended ({job.status}); it cannot be paused.")
+            if job.status != "paused":
+                self._touch(conn, actor.org_id, now)
+                self._set_job(conn, job_id, now, status="paused")
+                reason = f"paused by {actor.member_name}"
+                self._event(
+                    conn, actor.org_id, "job.status", {"job_id": job_id, "status": "paused", "reason": reason}, now
+                )
+            return self._job_json(conn, job_id)
+
+    def resume(self, actor: Actor, job_id: int) -> dict[str, Any]:
+        self._require_spender(actor)
+        now = self.now()
+        with self._write() as conn:
+            job = self._lock_job(conn, actor, job_id)
+            if job.status != "paused":
+                raise LedgerError(
+                    "invalid_state", f"Job {job_id} is {job.status}, not paused; only a paused job resumes."
+                )
+            self._touch(conn, actor.org_id, now)
+            started = conn.execute(
+                select(func.count()).where(shots.c.job_id == job_id, shots.c.status != "queued")
+            ).scalar_one()
+            status = "processing" if started else "queued"
+            self._set_job(conn, job_id, now, status=status)
+            self._event(
+                conn, actor.org_id, "job.status", {"job_id": job_id, "status": status, "reason": "resumed"}, now
+            )
+            return self._job_json(conn, job_id)
+
+    def cancel(self, actor: Actor, job_id: int) -> dict[str, Any]:
+        """Stop now: a shot rendering is canceled and not charged; everything still held is released."""
+        self._require_spender(actor)
+        now = self.now()
+        with self._write() as conn:
+            job = self._lock_job(conn, actor, job_id)
+            if job.status in ENDED:
+                raise LedgerError("invalid_state", f"Job {job_id} already ended ({job.status}); it cannot be canceled.")
+            org, acct = self._touch(conn, actor.org_id, now)
+            conn.execute(
+                shots.update()
+                .where(shots.c.job_id == job_id, shots.c.status.in_(RUNNABLE))
+                .values(status="canceled", error="canceled")
+            )
+            self._set_job(conn, job_id, now, status="canceled", held=0, current_shot_id=None, lease_owner=None)
+            if job.held:
+                self._release(conn, org, acct, job_id, job.held, now)
+            reason = f"canceled by {actor.member_name}"
+            self._event(conn, org.id, "job.status", {"job_id": job_id, "status": "canceled", "reason": reason}, now)
+            return self._job_json(conn, job_id)
+
+    def _require_spender(self, actor: Actor) -> None:
+        if not actor.can_spend:
+            raise LedgerError(
+                "forbidden", f"The {actor.role} role cannot change jobs; ask an editor, admin or the owner."
+            )
+
+    def _release(
+        self, conn: Connection, org: Org, acct: dict[str, Any], job_id: int, amount: int, now: datetime
+    ) -> None:
+        acct["held"] -= amount
+        self._journal(conn, org.id, "held", -amount, "release", now, job_id=job_id)
+        self._save_account(conn, org, acct, now, "release")
+
+    # --- the runner's side -------------------------------------------------------------------------
+
+    def has_runnable(self) -> bool:
+        """A cheap read before taking a write lock to claim."""
+        with read_tx(self.engine) as conn:
+            return (
+                conn.execute(
+                    select(jobs.c.id)
+                    .where(
+                        jobs.c.status.in_(RUNNABLE),
+                        or_(jobs.c.current_shot_id.is_(None), jobs.c.lease_expires < time.time()),
+                    )
+                    .limit(1)
+                ).first()
+                is not None
+            )
+
+    def claim_next_shot(self, worker: str, lease_s: float = 10.0) -> Claim | None:
+        """Lease the next queued shot of a runnable job that has no live shot rendering.
+
+        One shot per job at a time (a job's shots render in order); different jobs in parallel.
+        A shot whose lease expired (its worker died) goes back to the queue and is claimed again.
+        """
+        now = self.now()
+        with self._write() as conn:
+            real = time.time()
+            job = conn.execute(
+                select(jobs)
+                .where(
+                    jobs.c.status.in_(RUNNABLE),
+                    or_(jobs.c.current_shot_id.is_(None), jobs.c.lease_expires < real),
+                )
+                .order_by(jobs.c.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if job is None:
+                return None
+            org, acct = self._touch(conn, job.org_id, now)
+            if job.current_shot_id is not None:
+                conn.execute(
+                    shots.update()
+                    .where(shots.c.id == job.current_shot_id, shots.c.status == "processing")
+                    .values(status="queued")
+                )
+            shot = conn.execute(
+                select(shots).where(shots.c.job_id == job.id, shots.c.status == "queued").order_by(shots.c.idx).limit(1)
+            ).first()
+            if shot is None:  # nothing left to render: settle the job instead
+                self._set_job(conn, job.id, now, current_shot_id=None, lease_owner=None, lease_expires=None)
+                self._finish_if_done(conn, org, acct, job.id, now)
+                return None
+            conn.execute(
+                shots.update().where(shots.c.id == shot.id).values(status="processing", attempts=shot.attempts + 1)
+            )
+            self._set_job(
+                conn,
+                job.id,
+                now,
+                status="processing",
+                current_shot_id=shot.id,
+                lease_owner=worker,
+                lease_expires=real + lease_s,
+            )
+            if job.status != "processing":
+                self._event(conn, org.id, "job.status", {"job_id": job.id, "status": "processing", "reason": None}, now)
+            return Claim(worker, job.id, org.id, shot.id, shot.idx, shot.duration_s, shot.credits)
+
+    def requeue(self, claim: Claim) -> None:
+        """Give a leased shot back to the queue (this process is shutting down)."""
+        with self._write() as conn:
+            if self._lock_claimed(conn, claim) is None:
+                return
+            conn.execute(shots.update().where(shots.c.id == claim.shot_id).values(status="queued"))
+            conn.execute(
+                jobs.update()
+                .where(jobs.c.id == claim.job_id)
+                .values(current_shot_id=None, lease_owner=None, lease_expires=None)
+            )
+
+    def renew_lease(self, claim: Claim, lease_s: float = 10.0) -> bool:
+        """Extend the lease; False when the shot is no longer ours (canceled, or re-queued)."""
+        with self._write() as conn:
+            n = conn.execute(
+                jobs.update()
+                .where(
+                    jobs.c.id == claim.job_id,
+                    jobs.c.current_shot_id == claim.shot_id,
+                    jobs.c.lease_owner == claim.worker,
+                    jobs.c.status.not_in(ENDED),
+                )
+                .values(lease_expires=time.time() + lease_s)
+            ).rowcount
+        return n == 1
+
+    def still_rendering(self, claim: Claim) -> bool:
+        with read_tx(self.engine) as conn:
+            row = conn.execute(
+                select(jobs.c.current_shot_id, jobs.c.lease_owner, jobs.c.status).where(jobs.c.id == claim.job_id)
+            ).first()
+        return (
+            row is not None
+            and row.current_shot_id == claim.shot_id
+            and row.lease_owner == claim.worker
+            and row.status not in ENDED
+        )
+
+    def _lock_claimed(self, conn: Connection, claim: Claim) -> Any:
+        """The job row, locked, if this claim still owns its shot; else None (canceled or re-queued)."""
+        job = conn.execute(select(jobs).where(jobs.c.id == claim.job_id).with_for_update()).first()
+        if job is None or job.current_shot_id != claim.shot_id or job.lease_owner != claim.worker:
+            return None
+        shot = conn.execute(select(shots.c.status).where(shots.c.id == claim.shot_id)).scalar_one()
+        return job if shot == "processing" else None
+
+    def complete_shot(self, claim: Claim) -> bool:
+        """Charge the shot its estimate from the job's hold: monthly first, then the bank."""
+        now = self.now()
+        with self._write() as conn:
+            job = self._lock_claimed(conn, claim)
+            if job is None:
+                return False
+            org, acct = self._touch(conn, claim.org_id, now)
+            shot = conn.execute(select(shots).where(shots.c.id == claim.shot_id)).one()
+            cost = shot.credits
+            if cost > job.held:  # the CHECK constraints would refuse it anyway
+                raise RuntimeError(f"shot {shot.id} costs {cost} but job {job.id} holds {job.held}")
+            deltas = self._take(acct, cost)
+            acct["held"] -= cost
+            self._history(
+                conn,
+                org.id,
+                now,
+                "render",
+                -cost,
+                deltas,
+                "render",
+                shot=shot.name,
+                engine=shot.engine,
+                tier=shot.tier,
+                duration_s=shot.duration_s,
+                job_id=job.id,
+                shot_id=shot.id,
+                member=job.member_name,
+            )
+            self._journal(conn, org.id, "held", -cost, "render", now, job_id=job.id)
+            conn.execute(
+                shots.update().where(shots.c.id == shot.id).values(status="completed", completed_at=to_db(now))
+            )
+            self._set_job(
+                conn,
+                job.id,
+                now,
+                charged_credits=job.charged_credits + cost,
+                held=job.held - cost,
+                current_shot_id=None,
+                lease_owner=None,
+                lease_expires=None,
+            )
+            balance = self._save_account(conn, org, acct, now, "render")
+            self._event(
+                conn,
+                org.id,
+                "job.shot_completed",
+                {"job_id": job.id, "shot_index": shot.idx, "shot": shot.name, "credits": cost, "balance": balance},
+                now,
+            )
+            self._finish_if_done(conn, org, acct, job.id, now)
+        return True
+
+    def fail_shot(self, claim: Claim, error: str = "render failed") -> bool:
+        """A failed shot is charged nothing; its part of the hold is released."""
+        now = self.now()
+        with self._write() as conn:
+            job = self._lock_claimed(conn, claim)
+            if job is None:
+                return False
+            org, acct = self._touch(conn, claim.org_id, now)
+            shot = conn.execute(select(shots).where(shots.c.id == claim.shot_id)).one()
+            conn.execute(shots.update().where(shots.c.id == shot.id).values(status="failed", error=error))
+            self._set_job(
+                conn,
+                job.id,
+                now,
+                held=job.held - shot.credits,
+                current_shot_id=None,
+                lease_owner=None,
+                lease_expires=None,
+            )
+            acct["held"] -= shot.credits
+            self._journal(conn, org.id, "held", -shot.credits, "release", now, job_id=job.id)
+            balance = self._save_account(conn, org, acct, now, "release")
+            self._event(
+                conn,
+                org.id,
+                "job.shot_failed",
+                {"job_id": job.id, "shot_index": shot.idx, "shot": shot.name, "error": error, "balance": balance},
+                now,
+            )
+            self._finish_if_done(conn, org, acct, job.id, now)
+        return True
+
+    def _finish_if_done(self, conn: Connection, org: Org, acct: dict[str, Any], job_id: int, now: datetime) -> None:
+        counts: dict[str, int] = dict(
+            conn.execute(
+                select(shots.c.status, func.count()).where(shots.c.job_id == job_id).group_by(shots.c.status)
+            ).all()
+        )
+        if counts.get("queued") or counts.get("processing"):
+            return
+        job = conn.execute(select(jobs.c.held, jobs.c.status).where(jobs.c.id == job_id)).one()
+        if job.status in ENDED:
+            return
+        status = "completed" if counts.get("completed") else "failed"
+        if job.held:  # estimate == charge makes this zero; release whatever is left so nothing stays held
+            self._release(conn, org, acct, job_id, job.held, now)
+        self._set_job(conn, job_id, now, status=status, held=0)
+        self._event(conn, org.id, "job.status", {"job_id": job_id, "status": status, "reason": None}, now)
+
+    @staticmethod
+    def _take(acct: dict[str, Any], amount: int) -> dict[str, int]:
+        """Spend `amount`: monthly first, then rolled-over bank, then purchased bank."""
+        deltas: dict[str, int] = {}
+        left = amount
+        for bucket, column in (
+            ("monthly", "monthly_remaining"),
+            ("bank_rolled", "bank_rolled"),
+            ("bank_purchased", "bank_purchased"),
+        ):
+            take = min(left, acct[column])
+            if take:
+                acct[column] -= take
+                deltas[bucket] = -take
+                left -= take
+        if left:
+            raise RuntimeError("charge exceeds the balance")  # held <= total makes this unreachable
+        return deltas
+
+    # --- purchases ---------------------------------------------------------------------------------
+
+    def credit_packs(self, actor: Actor) -> dict[str, Any]:
+        org = self.org(actor.org_id)
+        return {
+            "packs": [p.to_json() for p in pricing.CREDIT_PACKS],
+            "payment_method": {"brand": org.payment_brand, "last4": org.payment_last4},
+        }
+
+    def purchase(self, actor: Actor, pack_id: str, idempotency_key: str | None = None) -> Result:
+        """Buy a pack into the bank (never cut by the cap), charged to the card on file (simulated)."""
+        if not actor.can_buy:
+            raise LedgerError(
+                "forbidden", f"The {actor.role} role cannot buy credits; ask the owner or an admin to buy a pack."
+            )
+        try:
+            pack = pricing.pack(pack_id)
+        except pricing.PricingError as exc:
+            raise LedgerError(exc.code, exc.message) from None
+        request_hash = _canonical_hash("purchases", {"pack_id": pack_id})
+        now = self.now()
+        with self._write() as conn:
+            org, acct = self._touch(conn, actor.org_id, now)
+            replay = self._replay(conn, org.id, idempotency_key, request_hash)
+            if replay is not None:
+                return replay
+            purchase_id = int(
+                _insert_id(
+                    conn,
+                    purchases.insert().values(
+                        org_id=org.id,
+                        member_id=actor.member_id,
+                        pack_id=pack.id,
+                        credits=pack.credits,
+                        price_cents=pack.price_cents,
+                        currency=pack.currency,
+                        payment_brand=org.payment_brand,
+                        payment_last4=org.payment_last4,
+                        at=to_db(now),
+                    ),
+                )
+            )
+            self._history(
+                conn,
+                org.id,
+                now,
+                "purchase",
+                pack.credits,
+                {"bank_purchased": pack.credits},
+                "purchase",
+                member=actor.member_name,
+            )
+            acct["bank_purchased"] += pack.credits
+            balance = self._save_account(conn, org, acct, now, "purchase")
+            self._event(
+                conn,
+                org.id,
+                "purchase.completed",
+                {"purchase_id": purchase_id, "pack_id": pack.id, "credits": pack.credits, "balance": balance},
+                now,
+            )
+            body = {
+                "purchase": {
+                    "id": purchase_id,
+                    "pack_id": pack.id,
+                    "credits": pack.credits,
+                    "price_cents": pack.price_cents,
+                    "currency": pack.currency,
+                    "payment_method": {"brand": org.payment_brand, "last4": org.payment_last4},
+                    "at": iso(now),
+                },
+                "balance": balance,
+            }
+            result = Result(201, body)
+            self._remember(conn, org.id, idempotency_key, request_hash, result, now)
+            return result
+
+    # --- history -----------------------------------------------------------------------------------
+
+    def history(
+        self,
+        org_id: int,
+        limit: int = 50,
+        cursor: str | None = None,
+        tier: str | None = None,
+        shot: str | None = None,
+        kind: str | None = None,
+    ) -> dict[str, Any]:
+        """Newest first (`at` desc, `id` desc), keyset-paginated."""
+        if self._refill_is_due(org_id, self.now()):
+            self.refill_due(org_id)
+        stmt = select(transactions).where(transactions.c.org_id == org_id)
+        if tier:
+            stmt = stmt.where(transactions.c.tier == tier)
+        if kind:
+            stmt = stmt.where(transactions.c.kind == kind)
+        if shot:
+            stmt = stmt.where(func.lower(transactions.c.shot).contains(shot.lower(), autoescape=True))
+        if cursor:
+            at, last_id = decode_cursor(cursor)
+            stmt = stmt.where(or_(transactions.c.at < at, and_(transactions.c.at == at, transactions.c.id < last_id)))
+        stmt = stmt.order_by(transactions.c.at.desc(), transactions.c.id.desc()).limit(limit + 1)
+        with read_tx(self.engine) as conn:
+            rows = conn.execute(stmt).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = [
+            {
+                "id": r.id,
+                "at": iso(r.at),
+                "kind": r.kind,
+                "shot": r.shot,
+                "engine": r.engine,
+                "tier": r.tier,
+                "duration_s": r.duration_s,
+                "credits": r.credits,
+                "monthly_delta": r.monthly_delta,
+                "bank_delta": r.bank_delta,
+                "job_id": r.job_id,
+                "member": r.member,
+            }
+            for r in rows
+        ]
+        return {"items": items, "next_cursor": encode_cursor(rows[-1].at, rows[-1].id) if more else None}
+
+    # --- events ------------------------------------------------------------------------------------
+
+    def events_after(self, org_id: int, after: int, limit: int = 500) -> list[dict[str, Any]]:
+        with read_tx(self.engine) as conn:
+            rows = conn.execute(
+                select(events)
+                .where(events.c.org_id == org_id, events.c.seq > after)
+                .order_by(events.c.seq)
+                .limit(limit)
+            ).all()
+        return [{"seq": r.seq, "type": r.type, "at": iso(r.at), "data": json.loads(r.data)} for r in rows]
+
+    def last_seq(self, org_id: int) -> int:
+        with read_tx(self.engine) as conn:
+            return int(
+                conn.execute(
+                    select(func.coalesce(func.max(events.c.seq), 0)).where(events.c.org_id == org_id)
+                ).scalar_one()
+            )
+
+
+def encode_cursor(at: datetime, row_id: int) -> str:
+    raw = json.dumps([to_db(at).isoformat(), row_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at_s, row_id = json.loads(raw)
+        return datetime.fromisoformat(at_s), int(row_id)
+    except (ValueError, TypeError) as exc:
+        raise LedgerError(
+            "validation_error",
+            "cursor is not a cursor this service gave out.",
+            details=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}],
+        ) from exc
+
+
+__all__ = ["Actor", "Claim", "Ledger", "LedgerError", "Org", "Result", "from_db"]

@@ -1,0 +1,101 @@
+"""The job runner: background threads in every serve process that render (simulate) shots.
+
+A shot takes duration_s x render_speed seconds and fails with probability fail_rate. Each worker
+leases one shot at a time (Ledger.claim_next_shot); the lease is renewed while rendering, so a shot
+whose process died is re-queued for another process once its lease expires.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+
+from .ledger import Claim, Ledger
+
+log = logging.getLogger("act3_server.runner")
+
+
+class Runner:
+    def __init__(
+        self,
+        ledger: Ledger,
+        render_speed: float = 1.0,
+        fail_rate: float = 0.0,
+        workers: int = 4,
+        poll_s: float = 0.2,
+        lease_s: float = 10.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.render_speed = render_speed
+        self.fail_rate = fail_rate
+        self.workers = workers
+        self.poll_s = poll_s
+        self.lease_s = lease_s
+        self.rng = rng or random.Random()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    def start(self) -> None:
+        for i in range(self.workers):
+            t = threading.Thread(target=self._loop, args=(f"{self._id}:{i}",), name=f"act3-runner-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        for t in self._threads:
+            t.join(timeout)
+        self._threads.clear()
+
+    def wake(self) -> None:
+        """Something changed locally (a job queued or resumed): look for work now."""
+        self._wake.set()
+
+    def _loop(self, worker: str) -> None:
+        while not self._stop.is_set():
+            try:
+                claim = self.ledger.claim_next_shot(worker, self.lease_s) if self.ledger.has_runnable() else None
+            except Exception:
+                log.exception("claiming a shot failed; retrying")
+                claim = None
+                self._stop.wait(1.0)
+            if claim is None:
+                self._wake.wait(self.poll_s)
+                self._wake.clear()
+                continue
+            try:
+                self._render(claim)
+            except Exception:
+                # The lease runs out and another worker picks the shot up again.
+                log.exception("rendering shot %s of job %s failed", claim.shot_index, claim.job_id)
+
+    def _render(self, claim: Claim) -> None:
+        seconds = claim.duration_s * self.render_speed
+        end = time.monotonic() + seconds
+        renewed = time.monotonic()
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            if self._stop.wait(min(left, 0.1)):
+                self.ledger.requeue(claim)  # shutting down: hand the shot back at once
+                return
+            if not self.ledger.still_rendering(claim):
+                return  # canceled (or re-queued after our lease ran out): charge nothing
+            if time.monotonic() - renewed > self.lease_s / 3:
+                if not self.ledger.renew_lease(claim, self.lease_s):
+                    return
+                renewed = time.monotonic()
+        if self.fail_rate and self.rng.random() < self.fail_rate:
+            self.ledger.fail_shot(claim, "simulated render failure")
+        else:
+            self.ledger.complete_shot(claim)
