@@ -6,12 +6,12 @@ import without Blender, so bpy is only imported when Blender registers the exten
 
 
 def register() -> None:
-    from . import addon
+    from .addon import register as register_shell
 
-    addon.register()
+    register_shell()
 
 
 def unregister() -> None:
-    from . import addon
+    from .addon import unregister as unregister_shell
 
-    addon.unregister()
+    unregister_shell()

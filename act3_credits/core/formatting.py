@@ -45,7 +45,7 @@ def days_until(date_text: str | None, today: dt.date | None = None) -> int | Non
         target = dt.date.fromisoformat(date_text[:10])
     except ValueError:
         return None
-    today = today or dt.datetime.now(dt.timezone.utc).date()
+    today = today or dt.datetime.now(dt.UTC).date()
     return (target - today).days
 
 

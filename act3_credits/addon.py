@@ -1,0 +1,50 @@
+"""register()/unregister() of the Blender shell: classes, the top-bar header, the timer, handlers.
+
+Nothing here touches the network: `session.start()` starts the core's worker thread, which syncs
+in the background; the cached balance shows (marked stale) until it answers.
+"""
+
+from __future__ import annotations
+
+import bpy
+
+from . import header, operators, panels, prefs, props, redraw, session, timers
+
+classes = (*prefs.classes, *props.classes, *operators.classes, *panels.classes)
+
+
+@bpy.app.handlers.persistent
+def _on_load_pre(*_args) -> None:
+    # The windows' regions may be freed by the load: never tag a remembered one again.
+    redraw.forget_topbars()
+
+
+@bpy.app.handlers.persistent
+def _on_load_post(*_args) -> None:
+    redraw.forget_topbars()
+    props.forget_mirror()  # the window manager may be a new one: fill its list again
+    timers.tick()
+
+
+def register() -> None:
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    props.register()
+    prefs.load_thresholds()
+    session.start()
+    header.register()
+    bpy.app.handlers.load_pre.append(_on_load_pre)
+    bpy.app.handlers.load_post.append(_on_load_post)
+    timers.start()
+
+
+def unregister() -> None:
+    timers.stop()
+    for handlers, fn in ((bpy.app.handlers.load_post, _on_load_post), (bpy.app.handlers.load_pre, _on_load_pre)):
+        if fn in handlers:
+            handlers.remove(fn)
+    header.unregister()
+    session.stop()
+    props.unregister()
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)

@@ -1,0 +1,276 @@
+"""Operators: each queues work for the core's worker and returns at once; every one runs headless.
+
+Answers arrive in the state on a later drain (the timer, or a script's own drain), which is where
+the balance, the history and `state.last_message` / `state.last_error` change.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import os
+
+import bpy
+from bpy.props import EnumProperty, StringProperty
+from bpy_extras.io_utils import ExportHelper
+
+from . import export, layouts, prefs, props, session
+from .core.client import new_idempotency_key
+
+PANEL = "ACT3_PT_credits"
+
+
+def online(cls) -> bool:
+    """Operators that talk to ACT3 are greyed out with the reason while online access is off."""
+    if not bpy.app.online_access:
+        cls.poll_message_set("Online access is off: turn on Preferences > System > Network > Allow Online Access.")
+        return False
+    return True
+
+
+class ACT3_OT_refresh(bpy.types.Operator):
+    """Fetch the balance, plan and latest history from ACT3 now"""
+
+    bl_idname = "act3.refresh"
+    bl_label = "Refresh ACT3 Credits"
+
+    @classmethod
+    def poll(cls, context):
+        return online(cls)
+
+    def execute(self, context):
+        session.request("refresh")
+        return {"FINISHED"}
+
+
+class ACT3_OT_open_credits(bpy.types.Operator):
+    """Show the ACT3 credits details"""
+
+    bl_idname = "act3.open_credits"
+    bl_label = "ACT3 Credits"
+
+    @classmethod
+    def description(cls, context, properties):
+        return layouts.header_tooltip(session.state(), prefs.THRESHOLDS)
+
+    def execute(self, context):
+        window = context.window
+        if window is None or window.screen is None:  # headless: nothing to open, say the balance
+            state = session.state()
+            self.report({"INFO"}, f"ACT3: {state.header_text()}, {state.as_of_text()}")
+            return {"FINISHED"}
+        area = _view3d_area(context)
+        if area is None:
+            bpy.ops.wm.call_panel(name=PANEL, keep_open=True)
+            return {"FINISHED"}
+        area.spaces.active.show_region_ui = True
+        if not _show_act3_tab(area):
+            # The sidebar was hidden, so its tabs do not exist until it has drawn once: try again shortly.
+            _retry_tab(window.as_pointer(), area.as_pointer())
+        area.tag_redraw()
+        return {"FINISHED"}
+
+
+def _view3d_area(context):
+    if context.area is not None and context.area.type == "VIEW_3D":
+        return context.area
+    areas = [a for a in context.window.screen.areas if a.type == "VIEW_3D"]
+    return max(areas, key=lambda a: a.width * a.height, default=None)
+
+
+def _show_act3_tab(area) -> bool:
+    for region in area.regions:
+        if region.type == "UI":
+            try:
+                region.active_panel_category = layouts.CATEGORY
+                return True
+            except (TypeError, AttributeError):
+                return False
+    return False
+
+
+def _retry_tab(window_pointer: int, area_pointer: int, tries: int = 10) -> None:
+    def again():
+        wm = bpy.context.window_manager
+        for window in wm.windows if wm is not None else ():
+            if window.as_pointer() != window_pointer or window.screen is None:
+                continue
+            for area in window.screen.areas:
+                if area.as_pointer() == area_pointer:
+                    if _show_act3_tab(area):
+                        area.tag_redraw()
+                        return None
+                    return 0.05 if next(counter) < tries else None
+        return None
+
+    counter = iter(range(tries + 1))
+    bpy.app.timers.register(again, first_interval=0.05)
+
+
+class ACT3_OT_test_connection(bpy.types.Operator):
+    """Check the service URL and API key: shows the organisation, plan and your role"""
+
+    bl_idname = "act3.test_connection"
+    bl_label = "Test Connection"
+
+    @classmethod
+    def poll(cls, context):
+        return online(cls)
+
+    def execute(self, context):
+        session.request("test_connection")
+        self.report({"INFO"}, "Testing the connection to ACT3…")
+        return {"FINISHED"}
+
+
+class ACT3_OT_history_more(bpy.types.Operator):
+    """Load the next page of the transaction history"""
+
+    bl_idname = "act3.history_more"
+    bl_label = "Load More History"
+
+    @classmethod
+    def poll(cls, context):
+        if not online(cls):
+            return False
+        history = session.state().history
+        if history.loading:
+            cls.poll_message_set("The next page is on its way.")
+            return False
+        if history.loaded_once and history.next_cursor is None:
+            cls.poll_message_set("All of the history is loaded.")
+            return False
+        return True
+
+    def execute(self, context):
+        session.request("history_more")
+        return {"FINISHED"}
+
+
+class ACT3_OT_history_filter(bpy.types.Operator):
+    """Show only the history of one quality tier and/or shot name (filtered by the service)"""
+
+    bl_idname = "act3.history_filter"
+    bl_label = "Filter History"
+
+    tier: EnumProperty(name="Tier", items=layouts.TIER_FILTER_ITEMS, default="ALL")  # type: ignore[valid-type]
+    shot: StringProperty(name="Shot", description="Part of a shot name (any case)")  # type: ignore[valid-type]
+
+    @classmethod
+    def poll(cls, context):
+        return online(cls)
+
+    def execute(self, context):
+        tier = "" if self.tier == "ALL" else self.tier
+        shot = self.shot.strip()
+        ui = getattr(context.window_manager, "act3", None)
+        if ui is not None:
+            props.set_filter(ui, tier, shot)
+        props.request_history(tier, shot)
+        return {"FINISHED"}
+
+
+class ACT3_OT_export_history_csv(bpy.types.Operator, ExportHelper):
+    """Write the loaded transaction history (with its filter) to a CSV file"""
+
+    bl_idname = "act3.export_history_csv"
+    bl_label = "Export History CSV"
+
+    filename_ext = ".csv"
+    filter_glob: StringProperty(default="*.csv", options={"HIDDEN"})  # type: ignore[valid-type]
+
+    def invoke(self, context, event):
+        if not self.filepath:  # type: ignore[has-type]
+            folder = os.path.dirname(bpy.data.filepath) or os.path.expanduser("~")
+            self.filepath = os.path.join(folder, f"act3-history-{dt.date.today().isoformat()}.csv")
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context):
+        if not self.filepath:  # type: ignore[has-type]
+            self.report({"ERROR"}, "Choose a file to export the history to.")
+            return {"CANCELLED"}
+        path = bpy.path.abspath(self.filepath)
+        rows = session.state().history.rows
+        try:
+            with open(path, "w", newline="", encoding="utf-8") as f:
+                writer = csv.writer(f)
+                writer.writerow(export.HEADER)
+                writer.writerows(export.csv_rows(rows))
+        except OSError as err:
+            self.report({"ERROR"}, f"Could not write {path}: {err.strerror or err}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Exported {len(rows)} history rows to {os.path.basename(path)}")
+        return {"FINISHED"}
+
+
+def _pack_items(self, context):
+    # Blender keeps no copy of dynamic enum strings: hold them in a module list so they stay alive.
+    _PACK_ITEMS[:] = [
+        (str(p.get("id")), layouts.pack_label(p), f"Buy {layouts.pack_label(p)}") for p in session.state().packs
+    ] or [("NONE", "No credit packs loaded", "")]
+    return _PACK_ITEMS
+
+
+_PACK_ITEMS: list[tuple[str, str, str]] = []
+
+
+class ACT3_OT_buy_credits(bpy.types.Operator):
+    """Buy a credit pack for your organisation, paid with the card on file"""
+
+    bl_idname = "act3.buy_credits"
+    bl_label = "Buy Credits"
+    bl_options = {"INTERNAL"}
+
+    pack_id: StringProperty(name="Pack", description="Id of the credit pack, e.g. pack-250k")  # type: ignore[valid-type]
+    pack: EnumProperty(name="Credit Pack", items=_pack_items, options={"SKIP_SAVE"})  # type: ignore[valid-type]
+    # One key per confirmation: Redo and retries of this purchase reuse it, so nothing is bought twice.
+    idempotency_key: StringProperty(options={"HIDDEN", "SKIP_SAVE"})  # type: ignore[valid-type]
+
+    @classmethod
+    def poll(cls, context):
+        if not online(cls):
+            return False
+        refusal = layouts.buy_refusal(session.state())
+        if refusal:
+            cls.poll_message_set(refusal)
+            return False
+        return True
+
+    def invoke(self, context, event):
+        state = session.state()
+        if not state.packs:
+            session.request("packs")
+        if self.pack_id:  # a button for one pack: preselect it, the artist still confirms
+            try:
+                self.pack = self.pack_id
+            except TypeError:
+                pass
+            self.pack_id = ""
+        return context.window_manager.invoke_props_dialog(self, width=360, title="Buy Credits", confirm_text="Confirm")
+
+    def draw(self, context):
+        layouts.draw_buy_dialog(self.layout, session.state(), self)
+
+    def execute(self, context):
+        pack_id = self.pack_id or (self.pack if self.pack != "NONE" else "")
+        if not pack_id:
+            self.report({"ERROR"}, "The credit packs are still loading from ACT3: try again in a moment.")
+            return {"CANCELLED"}
+        if not self.idempotency_key:
+            self.idempotency_key = new_idempotency_key()
+        session.request("buy", pack_id=pack_id, idempotency_key=self.idempotency_key)
+        pack = next((p for p in session.state().packs if p.get("id") == pack_id), None)
+        self.report({"INFO"}, f"Buying {layouts.pack_label(pack) if pack else pack_id}…")
+        return {"FINISHED"}
+
+
+classes = (
+    ACT3_OT_refresh,
+    ACT3_OT_open_credits,
+    ACT3_OT_test_connection,
+    ACT3_OT_history_more,
+    ACT3_OT_history_filter,
+    ACT3_OT_export_history_csv,
+    ACT3_OT_buy_credits,
+)

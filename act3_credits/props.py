@@ -1,0 +1,117 @@
+"""Window-manager properties: the history list's rows and filters (never saved into a .blend).
+
+A UIList needs a collection property, so `mirror_history` copies the state's loaded rows into
+`WindowManager.act3.history_rows`; the timer calls it after a drain, never a draw.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bpy
+from bpy.props import CollectionProperty, EnumProperty, IntProperty, PointerProperty, StringProperty
+
+from . import layouts, session
+from .core.state import History
+
+_filter_guard = False
+
+
+def request_history(tier: str, shot: str) -> None:
+    """Ask the service for the first page of this filter (queued for the worker, no network here)."""
+    session.request("history", tier=tier, shot=shot)
+
+
+def _on_filter(self, context) -> None:
+    if _filter_guard:
+        return
+    request_history(filter_tier(self), self.history_shot.strip())
+
+
+def filter_tier(ui: Any) -> str:
+    return "" if ui.history_tier == "ALL" else ui.history_tier
+
+
+def set_filter(ui: Any, tier: str, shot: str) -> None:
+    """Show a filter in the panel's fields without asking the service once per field."""
+    global _filter_guard
+    _filter_guard = True
+    try:
+        ui.history_tier = tier or "ALL"
+        ui.history_shot = shot
+    finally:
+        _filter_guard = False
+
+
+class ACT3_PG_history_row(bpy.types.PropertyGroup):
+    row_id: IntProperty()  # type: ignore[valid-type]
+    date: StringProperty()  # type: ignore[valid-type]
+    shot: StringProperty()  # type: ignore[valid-type]
+    tier: StringProperty()  # type: ignore[valid-type]
+    cost: StringProperty()  # type: ignore[valid-type]
+    credits: IntProperty()  # type: ignore[valid-type]
+
+
+class ACT3_PG_ui(bpy.types.PropertyGroup):
+    history_rows: CollectionProperty(type=ACT3_PG_history_row)  # type: ignore[valid-type]
+    history_index: IntProperty(default=-1)  # type: ignore[valid-type]
+    history_tier: EnumProperty(  # type: ignore[valid-type]
+        name="Tier",
+        description="Show only this quality tier (filtered by the service)",
+        items=layouts.TIER_FILTER_ITEMS,
+        default="ALL",
+        update=_on_filter,
+    )
+    history_shot: StringProperty(  # type: ignore[valid-type]
+        name="Shot",
+        description="Show only shots whose name contains this (filtered by the service)",
+        update=_on_filter,
+    )
+
+
+# What the list shows now: (ids of the mirrored rows); compared so an unchanged history costs nothing.
+_mirrored: list[int] = []
+
+
+def mirror_history(ui: Any, history: History, force: bool = False) -> bool:
+    """Make `ui.history_rows` show `history.rows`; True when it changed. Appends when only more rows came."""
+    global _mirrored
+    ids = [row.id for row in history.rows]
+    if not force and ids == _mirrored and len(ui.history_rows) == len(ids):
+        return False
+    rows = ui.history_rows
+    start = len(_mirrored)
+    if force or len(rows) != start or ids[:start] != _mirrored:
+        rows.clear()
+        start = 0
+    for row in history.rows[start:]:
+        cells = layouts.history_cells(row)
+        item = rows.add()
+        item.row_id = row.id
+        item.date = cells.date
+        item.shot = cells.shot
+        item.tier = cells.tier
+        item.cost = cells.cost
+        item.credits = row.credits
+    _mirrored = ids
+    if ui.history_index >= len(rows):
+        ui.history_index = len(rows) - 1
+    return True
+
+
+def forget_mirror() -> None:
+    global _mirrored
+    _mirrored = []
+
+
+classes = (ACT3_PG_history_row, ACT3_PG_ui)
+
+
+def register() -> None:
+    bpy.types.WindowManager.act3 = PointerProperty(type=ACT3_PG_ui)  # type: ignore[attr-defined]
+    forget_mirror()
+
+
+def unregister() -> None:
+    del bpy.types.WindowManager.act3  # type: ignore[attr-defined]
+    forget_mirror()

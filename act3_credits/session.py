@@ -1,0 +1,80 @@
+"""The shell's one door to the core: settings from the preferences, start/stop, requests, the state.
+
+Everything here is quick and local (no network): requests are queued for the core's worker thread,
+and `drain()` applies its answers on the main thread.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import bpy
+
+from . import runtime
+from .core import keystore
+from .core.client import mask_key
+from .core.state import State
+from .core.sync import Settings, Ticket
+
+log = logging.getLogger("act3_credits")
+
+PACKAGE = __package__ or "act3_credits"
+
+
+def user_dir() -> str:
+    """The extension's own user folder (kept across upgrades): the saved key and the balance cache."""
+    return bpy.utils.extension_path_user(PACKAGE, create=True)
+
+
+def preferences() -> Any | None:
+    preferences = bpy.context.preferences
+    addon = preferences.addons.get(PACKAGE) if preferences is not None else None
+    return addon.preferences if addon is not None else None
+
+
+# Where the key in use came from ("environment", "file" or "none") and its masked tail, as of the
+# last settings(): the preferences draw reads this instead of the disk. Never the key itself.
+_key_info = ("none", "")
+
+
+def key_source() -> tuple[str, str]:
+    return _key_info
+
+
+def settings() -> Settings:
+    global _key_info
+    prefs = preferences()
+    url_pref = prefs.service_url if prefs is not None else ""
+    url, key, source = keystore.resolve(url_pref, "", user_dir())
+    _key_info = (source, mask_key(key))
+    return Settings(base_url=url, api_key=key, online_access=bool(bpy.app.online_access))
+
+
+def start() -> None:
+    runtime.start(settings(), user_dir())
+
+
+def stop() -> None:
+    runtime.stop()
+
+
+def reconfigure() -> None:
+    """New URL, key or online access: the worker reconnects (no HTTP here)."""
+    if runtime.is_running():
+        runtime.configure(settings())
+
+
+def state() -> State:
+    return runtime.state()
+
+
+def drain() -> bool:
+    if not runtime.is_running():
+        return False
+    return runtime.worker().drain()
+
+
+def request(kind: str, callback: Any = None, **params: Any) -> Ticket:
+    """Queue a request for the worker thread; its answer lands in the state on a later drain."""
+    return runtime.worker().request(kind, callback=callback, **params)

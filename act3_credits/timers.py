@@ -1,0 +1,60 @@
+"""The main-thread heartbeat: drain the worker, mirror the history list, redraw only on change.
+
+A persistent `bpy.app.timers` callback: every 0.1 s while things happen, backing off to 1 s when
+quiet. It never raises (Blender drops a timer that raises) and never waits on the network.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import bpy
+
+from . import props, redraw, session
+
+log = logging.getLogger("act3_credits")
+
+FAST_S = 0.1
+SLOW_S = 1.0
+
+_interval = FAST_S
+_online: bool | None = None
+_failed = False
+
+
+def tick() -> float:
+    """One beat; returns the seconds until the next one. Tests call it directly (no timers headless)."""
+    global _interval, _online, _failed
+    try:
+        online = bool(bpy.app.online_access)
+        if online != _online:
+            _online = online
+            session.reconfigure()
+        changed = session.drain()
+        wm = bpy.context.window_manager
+        ui = getattr(wm, "act3", None) if wm is not None else None
+        if ui is not None and props.mirror_history(ui, session.state().history):
+            changed = True
+        if changed:
+            redraw.everything()
+        _failed = False
+    except Exception:
+        if not _failed:  # once, not ten times a second
+            log.exception("ACT3: the sync timer failed; retrying")
+        _failed = True
+        return SLOW_S
+    _interval = FAST_S if changed else min(SLOW_S, _interval * 1.5)
+    return _interval
+
+
+def start() -> None:
+    global _online, _interval
+    _online = bool(bpy.app.online_access)
+    _interval = FAST_S
+    if not bpy.app.timers.is_registered(tick):
+        bpy.app.timers.register(tick, first_interval=FAST_S, persistent=True)
+
+
+def stop() -> None:
+    if bpy.app.timers.is_registered(tick):
+        bpy.app.timers.unregister(tick)

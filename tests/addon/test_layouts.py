@@ -1,0 +1,295 @@
+"""What the artist reads in the top bar, the Credits panel, the history and the Buy dialog.
+
+The draw functions are plain functions of a layout and the State, so these tests run them with a
+recording layout, without Blender and without a service.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from act3_credits import export, layouts
+from act3_credits.core import formatting
+from act3_credits.core.state import Credits, HistoryRow, State
+from support.layout import RecordingLayout
+
+PRO = 875_000
+DEFAULTS = layouts.Thresholds()
+
+
+def synced_state(available: int = PRO, **numbers) -> State:
+    today = dt.datetime.now(dt.UTC).date()
+    fields = dict(
+        org_id=1,
+        plan="pro",
+        total=available,
+        monthly_remaining=available,
+        monthly_allocation=PRO,
+        rollover_bank=0,
+        rollover_purchased=0,
+        rollover_cap=2_187_500,
+        held=0,
+        available=available,
+        billing_date=(today + dt.timedelta(days=6)).isoformat(),
+        as_of="2026-11-25T14:02:11Z",
+        version=1,
+    )
+    fields.update(numbers)
+    state = State()
+    state.set_credits(Credits(**fields))
+    return state
+
+
+def header(state: State, thresholds: layouts.Thresholds = DEFAULTS) -> RecordingLayout:
+    layout = RecordingLayout()
+    layouts.draw_header(layout, state, thresholds)
+    return layout
+
+
+# --------------------------------------------------------------------------------------- top bar
+
+
+def test_top_bar_reads_the_available_balance_and_opens_the_credits_panel():
+    button = header(synced_state()).operator_button("act3.open_credits")
+    assert button.text == "875,000 cr"
+    assert button.icon == "NONE"
+    assert not button.alert
+
+
+@pytest.mark.parametrize(
+    ("available", "level", "alert"),
+    [
+        (int(PRO * 0.20), "ok", False),  # exactly 20 % is not below it
+        (int(PRO * 0.20) - 1, "warn", False),
+        (int(PRO * 0.05), "warn", False),
+        (int(PRO * 0.05) - 1, "critical", True),
+        (0, "critical", True),
+    ],
+)
+def test_top_bar_warns_below_20_percent_and_turns_red_below_5_percent(available, level, alert):
+    state = synced_state(available)
+    button = header(state).operator_button("act3.open_credits")
+    assert DEFAULTS.level(state) == level
+    assert button.alert is alert
+    assert button.icon == ("ERROR" if level != "ok" else "NONE")
+    assert button.text == formatting.credits(available)
+
+
+def test_a_studio_warning_line_in_credits_raises_a_warning_above_20_percent():
+    state = synced_state(400_000)
+    assert header(state).operator_button("act3.open_credits").icon == "NONE"
+    custom = layouts.Thresholds(custom=500_000)
+    button = header(state, custom).operator_button("act3.open_credits")
+    assert button.icon == "ERROR" and not button.alert
+    assert "your warning line of 500,000 cr" in layouts.header_tooltip(state, custom)
+
+
+def test_thresholds_from_the_preferences_move_the_lines():
+    state = synced_state(300_000)  # 34 % of the allocation
+    assert layouts.Thresholds(warn=0.40, critical=0.35).level(state) == "critical"
+
+
+def test_a_stale_balance_shows_a_clock_and_as_of_time_in_the_tooltip():
+    state = synced_state()
+    state.last_sync_monotonic = time.monotonic() - 61
+    synced_at = dt.datetime(2026, 11, 25, 14, 2, tzinfo=dt.UTC)
+    state.last_sync_wall = synced_at
+    button = header(state).operator_button("act3.open_credits")
+    assert button.icon == "TIME"
+    assert button.text == "875,000 cr"
+    tooltip = layouts.header_tooltip(state, DEFAULTS)
+    assert tooltip.splitlines()[0] == f"Balance 875,000 cr, as of {formatting.clock(synced_at)}"
+    assert "more than a minute old" in tooltip
+
+
+def test_a_fresh_balance_tooltip_says_when_it_was_synced():
+    state = synced_state(236_680, total=245_000, held=8_320)
+    tooltip = layouts.header_tooltip(state, DEFAULTS)
+    assert tooltip.startswith(f"Balance 236,680 cr, as of {formatting.clock(state.last_sync_wall)}")
+    assert "8,320 cr held by unfinished jobs" in tooltip
+
+
+def test_an_unreachable_service_shows_the_last_balance_with_a_broken_link_and_the_reason():
+    state = synced_state()
+    state.set_connection("offline", "Cannot reach ACT3 at 127.0.0.1:9: connection refused.")
+    button = header(state).operator_button("act3.open_credits")
+    assert (button.text, button.icon) == ("875,000 cr", "UNLINKED")
+    assert "Cannot reach ACT3 at 127.0.0.1:9: connection refused." in layouts.header_tooltip(state, DEFAULTS)
+
+
+def test_without_a_key_the_top_bar_asks_for_one():
+    state = State(connection="unconfigured")
+    assert header(state).operator_button("act3.open_credits").text == "ACT3: set API key"
+
+
+# --------------------------------------------------------------------------------- credits panel
+
+
+def credits_panel(state: State, online: bool = True) -> RecordingLayout:
+    layout = RecordingLayout()
+    layouts.draw_credits(layout, state, DEFAULTS, online)
+    return layout
+
+
+def test_credits_panel_shows_monthly_allocation_bank_and_held_numbers():
+    state = synced_state(
+        total=742_000,
+        monthly_remaining=612_000,
+        rollover_bank=130_000,
+        rollover_purchased=50_000,
+        held=8_320,
+        available=733_680,
+    )
+    panel = credits_panel(state)
+    texts = panel.texts()
+    assert "Available: 733,680 cr" in texts
+    (bar,) = panel.of_kind("progress")
+    assert bar.text == "612,000 of 875,000 cr"
+    assert bar.factor == pytest.approx(612_000 / 875_000)
+    assert panel.find("Next billing").text.endswith("(in 6 days)")
+    pairs = list(zip(texts, texts[1:], strict=False))
+    assert ("Banked", "130,000 cr") in pairs
+    assert ("Cap", "2,187,500 cr") in pairs
+    assert ("From purchases", "50,000 cr") in pairs
+    assert ("Held by unfinished jobs", "8,320 cr") in pairs
+    panel.operator_button("act3.refresh", "Refresh")
+    panel.operator_button("act3.buy_credits", "Buy Credits")
+
+
+def test_credits_panel_shows_a_connection_problem_as_one_line():
+    state = synced_state()
+    state.set_connection("auth", "The ACT3 API key was refused: check it in Preferences > Add-ons > ACT3 Credits.")
+    line = credits_panel(state).find("API key was refused")
+    assert line.alert and line.kind == "label"
+
+
+def test_credits_panel_says_nothing_is_sent_while_online_access_is_off():
+    panel = credits_panel(State(connection="disabled"), online=False)
+    assert layouts.OFFLINE_LINE in panel.texts()
+    assert "Preferences > System > Network > Allow Online Access" in panel.find("Allow Online Access").text
+
+
+def test_credits_panel_says_when_the_balance_is_very_low():
+    line = credits_panel(synced_state(1_000)).find("Very low balance")
+    assert line.alert
+
+
+def test_billing_line_counts_days():
+    today = dt.datetime.now(dt.UTC).date()
+    assert layouts.billing_line(today.isoformat()).endswith("(today)")
+    assert layouts.billing_line((today + dt.timedelta(days=1)).isoformat()).endswith("(tomorrow)")
+    assert layouts.billing_line("") == "Next billing date not known"
+
+
+# ---------------------------------------------------------------------------------------- history
+
+
+def row(id_: int, at: str, shot: str | None, tier: str | None, credits: int, kind: str = "render") -> HistoryRow:
+    return HistoryRow(
+        id=id_,
+        at=at,
+        kind=kind,
+        shot=shot,
+        engine="veo-3.1" if kind == "render" else None,
+        tier=tier,
+        duration_s=8 if kind == "render" else None,
+        credits=credits,
+        monthly_delta=credits if kind == "render" else 0,
+        bank_delta=0 if kind == "render" else credits,
+        job_id=1 if kind == "render" else None,
+        member="Ana (editor)",
+    )
+
+
+def test_history_rows_read_date_shot_tier_and_cost():
+    cells = layouts.history_cells(row(3, "2026-11-25T14:02:11Z", "sh010", "high", -4_160))
+    assert cells == layouts.HistoryCells(formatting.day("2026-11-25T14:02:11Z"), "sh010", "High", "−4,160")
+    purchase = layouts.history_cells(row(4, "2026-11-25T15:00:00Z", None, None, 250_000, kind="purchase"))
+    assert (purchase.shot, purchase.tier, purchase.cost) == ("Purchase", "", "+250,000")
+    item = RecordingLayout()
+    layouts.draw_history_item(item, *cells.__dict__.values())
+    assert item.texts() == [cells.date, "sh010", "High", "−4,160"]
+
+
+def test_history_panel_lists_rows_offers_more_and_sums_tiers():
+    state = State()
+    state.history.apply_page(
+        [
+            row(3, "2026-11-25T14:02:11Z", "sh030", "high", -4_160),
+            row(2, "2026-11-25T13:00:00Z", "sh020", "standard", -2_080),
+            row(1, "2026-11-25T12:00:00Z", "sh010", "high", -2_080),
+        ],
+        "cursor-2",
+        first=True,
+    )
+    ui = SimpleNamespace(history_rows=[], history_index=0, history_tier="ALL", history_shot="")
+    layout = RecordingLayout()
+    layouts.draw_history(layout, state, ui, online_access=True)
+    (lst,) = layout.of_kind("template_list")
+    assert (lst.args["type"], lst.property) == ("ACT3_UL_history", "history_rows")
+    more = layout.operator_button("act3.history_more")
+    assert more.text == "Load more" and more.enabled
+    layout.operator_button("act3.export_history_csv")
+    texts = layout.texts()
+    assert "3 rows loaded" in texts
+    assert texts[texts.index("High") + 1] == "6,240 cr"
+    assert texts[texts.index("Standard") + 1] == "2,080 cr"
+
+
+def test_history_load_more_is_off_once_everything_is_loaded():
+    state = State()
+    state.history.apply_page([row(1, "2026-11-25T12:00:00Z", "sh010", "draft", -520)], None, first=True)
+    ui = SimpleNamespace(history_rows=[], history_index=0, history_tier="ALL", history_shot="")
+    layout = RecordingLayout()
+    layouts.draw_history(layout, state, ui, online_access=True)
+    assert not layout.operator_button("act3.history_more").enabled
+    assert "1 rows loaded, all shown" in layout.texts()
+
+
+def test_csv_export_rows_keep_numbers_and_defuse_formulas():
+    rows = list(export.csv_rows([row(1, "2026-11-25T12:00:00Z", "=HYPERLINK(1)", "draft", -520)]))
+    assert rows == [
+        ["2026-11-25T12:00:00Z", "render", "'=HYPERLINK(1)", "veo-3.1", "draft", 8, -520, -520, 0, 1, "Ana (editor)"]
+    ]
+    assert len(export.HEADER) == len(rows[0])
+
+
+# --------------------------------------------------------------------------------------- buying
+
+
+PACKS = [
+    {"id": "pack-50k", "credits": 50_000, "price_cents": 10_000, "currency": "usd", "price": "$100"},
+    {"id": "pack-250k", "credits": 250_000, "price_cents": 47_500, "currency": "usd", "price": "$475"},
+]
+
+
+def test_buy_dialog_lists_packs_with_price_and_the_card_on_file():
+    state = synced_state()
+    state.packs = PACKS
+    state.payment_method = {"brand": "Visa", "last4": "4242"}
+    assert layouts.pack_label(PACKS[1]) == "250,000 cr — $475"
+    layout = RecordingLayout()
+    layouts.draw_buy_dialog(layout, state, operator=SimpleNamespace(pack="pack-50k"))
+    assert layout.of_kind("prop")[0].property == "pack"
+    assert "Paid with Visa •••• 4242" in layout.texts()
+    assert layouts.buy_refusal(state) is None
+
+
+def test_a_viewer_is_told_to_ask_an_owner_or_admin():
+    state = synced_state()
+    state.me = {"member": {"name": "Vic", "role": "viewer"}, "can_buy": False, "org": {"name": "Studio"}}
+    refusal = layouts.buy_refusal(state)
+    assert refusal is not None and "ask the organisation's owner or an admin" in refusal
+    layout = RecordingLayout()
+    layouts.draw_buy_dialog(layout, state, operator=SimpleNamespace(pack=""))
+    assert layout.find("owner or an admin").alert
+    assert "Loading credit packs…" in layout.texts()
+
+
+def test_test_connection_result_reads_organisation_plan_and_role():
+    me = {"org": {"id": 1, "name": "Blue Studio", "plan": "pro"}, "member": {"name": "Ana", "role": "owner"}}
+    assert layouts.me_lines(me) == ["Organisation: Blue Studio", "Plan: Pro", "Signed in as Ana (owner)"]
