@@ -1,0 +1,70 @@
+"""GENERATE: shots stored in the .blend, the Cost Estimate dialog, the render queue with live credits,
+tagging, fit to budget, the budget guard and the interception of other add-ons' operators.
+
+`register()`/`unregister()` are called by the shell's `addon.py`. Nothing here imports bpy at module
+level, so `generate.draw` stays importable for tests without Blender.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+INTERCEPT_EVERY_S = 2.0
+
+classes: tuple[Any, ...] = ()
+_intercepted_text: str | None = None
+
+
+def _tick() -> float:
+    """Follow a restarted worker, and guard operators of add-ons enabled after this one."""
+    global _intercepted_text
+    import bpy
+
+    from . import intercept, jobs, props
+
+    try:
+        jobs.guard.attach()
+        text = props.settings(bpy.context).intercept_ops
+        missing = intercept.sync(text) if text != _intercepted_text or _intercepted_text is None else []
+        _intercepted_text = None if missing else text
+    except Exception:  # a timer that raises is dropped by Blender
+        import logging
+
+        logging.getLogger("act3_credits").exception("ACT3: generate timer")
+    return INTERCEPT_EVERY_S
+
+
+def register() -> None:
+    global classes, _intercepted_text
+    import bpy
+
+    from . import jobs, ops, props, ui
+
+    ui.attach_to_shell()
+    classes = (*props.classes, *ops.classes, *ui.classes)
+    for cls in classes:
+        bpy.utils.register_class(cls)
+    props.register_properties()
+    jobs.guard.settings = ops.guard_settings
+    jobs.guard.notify = lambda message: ops.notify(message, "WARNING")
+    jobs.guard.on_shot_completed = ops.record_shot_cost
+    jobs.guard.attach()
+    _intercepted_text = None
+    if not bpy.app.timers.is_registered(_tick):
+        bpy.app.timers.register(_tick, first_interval=0.5, persistent=True)
+
+
+def unregister() -> None:
+    global classes
+    import bpy
+
+    from . import intercept, jobs, props
+
+    if bpy.app.timers.is_registered(_tick):
+        bpy.app.timers.unregister(_tick)
+    intercept.release_all()
+    jobs.guard.detach()
+    props.unregister_properties()
+    for cls in reversed(classes):
+        bpy.utils.unregister_class(cls)
+    classes = ()

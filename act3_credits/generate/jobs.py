@@ -1,0 +1,224 @@
+"""Sending a batch and watching it: the Confirm pipeline and the budget guard (no bpy here).
+
+Confirm never talks to the network itself: it queues the worker's `estimate` request and, when the
+service agrees with what the dialog showed and the balance covers it, `submit_job` with the
+idempotency key made once for that confirmation. Every answer arrives in `drain()` on the main
+thread, where the callbacks below run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from .. import runtime
+from ..core import formatting, shots
+from ..core.sync import SyncWorker, Ticket
+
+log = logging.getLogger("act3_credits")
+
+SHORTFALL_HINT = "Fit to budget, switch to Draft, or buy credits."
+
+
+class Submission:
+    """One confirmation: the service's estimate first, then the job. `done`, `ok` and `message` tell how it went."""
+
+    def __init__(
+        self,
+        worker: SyncWorker,
+        *,
+        name: str,
+        shots_json: list[dict[str, Any]],
+        idempotency_key: str,
+        force: bool = False,
+        shown_total: int | None = None,
+        on_done: Callable[[Submission], None] | None = None,
+    ) -> None:
+        self.worker = worker
+        self.name = name
+        self.shots_json = shots_json
+        self.idempotency_key = idempotency_key
+        self.force = force
+        self.shown_total = shown_total
+        self.on_done = on_done
+        self.done = False
+        self.ok = False
+        self.message = ""
+        self.error_code: str | None = None
+        self.job: dict[str, Any] | None = None
+        self.estimate: dict[str, Any] | None = None
+        self.tickets: list[Ticket] = []
+
+    def start(self) -> Submission:
+        self.tickets.append(self.worker.request("estimate", shots=self.shots_json, callback=self._estimated))
+        return self
+
+    def _estimated(self, ticket: Ticket) -> None:
+        if not ticket.ok:
+            return self._finish(False, str(ticket.error), getattr(ticket.error, "code", None))
+        answer: dict[str, Any] = ticket.result
+        self.estimate = answer
+        blocked = answer.get("blocked") or []
+        if blocked:
+            first = blocked[0]
+            reason = str(first.get("reason") or f"The service refuses shot {first.get('name')}.")
+            return self._finish(False, reason, str(first.get("code") or "forbidden"))
+        total, available = int(answer.get("total") or 0), int(answer.get("available") or 0)
+        if self.shown_total is not None and total != self.shown_total:
+            self.worker.request("refresh")  # the cached rate card is out of date: fetch the new one
+            return self._finish(
+                False,
+                f"The service estimates {formatting.credits(total)}, not the {formatting.credits(self.shown_total)} "
+                "shown: the rate card changed. Nothing was sent; open the estimate again.",
+                "estimate_changed",
+            )
+        shortfall = int(answer.get("shortfall") or 0)
+        if shortfall > 0 and not self.force:
+            return self._finish(
+                False,
+                f"Not enough credits: {self.name} needs {formatting.credits(total)}, "
+                f"{formatting.credits(shortfall)} more than the {formatting.credits(available)} available. "
+                f"Nothing was sent. {SHORTFALL_HINT}",
+                "insufficient_credits",
+            )
+        self.tickets.append(
+            self.worker.request(
+                "submit_job",
+                name=self.name,
+                shots=self.shots_json,
+                idempotency_key=self.idempotency_key,
+                callback=self._submitted,
+            )
+        )
+
+    def _submitted(self, ticket: Ticket) -> None:
+        if not ticket.ok:
+            return self._finish(False, str(ticket.error), getattr(ticket.error, "code", None))
+        job: dict[str, Any] = ticket.result
+        self.job = job
+        count = len(job.get("shots") or [])
+        self._finish(
+            True,
+            f"Sent {job.get('name') or self.name} to ACT3 (job {job.get('id')}): {count} shot{'s' if count != 1 else ''}, "
+            f"{formatting.credits(int(job.get('estimated_credits') or 0))} held.",
+            None,
+        )
+
+    def _finish(self, ok: bool, message: str, code: str | None) -> None:
+        self.done, self.ok, self.message, self.error_code = True, ok, message, code
+        state = self.worker.state
+        state.last_message = message
+        state.touch()
+        if self.on_done is not None:
+            try:
+                self.on_done(self)
+            except Exception:
+                log.exception("ACT3: after sending %s", self.name)
+
+    def wait(self, timeout: float) -> bool:
+        """Block the calling script (never the UI) until the job is sent or refused."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while not self.done and time.monotonic() < deadline:
+            pending = [t for t in self.tickets if not t.done]
+            if pending:
+                self.worker.wait(pending[-1], max(0.0, deadline - time.monotonic()))
+            else:
+                self.worker.drain()
+                time.sleep(0.01)
+        return self.done
+
+
+# ---------------------------------------------------------------------------------------- budget guard
+
+
+class BudgetGuard:
+    """Pauses a batch sent from here when the balance falls below the artist's minimum, or when the job
+    has been charged more than its estimate. Runs in `drain()` (an event subscriber), on the main thread."""
+
+    def __init__(self) -> None:
+        self.watched: dict[int, int] = {}  # job id -> what the add-on estimated at Confirm
+        self.charged: dict[int, int] = {}  # job id -> credits charged, from job.shot_completed events
+        self.paused: set[int] = set()  # paused by the guard (not paused again)
+        self.reasons: dict[int, str] = {}  # why the guard paused a job, for the Render Queue
+        self.let_run: set[int] = set()  # resumed by the artist after the guard paused them
+        self.settings: Callable[[], tuple[bool, int, bool]] = lambda: (False, 0, False)
+        self.notify: Callable[[str], None] = lambda _message: None
+        self.on_shot_completed: Callable[[int, str, int], None] = lambda _job, _shot, _credits: None
+        self._worker: SyncWorker | None = None
+
+    def attach(self, worker: SyncWorker | None = None) -> None:
+        """Follow the events of the current worker (once; a new worker after a restart is followed anew)."""
+        if worker is None:
+            if not runtime.is_running():
+                return
+            worker = runtime.worker()
+        if worker is self._worker:
+            return
+        self.detach()
+        worker.subscribe(self.on_event)
+        self._worker = worker
+
+    def detach(self) -> None:
+        if self._worker is not None:
+            self._worker.unsubscribe(self.on_event)
+            self._worker = None
+
+    def watch(self, job_id: int, estimate: int) -> None:
+        self.watched[int(job_id)] = int(estimate)
+
+    def resumed(self, job_id: int) -> None:
+        if job_id in self.paused:
+            self.paused.discard(job_id)
+            self.reasons.pop(job_id, None)
+            self.let_run.add(job_id)
+
+    def on_event(self, etype: str, data: dict[str, Any]) -> None:
+        job_id = data.get("job_id")
+        if etype == "job.shot_completed" and job_id is not None:
+            jid = int(job_id)
+            self.charged[jid] = self.charged.get(jid, 0) + int(data.get("credits") or 0)
+            try:
+                self.on_shot_completed(jid, str(data.get("shot") or ""), int(data.get("credits") or 0))
+            except Exception:
+                log.exception("ACT3: recording the cost of shot %s", data.get("shot"))
+        if etype in ("balance.changed", "job.shot_completed", "job.shot_failed", "job.status"):
+            self.check()
+
+    def check(self) -> list[str]:
+        """Pause every watched job the guard says must stop; the reasons, for tests and reports."""
+        enabled, min_balance, over_estimate = self.settings()
+        worker = self._worker
+        if not enabled or worker is None:
+            return []
+        state = worker.state
+        total = state.credits.total if state.credits is not None else None
+        reasons = []
+        for job_id, estimate in list(self.watched.items()):
+            job = state.jobs.get(job_id)
+            if job is None or job_id in self.paused or job_id in self.let_run:
+                continue
+            view = dict(job)
+            view["charged_credits"] = max(int(job.get("charged_credits") or 0), self.charged.get(job_id, 0))
+            reason = shots.guard_decision(
+                job=view,
+                balance_total=total,
+                min_balance=min_balance,
+                pause_over_estimate=over_estimate,
+                estimate=estimate,
+            )
+            if reason is None:
+                continue
+            self.paused.add(job_id)
+            self.reasons[job_id] = reason
+            worker.request("pause_job", job_id=job_id)
+            state.last_message = reason
+            state.touch()
+            reasons.append(reason)
+            self.notify(reason)
+        return reasons
+
+
+guard = BudgetGuard()

@@ -1,0 +1,205 @@
+"""Shots stored in the .blend (on the scene), the Cost Estimate dialog's rows, and the GENERATE settings.
+
+A shot lives in `Scene.act3_shots`, so it travels with the file. The engine enum takes its items
+from the cached rate card; each item's number is a hash of the engine id, so a saved shot keeps its
+engine when the card gains or loses engines.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import bpy
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
+
+from .. import runtime
+from ..core import pricing, shots
+
+TIER_ITEMS = [(t.id, t.name, f"{t.name} quality: x{t.multiplier} the Standard rate") for t in pricing.TIERS]
+
+
+def engine_number(engine_id: str) -> int:
+    return zlib.crc32(engine_id.encode()) & 0x7FFFFFFF
+
+
+def rate_card() -> pricing.RateCard:
+    """The card the add-on caches from `GET /v1/pricing`, or the built-in one until the first sync."""
+    return runtime.state().rate_card or pricing.DEFAULT_RATE_CARD
+
+
+# Blender keeps only a pointer to the strings of dynamic enum items: hold on to the list.
+_engine_items: list[tuple[str, str, str, int]] = []
+
+
+def engine_items(_self: Any, _context: Any) -> list[tuple[str, str, str, int]]:
+    global _engine_items
+    card = rate_card()
+    items = [
+        (e.id, e.name, f"{e.name}: {e.rate_per_second} cr per second at Standard", engine_number(e.id))
+        for e in card.engines
+    ]
+    if items != _engine_items:
+        _engine_items = items
+    return _engine_items
+
+
+def _camera_poll(_self: Any, obj: bpy.types.Object) -> bool:
+    return obj.type == "CAMERA"
+
+
+class ACT3_PG_shot(bpy.types.PropertyGroup):
+    """One shot of the scene: what to render, on which engine, at which quality."""
+
+    # `name` comes with PropertyGroup.
+    frame_start: IntProperty(name="Start", description="First frame of the shot", default=1)  # type: ignore[valid-type]
+    frame_end: IntProperty(name="End", description="Last frame of the shot (inclusive)", default=192)  # type: ignore[valid-type]
+    camera: PointerProperty(name="Camera", type=bpy.types.Object, poll=_camera_poll)  # type: ignore[valid-type]
+    engine: EnumProperty(  # type: ignore[valid-type]
+        name="Engine",
+        description="The ACT3 engine that renders this shot",
+        items=engine_items,
+        default=engine_number(shots.DEFAULT_ENGINE),
+    )
+    tier: EnumProperty(name="Quality", description="Quality tier", items=TIER_ITEMS, default=shots.DEFAULT_TIER)  # type: ignore[valid-type]
+    tags: StringProperty(name="Tags", description="Free text tags, comma separated (hero, seq010)")  # type: ignore[valid-type]
+    locked: BoolProperty(name="Locked", description="A locked shot is never sent to render")  # type: ignore[valid-type]
+    select: BoolProperty(name="Select", description="Selected for tagging")  # type: ignore[valid-type]
+    last_job_id: IntProperty(name="Last job", description="The ACT3 job that last rendered this shot", default=0)  # type: ignore[valid-type]
+    last_cost: IntProperty(name="Last cost", description="Credits charged for this shot's last render", default=0)  # type: ignore[valid-type]
+
+
+class ACT3_PG_estimate_row(bpy.types.PropertyGroup):
+    """A row of the Cost Estimate dialog: its checkbox leaves a shot out of the batch."""
+
+    include: BoolProperty(name="Include", description="Render this shot in the batch", default=True)  # type: ignore[valid-type]
+
+
+class ACT3_PG_generate_settings(bpy.types.PropertyGroup):
+    """The budget guard and the operators to intercept (on the window manager: per session)."""
+
+    guard_enabled: BoolProperty(  # type: ignore[valid-type]
+        name="Budget Guard",
+        description="Pause a running batch when the balance falls below the minimum, "
+        "or when a job has been charged more than its estimate",
+        default=True,
+    )
+    guard_min_balance: IntProperty(  # type: ignore[valid-type]
+        name="Minimum Balance",
+        description="Pause running batches when the organisation's balance falls below this (0: off)",
+        default=0,
+        min=0,
+    )
+    guard_pause_over_estimate: BoolProperty(  # type: ignore[valid-type]
+        name="Pause Over Estimate",
+        description="Pause a job that has been charged more than its estimate",
+        default=True,
+    )
+    intercept_ops: StringProperty(  # type: ignore[valid-type]
+        name="Guarded Operators",
+        description="Operator ids of other add-ons (comma separated, e.g. act3ai.generate): "
+        "the Cost Estimate dialog opens before they run",
+        default="",
+    )
+    tag_filter: StringProperty(name="Tag", description="Show and render only shots with these tags")  # type: ignore[valid-type]
+
+
+classes = (ACT3_PG_shot, ACT3_PG_estimate_row, ACT3_PG_generate_settings)
+
+
+def register_properties() -> None:
+    """After the classes are registered: the shots on the scene, the settings on the window manager."""
+    bpy.types.Scene.act3_shots = CollectionProperty(type=ACT3_PG_shot, name="ACT3 Shots")  # type: ignore[attr-defined]
+    bpy.types.Scene.act3_shots_index = IntProperty(name="Active Shot", default=0)  # type: ignore[attr-defined]
+    bpy.types.WindowManager.act3_generate = PointerProperty(type=ACT3_PG_generate_settings)  # type: ignore[attr-defined]
+
+
+def unregister_properties() -> None:
+    for owner, name in (
+        (bpy.types.WindowManager, "act3_generate"),
+        (bpy.types.Scene, "act3_shots_index"),
+        (bpy.types.Scene, "act3_shots"),
+    ):
+        if hasattr(owner, name):
+            delattr(owner, name)
+
+
+# ---------------------------------------------------------------------------------------- reading shots
+
+
+def settings(context: Any) -> Any:
+    """The GENERATE settings: the add-on preferences' `generate` group when the shell offers one."""
+    prefs = _addon_prefs(context)
+    group = getattr(prefs, "generate", None) if prefs is not None else None
+    if group is not None:
+        return group
+    return context.window_manager.act3_generate
+
+
+def _addon_prefs(context: Any) -> Any:
+    package = __package__.rpartition(".")[0] if __package__ else ""
+    addon = context.preferences.addons.get(package) if context and context.preferences else None
+    return addon.preferences if addon is not None else None
+
+
+def scene_rate(scene: Any) -> tuple[float, float]:
+    return float(scene.render.fps), float(scene.render.fps_base)
+
+
+def shot_duration(scene: Any, frame_start: int, frame_end: int) -> float:
+    fps, base = scene_rate(scene)
+    return shots.duration_s(frame_start, frame_end, fps, base)
+
+
+def to_shot(scene: Any, item: ACT3_PG_shot) -> shots.Shot:
+    return shots.Shot(
+        name=item.name,
+        engine=item.engine,
+        tier=item.tier,
+        duration_s=shot_duration(scene, item.frame_start, item.frame_end),
+        locked=item.locked,
+        tags=item.tags,
+    )
+
+
+def implicit_shot(scene: Any) -> shots.Shot:
+    """A scene with no shots has one: its frame range, named after the scene."""
+    r = shots.implicit_shot_range(scene.name, scene.frame_start, scene.frame_end)
+    return shots.Shot(r.name, duration_s=shot_duration(scene, r.frame_start, r.frame_end))
+
+
+def find_shot(scene: Any, name: str) -> ACT3_PG_shot | None:
+    for item in scene.act3_shots:
+        if item.name == name:
+            return item
+    return None
+
+
+def active_shot(scene: Any, name: str = "") -> shots.Shot | None:
+    """The shot named `name`, else the active one in the list, else the scene's implicit shot."""
+    items = scene.act3_shots
+    if name:
+        item = find_shot(scene, name)
+        if item is not None:
+            return to_shot(scene, item)
+        if name == scene.name and len(items) == 0:
+            return implicit_shot(scene)
+        return None
+    if len(items) == 0:
+        return implicit_shot(scene)
+    index = min(max(scene.act3_shots_index, 0), len(items) - 1)
+    return to_shot(scene, items[index])
+
+
+def tagged_shots(scene: Any, tag: str) -> list[shots.Shot]:
+    """The shots that carry every tag of `tag`, in list (priority) order; no shots: the implicit one."""
+    if len(scene.act3_shots) == 0:
+        return [implicit_shot(scene)] if not shots.parse_tags(tag) else []
+    return [to_shot(scene, it) for it in scene.act3_shots if shots.matches_tag(it.tags, tag)]

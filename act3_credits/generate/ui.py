@@ -1,0 +1,88 @@
+"""The Shots and Render Queue sub-panels (3D View sidebar, ACT3 tab) and the Shots list."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bpy
+
+from .. import runtime
+from ..core import shots
+from . import draw, jobs, props
+from .ops import account
+
+PARENT_PANEL = "ACT3_PT_credits"  # the base shell's main panel
+
+
+class ACT3_UL_shots(bpy.types.UIList):
+    """Shots with their tier, engine, snapped duration and estimated credits; filtered by tag."""
+
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0, flt_flag=0):
+        card = props.rate_card()
+        est = shots.estimate([props.to_shot(data, item)], card, account())
+        draw.draw_shot_row(layout, item, est.lines[0], card)
+
+    def filter_items(self, context, data, propname):
+        items = getattr(data, propname)
+        tag = props.settings(context).tag_filter
+        needle = (self.filter_name or "").lower()
+        flags = []
+        for it in items:
+            shown = shots.matches_tag(it.tags, tag) and (not needle or needle in it.name.lower())
+            flags.append(self.bitflag_filter_item if shown else 0)
+        if self.use_filter_invert:
+            flags = [0 if f else self.bitflag_filter_item for f in flags]
+        return flags, []
+
+
+class _SidebarPanel(bpy.types.Panel):
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "ACT3"
+
+
+class ACT3_PT_shots(_SidebarPanel):
+    bl_idname = "ACT3_PT_shots"
+    bl_label = "Shots"
+
+    def draw(self, context):
+        scene = context.scene
+        settings = props.settings(context)
+        est = shots.estimate(props.tagged_shots(scene, settings.tag_filter), props.rate_card(), account())
+        draw.draw_shots_panel(self.layout, scene, settings, est)
+
+
+class ACT3_PT_render_queue(_SidebarPanel):
+    bl_idname = "ACT3_PT_render_queue"
+    bl_label = "Render Queue"
+
+    def draw_header_preset(self, context):
+        layout = self.layout
+        assert layout is not None
+        layout.operator("act3.jobs_refresh", text="", icon="FILE_REFRESH", emboss=False)
+
+    def draw(self, context):
+        draw.draw_render_queue(self.layout, runtime.state(), props.rate_card(), jobs.guard.reasons)
+
+
+class ACT3_PT_generate_settings(_SidebarPanel):
+    bl_idname = "ACT3_PT_generate_settings"
+    bl_label = "Budget Guard"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        draw.draw_generate_settings(self.layout, props.settings(context))
+
+
+classes: tuple[Any, ...] = (ACT3_UL_shots, ACT3_PT_shots, ACT3_PT_render_queue, ACT3_PT_generate_settings)
+
+
+def attach_to_shell() -> None:
+    """Nest the panels under the shell's ACT3 Credits panel when it is there (set before registering)."""
+    parent = PARENT_PANEL if hasattr(bpy.types, PARENT_PANEL) else ""
+    for cls in (ACT3_PT_shots, ACT3_PT_render_queue):
+        if parent:
+            cls.bl_parent_id = parent
+        elif "bl_parent_id" in cls.__dict__:
+            del cls.bl_parent_id
+    ACT3_PT_generate_settings.bl_parent_id = ACT3_PT_render_queue.bl_idname
