@@ -908,7 +908,7 @@ class Ledger:
                 raise RuntimeError(f"shot {shot.id} costs {cost} but job {job.id} holds {job.held}")
             deltas = self._take(acct, cost)
             acct["held"] -= cost
-            self._history(
+            tx_id = self._history(
                 conn,
                 org.id,
                 now,
@@ -924,7 +924,7 @@ class Ledger:
                 shot_id=shot.id,
                 member=job.member_name,
             )
-            self._journal(conn, org.id, "held", -cost, "render", now, job_id=job.id)
+            self._journal(conn, org.id, "held", -cost, "render", now, transaction_id=tx_id, job_id=job.id)
             conn.execute(
                 shots.update().where(shots.c.id == shot.id).values(status="completed", completed_at=to_db(now))
             )
