@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import header, operators, panels, prefs, props, redraw, session, timers
+from . import generate, header, operators, panels, prefs, props, redraw, session, timers
 
 classes = (*prefs.classes, *props.classes, *operators.classes, *panels.classes)
 
@@ -30,6 +30,7 @@ def register() -> None:
     for cls in classes:
         bpy.utils.register_class(cls)
     props.register()
+    generate.register()
     prefs.load_thresholds()
     session.start()
     header.register()
@@ -45,6 +46,7 @@ def unregister() -> None:
             handlers.remove(fn)
     header.unregister()
     session.stop()
+    generate.unregister()
     props.unregister()
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

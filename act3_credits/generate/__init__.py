@@ -45,6 +45,7 @@ def register() -> None:
     for cls in classes:
         bpy.utils.register_class(cls)
     props.register_properties()
+    jobs.guard.reset()
     jobs.guard.settings = ops.guard_settings
     jobs.guard.notify = lambda message: ops.notify(message, "WARNING")
     jobs.guard.on_shot_completed = ops.record_shot_cost

@@ -149,6 +149,15 @@ class BudgetGuard:
         self.on_shot_completed: Callable[[int, str, int], None] = lambda _job, _shot, _credits: None
         self._worker: SyncWorker | None = None
 
+    def reset(self) -> None:
+        """Forget every job (the add-on was enabled again)."""
+        self.detach()
+        self.watched.clear()
+        self.charged.clear()
+        self.paused.clear()
+        self.reasons.clear()
+        self.let_run.clear()
+
     def attach(self, worker: SyncWorker | None = None) -> None:
         """Follow the events of the current worker (once; a new worker after a restart is followed anew)."""
         if worker is None:

@@ -1,0 +1,107 @@
+"""The extension installed in the real Blender module, connected to a real act3-server.
+
+Timers do not fire in the headless module: `Studio.until` runs the add-on's timer itself, which
+drains the worker as Blender's event loop would.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from support import blender
+from support.servers import LiveServer
+
+bpy = blender.import_bpy()
+
+
+class Studio:
+    """The enabled add-on and the scene, as a test drives them."""
+
+    def __init__(self, package: Any) -> None:
+        self.package = package
+
+    def module(self, name: str) -> Any:
+        return importlib.import_module(f"{blender.PACKAGE}.{name}")
+
+    @property
+    def state(self) -> Any:
+        return self.module("runtime").state()
+
+    @property
+    def worker(self) -> Any:
+        return self.module("runtime").worker()
+
+    @property
+    def scene(self) -> Any:
+        return bpy.context.scene
+
+    @property
+    def settings(self) -> Any:
+        return bpy.context.window_manager.act3_generate
+
+    def connect(self, server: LiveServer, plan: str = "pro", role: str = "owner") -> str:
+        key = server.key(plan, role)
+        prefs = bpy.context.preferences.addons[blender.PACKAGE].preferences
+        prefs.service_url = server.url
+        prefs.api_key = key
+        self.until(
+            lambda: self.state.credits is not None and self.state.me is not None and self.state.rate_card is not None,
+            "the first sync",
+        )
+        return key
+
+    def until(self, predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+        timers = self.module("timers")
+        deadline = time.monotonic() + timeout
+        while True:
+            timers.tick()
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                s = self.state
+                raise AssertionError(f"{what} did not happen in {timeout} s: {s.connection}, {s.last_error}, {s.last_message}")
+            time.sleep(0.01)
+
+    def shots(self, specs: list[tuple[str, int, int]], **common: Any) -> list[Any]:
+        """Replace the scene's shots with (name, frame_start, frame_end) at 24 fps."""
+        scene = self.scene
+        scene.render.fps, scene.render.fps_base = 24, 1.0
+        scene.act3_shots.clear()
+        items = []
+        for name, start, end in specs:
+            item = scene.act3_shots.add()
+            item.name, item.frame_start, item.frame_end = name, start, end
+            for key, value in common.items():
+                setattr(item, key, value)
+            items.append(item)
+        scene.act3_shots_index = 0
+        return items
+
+    def service_jobs(self, server: LiveServer, plan: str = "pro") -> list[dict[str, Any]]:
+        return server.get("/jobs", plan).json()["jobs"]
+
+
+@pytest.fixture(scope="session")
+def installed() -> Iterator[None]:
+    blender.install_extension()
+    blender.disable_extension()
+    yield
+
+
+@pytest.fixture
+def studio(installed: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Studio]:
+    monkeypatch.delenv("ACT3_API_KEY", raising=False)
+    monkeypatch.delenv("ACT3_API_URL", raising=False)
+    bpy.context.preferences.system.use_online_access = True
+    studio = Studio(blender.enable_extension())
+    studio.scene.act3_shots.clear()
+    yield studio
+    studio.module("core.keystore").clear_key(studio.module("session").user_dir())
+    studio.scene.act3_shots.clear()
+    if blender.PACKAGE in bpy.context.preferences.addons:
+        blender.disable_extension()
