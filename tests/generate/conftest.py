@@ -100,6 +100,9 @@ def studio(installed: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Studio]
     bpy.context.preferences.system.use_online_access = True
     studio = Studio(blender.enable_extension())
     studio.scene.act3_shots.clear()
+    settings = bpy.context.window_manager.act3_generate
+    settings.guard_enabled, settings.guard_min_balance, settings.guard_pause_over_estimate = True, 0, True
+    settings.intercept_ops = settings.tag_filter = ""
     yield studio
     studio.module("core.keystore").clear_key(studio.module("session").user_dir())
     studio.scene.act3_shots.clear()
