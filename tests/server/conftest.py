@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 
 import pytest
+from fastapi.testclient import TestClient
+from srv_helpers import Api, Books, ManualClock, make_books
 
-# starlette.testclient warns that it wants httpx2; httpx is what is pinned, and it works.
-warnings.filterwarnings("ignore", message="Using `httpx` with", category=DeprecationWarning)
-from fastapi.testclient import TestClient  # noqa: E402
-from srv_helpers import Api, Books, ManualClock, make_books  # noqa: E402
-
-from act3_server import db, migrate  # noqa: E402
-from act3_server.demo import init_demo  # noqa: E402
-from act3_server.ledger import Ledger  # noqa: E402
-from act3_server.server import build_service  # noqa: E402
+from act3_server import db, migrate
+from act3_server.demo import init_demo
+from act3_server.ledger import Ledger
+from act3_server.server import build_service
 
 
 @pytest.fixture
