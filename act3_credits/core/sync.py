@@ -282,7 +282,7 @@ class SyncWorker:
         self._refreshing = 0  # refresh tickets in flight
         self._history_dirty = False
         self._history_ticket: Ticket | None = None
-        self._job_fetches: set[int] = set()
+        self._job_fetches: dict[int, bool] = {}  # job id -> fetch again when this answer is in
         self._cache_dirty = False
         self._cache_saved_at = 0.0
         self._last_resync = 0.0
@@ -471,7 +471,7 @@ class SyncWorker:
             if ticket is self._history_ticket:
                 self._history_ticket = None
             if ticket.kind == "job":
-                self._job_fetches.discard(ticket.params.get("job_id", -1))
+                self._job_fetched(int(ticket.params["job_id"]))
             if ticket.callback is not None:
                 try:
                     ticket.callback(ticket)
@@ -625,10 +625,22 @@ class SyncWorker:
                 shots[index]["status"] = "completed" if etype == "job.shot_completed" else "failed"
                 if etype == "job.shot_failed":
                     shots[index]["error"] = data.get("error")
+                elif isinstance(data.get("credits"), int):
+                    shots[index]["credits"] = data["credits"]
+                    job["charged_credits"] = sum(
+                        int(s.get("credits") or 0) for s in shots if s.get("status") == "completed"
+                    )
             self.state.touch()
         # The event carries the news; the job itself has the exact held/charged numbers.
-        if job_id not in self._job_fetches:
-            self._job_fetches.add(job_id)
+        if job_id in self._job_fetches:
+            self._job_fetches[job_id] = True  # the answer on its way may predate this event
+        else:
+            self._job_fetches[job_id] = False
+            self.request("job", job_id=job_id)
+
+    def _job_fetched(self, job_id: int) -> None:
+        if self._job_fetches.pop(job_id, False) and self._link is not None:
+            self._job_fetches[job_id] = False
             self.request("job", job_id=job_id)
 
     def _follow_up(self) -> None:

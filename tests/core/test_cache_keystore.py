@@ -17,13 +17,33 @@ from act3_credits.core.sync import Settings
 
 URL = "http://127.0.0.1:9/v1"
 CREDITS = Credits(
-    org_id=1, plan="pro", total=912_500, monthly_remaining=862_500, monthly_allocation=875_000,
-    rollover_bank=50_000, rollover_purchased=50_000, rollover_cap=2_187_500, held=6_240,
-    available=906_260, billing_date="2026-12-01", as_of="2026-11-25T14:02:11Z", version=9,
+    org_id=1,
+    plan="pro",
+    total=912_500,
+    monthly_remaining=862_500,
+    monthly_allocation=875_000,
+    rollover_bank=50_000,
+    rollover_purchased=50_000,
+    rollover_cap=2_187_500,
+    held=6_240,
+    available=906_260,
+    billing_date="2026-12-01",
+    as_of="2026-11-25T14:02:11Z",
+    version=9,
 )
 ROW = HistoryRow(
-    id=7, at="2026-11-25T14:00:00Z", kind="render", shot="sh010", engine="veo-3.1", tier="standard",
-    duration_s=8, credits=-2080, monthly_delta=-2080, bank_delta=0, job_id=3, member="Ana (editor)",
+    id=7,
+    at="2026-11-25T14:00:00Z",
+    kind="render",
+    shot="sh010",
+    engine="veo-3.1",
+    tier="standard",
+    duration_s=8,
+    credits=-2080,
+    monthly_delta=-2080,
+    bank_delta=0,
+    job_id=3,
+    member="Ana (editor)",
 )
 
 
@@ -33,8 +53,12 @@ def synced_state() -> State:
     state.history = History(rows=[ROW], next_cursor="c1", loaded_once=True)
     state.rate_card = DEFAULT_RATE_CARD
     state.pricing_etag = '"card-2026-11"'
-    state.me = {"org": {"id": 1, "name": "Studio", "plan": "pro"}, "member": {"name": "Ana", "role": "owner"},
-                "allowed_tiers": ["draft", "standard", "high"], "payment_method": {"brand": "Visa", "last4": "4242"}}
+    state.me = {
+        "org": {"id": 1, "name": "Studio", "plan": "pro"},
+        "member": {"name": "Ana", "role": "owner"},
+        "allowed_tiers": ["draft", "standard", "high"],
+        "payment_method": {"brand": "Visa", "last4": "4242"},
+    }
     return state
 
 

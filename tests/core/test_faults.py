@@ -108,7 +108,9 @@ def test_a_long_retry_after_is_reported_not_waited_for(secret):
 
 
 def test_the_key_is_sent_but_never_shown(secret):
-    with FaultServer("status", status=500, body={"error": {"code": "x", "message": f"bad header Bearer {secret}"}}) as srv:
+    with FaultServer(
+        "status", status=500, body={"error": {"code": "x", "message": f"bad header Bearer {secret}"}}
+    ) as srv:
         c = client(srv.url, secret)
         with pytest.raises(ServerError) as err:
             c.credits()
@@ -144,7 +146,9 @@ def test_a_hung_service_never_blocks_drain_or_request(secret, drain_until):
                 time.sleep(0.01)
             assert slowest < 0.05
             drain_until(worker, lambda: worker.state.connection == "offline")
-            assert worker.state.last_error == f"ACT3 service unreachable at 127.0.0.1:{srv.port}: no answer within 0.5 s."
+            assert (
+                worker.state.last_error == f"ACT3 service unreachable at 127.0.0.1:{srv.port}: no answer within 0.5 s."
+            )
             assert worker.state.is_stale()
             assert worker.state.header_text() == "— cr"
         finally:

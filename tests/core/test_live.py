@@ -103,7 +103,12 @@ def test_scripts_refresh_and_read_through_the_api_module(live_server, workers, t
     runtime.start(settings(live_server, live_server.key("pro", "admin")), tmp_path)
     assert api.refresh(wait=10) is True
     info = api.credits()
-    assert (info.available, info.monthly_allocation, info.held, info.billing_date) == (875_000, 875_000, 0, "2026-12-01")
+    assert (info.available, info.monthly_allocation, info.held, info.billing_date) == (
+        875_000,
+        875_000,
+        0,
+        "2026-12-01",
+    )
     assert info.stale is False and info.last_error is None
     assert api.header_text() == runtime.state().header_text() == "875,000 cr"
     assert [p["id"] for p in api.credit_packs()] == ["pack-50k", "pack-250k", "pack-1m"]
@@ -191,11 +196,11 @@ def test_the_state_goes_offline_and_comes_back_with_a_full_refresh(live_server, 
 # ------------------------------------------------------------------ history
 
 
-def test_history_pages_are_newest_first_without_duplicates_and_filter_on_the_service(
-    live_server, workers, drain_until
-):
-    render(live_server, [("sh010", "standard"), ("SH020", "high"), ("sh030", "draft"), ("sh040", "high"),
-                         ("sh110", "high")])
+def test_history_pages_are_newest_first_without_duplicates_and_filter_on_the_service(live_server, workers, drain_until):
+    render(
+        live_server,
+        [("sh010", "standard"), ("SH020", "high"), ("sh030", "draft"), ("sh040", "high"), ("sh110", "high")],
+    )
     worker = synced(start_worker(workers, live_server), drain_until)
     state = worker.state
 
@@ -249,8 +254,11 @@ def test_a_refused_key_says_where_to_fix_it_and_is_never_shown(live_server, work
 def test_keys_never_reach_the_service_log(live_server, workers, drain_until):
     worker = synced(start_worker(workers, live_server), drain_until)
     answered(worker, worker.request("buy", pack_id="pack-nope"), drain_until)
-    answered(worker, worker.request("estimate", shots=[{"name": "x", "engine": "veo-3.1", "tier": "4k", "duration_s": 4}]),
-             drain_until)
+    answered(
+        worker,
+        worker.request("estimate", shots=[{"name": "x", "engine": "veo-3.1", "tier": "4k", "duration_s": 4}]),
+        drain_until,
+    )
     log = live_server.read_log()
     assert "POST /v1/purchases" in log
     for org in live_server.orgs["orgs"]:

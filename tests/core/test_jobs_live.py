@@ -1,0 +1,125 @@
+"""Sending batches from Blender and scripts against the real service: the estimate, the refusal of a
+batch the balance does not cover, and the job following its shots through events."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+
+import pytest
+from support.servers import LiveServer
+
+from act3_credits import api, runtime
+from act3_credits.core import cli
+from act3_credits.core.sync import Settings
+
+PRO = 875_000
+STARTER = 245_000
+
+
+@pytest.fixture
+def script(live_server: LiveServer) -> Iterator[LiveServer]:
+    """A pipeline script of the Pro org's editor, with the add-on running."""
+    runtime.start(Settings(live_server.url, live_server.key("pro", "editor"), events_wait=2.0))
+    assert api.refresh(wait=10)
+    yield live_server
+    runtime.stop()
+
+
+def shots(n: int, engine: str = "veo-3.1-fast", tier: str = "standard", seconds: float = 4) -> list[dict]:
+    return [{"name": f"sh{(i + 1) * 10:03d}", "engine": engine, "tier": tier, "duration_s": seconds} for i in range(n)]
+
+
+def wait_for(predicate, timeout: float = 15.0) -> None:
+    """Let the add-on's worker run (as Blender's timer would) until `predicate()`."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        runtime.worker().drain()
+        time.sleep(0.01)
+
+
+def test_the_estimate_is_the_services_price(script):
+    est = api.estimate(shots(2, "veo-3.1", "high", 7.5))
+    assert [s["duration_s"] for s in est["shots"]] == [8, 8]
+    assert est["total"] == 2 * 260 * 2 * 8 == 8320
+    assert (est["available"], est["balance_after"], est["affordable"]) == (PRO, PRO - 8320, True)
+
+
+def test_a_submitted_batch_renders_and_charges_what_was_estimated(script):
+    events: list[str] = []
+    api.subscribe(lambda kind, data: events.append(kind))
+    job = api.submit(shots(3), name="seq010 batch")
+    assert job["status"] in ("queued", "processing") and job["estimated_credits"] == 3 * 392
+    state = runtime.state()
+    assert state.last_message == "Sent seq010 batch: 3 shots, 1,176 cr held."
+
+    wait_for(lambda: state.jobs[job["id"]]["status"] == "completed" and state.credits.held == 0)
+    wait_for(lambda: state.jobs[job["id"]]["charged_credits"] == 1176 and state.jobs[job["id"]]["held"] == 0)
+    assert [s["status"] for s in state.jobs[job["id"]]["shots"]] == ["completed"] * 3
+    assert state.credits.available == PRO - 1176
+    assert events.count("job.shot_completed") == 3 and "job.status" in events
+    assert api.jobs()[0]["id"] == job["id"]
+
+
+def test_a_batch_the_balance_does_not_cover_is_refused_before_sending(live_server):
+    runtime.start(Settings(live_server.url, live_server.key("starter", "owner"), events_wait=2.0))
+    try:
+        batch = shots(60, "veo-3.1", "high", 8)  # 60 x 4,160 = 249,600 > 245,000
+        with pytest.raises(api.InsufficientCreditsError) as err:
+            api.submit(batch, name="too big")
+        assert (err.value.required_credits, err.value.current_balance) == (249_600, STARTER)
+        assert str(err.value) == "This batch needs 249,600 cr but only 245,000 cr are available."
+        assert "POST /v1/jobs" not in live_server.read_log()
+
+        with pytest.raises(api.InsufficientCreditsError) as forced:  # the service still refuses the hold
+            api.submit(batch, name="too big", force=True)
+        assert forced.value.status == 402 and forced.value.required_credits == 249_600
+        assert api.credits().held == 0
+    finally:
+        runtime.stop()
+
+
+def test_a_tier_outside_the_plan_is_refused_with_the_reason(script):
+    with pytest.raises(api.TierNotAllowedError, match="Enterprise"):
+        api.submit(shots(1, tier="4k"))
+
+
+def test_pause_lets_the_running_shot_finish_and_cancel_releases_the_hold(live_server_factory):
+    srv = live_server_factory(render_speed=0.5)  # a 4 s shot renders in 2 s
+    runtime.start(Settings(srv.url, srv.key("pro", "editor"), events_wait=2.0))
+    try:
+        assert api.refresh(wait=10)
+        job = api.submit(shots(3), name="to pause")
+        wait_for(lambda: runtime.state().jobs[job["id"]]["status"] == "processing")
+        paused = api.pause(job["id"])
+        assert paused["status"] in ("processing", "paused")
+        wait_for(lambda: runtime.state().jobs[job["id"]]["status"] == "paused")
+        canceled = api.cancel(job["id"])
+        assert canceled["status"] == "canceled"
+        state = runtime.state()
+        wait_for(lambda: state.credits.held == 0)
+        charged = canceled["charged_credits"]
+        assert charged in (0, 392)  # the shot rendering when paused finished and was charged
+        assert state.credits.available == PRO - charged
+        with pytest.raises(api.ConflictError):
+            api.resume(job["id"])
+    finally:
+        runtime.stop()
+
+
+def test_the_act3_command_line(live_server, monkeypatch, capsys):
+    monkeypatch.setenv("ACT3_API_KEY", live_server.key("pro", "owner"))
+    monkeypatch.setenv("ACT3_API_URL", live_server.url)
+    assert cli.main(["balance"]) == 0
+    assert "Available   875,000 cr" in capsys.readouterr().out
+    assert cli.main(["buy", "pack-50k"]) == 0
+    assert capsys.readouterr().out.strip() == "Bought 50,000 cr (Visa •••• 4242); 925,000 cr available."
+    assert cli.main(["estimate", "veo-3.1", "standard", "7.5", "4"]) == 0
+    assert "Total 3,120 cr" in capsys.readouterr().out
+    assert cli.main(["history", "--kind", "purchase"]) == 0
+    assert re.search(r"purchase\s+\+50,000", capsys.readouterr().out)
+    monkeypatch.setenv("ACT3_API_KEY", live_server.key("pro", "viewer"))
+    assert cli.main(["buy", "pack-50k"]) == 1
+    assert "owner or an admin" in capsys.readouterr().err
