@@ -1,0 +1,263 @@
+"""./scripts/demo: the ACT3 credits flow, printed as the artist would read it.
+
+1. Start `act3-server` on a fresh SQLite database (dev clock, fast simulated renders) and seed the
+   demo organisations.
+2. Build the extension zip with Blender's own tool and install it into the headless Blender module
+   through Blender's extension system, pointed at the local service.
+3. Show the top bar and the Credits Detail panel; open a sample .blend with camera markers, make
+   shots from them, show the Cost Estimate, run the batch and print the top bar after every shot,
+   pause and resume it, buy a credit pack, and print the transaction history.
+
+Panels are printed through the same recording layout the tests read (tests/support/layout.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+BOLD, DIM, RESET = ("\033[1m", "\033[2m", "\033[0m") if sys.stdout.isatty() else ("", "", "")
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def heading(text: str) -> None:
+    say()
+    say(f"{BOLD}== {text}{RESET}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_service(workdir: Path, render_speed: float) -> tuple[subprocess.Popen[bytes], str, dict[str, Any]]:
+    db = f"sqlite:///{workdir / 'act3-demo.db'}"
+    exe = [sys.executable, "-m", "act3_server"]
+    seeded = subprocess.run([*exe, "init-demo", "--database", db], check=True, capture_output=True, text=True)
+    orgs = json.loads(seeded.stdout)
+    port = free_port()
+    log = open(workdir / "act3-server.log", "wb")  # noqa: SIM115 - lives as long as the server
+    proc = subprocess.Popen(
+        [*exe, "serve", "--database", db, "--port", str(port), "--dev-clock", "--render-speed", str(render_speed)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 30
+    import requests
+
+    while True:
+        try:
+            requests.get(f"http://127.0.0.1:{port}/openapi.json", timeout=1)
+            break
+        except requests.RequestException:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"act3-server did not start; see {workdir / 'act3-server.log'}")
+            time.sleep(0.1)
+    return proc, url, orgs
+
+
+def render(items: list[Any], indent: str = "  ") -> list[str]:
+    """A recorded layout as lines of text: a split's two cells read 'label .... value'."""
+    lines: list[str] = []
+    pending: list[str] = []
+    for item in items:
+        text = item.text
+        if item.kind == "progress":
+            filled = round(20 * (item.factor or 0))
+            text = f"[{'#' * filled}{'.' * (20 - filled)}] {item.text}"
+        elif item.kind == "operator":
+            text = f"[ {item.text or item.operator} ]" if (item.text or "") != "" else ""
+        elif item.kind == "prop":
+            text = ""
+        if not text:
+            continue
+        if item.alert:
+            text = f"! {text}"
+        if item.container == "split":
+            pending.append(text)
+            if len(pending) == 2:
+                lines.append(f"{indent}{pending[0]:<28}{pending[1]:>14}")
+                pending = []
+            continue
+        lines.append(indent + text)
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--render-speed", type=float, default=0.08, help="seconds of wall time per second of shot")
+    parser.add_argument("--keep", action="store_true", help="keep the demo's database and log")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="act3-demo-"))
+    heading("1. The credits service")
+    proc, url, orgs = start_service(workdir, args.render_speed)
+    pro = next(o for o in orgs["orgs"] if o["plan"] == "pro")
+    say(f"  act3-server serve --database sqlite:///…/act3-demo.db  → {url}")
+    names = ", ".join(f"{o['plan']} (id {o['id']})" for o in orgs["orgs"])
+    say(f"  demo organisations: {names}")
+    try:
+        run_blender(url, pro["keys"]["owner"], workdir)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        if not args.keep:
+            import shutil
+
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            say(f"\n  kept {workdir}")
+
+
+def run_blender(url: str, key: str, workdir: Path) -> None:
+    # The add-on reads these when it starts (the environment overrides its preferences).
+    os.environ["ACT3_API_URL"] = url
+    os.environ["ACT3_API_KEY"] = key
+
+    from support import blender
+    from support.layout import RecordingLayout
+
+    heading("2. The extension in Blender")
+    bpy = blender.import_bpy()
+    zip_path = blender.built_zip()
+    say(f"  built and validated {zip_path.name} with Blender's extension tool")
+    addon = blender.install_extension(zip_path)
+    say(f"  installed into Blender {bpy.app.version_string} as {addon.__name__}")
+
+    import importlib
+
+    api = importlib.import_module(f"{addon.__name__}.api")
+    layouts = importlib.import_module(f"{addon.__name__}.layouts")
+    timers = importlib.import_module(f"{addon.__name__}.timers")
+    session = importlib.import_module(f"{addon.__name__}.session")
+    prefs_mod = importlib.import_module(f"{addon.__name__}.prefs")
+
+    def tick_until(done, timeout: float = 30.0) -> None:
+        # Headless Blender fires no timers: run the add-on's timer beat by hand, as Blender would.
+        deadline = time.monotonic() + timeout
+        while not done():
+            timers.tick()
+            if time.monotonic() > deadline:
+                raise SystemExit("timed out waiting for the service")
+            time.sleep(0.02)
+
+    fresh = api.refresh(wait=15)
+    say(f"  synced with the service: {'yes' if fresh else 'no'}")
+
+    def show_panels(title: str) -> None:
+        state = session.state()
+        thresholds = prefs_mod.THRESHOLDS
+        say(f"  top bar: {BOLD}{api.header_text()}{RESET}")
+        layout = RecordingLayout()
+        layouts.draw_credits(layout, state, thresholds, bool(bpy.app.online_access))
+        say(f"  {DIM}{title}{RESET}")
+        for line in render(layout.items, "    "):
+            say(line)
+
+    heading("3. Top bar and Credits Detail panel")
+    show_panels("Credits Detail (3D View sidebar, ACT3 tab)")
+
+    run_batch(bpy, api, session, timers, tick_until, workdir, addon.__name__)
+
+    heading("5. Buy Credits")
+    packs = api.credit_packs()
+    for p in packs:
+        say(f"  pack {p['id']}: {p['credits']:,} cr for {p['price']}")
+    before = api.header_text()
+    result = bpy.ops.act3.buy_credits(pack_id="pack-250k")
+    tick_until(lambda: api.header_text() != before)
+    say(f"  bought 250,000 cr ({result}): top bar {before} → {BOLD}{api.header_text()}{RESET}")
+    show_panels("Credits Detail after the purchase")
+
+    heading("6. Transaction History")
+    page = api.history(limit=20)
+    for row in page["items"]:
+        say(f"  {row['at'][:19].replace('T', ' ')}  {str(row['shot'] or row['kind']):<16} {str(row['tier'] or ''):<9} {row['credits']:>+10,}")
+    blender.disable_extension()
+    say("\n  extension disabled: classes, header, timer and worker thread removed.")
+
+
+def run_batch(bpy: Any, api: Any, session: Any, timers: Any, tick_until: Any, workdir: Path, package: str) -> None:
+    import importlib
+
+    from support.layout import RecordingLayout
+
+    heading("4. A batch from a sample .blend with camera markers")
+    sample = workdir / "seq010.blend"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_sample_blend.py"), str(sample)], check=True,
+                   capture_output=True)
+    bpy.ops.wm.open_mainfile(filepath=str(sample))
+    scene = bpy.context.scene
+    say(f"  opened {sample.name}: {len(scene.timeline_markers)} camera markers at {scene.render.fps} fps")
+    bpy.ops.act3.shots_from_markers()
+    for i, shot in enumerate(scene.act3_shots):
+        shot.engine = ("veo-3.1-fast", "seedance-2.0", "wan-2.6", "grok-imagine")[i % 4]
+        shot.tier = "draft" if i % 3 else "standard"
+        shot.tags = "hero" if i < 10 else "bg"
+    say(f"  act3.shots_from_markers → {len(scene.act3_shots)} shots, 10 tagged 'hero'")
+
+    draw = importlib.import_module(f"{package}.generate.draw")
+    shots_core = importlib.import_module(f"{package}.core.shots")
+    gprops = importlib.import_module(f"{package}.generate.props")
+    chosen = gprops.tagged_shots(scene, "hero")
+    est = shots_core.estimate(chosen, gprops.rate_card(), importlib.import_module(f"{package}.generate.ops").account())
+    layout = RecordingLayout()
+    draw.draw_estimate_batch(layout, est, gprops.rate_card(), rows=[], fitted_out=[False] * len(est.lines), synced=True)
+    say("  Cost Estimate dialog:")
+    for line in render(layout.items, "    "):
+        say(line)
+    service = api.estimate([{"name": s.name, "engine": s.engine, "tier": s.tier, "duration_s": s.duration_s} for s in chosen])
+    say(f"  the service's estimate agrees: {service['total']:,} cr")
+
+    before_jobs = set(session.state().jobs)
+    bpy.ops.act3.generate_batch(tag="hero")
+    tick_until(lambda: set(session.state().jobs) - before_jobs)
+    job_id = max(set(session.state().jobs) - before_jobs)
+    say(f"  Confirm → job {job_id} queued; the whole estimate is held")
+
+    seen: set[int] = set()
+    paused_once = False
+
+    def progress() -> bool:
+        job = session.state().jobs.get(job_id, {})
+        for shot in job.get("shots", []):
+            if shot["status"] in ("completed", "failed") and shot["index"] not in seen:
+                seen.add(shot["index"])
+                cost = f"−{shot['credits']:,} cr" if shot["status"] == "completed" else "failed, not charged"
+                say(f"    {shot['name']:<8} {shot['tier']:<9} {cost:>14}   top bar: {BOLD}{api.header_text()}{RESET}")
+        return job.get("status") in ("completed", "failed", "canceled") or (not paused_once and len(seen) >= 4)
+
+    tick_until(progress, 120)
+    paused_once = True
+    bpy.ops.act3.job_pause(job_id=job_id)
+    tick_until(lambda: session.state().jobs[job_id]["status"] == "paused" or progress(), 60)
+    done_at_pause = len(seen)
+    time.sleep(1.0)
+    timers.tick()
+    say(f"  ⏸ paused after {done_at_pause} shots; a second later still {len(seen)} done, top bar {api.header_text()}")
+    bpy.ops.act3.job_resume(job_id=job_id)
+    say("  ▶ resumed")
+    tick_until(progress, 120)
+    job = session.state().jobs[job_id]
+    say(f"  job {job['status']}: charged {job['charged_credits']:,} cr of {job['estimated_credits']:,} estimated; held now {job['held']:,}")
+
+
+if __name__ == "__main__":
+    main()
