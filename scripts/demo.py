@@ -51,7 +51,7 @@ def start_service(workdir: Path, render_speed: float) -> tuple[subprocess.Popen[
     seeded = subprocess.run([*exe, "init-demo", "--database", db], check=True, capture_output=True, text=True)
     orgs = json.loads(seeded.stdout)
     port = free_port()
-    log = open(workdir / "act3-server.log", "wb")  # noqa: SIM115 - lives as long as the server
+    log = open(workdir / "act3-server.log", "wb")
     proc = subprocess.Popen(
         [*exe, "serve", "--database", db, "--port", str(port), "--dev-clock", "--render-speed", str(render_speed)],
         stdout=log,
