@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 
 import pytest
-from fastapi.testclient import TestClient
+
+with warnings.catch_warnings():
+    # starlette's TestClient asks for httpx2 on import; the pinned httpx works.
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
 from srv_helpers import Api, Books, ManualClock, make_books
 
 from act3_server import db, migrate

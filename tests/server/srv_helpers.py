@@ -7,14 +7,16 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from act3_credits.core import pricing
 from act3_server import db
 from act3_server.ledger import Actor, Ledger
+
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
 
 START = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
