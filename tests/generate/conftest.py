@@ -105,6 +105,7 @@ def studio(installed: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Studio]
     settings.intercept_ops = settings.tag_filter = ""
     yield studio
     studio.module("core.keystore").clear_key(studio.module("session").user_dir())
-    studio.scene.act3_shots.clear()
+    if hasattr(studio.scene, "act3_shots"):
+        studio.scene.act3_shots.clear()
     if blender.PACKAGE in bpy.context.preferences.addons:
         blender.disable_extension()
