@@ -207,9 +207,7 @@ def visible_jobs(jobs: dict[int, dict[str, Any]]) -> list[JobView]:
     return sorted(active + ended, key=lambda v: -v.id)
 
 
-def draw_render_queue(
-    layout: Any, state: Any, card: RateCard, guard_reasons: dict[int, str] | None = None
-) -> None:
+def draw_render_queue(layout: Any, state: Any, card: RateCard, guard_reasons: dict[int, str] | None = None) -> None:
     """Each job with its status, a progress bar, and per shot its status and cost; Pause/Resume/Cancel."""
     jobs = getattr(state, "jobs", {}) or {}
     views = visible_jobs(jobs)

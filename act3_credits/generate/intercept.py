@@ -72,7 +72,9 @@ def guarded_ids() -> list[str]:
 
 def is_guarded(idname: str) -> bool:
     g = _guarded.get(idname)
-    return g is not None and getattr(g.cls, "invoke", None) is not None and g.cls.__dict__.get("invoke") is not g.original
+    return (
+        g is not None and getattr(g.cls, "invoke", None) is not None and g.cls.__dict__.get("invoke") is not g.original
+    )
 
 
 def sync(ids: list[str] | str) -> list[str]:

@@ -64,7 +64,9 @@ class Studio:
                 return value
             if time.monotonic() > deadline:
                 s = self.state
-                raise AssertionError(f"{what} did not happen in {timeout} s: {s.connection}, {s.last_error}, {s.last_message}")
+                raise AssertionError(
+                    f"{what} did not happen in {timeout} s: {s.connection}, {s.last_error}, {s.last_message}"
+                )
             time.sleep(0.01)
 
     def shots(self, specs: list[tuple[str, int, int]], **common: Any) -> list[Any]:

@@ -24,15 +24,11 @@ ODD_DURATIONS = [0.9, 3.5, 5.005, 6.006, 7.5, 9.2, 12.49, 16.0]
 
 
 def test_every_engine_and_tier_estimates_as_the_service_does(live_server: LiveServer):
-    shots = [
-        Shot(f"{e.id}-{t.id}-{d}", e.id, t.id, d) for e in CARD.engines for t in CARD.tiers for d in ODD_DURATIONS
-    ]
+    shots = [Shot(f"{e.id}-{t.id}-{d}", e.id, t.id, d) for e in CARD.engines for t in CARD.tiers for d in ODD_DURATIONS]
     ours = estimate(shots, CARD, Account(plan="enterprise", role="owner", available=5_000_000))
     for start in range(0, len(shots), 200):
         chunk = shots[start : start + 200]
-        answer = live_server.post(
-            "/estimates", {"shots": [s.request_json() for s in chunk]}, plan="enterprise"
-        ).json()
+        answer = live_server.post("/estimates", {"shots": [s.request_json() for s in chunk]}, plan="enterprise").json()
         for line, theirs in zip(ours.lines[start : start + 200], answer["shots"], strict=True):
             assert (line.duration_s, line.credits) == (theirs["duration_s"], theirs["credits"]), line.name
     # ... and the service's card is the one the add-on falls back on

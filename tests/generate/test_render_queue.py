@@ -79,7 +79,11 @@ def test_a_batch_of_twelve_runs_live_shot_by_shot_with_pause_resume_and_cancel(s
     charged = sum(s["credits"] for s in done)
     assert service_job["charged_credits"] == charged and service_job["held"] == 0
     c = studio.until(
-        lambda: studio.state.credits if studio.state.credits.held == 0 and studio.state.credits.total == before - charged else None,
+        lambda: (
+            studio.state.credits
+            if studio.state.credits.held == 0 and studio.state.credits.total == before - charged
+            else None
+        ),
         "the release of what was held",
     )
     assert c.available == c.total == before - charged

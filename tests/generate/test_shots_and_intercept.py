@@ -116,8 +116,10 @@ class FakeOperator:
 
         class _P:
             def __init__(self):
-                self.properties = [SimpleNamespace(identifier=k, type="STRING" if isinstance(v, str) else "INT")
-                                   for k, v in values.items()]
+                self.properties = [
+                    SimpleNamespace(identifier=k, type="STRING" if isinstance(v, str) else "INT")
+                    for k, v in values.items()
+                ]
 
         self.bl_rna = _P()
         self._values = values
