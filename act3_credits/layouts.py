@@ -230,7 +230,8 @@ def draw_history(layout: Any, state: State, ui: Any, online_access: bool) -> Non
         sub.operator("act3.history_more", text="Load more", icon="TRIA_DOWN")
     row.operator("act3.export_history_csv", text="Export CSV", icon="EXPORT")
 
-    loaded = f"{len(history.rows)} rows loaded" + ("" if history.next_cursor else ", all shown")
+    count = len(history.rows)
+    loaded = f"{count} row{'' if count == 1 else 's'} loaded" + ("" if history.next_cursor else ", all shown")
     layout.label(text=loaded)
     totals = history.tier_totals()
     if totals:

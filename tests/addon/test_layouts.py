@@ -11,11 +11,11 @@ import time
 from types import SimpleNamespace
 
 import pytest
+from support.layout import RecordingLayout
 
 from act3_credits import export, layouts
 from act3_credits.core import formatting
 from act3_credits.core.state import Credits, HistoryRow, State
-from support.layout import RecordingLayout
 
 PRO = 875_000
 DEFAULTS = layouts.Thresholds()
@@ -247,7 +247,7 @@ def test_history_load_more_is_off_once_everything_is_loaded():
     layout = RecordingLayout()
     layouts.draw_history(layout, state, ui, online_access=True)
     assert not layout.operator_button("act3.history_more").enabled
-    assert "1 rows loaded, all shown" in layout.texts()
+    assert "1 row loaded, all shown" in layout.texts()
 
 
 def test_csv_export_rows_keep_numbers_and_defuse_formulas():

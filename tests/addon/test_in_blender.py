@@ -1,0 +1,446 @@
+"""The extension inside the real Blender module, against a real act3-server on 127.0.0.1.
+
+The zip is built and installed through Blender's extension system once per module, then enabled
+for each test (a fresh State, worker and window-manager properties) and disabled after it. Timers
+do not fire in the headless module, so `Shell.until` calls the add-on's timer function itself.
+What the artist would read comes from the real draw code, drawn into a recording layout; what it
+should read comes from asking the service with `requests`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import importlib
+import os
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
+
+import pytest
+from support import blender
+from support.layout import RecordingLayout
+from support.servers import LiveServer
+
+from act3_credits.core import formatting
+
+pytestmark = pytest.mark.bpy
+
+bpy = blender.import_bpy()
+
+PACK = "pack-250k"
+EVENTS_WAIT_S = 1.0
+
+
+class Shell:
+    """The enabled add-on, seen from a test."""
+
+    def __init__(self, package: ModuleType) -> None:
+        self.package = package
+
+    def module(self, name: str) -> Any:
+        return importlib.import_module(f"{blender.PACKAGE}.{name}")
+
+    @property
+    def state(self) -> Any:
+        return self.module("session").state()
+
+    @property
+    def prefs(self) -> Any:
+        return bpy.context.preferences.addons[blender.PACKAGE].preferences
+
+    @property
+    def ui(self) -> Any:
+        return bpy.context.window_manager.act3
+
+    def connect(self, server: LiveServer, plan: str = "pro", role: str = "owner") -> str:
+        """What an artist does in the preferences: the service URL, then paste the key."""
+        key = server.key(plan, role)
+        self.prefs.service_url = server.url
+        self.prefs.api_key = key
+        return key
+
+    def until(self, predicate: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
+        """Run the add-on's timer until `predicate()` is true (what Blender's event loop would do)."""
+        timers = self.module("timers")
+        deadline = time.monotonic() + timeout
+        while True:
+            timers.tick()
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                s = self.state
+                raise AssertionError(
+                    f"{what} did not happen in {timeout} s: {s.connection}, {s.last_error}, {s.last_message}"
+                )
+            time.sleep(0.02)
+
+    def synced_with(self, server: LiveServer, plan: str = "pro", role: str = "owner") -> dict[str, Any]:
+        """Wait until the add-on shows exactly the balance the service reports now; returns it."""
+        expected = server.get("/account/credits", plan, role).json()
+        self.until(
+            lambda: (
+                self.state.credits is not None
+                and self.state.credits.to_json() | {"as_of": ""} == expected | {"as_of": ""}
+            ),
+            f"the balance {expected['available']}",
+        )
+        return expected
+
+    def header(self, alignment: str = "RIGHT") -> RecordingLayout:
+        layout = RecordingLayout()
+        context = SimpleNamespace(region=SimpleNamespace(alignment=alignment), window=None)
+        self.module("header").draw_topbar(SimpleNamespace(layout=layout), context)
+        return layout
+
+    def panel(self, idname: str) -> RecordingLayout:
+        layout = RecordingLayout()
+        getattr(bpy.types, idname).draw(SimpleNamespace(layout=layout), bpy.context)
+        return layout
+
+
+@pytest.fixture(scope="module")
+def installed() -> Iterator[None]:
+    blender.install_extension()
+    blender.disable_extension()
+    yield
+
+
+@pytest.fixture
+def shell(installed: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Shell]:
+    monkeypatch.delenv("ACT3_API_KEY", raising=False)
+    monkeypatch.delenv("ACT3_API_URL", raising=False)
+    bpy.context.preferences.system.use_online_access = True
+    # The worker's long poll holds a request open for `events_wait` seconds, and a thread blocked in
+    # it outlives stop() by that much (the service's shutdown waits for it too): keep it short here.
+    session = importlib.import_module(f"{blender.PACKAGE}.session")
+    settings = session.settings
+    monkeypatch.setattr(session, "settings", lambda: dataclasses.replace(settings(), events_wait=EVENTS_WAIT_S))
+    shell = Shell(blender.enable_extension())
+    yield shell
+    # Leave no key behind, so the next enable starts unconfigured (and never calls a real host).
+    shell.module("core.keystore").clear_key(shell.module("session").user_dir())
+    if blender.PACKAGE in bpy.context.preferences.addons:
+        blender.disable_extension()
+
+
+def all_history(server: LiveServer, **params: Any) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = server.get("/account/credits/history", params={**params, "limit": 200, "cursor": cursor}).json()
+        rows += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return rows
+
+
+def render_batch(server: LiveServer, count: int) -> None:
+    """`count` one-second shots across three tiers, rendered to the end by the service."""
+    shots = [
+        {"name": f"sh{i:03d}", "engine": "grok-imagine", "tier": ("draft", "standard", "high")[i % 3], "duration_s": 1}
+        for i in range(count)
+    ]
+    job = server.post("/jobs", {"name": "seq010", "shots": shots}, idem=f"batch-{count}").json()
+    deadline = time.monotonic() + 60
+    while server.get(f"/jobs/{job['id']}").json()["status"] not in ("completed", "failed"):
+        assert time.monotonic() < deadline, "the service did not finish the batch"
+        time.sleep(0.05)
+
+
+# ----------------------------------------------------------------------------------- the balance
+
+
+def test_top_bar_shows_the_services_balance_after_connecting(shell: Shell, live_server: LiveServer):
+    assert shell.header().operator_button("act3.open_credits").text == "ACT3: set API key"
+    shell.connect(live_server)
+    expected = shell.synced_with(live_server)
+    assert expected["available"] == 875_000
+    button = shell.header().operator_button("act3.open_credits")
+    assert (button.text, button.icon, button.alert) == ("875,000 cr", "NONE", False)
+    # The top bar's left region draws the same function: it must stay empty there.
+    assert shell.header("LEFT").items == []
+    tooltip = bpy.types.ACT3_OT_open_credits.description(bpy.context, None)
+    assert tooltip.startswith(f"Balance 875,000 cr, as of {formatting.clock(shell.state.last_sync_wall)}")
+
+
+def test_credits_panel_numbers_are_the_services_own(shell: Shell, live_server: LiveServer):
+    shell.connect(live_server)
+    live_server.post("/purchases", {"pack_id": "pack-50k"}, idem="bank-it")
+    render_batch(live_server, 6)
+    c = shell.synced_with(live_server)
+    panel = shell.panel("ACT3_PT_credits")
+    texts = panel.texts()
+    assert f"Available: {formatting.credits(c['available'])}" in texts
+    (bar,) = panel.of_kind("progress")
+    assert bar.text == f"{formatting.credits(c['monthly_remaining'], unit=False)} of 875,000 cr"
+    assert bar.factor == pytest.approx(c["monthly_remaining"] / c["monthly_allocation"])
+    pairs = list(zip(texts, texts[1:], strict=False))
+    assert ("Banked", formatting.credits(c["rollover_bank"])) in pairs
+    assert ("Cap", formatting.credits(c["rollover_cap"])) in pairs
+    assert ("From purchases", formatting.credits(c["rollover_purchased"])) in pairs
+    assert ("Held by unfinished jobs", formatting.credits(c["held"])) in pairs
+    assert c["rollover_purchased"] == 50_000
+    assert any(t.startswith(f"Next billing {c['billing_date']}") for t in texts)
+
+
+def test_refresh_and_open_credits_work_headless(shell: Shell, live_server: LiveServer):
+    shell.connect(live_server)
+    shell.synced_with(live_server)
+    render_batch(live_server, 3)
+    assert bpy.ops.act3.refresh() == {"FINISHED"}
+    shell.synced_with(live_server)
+    assert bpy.ops.act3.open_credits() == {"FINISHED"}  # no window: reports the balance instead
+
+
+def test_low_balance_turns_the_top_bar_red(shell: Shell, live_server: LiveServer):
+    shell.connect(live_server, plan="starter")
+    # Spend the Starter allocation (245,000) down to under 5 %.
+    shots = [{"name": f"big{i}", "engine": "veo-3.1", "tier": "high", "duration_s": 8} for i in range(56)]
+    job = live_server.post("/jobs", {"name": "drain", "shots": shots}, plan="starter", idem="drain").json()
+    assert job["estimated_credits"] > 245_000 * 0.95
+    c = shell.synced_with(live_server, plan="starter")
+    assert c["available"] < 245_000 * 0.05
+    button = shell.header().operator_button("act3.open_credits")
+    assert button.alert and button.icon == "ERROR"
+    assert button.text == formatting.credits(c["available"])
+
+
+def test_a_service_that_goes_away_leaves_the_last_balance_marked(shell: Shell, live_server: LiveServer):
+    shell.connect(live_server)
+    shell.synced_with(live_server)
+    live_server.stop()
+    shell.until(lambda: shell.state.connection == "offline", "noticing the service is gone", timeout=30)
+    button = shell.header().operator_button("act3.open_credits")
+    assert (button.text, button.icon) == ("875,000 cr", "UNLINKED")
+    assert shell.state.last_error in shell.panel("ACT3_PT_credits").texts()
+
+
+def test_online_access_off_sends_nothing_and_says_how_to_turn_it_on(shell: Shell, live_server: LiveServer):
+    shell.connect(live_server)
+    shell.synced_with(live_server)
+    bpy.context.preferences.system.use_online_access = False
+    try:
+        shell.until(lambda: shell.state.connection == "disabled", "going offline")
+        assert not bpy.ops.act3.refresh.poll()
+        with pytest.raises(RuntimeError, match="Allow Online Access"):
+            bpy.ops.act3.refresh()
+        texts = shell.panel("ACT3_PT_credits").texts()
+        assert "Online access is off: nothing is sent to ACT3." in texts
+        assert any("Preferences > System > Network > Allow Online Access" in t for t in texts)
+    finally:
+        bpy.context.preferences.system.use_online_access = True
+    shell.until(lambda: shell.state.connection == "ok", "back online")
+
+
+# --------------------------------------------------------------------------------------- buying
+
+
+def test_buying_a_pack_with_the_owner_key_raises_the_balance_once(shell: Shell, live_server: LiveServer):
+    shell.connect(live_server)
+    before = shell.synced_with(live_server)["available"]
+    assert bpy.ops.act3.buy_credits(pack_id=PACK) == {"FINISHED"}
+    shell.until(
+        lambda: shell.state.credits.available == before + 250_000 and "Bought" in (shell.state.last_message or ""),
+        "the new balance",
+    )
+    assert live_server.get("/account/credits").json()["available"] == before + 250_000
+    purchases = [r for r in all_history(live_server) if r["kind"] == "purchase"]
+    assert [p["credits"] for p in purchases] == [250_000]
+    assert "250,000 cr" in shell.state.last_message and "Visa •••• 4242" in shell.state.last_message
+
+
+def test_the_buy_dialog_lists_the_services_packs_and_the_card_on_file(shell: Shell, live_server: LiveServer):
+    shell.connect(live_server)
+    shell.synced_with(live_server)
+    shell.module("session").request("packs")
+    shell.until(lambda: shell.state.packs, "the credit packs")
+    layout = RecordingLayout()
+    shell.module("layouts").draw_buy_dialog(layout, shell.state, SimpleNamespace(pack=""))
+    assert "Paid with Visa •••• 4242" in layout.texts()
+    items = shell.module("operators")._pack_items(None, bpy.context)
+    served = live_server.get("/credit-packs").json()["packs"]
+    assert [(i[0], i[1]) for i in items] == [
+        (p["id"], f"{formatting.credits(p['credits'])} — {p['price']}") for p in served
+    ]
+
+
+def test_a_viewer_is_told_to_ask_an_owner_or_admin_instead_of_buying(shell: Shell, live_server: LiveServer):
+    shell.connect(live_server, role="viewer")
+    shell.until(lambda: shell.state.me is not None, "who the key belongs to")
+    assert not bpy.ops.act3.buy_credits.poll()
+    with pytest.raises(RuntimeError, match="owner or an admin"):
+        bpy.ops.act3.buy_credits(pack_id=PACK)
+    # Had the add-on not known the role yet, the service's own refusal says the same, in one line.
+    shell.state.me = None
+    assert bpy.ops.act3.buy_credits(pack_id=PACK) == {"FINISHED"}
+    shell.until(lambda: "owner or an admin" in (shell.state.last_message or ""), "the refusal")
+    assert "\n" not in shell.state.last_message and "Traceback" not in shell.state.last_message
+    assert live_server.get("/account/credits").json()["available"] == 875_000
+
+
+def test_test_connection_shows_organisation_plan_and_role(shell: Shell, live_server: LiveServer):
+    shell.connect(live_server, role="editor")
+    assert bpy.ops.act3.test_connection() == {"FINISHED"}
+    shell.until(lambda: (shell.state.last_message or "").startswith("Connected"), "the connection test")
+    me = live_server.get("/me", role="editor").json()
+    layout = RecordingLayout()
+    type(shell.prefs).draw(SimpleNamespace(layout=layout), bpy.context)
+    texts = layout.texts()
+    assert f"Organisation: {me['org']['name']}" in texts
+    assert "Plan: Pro" in texts
+    assert f"Signed in as {me['member']['name']} (editor)" in texts
+
+
+# --------------------------------------------------------------------------------------- history
+
+
+def test_history_pages_newest_first_filters_on_the_service_and_exports_csv(
+    shell: Shell, live_server: LiveServer, tmp_path: Path
+):
+    render_batch(live_server, 60)
+    shell.connect(live_server)
+    everything = all_history(live_server)
+    assert len(everything) == 61  # 60 renders and the month's refill
+
+    # The first page only: 50 rows, newest first, mirrored into the list the panel shows.
+    shell.until(lambda: len(shell.ui.history_rows) == 50, "the first history page")
+    assert [r.row_id for r in shell.ui.history_rows] == [r["id"] for r in everything[:50]]
+    first = shell.ui.history_rows[0]
+    newest = everything[0]
+    assert (first.date, first.shot, first.tier, first.cost) == (
+        formatting.day(newest["at"]),
+        newest["shot"],
+        newest["tier"].title(),
+        formatting.signed_credits(newest["credits"]),
+    )
+    assert bpy.ops.act3.history_more.poll()
+
+    # Load more: the next keyset page, appended.
+    assert bpy.ops.act3.history_more() == {"FINISHED"}
+    shell.until(lambda: len(shell.ui.history_rows) == 61, "the second page")
+    assert [r.row_id for r in shell.ui.history_rows] == [r["id"] for r in everything]
+    assert not bpy.ops.act3.history_more.poll()
+    totals = shell.state.history.tier_totals()
+    for tier in ("draft", "standard", "high"):
+        assert totals[tier] == -sum(r["credits"] for r in everything if r["tier"] == tier)
+
+    # Filters ask the service, which filters on its side.
+    assert bpy.ops.act3.history_filter(tier="high", shot="SH0") == {"FINISHED"}
+    high = all_history(live_server, tier="high", shot="SH0")
+    assert 0 < len(high) < 50
+    shell.until(lambda: [r.row_id for r in shell.ui.history_rows] == [r["id"] for r in high], "the filtered history")
+    assert (shell.ui.history_tier, shell.ui.history_shot) == ("high", "SH0")
+    texts = shell.panel("ACT3_PT_history").texts()
+    assert f"{len(high)} rows loaded, all shown" in texts
+
+    # Typing in the panel's fields filters too (a queued request, no network in the callback).
+    shell.ui.history_tier = "ALL"
+    shell.ui.history_shot = "sh00"
+    shot = all_history(live_server, shot="sh00")
+    shell.until(lambda: [r.row_id for r in shell.ui.history_rows] == [r["id"] for r in shot], "the shot filter")
+
+    # Export what is loaded.
+    out = tmp_path / "history.csv"
+    assert bpy.ops.act3.export_history_csv(filepath=str(out)) == {"FINISHED"}
+    with out.open(newline="", encoding="utf-8") as f:
+        exported = list(csv.DictReader(f))
+    assert [(r["shot"], int(r["credits"]), r["tier"]) for r in exported] == [
+        (r["shot"], r["credits"], r["tier"]) for r in shot
+    ]
+
+
+# --------------------------------------------------------------------------------------- hygiene
+
+
+def test_the_api_key_is_kept_private_and_never_saved_into_a_blend_or_the_preferences(
+    shell: Shell, live_server: LiveServer, tmp_path: Path
+):
+    key = shell.connect(live_server)
+    shell.synced_with(live_server)
+    assert shell.prefs.api_key == ""  # the field only takes a key, it does not keep it
+    key_file = Path(shell.module("session").user_dir()) / "api_key"
+    assert key_file.read_text().strip() == key
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+    blend = tmp_path / "shot.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend), compress=False)
+    assert key.encode() not in blend.read_bytes()
+    bpy.context.preferences.is_dirty = True
+    assert bpy.ops.wm.save_userpref() == {"FINISHED"}
+    userpref = Path(bpy.utils.resource_path("USER")) / "config" / "userpref.blend"
+    assert userpref.exists() and key.encode() not in userpref.read_bytes()
+
+    # After a file load the list is filled again and the sync carries on.
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    shell.synced_with(live_server)
+    shell.until(lambda: len(shell.ui.history_rows) == len(shell.state.history.rows), "the list after loading")
+
+    # Forgetting the key removes the file and stops the sync.
+    assert bpy.ops.act3.forget_key() == {"FINISHED"}
+    assert not key_file.exists()
+    shell.until(lambda: shell.state.connection == "unconfigured", "the sync to stop")
+
+
+def test_unregister_leaves_nothing_behind(shell: Shell, live_server: LiveServer):
+    shell.connect(live_server)
+    shell.synced_with(live_server)
+    timers = shell.module("timers")
+    header = shell.module("header")
+    names = ("ACT3_PT_credits", "ACT3_PT_history", "ACT3_UL_history", "ACT3_OT_refresh", "ACT3_OT_buy_credits")
+    assert all(hasattr(bpy.types, n) for n in names)
+    worker_threads = [t for t in threading.enumerate() if t is not threading.main_thread()]
+    assert worker_threads
+
+    blender.disable_extension()
+
+    assert not any(hasattr(bpy.types, n) for n in names)
+    assert not any(hasattr(bpy.types, c.__name__) for c in shell.module("addon").classes)
+    assert header.draw_topbar not in bpy.types.TOPBAR_HT_upper_bar._dyn_ui_initialize()
+    assert not bpy.app.timers.is_registered(timers.tick)
+    assert not hasattr(bpy.types.WindowManager, "act3")
+    addon = shell.module("addon")
+    assert addon._on_load_post not in bpy.app.handlers.load_post
+    assert addon._on_load_pre not in bpy.app.handlers.load_pre
+    deadline = time.monotonic() + EVENTS_WAIT_S + 5  # a long poll under way ends on its own
+    while any(t.is_alive() for t in worker_threads) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [t.name for t in worker_threads if t.is_alive()]
+
+    # And it comes back cleanly.
+    blender.enable_extension()
+    assert hasattr(bpy.types, "ACT3_PT_credits") and bpy.app.timers.is_registered(timers.tick)
+
+
+def test_the_top_bar_draw_is_cheap(shell: Shell, live_server: LiveServer):
+    shell.connect(live_server)
+    shell.synced_with(live_server)
+
+    class NullLayout:
+        alert = False
+
+        def row(self, **_: Any) -> NullLayout:
+            return self
+
+        def operator(self, *_: Any, **__: Any) -> None:
+            return None
+
+    layout, context = NullLayout(), SimpleNamespace(region=SimpleNamespace(alignment="RIGHT"), window=None)
+    draw = shell.module("header").draw_topbar
+    this = SimpleNamespace(layout=layout)
+    start = time.perf_counter()
+    for _ in range(2000):
+        draw(this, context)
+    per_draw = (time.perf_counter() - start) / 2000
+    assert per_draw < 50e-6, f"{per_draw * 1e6:.1f} µs per top-bar draw"
+
+
+def test_key_file_lives_in_the_extensions_user_folder(shell: Shell):
+    folder = Path(shell.module("session").user_dir())
+    assert os.path.isdir(folder)
+    assert folder == Path(bpy.utils.extension_path_user(blender.PACKAGE))
