@@ -213,8 +213,11 @@ class _Link:
                     self.post("_events", result=page)
                 except Act3Error as exc:
                     self.post("_link_error", error=exc)
+                    if not isinstance(exc, LINK_ERRORS) and last_seq is None:
+                        self.post("_resync")  # no event stream here (e.g. 404): at least fetch everything once
                     last_seq = None
-                    wait = self.settings.max_backoff if isinstance(exc, AuthError) else backoff
+                    slow = not isinstance(exc, (OfflineError, ServerError))  # a refused key will not fix itself
+                    wait = self.settings.max_backoff if slow else backoff
                     backoff = min(backoff * 2, self.settings.max_backoff)
                     self.stop.wait(wait)
                 except Exception:
@@ -369,7 +372,9 @@ class SyncWorker:
             generation = self._generation
             if kind == "refresh":
                 self._refreshing += 1
-        if link is None:
+        if kind == "history_more" and params["cursor"] is None and self.state.history.loaded_once:
+            self._results.put(_Result(generation, kind, ticket.id, result=None))  # all loaded: nothing to ask
+        elif link is None:
             error = self._why_not_sent()
             self._results.put(_Result(generation, kind, ticket.id, error=error))
         else:
@@ -489,6 +494,8 @@ class SyncWorker:
             self.state.set_connection("offline", str(err))
         elif isinstance(err, NotConfiguredError):
             pass  # the state already says why (disabled / unconfigured)
+        elif item.kind == "_link_error":
+            log.warning("ACT3 event stream: %s", err)
         else:
             self.state.last_message = str(err)
             self.state.touch()
@@ -527,8 +534,11 @@ class SyncWorker:
             f"({member.get('role', '?')}) of {org.get('name', '?')}, {formatting.credits(credits.available)} available."
         )
 
-    def _on_history(self, page: HistoryPage, p: dict[str, Any]) -> None:
+    def _on_history(self, page: HistoryPage | None, p: dict[str, Any]) -> None:
         h = self.state.history
+        if page is None:
+            h.loading = False
+            return
         if (p.get("tier") or "", p.get("shot") or "") != (h.tier, h.shot):
             return  # the filter changed while this page was on its way
         if p.get("_merge"):

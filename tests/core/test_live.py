@@ -215,6 +215,9 @@ def test_history_pages_are_newest_first_without_duplicates_and_filter_on_the_ser
     assert [(r.at, r.id) for r in rows] == sorted(((r.at, r.id) for r in rows), reverse=True)
     assert rows[-1].kind == "refill" and state.history.next_cursor is None
     assert not state.history.has_more
+    asked = len(api_requests(live_server))
+    assert answered(worker, worker.request("history_more", limit=2), drain_until).ok
+    assert len(state.history.rows) == 6 and len(api_requests(live_server)) == asked  # nothing more to ask
 
     answered(worker, worker.request("history", tier="high", limit=2), drain_until)
     answered(worker, worker.request("history_more", limit=2), drain_until)
