@@ -8,9 +8,10 @@ Credits are integers everywhere; tier multipliers are exact fractions, never flo
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 # A duration beyond this is a typo, not a shot: the service answers 422 instead of snapping it.
 MAX_REQUESTED_DURATION_S = 600.0
@@ -152,7 +153,7 @@ class RateCard:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "RateCard":
+    def from_json(cls, data: Mapping[str, Any]) -> RateCard:
         """The card as `GET /v1/pricing` serves it (the add-on caches this)."""
         engines = tuple(
             Engine(
