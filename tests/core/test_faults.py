@@ -239,3 +239,19 @@ def test_nothing_is_sent_without_online_access_or_a_key(online, key, connection,
             assert srv.request_count == 0
         finally:
             worker.stop()
+
+
+def test_drain_says_whether_anything_changed_and_can_take_a_few_at_a_time():
+    worker = SyncWorker(State())
+    worker.configure(Settings("http://127.0.0.1:9/v1", "", online_access=True))  # no key: answered locally
+    worker.start()
+    try:
+        assert worker.drain() is False
+        tickets = [worker.request("credits") for _ in range(3)]
+        worker.drain(max_items=2)
+        assert [t.done for t in tickets] == [True, True, False]
+        worker.drain()
+        assert tickets[2].done and "ACT3_API_KEY" in str(tickets[2].error)
+        assert worker.drain() is False
+    finally:
+        worker.stop()
