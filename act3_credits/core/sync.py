@@ -205,7 +205,10 @@ class _Link:
                         self.post("_resync")
                         backoff = 1.0
                         continue
+                    asked = time.monotonic()
                     page = client.events(last_seq, self.settings.events_wait)
+                    if not page.events and time.monotonic() - asked < min(1.0, self.settings.events_wait / 2):
+                        self.stop.wait(1.0)  # a service that ignores `wait` must not be hammered
                     if page.last_seq < last_seq:  # the service's log was reset: start again
                         last_seq = None
                         continue

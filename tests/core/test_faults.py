@@ -255,3 +255,15 @@ def test_drain_says_whether_anything_changed_and_can_take_a_few_at_a_time():
         assert worker.drain() is False
     finally:
         worker.stop()
+
+
+def test_a_service_that_ignores_the_long_poll_wait_is_not_hammered(secret):
+    quiet = {"events": [], "last_seq": 7}
+    with FaultServer("json", body=quiet) as srv:
+        worker = hung_worker(srv.url, secret)
+        worker.configure(Settings(srv.url, secret, events_wait=10))
+        try:
+            time.sleep(2.0)
+            assert 2 <= srv.request_count <= 6, srv.requests  # position, a refresh attempt, and about one poll a second
+        finally:
+            worker.stop()
