@@ -157,8 +157,10 @@ class State:
             self.last_sync_wall = dt.datetime.now(dt.UTC)
             self.connection = "ok"
             self.last_error = None
-        if self.credits is not None and not self.credits_from_cache and credits.version < self.credits.version:
-            return False
+        held = self.credits
+        if held is not None and not self.credits_from_cache and credits.org_id == held.org_id:
+            if credits.version < held.version:
+                return False
         changed = credits != self.credits or self.credits_from_cache != from_cache
         self.credits = credits
         self.credits_from_cache = from_cache

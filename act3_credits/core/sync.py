@@ -42,7 +42,7 @@ from .client import (
     parse_credits,
 )
 from .pricing import RateCard
-from .state import Credits, State
+from .state import Credits, History, State
 
 log = logging.getLogger("act3_credits")
 
@@ -324,6 +324,11 @@ class SyncWorker:
         self._save_cache(force=True)
 
     def _relink(self) -> None:
+        old = self._link.settings if self._link is not None else None
+        if old is not None and (old.base_url, old.api_key) != (self.settings.base_url, self.settings.api_key):
+            # Another service or key: what we hold is no longer confirmed (and its version not comparable).
+            self.state.credits_from_cache = True
+            self.state.touch()
         self._unlink(0.0)
         self._fail_pending(NotConfiguredError("The ACT3 settings changed; try again.", code="reconfigured"))
         if self._show_configuration():
@@ -350,8 +355,7 @@ class SyncWorker:
         if not s.api_key:
             self.state.set_connection("unconfigured", NO_KEY_MESSAGE)
             return False
-        if self.state.connection in ("disabled", "unconfigured", "auth"):
-            self.state.set_connection("connecting", None)
+        self.state.set_connection("connecting", None)  # until this link's first answer
         return True
 
     def _fail_pending(self, error: Act3Error) -> None:
@@ -403,7 +407,7 @@ class SyncWorker:
         elif kind == "history":
             tier, shot = p.get("tier") or "", p.get("shot") or ""
             if (tier, shot) != (h.tier, h.shot):
-                self.state.history = type(h)(tier=tier, shot=shot)
+                self.state.history = History(tier=tier, shot=shot)
             self.state.history.loading = True
             p.update(limit=limit, tier=tier, shot=shot, cursor=None)
         elif kind == "history_more":

@@ -308,3 +308,13 @@ def test_with_online_access_off_nothing_is_sent(live_server, workers, tmp_path):
     runtime.configure(settings(live_server, live_server.key(), online_access=True))  # the user turns it on
     assert api.refresh(wait=10) is True
     assert "GET /v1/account/credits" in api_requests(live_server)
+
+
+def test_a_new_key_for_another_organisation_shows_that_organisations_balance(live_server, workers, drain_until):
+    worker = synced(start_worker(workers, live_server), drain_until)
+    answered(worker, worker.request("buy", pack_id="pack-50k"), drain_until)  # Pro's balance is at version 2 now
+    worker.configure(settings(live_server, live_server.key("starter", "owner")))
+    assert worker.state.is_stale()  # Pro's number is no longer confirmed
+    drain_until(worker, lambda: worker.state.credits.plan == "starter" and worker.state.connection == "ok")
+    assert worker.state.header_text() == "245,000 cr"
+    assert worker.state.me["org"]["name"] == "Northlight Animation (demo, Starter)"
