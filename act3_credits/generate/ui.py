@@ -55,6 +55,7 @@ class ACT3_PT_shots(_SidebarPanel):
 class ACT3_PT_render_queue(_SidebarPanel):
     bl_idname = "ACT3_PT_render_queue"
     bl_label = "Render Queue"
+    bl_ui_units_x = 26  # as a popover (wm.call_panel): room for shot, tier and status
 
     def draw_header_preset(self, context):
         layout = self.layout
