@@ -114,7 +114,6 @@ def draw_credits(layout: Any, state: State, thresholds: Thresholds, online_acces
     row = layout.row()
     row.alert = level == "critical"
     row.label(text=f"Available: {state.header_text()}", icon=header_icon(state, level))
-    row.operator("act3.refresh", text="", icon="FILE_REFRESH")
     if c is not None and level != "ok":
         warn = layout.row()
         warn.alert = level == "critical"
@@ -133,13 +132,13 @@ def draw_credits(layout: Any, state: State, thresholds: Thresholds, online_acces
         box.label(text=billing_line(c.billing_date))
 
         box = layout.box()
-        box.label(text="Rollover Bank", icon="FILE_TICK")
+        box.label(text="Rollover Bank", icon="RECOVER_LAST")
         _pair(box, "Banked", formatting.credits(c.rollover_bank))
         _pair(box, "Cap", formatting.credits(c.rollover_cap))
         _pair(box, "From purchases", formatting.credits(c.rollover_purchased))
 
         box = layout.box()
-        _pair(box, "Held by unfinished jobs", formatting.credits(c.held))
+        _pair(box, "Held by jobs", formatting.credits(c.held))
         _pair(box, "Total", formatting.credits(c.total))
 
     row = layout.row(align=True)
@@ -158,7 +157,7 @@ def billing_line(billing_date: str) -> str:
 
 
 def _pair(layout: Any, label: str, value: str) -> None:
-    split = layout.split(factor=0.55)
+    split = layout.split(factor=0.5)
     split.label(text=label)
     split.label(text=value)
 
@@ -178,20 +177,32 @@ KIND_LABELS = {
 }
 
 
+# The list is narrow (a sidebar): Standard reads "Std" there; the row's tooltip has every detail.
+TIER_SHORT = {"standard": "Std"}
+
+
 @dataclass(frozen=True)
 class HistoryCells:
-    """One history row as the list reads it."""
+    """One history row as the list reads it, and its tooltip."""
 
     date: str
     shot: str
     tier: str
     cost: str
+    tooltip: str = ""
 
 
 def history_cells(row: HistoryRow) -> HistoryCells:
-    tier = tier_name(row.tier) if row.tier else ""
+    tier = TIER_SHORT.get(row.tier, tier_name(row.tier)) if row.tier else ""
     shot = row.shot if row.kind == "render" and row.shot else KIND_LABELS.get(row.kind, row.kind)
-    return HistoryCells(formatting.day(row.at), shot or "", tier, formatting.signed_credits(row.credits))
+    details = [formatting.day(row.at), shot or ""]
+    if row.kind == "render":
+        details += [row.engine or "", tier_name(row.tier or ""), f"{row.duration_s} s" if row.duration_s else ""]
+    details.append(f"{formatting.signed_credits(row.credits)} cr")
+    if row.member:
+        details.append(row.member)
+    tooltip = " · ".join(d for d in details if d)
+    return HistoryCells(formatting.short_day(row.at), shot or "", tier, formatting.signed_credits(row.credits), tooltip)
 
 
 def tier_name(tier_id: str) -> str:
@@ -203,13 +214,15 @@ def tier_name(tier_id: str) -> str:
 
 def draw_history_item(layout: Any, date: str, shot: str, tier: str, cost: str) -> None:
     """One row of ACT3_UL_history: date, shot (or what the line was), tier, signed credits."""
-    split = layout.split(factor=0.38)
+    split = layout.split(factor=0.36)
     split.label(text=date)
-    split = split.split(factor=0.45)
+    split = split.split(factor=0.48)
     split.label(text=shot)
-    split = split.split(factor=0.45)
+    split = split.split(factor=0.38)
     split.label(text=tier)
-    split.label(text=cost)
+    right = split.row()
+    right.alignment = "RIGHT"
+    right.label(text=cost)
 
 
 def draw_history(layout: Any, state: State, ui: Any, online_access: bool) -> None:
@@ -219,7 +232,9 @@ def draw_history(layout: Any, state: State, ui: Any, online_access: bool) -> Non
     row.prop(ui, "history_tier", text="")
     row.prop(ui, "history_shot", text="", icon="VIEWZOOM")
 
-    layout.template_list("ACT3_UL_history", "", ui, "history_rows", ui, "history_index", rows=6)
+    layout.template_list(
+        "ACT3_UL_history", "", ui, "history_rows", ui, "history_index", rows=6, item_dyntip_propname="tooltip"
+    )
 
     row = layout.row(align=True)
     sub = row.row(align=True)
@@ -272,8 +287,9 @@ def draw_buy_dialog(layout: Any, state: State, operator: Any) -> None:
         layout.label(text="Loading credit packs…", icon="SORTTIME")
     else:
         layout.label(text="Credit pack:")
-        layout.prop(operator, "pack", expand=True)
-    layout.label(text=f"Paid with {formatting.payment_method(state.payment_method)}", icon="FILE_TICK")
+        col = layout.column(align=True)
+        col.prop(operator, "pack", expand=True)
+    layout.label(text=f"Paid with {formatting.payment_method(state.payment_method)}")
     refusal = buy_refusal(state)
     if refusal:
         row = layout.row()

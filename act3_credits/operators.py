@@ -79,17 +79,21 @@ def _view3d_area(context):
 
 
 def _show_act3_tab(area) -> bool:
+    """Make ACT3 the sidebar's active tab; False while the sidebar has no tabs yet (never drawn)."""
     for region in area.regions:
         if region.type == "UI":
             try:
                 region.active_panel_category = layouts.CATEGORY
-                return True
             except (TypeError, AttributeError):
                 return False
+            return region.active_panel_category == layouts.CATEGORY
     return False
 
 
-def _retry_tab(window_pointer: int, area_pointer: int, tries: int = 10) -> None:
+def _retry_tab(window_pointer: int, area_pointer: int, tries: int = 20) -> None:
+    """Set the tab once the sidebar has drawn; the area is found again by pointer, never kept."""
+    counter = iter(range(tries))
+
     def again():
         wm = bpy.context.window_manager
         for window in wm.windows if wm is not None else ():
@@ -100,10 +104,9 @@ def _retry_tab(window_pointer: int, area_pointer: int, tries: int = 10) -> None:
                     if _show_act3_tab(area):
                         area.tag_redraw()
                         return None
-                    return 0.05 if next(counter) < tries else None
+                    return 0.05 if next(counter, None) is not None else None
         return None
 
-    counter = iter(range(tries + 1))
     bpy.app.timers.register(again, first_interval=0.05)
 
 

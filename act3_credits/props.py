@@ -50,9 +50,17 @@ class ACT3_PG_history_row(bpy.types.PropertyGroup):
     tier: StringProperty()  # type: ignore[valid-type]
     cost: StringProperty()  # type: ignore[valid-type]
     credits: IntProperty()  # type: ignore[valid-type]
+    tooltip: StringProperty()  # type: ignore[valid-type]
+
+
+def _redraw_token_set(self, context) -> None:
+    """Nothing to do: having an update callback is what makes setting it redraw every window."""
 
 
 class ACT3_PG_ui(bpy.types.PropertyGroup):
+    # Setting a Python property that has an update callback sends Blender's NC_WINDOW notifier, which
+    # redraws every region of every window, the top bar (a global area) included: see redraw.whole_ui.
+    redraw_token: IntProperty(options={"HIDDEN", "SKIP_SAVE"}, update=_redraw_token_set)  # type: ignore[valid-type]
     history_rows: CollectionProperty(type=ACT3_PG_history_row)  # type: ignore[valid-type]
     history_index: IntProperty(default=-1)  # type: ignore[valid-type]
     history_tier: EnumProperty(  # type: ignore[valid-type]
@@ -93,6 +101,7 @@ def mirror_history(ui: Any, history: History, force: bool = False) -> bool:
         item.tier = cells.tier
         item.cost = cells.cost
         item.credits = row.credits
+        item.tooltip = cells.tooltip
     _mirrored = ids
     if ui.history_index >= len(rows):
         ui.history_index = len(rows) - 1

@@ -57,6 +57,22 @@ def sidebars() -> None:
                 area.tag_redraw()
 
 
+def whole_ui() -> None:
+    """Redraw every region of every window, the top bars too, before any of them drew the balance.
+
+    Nothing reachable from Python tags a global area, but setting a Python property that has an
+    update callback sends NC_WINDOW, which redraws everything (once: afterwards `topbar()` tags just
+    the remembered regions). Without it a balance added to a running Blender stays invisible until
+    something else redraws the top bar.
+    """
+    wm = bpy.context.window_manager
+    ui = getattr(wm, "act3", None) if wm is not None else None
+    if wm is not None and ui is not None and wm.windows:
+        ui.redraw_token = (ui.redraw_token + 1) % 1_000_000
+
+
 def everything() -> None:
+    if not _topbars:
+        whole_ui()
     topbar()
     sidebars()

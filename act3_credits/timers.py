@@ -20,23 +20,33 @@ SLOW_S = 1.0
 _interval = FAST_S
 _online: bool | None = None
 _failed = False
+_packs_asked = False
+_first = True  # the first beat after register redraws everything, so the balance shows at once
 
 
 def tick() -> float:
     """One beat; returns the seconds until the next one. Tests call it directly (no timers headless)."""
-    global _interval, _online, _failed
+    global _interval, _online, _failed, _first, _packs_asked
     try:
         online = bool(bpy.app.online_access)
         if online != _online:
             _online = online
             session.reconfigure()
         changed = session.drain()
+        state = session.state()
+        if state.connection != "ok":
+            _packs_asked = False
+        elif not state.packs and not _packs_asked:
+            # The Buy dialog cannot redraw itself when they arrive later: fetch them once connected.
+            _packs_asked = True
+            session.request("packs")
         wm = bpy.context.window_manager
         ui = getattr(wm, "act3", None) if wm is not None else None
-        if ui is not None and props.mirror_history(ui, session.state().history):
+        if ui is not None and props.mirror_history(ui, state.history):
             changed = True
-        if changed:
+        if changed or _first:
             redraw.everything()
+            _first = False
         _failed = False
     except Exception:
         if not _failed:  # once, not ten times a second
@@ -48,9 +58,10 @@ def tick() -> float:
 
 
 def start() -> None:
-    global _online, _interval
+    global _online, _interval, _first
     _online = bool(bpy.app.online_access)
     _interval = FAST_S
+    _first = True
     if not bpy.app.timers.is_registered(tick):
         bpy.app.timers.register(tick, first_interval=FAST_S, persistent=True)
 

@@ -173,6 +173,14 @@ def test_credits_panel_numbers_are_the_services_own(shell: Shell, live_server: L
     shell.connect(live_server)
     live_server.post("/purchases", {"pack_id": "pack-50k"}, idem="bank-it")
     render_batch(live_server, 6)
+    # A paused job keeps what its unrendered shots will cost on hold.
+    shots = [{"name": f"hold{i}", "engine": "veo-3.1", "tier": "high", "duration_s": 8} for i in range(20)]
+    job = live_server.post("/jobs", {"name": "on hold", "shots": shots}, idem="hold").json()
+    live_server.post(f"/jobs/{job['id']}/pause")
+    deadline = time.monotonic() + 30
+    while live_server.get(f"/jobs/{job['id']}").json()["status"] != "paused":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     c = shell.synced_with(live_server)
     panel = shell.panel("ACT3_PT_credits")
     texts = panel.texts()
@@ -184,8 +192,8 @@ def test_credits_panel_numbers_are_the_services_own(shell: Shell, live_server: L
     assert ("Banked", formatting.credits(c["rollover_bank"])) in pairs
     assert ("Cap", formatting.credits(c["rollover_cap"])) in pairs
     assert ("From purchases", formatting.credits(c["rollover_purchased"])) in pairs
-    assert ("Held by unfinished jobs", formatting.credits(c["held"])) in pairs
-    assert c["rollover_purchased"] == 50_000
+    assert ("Held by jobs", formatting.credits(c["held"])) in pairs
+    assert c["rollover_purchased"] == 50_000 and c["held"] > 0
     assert any(t.startswith(f"Next billing {c['billing_date']}") for t in texts)
 
 
@@ -313,12 +321,14 @@ def test_history_pages_newest_first_filters_on_the_service_and_exports_csv(
     assert [r.row_id for r in shell.ui.history_rows] == [r["id"] for r in everything[:50]]
     first = shell.ui.history_rows[0]
     newest = everything[0]
+    local = formatting.parse_time(newest["at"]).astimezone()
     assert (first.date, first.shot, first.tier, first.cost) == (
-        formatting.day(newest["at"]),
+        local.strftime("%d %b %H:%M"),
         newest["shot"],
-        newest["tier"].title(),
+        {"draft": "Draft", "standard": "Std", "high": "High"}[newest["tier"]],
         formatting.signed_credits(newest["credits"]),
     )
+    assert first.tooltip.startswith(f"{formatting.day(newest['at'])} · {newest['shot']} · grok-imagine")
     assert bpy.ops.act3.history_more.poll()
 
     # Load more: the next keyset page, appended.

@@ -155,7 +155,7 @@ def test_credits_panel_shows_monthly_allocation_bank_and_held_numbers():
     assert ("Banked", "130,000 cr") in pairs
     assert ("Cap", "2,187,500 cr") in pairs
     assert ("From purchases", "50,000 cr") in pairs
-    assert ("Held by unfinished jobs", "8,320 cr") in pairs
+    assert ("Held by jobs", "8,320 cr") in pairs
     panel.operator_button("act3.refresh", "Refresh")
     panel.operator_button("act3.buy_credits", "Buy Credits")
 
@@ -206,12 +206,21 @@ def row(id_: int, at: str, shot: str | None, tier: str | None, credits: int, kin
 
 
 def test_history_rows_read_date_shot_tier_and_cost():
-    cells = layouts.history_cells(row(3, "2026-11-25T14:02:11Z", "sh010", "high", -4_160))
-    assert cells == layouts.HistoryCells(formatting.day("2026-11-25T14:02:11Z"), "sh010", "High", "−4,160")
+    at = "2026-11-25T14:02:11Z"
+    cells = layouts.history_cells(row(3, at, "sh010", "high", -4_160))
+    local = dt.datetime(2026, 11, 25, 14, 2, 11, tzinfo=dt.UTC).astimezone()
+    assert (cells.date, cells.shot, cells.tier, cells.cost) == (
+        local.strftime("%d %b %H:%M"),
+        "sh010",
+        "High",
+        "−4,160",
+    )
+    assert cells.tooltip == f"{formatting.day(at)} · sh010 · veo-3.1 · High · 8 s · −4,160 cr · Ana (editor)"
+    assert layouts.history_cells(row(5, at, "sh020", "standard", -2_080)).tier == "Std"
     purchase = layouts.history_cells(row(4, "2026-11-25T15:00:00Z", None, None, 250_000, kind="purchase"))
     assert (purchase.shot, purchase.tier, purchase.cost) == ("Purchase", "", "+250,000")
     item = RecordingLayout()
-    layouts.draw_history_item(item, *cells.__dict__.values())
+    layouts.draw_history_item(item, cells.date, cells.shot, cells.tier, cells.cost)
     assert item.texts() == [cells.date, "sh010", "High", "−4,160"]
 
 
