@@ -220,9 +220,13 @@ def run_batch(bpy: Any, api: Any, session: Any, timers: Any, tick_until: Any, wo
     est = shots_core.estimate(chosen, gprops.rate_card(), importlib.import_module(f"{package}.generate.ops").account())
     layout = RecordingLayout()
     draw.draw_estimate_batch(layout, est, gprops.rate_card(), rows=[], fitted_out=[False] * len(est.lines), synced=True)
-    say("  Cost Estimate dialog:")
-    for line in render(layout.items, "    "):
-        say(line)
+    say("  Cost Estimate dialog (Generate Batch, tag 'hero'):")
+    say(f"    {'shot':<8} {'engine':<14} {'tier':<9} {'duration':>9} {'credits':>10}")
+    for line in est.lines:
+        say(f"    {line.name:<8} {line.shot.engine:<14} {line.shot.tier:<9} {line.duration_s:>7} s {line.credits:>10,}")
+    say(f"    {'total':<43} {est.total:>10,} cr")
+    say(f"    available {est.available:,} cr → after {est.balance_after:,} cr")
+    say(f"    {layout.find('Draft first').text}")
     service = api.estimate([{"name": s.name, "engine": s.engine, "tier": s.tier, "duration_s": s.duration_s} for s in chosen])
     say(f"  the service's estimate agrees: {service['total']:,} cr")
 
@@ -247,16 +251,21 @@ def run_batch(bpy: Any, api: Any, session: Any, timers: Any, tick_until: Any, wo
     tick_until(progress, 120)
     paused_once = True
     bpy.ops.act3.job_pause(job_id=job_id)
-    tick_until(lambda: session.state().jobs[job_id]["status"] == "paused" or progress(), 60)
-    done_at_pause = len(seen)
-    time.sleep(1.0)
+    say("  ⏸ Pause: the shot rendering now may finish; nothing more starts")
+    tick_until(lambda: session.state().jobs[job_id]["status"] == "paused")
+    progress()
+    at_pause = len(seen)
+    time.sleep(1.5)  # many shots' worth of render time
     timers.tick()
-    say(f"  ⏸ paused after {done_at_pause} shots; a second later still {len(seen)} done, top bar {api.header_text()}")
+    progress()
+    say(f"  paused with {at_pause} shots done; 1.5 s later still {len(seen)}; top bar {api.header_text()}")
     bpy.ops.act3.job_resume(job_id=job_id)
     say("  ▶ resumed")
     tick_until(progress, 120)
-    job = session.state().jobs[job_id]
-    say(f"  job {job['status']}: charged {job['charged_credits']:,} cr of {job['estimated_credits']:,} estimated; held now {job['held']:,}")
+    tick_until(lambda: session.state().credits.held == 0)
+    job = api.job(job_id)
+    say(f"  job {job['status']}: charged {job['charged_credits']:,} cr of {job['estimated_credits']:,} estimated;"
+        f" nothing held now ({job['held']} cr); top bar {BOLD}{api.header_text()}{RESET}")
 
 
 if __name__ == "__main__":

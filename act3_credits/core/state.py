@@ -199,14 +199,20 @@ class State:
         return f"as of {formatting.clock(when)}"
 
     def header_text(self) -> str:
-        """Exactly what the top bar reads."""
+        """Exactly what the top bar reads: the organisation's balance (monthly + bank).
+
+        The balance, not `available`: a batch holds its whole estimate up front, and the artist
+        watches the balance drop shot by shot as each is charged. What is held, and so what new
+        jobs may still use, is in the tooltip and the panel; the low-balance colour follows
+        `available`, so a balance mostly held already reads as low.
+        """
         if self.credits is None:
             if self.connection == "unconfigured":
                 return "ACT3: set API key"
             if self.connection == "disabled":
                 return "ACT3: offline"
             return "— cr"
-        return formatting.credits(self.credits.available)
+        return formatting.credits(self.credits.total)
 
     def alert_level(self, warn_fraction: float = 0.20, critical_fraction: float = 0.05, custom: int = 0) -> str:
         """'critical', 'warn' or 'ok' for the available balance against the monthly allocation.
