@@ -27,7 +27,9 @@ def wait_for(srv: LiveServer, job_id: int, predicate, timeout: float = 30.0) -> 
         job = srv.get(f"/jobs/{job_id}").json()
         if predicate(job):
             return dict(job)
-        assert time.monotonic() < deadline, f"job never got there: {job['status']} {[s['status'] for s in job['shots']]}"
+        assert time.monotonic() < deadline, (
+            f"job never got there: {job['status']} {[s['status'] for s in job['shots']]}"
+        )
         time.sleep(0.02)
 
 

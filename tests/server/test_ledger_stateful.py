@@ -1,0 +1,334 @@
+"""A Hypothesis state machine drives the Ledger with random estimates, jobs, shot claims, completions,
+failures, pauses, cancels, purchases, clock moves and refills, and checks after every step that the
+books agree with an independent model of the rules (on SQLite and on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import calendar
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from sqlalchemy import func, select
+from srv_helpers import Books, ManualClock, make_books
+
+from act3_credits.core import pricing
+from act3_server import db
+from act3_server.ledger import Claim, Ledger, LedgerError
+
+CARD = pricing.DEFAULT_RATE_CARD
+ENGINES = [e.id for e in CARD.engines]
+TIERS = [t.id for t in CARD.tiers]
+
+shot_specs = st.fixed_dictionaries(
+    {
+        "name": st.sampled_from(["sh010", "sh020", "Sh030", "crowd"]),
+        "engine": st.sampled_from(ENGINES),
+        "tier": st.sampled_from(TIERS),
+        "duration_s": st.one_of(st.integers(1, 15), st.floats(0.5, 20, allow_nan=False)),
+    }
+)
+
+
+def is_billing_day(d: date, billing_day: int) -> bool:
+    return d.day == min(billing_day, calendar.monthrange(d.year, d.month)[1])
+
+
+@dataclass
+class Model:
+    """The rules, written again as plainly as possible."""
+
+    plan: pricing.Plan
+    billing_day: int
+    last_refill_day: date
+    monthly: int
+    rolled: int = 0
+    purchased: int = 0
+    held: int = 0
+    refills: int = 1
+    expected_charges: dict[int, int] = field(default_factory=dict)  # shot id -> price
+
+    def apply_due(self, now: datetime) -> None:
+        d = self.last_refill_day
+        while d < now.date():
+            d += timedelta(days=1)
+            if is_billing_day(d, self.billing_day):
+                moved = min(self.monthly, self.plan.rollover_cap - self.rolled)
+                self.rolled += moved
+                self.monthly = self.plan.monthly_allocation
+                self.refills += 1
+                self.last_refill_day = d
+
+    @property
+    def available(self) -> int:
+        return self.monthly + self.rolled + self.purchased - self.held
+
+    def charge(self, amount: int) -> None:
+        for name in ("monthly", "rolled", "purchased"):
+            take = min(amount, getattr(self, name))
+            setattr(self, name, getattr(self, name) - take)
+            amount -= take
+        assert amount == 0
+
+
+class LedgerMachine(RuleBasedStateMachine):
+    ledger_engine: Any = None  # set by the test before running
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = ManualClock(datetime(2026, 11, 25, 12, 0, tzinfo=UTC))
+        self.ledger = Ledger(self.ledger_engine, self.clock)
+        self.books: Books | None = None
+        self.model: Model | None = None
+        self.jobs: list[int] = []
+        self.claims: list[Claim] = []
+        self.workers = 0
+
+    @initialize(
+        plan=st.sampled_from(["starter", "pro", "enterprise"]),
+        billing_day=st.sampled_from([1, 15, 28, 29, 30, 31]),
+        start_offset_h=st.integers(0, 24 * 40),
+        packs=st.lists(st.sampled_from([p.id for p in pricing.CREDIT_PACKS]), max_size=2),
+        months=st.integers(0, 2),
+    )
+    def setup(self, plan: str, billing_day: int, start_offset_h: int, packs: list[str], months: int) -> None:
+        self.clock.advance(hours=start_offset_h)
+        self.books = make_books(self.ledger, self.clock, plan, billing_day, name=f"org-{uuid.uuid4().hex}")
+        acct = self.books.account()
+        self.model = Model(pricing.plan(plan), billing_day, acct["period_start"], pricing.plan(plan).monthly_allocation)
+        # Start most examples with purchased and rolled-over credits in the bank, where the order matters.
+        for pack in packs:
+            self.ledger.purchase(self.books.owner, pack)
+            self.model.purchased += pricing.pack(pack).credits
+        self.clock.advance(days=31 * months)
+        self.model.apply_due(self.clock.now)
+
+    def teardown(self) -> None:
+        # Examples share one database: leave nothing runnable for the next example's claims.
+        if self.books is not None:
+            for job_id in self.jobs:
+                try:
+                    self.ledger.cancel(self.books.editor, job_id)
+                except LedgerError:
+                    pass
+
+    # --- rules -------------------------------------------------------------------------------------
+
+    @rule(specs=st.lists(shot_specs, min_size=1, max_size=4))
+    def estimate(self, specs: list[dict[str, Any]]) -> None:
+        assert self.books and self.model
+        self.model.apply_due(self.clock.now)
+        est = self.ledger.estimate(self.books.editor, specs)
+        prices = [CARD.price(s["engine"], s["tier"], s["duration_s"]).credits for s in specs]
+        assert [s["credits"] for s in est["shots"]] == prices and est["total"] == sum(prices)
+        assert est["available"] == self.model.available
+        allowed = self.model.plan.allowed_tiers
+        assert [b["name"] for b in est["blocked"]] == [s["name"] for s in specs if s["tier"] not in allowed]
+
+    @rule(specs=st.lists(shot_specs, min_size=1, max_size=5), idem=st.booleans())
+    def create_job(self, specs: list[dict[str, Any]], idem: bool) -> None:
+        self._create(specs, idem)
+
+    @rule(frac=st.floats(0.0, 1.3), fail_every=st.sampled_from([0, 3]))
+    def drain(self, frac: float, fail_every: int) -> None:
+        """A batch costing all of monthly plus `frac` of the bank, rendered at once: charges reach
+        into the bank (rolled-over, then purchased) or, past what is left, get a 402."""
+        assert self.model
+        self.model.apply_due(self.clock.now)
+        m = self.model
+        target = m.monthly + int((m.rolled + m.purchased) * frac) - m.held
+        n = max(1, min(80, target // 7_350))
+        self._create([{"name": "drain", "engine": "seedance-2.0", "tier": "high", "duration_s": 15}] * n, False)
+        self.render_everything(fail_every)
+
+    def _create(self, specs: list[dict[str, Any]], idem: bool) -> None:
+        assert self.books and self.model
+        prices = [CARD.price(s["engine"], s["tier"], s["duration_s"]).credits for s in specs]
+        self.model.apply_due(self.clock.now)
+        key = uuid.uuid4().hex if idem else None
+        try:
+            result = self.ledger.create_job(self.books.editor, "batch", specs, key)
+        except LedgerError as err:
+            if err.code == "tier_not_allowed":
+                assert any(s["tier"] not in self.model.plan.allowed_tiers for s in specs)
+            else:
+                assert err.code == "insufficient_credits"
+                assert sum(prices) > self.model.available
+            return
+        assert all(s["tier"] in self.model.plan.allowed_tiers for s in specs)
+        assert sum(prices) <= self.model.available
+        self.model.held += sum(prices)
+        job = result.body
+        assert job["estimated_credits"] == sum(prices) == job["held"]
+        self.jobs.append(job["id"])
+        with db.read_tx(self.ledger.engine) as conn:
+            for sid, idx in conn.execute(select(db.shots.c.id, db.shots.c.idx).where(db.shots.c.job_id == job["id"])):
+                self.model.expected_charges[sid] = prices[idx]
+        if key:  # a replay changes nothing
+            again = self.ledger.create_job(self.books.editor, "batch", specs, key)
+            assert again.replayed and again.body == job
+
+    @rule()
+    def claim(self) -> None:
+        self.workers += 1
+        self.model.apply_due(self.clock.now)  # type: ignore[union-attr]
+        c = self.ledger.claim_next_shot(f"w{self.workers}")
+        if c is not None:
+            assert c.org_id == self.books.org_id  # type: ignore[union-attr]
+            assert all(o.shot_id != c.shot_id for o in self.claims)  # never two live claims on one shot
+            assert all(o.job_id != c.job_id for o in self.claims)  # one shot at a time per job
+            self.claims.append(c)
+
+    @precondition(lambda self: self.claims)
+    @rule(data=st.data(), fail=st.booleans())
+    def finish_shot(self, data: st.DataObject, fail: bool) -> None:
+        self._finish(self.claims.pop(data.draw(st.integers(0, len(self.claims) - 1))), fail)
+
+    @rule(fail_every=st.sampled_from([0, 2, 5]))
+    def render_all(self, fail_every: int) -> None:
+        self.render_everything(fail_every)
+
+    def render_everything(self, fail_every: int) -> None:
+        """Many shots in one step: enough spending to reach the bank."""
+        n = 0
+        while (c := self.ledger.claim_next_shot("bulk")) is not None:
+            n += 1
+            self._finish(c, bool(fail_every) and n % fail_every == 0)
+
+    def _finish(self, c: Claim, fail: bool) -> None:
+        assert self.model
+        self.model.apply_due(self.clock.now)
+        if fail:
+            if self.ledger.fail_shot(c, "random failure"):
+                self.model.held -= c.credits
+            return
+        monthly_before = self.model.monthly
+        if not self.ledger.complete_shot(c):
+            return
+        assert c.credits == self.model.expected_charges[c.shot_id]  # estimate == charge
+        self.model.held -= c.credits
+        self.model.charge(c.credits)
+        with db.read_tx(self.ledger.engine) as conn:
+            item = conn.execute(select(db.transactions).where(db.transactions.c.shot_id == c.shot_id)).one()
+        # Monthly first, then the bank: one item, split per bucket.
+        assert item.monthly_delta == -min(c.credits, monthly_before)
+        assert item.bank_delta == -(c.credits - min(c.credits, monthly_before))
+
+    @precondition(lambda self: self.jobs)
+    @rule(data=st.data(), action=st.sampled_from(["pause", "resume", "cancel"]))
+    def control(self, data: st.DataObject, action: str) -> None:
+        assert self.books and self.model
+        job_id = data.draw(st.sampled_from(self.jobs))
+        before = self.ledger.get_job(self.books.editor, job_id)
+        self.model.apply_due(self.clock.now)
+        try:
+            job = getattr(self.ledger, action)(self.books.editor, job_id)
+        except LedgerError as err:
+            assert err.code == "invalid_state"
+            assert before["status"] in ("completed", "failed", "canceled") or action == "resume"
+            return
+        if action == "cancel":
+            assert job["held"] == 0 and job["status"] == "canceled"
+            self.model.held -= before["held"]
+            self.claims = [c for c in self.claims if c.job_id != job_id]  # those can no longer charge
+
+    @rule(
+        pack=st.sampled_from([p.id for p in pricing.CREDIT_PACKS]), role=st.sampled_from(["owner", "admin", "editor"])
+    )
+    def purchase(self, pack: str, role: str) -> None:
+        assert self.books and self.model
+        self.model.apply_due(self.clock.now)
+        try:
+            self.ledger.purchase(self.books.actors[role], pack)
+        except LedgerError as err:
+            assert err.code == "forbidden" and role == "editor"
+            return
+        self.model.purchased += pricing.pack(pack).credits
+
+    @rule(hours=st.integers(1, 24 * 75), how=st.sampled_from(["lazy", "billing_run", "later"]))
+    def move_clock(self, hours: int, how: str) -> None:
+        self.clock.advance(hours=hours)
+        if how == "billing_run":
+            self.ledger.refill_due(at=self.clock.now)
+        elif how == "lazy":
+            self.ledger.credits(self.books.org_id)  # type: ignore[union-attr]
+        # "later": the next operation that touches the account applies it
+
+    # --- invariants --------------------------------------------------------------------------------
+
+    @invariant()
+    def books_agree_with_the_model(self) -> None:
+        if self.books is None or self.model is None:
+            return
+        self.model.apply_due(self.clock.now)
+        self.ledger.credits(self.books.org_id)  # applies a refill still pending, as any read would
+        acct = self.books.account()
+        assert min(acct["monthly_remaining"], acct["bank_rolled"], acct["bank_purchased"], acct["held"]) >= 0
+        got = (acct["monthly_remaining"], acct["bank_rolled"], acct["bank_purchased"], acct["held"])
+        assert got == (self.model.monthly, self.model.rolled, self.model.purchased, self.model.held)
+        self.books.assert_books_balance()  # every balance equals a replay of the journal
+        org = self.books.org_id
+        with db.read_tx(self.ledger.engine) as conn:
+            refills = conn.execute(select(func.count()).where(db.refills.c.org_id == org)).scalar_one()
+            assert refills == self.model.refills  # exactly once per period
+            jobs = conn.execute(select(db.jobs).where(db.jobs.c.org_id == org)).all()
+            shots = conn.execute(
+                select(db.shots).join(db.jobs, db.jobs.c.id == db.shots.c.job_id).where(db.jobs.c.org_id == org)
+            ).all()
+            renders = conn.execute(
+                select(db.transactions).where(db.transactions.c.org_id == org, db.transactions.c.kind == "render")
+            ).all()
+            held_per_job = dict(
+                conn.execute(
+                    select(db.journal.c.job_id, func.sum(db.journal.c.delta))
+                    .where(db.journal.c.org_id == org, db.journal.c.bucket == "held")
+                    .group_by(db.journal.c.job_id)
+                ).all()
+            )
+        for job in jobs:
+            mine = [s for s in shots if s.job_id == job.id]
+            open_credits = sum(s.credits for s in mine if s.status in ("queued", "processing"))
+            done_credits = sum(s.credits for s in mine if s.status == "completed")
+            # A hold is charged at most what it holds, and what is left of it is exactly the open shots.
+            assert job.held == open_credits and job.charged_credits == done_credits
+            assert job.charged_credits + job.held <= job.estimated_credits
+            assert held_per_job.get(job.id, 0) == job.held  # released exactly once, never twice
+            if job.status in ("completed", "failed", "canceled"):
+                assert job.held == 0
+        assert acct["held"] == sum(j.held for j in jobs)
+        charged = {r.shot_id: -r.credits for r in renders}
+        assert len(charged) == len(renders)  # a shot is charged at most once
+        assert charged == {s.id: self.model.expected_charges[s.id] for s in shots if s.status == "completed"}
+
+
+def test_ledger_state_machine(database_url: str) -> None:
+    engine = db.make_engine(database_url, pool_size=5)
+    from act3_server import migrate
+
+    migrate.upgrade(engine)
+    LedgerMachine.ledger_engine = engine
+    try:
+        run_state_machine_as_test(
+            LedgerMachine,
+            settings=settings(
+                max_examples=10,
+                stateful_step_count=25,
+                deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+                database=None,
+            ),
+        )
+    finally:
+        engine.dispose()
