@@ -1,0 +1,100 @@
+"""Many threads and several processes spending one org at once never overspend or double charge."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from sqlalchemy import func, select
+from srv_helpers import Books, make_books
+
+from act3_server import db
+from act3_server.ledger import Ledger, LedgerError
+
+SHOT = {"engine": "veo-3.1", "tier": "standard", "duration_s": 8}  # 2,080 cr
+
+
+def check_books(books: Books, created: list[tuple[int, int]], allocation: int) -> None:
+    """Nothing overspent, every shot charged once, the balances replay from the journal."""
+    ledger = books.ledger
+    held_total = sum(est for _id, est in created)
+    assert held_total <= allocation  # the holds never promised more than there was
+    assert allocation - held_total < 3 * 2_080  # and they stopped only when the next job did not fit
+    with db.read_tx(ledger.engine) as conn:
+        renders = conn.execute(
+            select(db.transactions.c.shot_id, db.transactions.c.credits).where(
+                db.transactions.c.org_id == books.org_id, db.transactions.c.kind == "render"
+            )
+        ).all()
+        completed = conn.execute(
+            select(func.count())
+            .select_from(db.shots.join(db.jobs, db.jobs.c.id == db.shots.c.job_id))
+            .where(db.jobs.c.org_id == books.org_id, db.shots.c.status == "completed")
+        ).scalar_one()
+    assert len(renders) == len({r.shot_id for r in renders}) == completed == held_total // 2_080
+    assert -sum(r.credits for r in renders) == held_total
+    acct = books.account()
+    assert acct["held"] == 0
+    assert acct["monthly_remaining"] + acct["bank_rolled"] + acct["bank_purchased"] == allocation - held_total
+    books.assert_books_balance()
+
+
+def test_many_threads_spending_one_org(ledger: Ledger, books: Books) -> None:
+    starter = make_books(ledger, books.clock, "starter", name="threads")
+    created: list[tuple[int, int]] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def spend(t: int) -> None:
+        try:
+            n = 0
+            while True:
+                shots = [dict(SHOT, name=f"t{t}-{n}-{i}") for i in range(1 + (t + n) % 3)]
+                try:
+                    body = ledger.create_job(starter.editor, f"t{t}", shots, f"t{t}-{n}").body
+                except LedgerError as err:
+                    assert err.code == "insufficient_credits"
+                    break
+                with lock:
+                    created.append((body["id"], body["estimated_credits"]))
+                n += 1
+            while (claim := ledger.claim_next_shot(f"thread-{t}")) is not None:
+                ledger.complete_shot(claim)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=spend, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    check_books(starter, created, 245_000)
+
+
+def test_several_processes_spending_one_org(ledger: Ledger, books: Books, database_url: str) -> None:
+    starter = make_books(ledger, books.clock, "starter", name="processes")
+    worker = Path(__file__).with_name("spend_worker.py")
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(worker), database_url, str(starter.org_id), str(starter.editor.member_id), f"p{i}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=240)
+        assert p.returncode == 0, err
+        results.append(json.loads(out))
+    created = [tuple(j) for r in results for j in r["jobs"]]
+    check_books(starter, created, 245_000)  # type: ignore[arg-type]
+    charged_by = [{shot_id for shot_id, _ in r["charged"]} for r in results]
+    all_charged = set().union(*charged_by)
+    assert sum(len(c) for c in charged_by) == len(all_charged)  # no shot charged by two processes
+    assert len(all_charged) == sum(est for _id, est in created) // 2_080
