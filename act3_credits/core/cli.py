@@ -1,7 +1,7 @@
 """`act3`: the organisation's ACT3 credits from a terminal or a render-farm script.
 
     ACT3_API_KEY=... act3 balance
-    act3 --url http://127.0.0.1:8000/v1 history --limit 20 --tier high
+    act3 --url http://127.0.0.1:8765/v1 history --limit 20 --tier high
     act3 estimate veo-3.1 standard 7.5 4       (one shot per duration)
     act3 buy pack-250k
 

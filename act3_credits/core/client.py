@@ -12,15 +12,19 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import socket
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
+from requests.adapters import HTTPAdapter
 
 from .pricing import RateCard
 from .state import Credits, HistoryRow
@@ -28,7 +32,8 @@ from .state import Credits, HistoryRow
 log = logging.getLogger("act3_credits")
 
 USER_AGENT = "act3-credits-blender/0.1"
-DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+# The public ACT3 API; the reference service (act3-server) listens on http://127.0.0.1:8765/v1.
+DEFAULT_BASE_URL = "https://api.act3ai.com/v1"
 CONNECT_TIMEOUT_S = 3.05
 READ_TIMEOUT_S = 10.0
 LONG_POLL_MARGIN_S = 5.0
@@ -177,6 +182,48 @@ def parse_credits(data: Any) -> Credits:
 # ---------------------------------------------------------------------------------------- client
 
 
+def _tracking_pool_classes(live: weakref.WeakSet[Any]) -> dict[str, type]:
+    """urllib3 pool classes whose connections register themselves once connected, so that
+    `Client.abort()` can shut their sockets down from another thread."""
+
+    class Connection(urllib3.connection.HTTPConnection):
+        def connect(self) -> None:
+            super().connect()
+            live.add(self)
+
+    class SecureConnection(urllib3.connection.HTTPSConnection):
+        def connect(self) -> None:
+            super().connect()
+            live.add(self)
+
+    class Pool(urllib3.HTTPConnectionPool):
+        ConnectionCls = Connection
+
+    class SecurePool(urllib3.HTTPSConnectionPool):
+        ConnectionCls = SecureConnection
+
+    return {"http": Pool, "https": SecurePool}
+
+
+class _AbortableAdapter(HTTPAdapter):
+    def __init__(self) -> None:
+        self.live: weakref.WeakSet[Any] = weakref.WeakSet()
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _tracking_pool_classes(self.live)
+
+    def abort(self) -> None:
+        for conn in list(self.live):
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass  # already closed
+
+
 class Client:
     """Talks to one ACT3 service with one API key. Not thread-safe: one Client per thread."""
 
@@ -204,6 +251,9 @@ class Client:
         self.cancel = cancel or threading.Event()
         self.host = urlsplit(self.base_url).netloc or self.base_url
         self._session = requests.Session()
+        self._adapter = _AbortableAdapter()
+        self._session.mount("http://", self._adapter)
+        self._session.mount("https://", self._adapter)
         self._session.headers.update(
             {"Authorization": f"Bearer {api_key}", "User-Agent": user_agent, "Accept": "application/json"}
         )
@@ -213,6 +263,14 @@ class Client:
 
     def close(self) -> None:
         self._session.close()
+
+    def abort(self) -> None:
+        """From another thread: end every request in flight now (a long poll, a hung service).
+
+        The blocked call raises `OfflineError`; callers that asked for it (stop()) ignore that.
+        """
+        self.cancel.set()
+        self._adapter.abort()
 
     def __enter__(self) -> Client:
         return self

@@ -38,10 +38,10 @@ def day(text: str | None) -> str:
     return when.astimezone().strftime("%Y-%m-%d %H:%M") if when else ""
 
 
-def short_day(text: str | None) -> str:
-    """'25 Nov 14:02' in the artist's local time: a list column, the year is in the row's tooltip."""
+def short_date(text: str | None) -> str:
+    """'25 Nov' in the artist's local time: a narrow list column (the row's tooltip has the time)."""
     when = parse_time(text)
-    return when.astimezone().strftime("%d %b %H:%M") if when else ""
+    return when.astimezone().strftime("%d %b") if when else ""
 
 
 def days_until(date_text: str | None, today: dt.date | None = None) -> int | None:

@@ -137,6 +137,7 @@ class _Link:
         self.generation = generation
         self.stop = threading.Event()
         self.commands: queue.Queue[tuple[int, str, dict[str, Any]] | None] = queue.Queue()
+        self.clients: list[Client] = []  # to abort what is in flight on shutdown
         self.threads = [
             threading.Thread(target=self._command_loop, name="act3-commands", daemon=True),
             threading.Thread(target=self._events_loop, name="act3-events", daemon=True),
@@ -144,7 +145,7 @@ class _Link:
 
     def client(self, retries: int | None = None) -> Client:
         s = self.settings
-        return Client(
+        client = Client(
             s.base_url,
             s.api_key,
             connect_timeout=s.connect_timeout,
@@ -152,6 +153,8 @@ class _Link:
             retries=s.retries if retries is None else retries,
             cancel=self.stop,
         )
+        self.clients.append(client)
+        return client
 
     def post(self, kind: str, ticket_id: int = 0, result: Any = None, error: Act3Error | None = None) -> None:
         if not self.stop.is_set():  # after stop() nothing reaches the state
@@ -164,6 +167,9 @@ class _Link:
     def shutdown(self, join_s: float) -> None:
         self.stop.set()
         self.commands.put(None)
+        # A long poll or a hung service would keep a thread for up to a read time-out: cut it now.
+        for client in list(self.clients):
+            client.abort()
         deadline = time.monotonic() + join_s
         for t in self.threads:
             if t.is_alive():
