@@ -57,9 +57,12 @@ def header_tooltip(state: State, thresholds: Thresholds) -> str:
     if state.credits is None:
         lines = [f"ACT3 balance not known yet: {state.header_text()}"]
     else:
-        lines = [f"Balance {formatting.credits(state.credits.available)}, {state.as_of_text()}"]
+        lines = [f"Balance {state.header_text()}, {state.as_of_text()}"]
         if state.credits.held:
-            lines.append(f"{formatting.credits(state.credits.held)} held by unfinished jobs")
+            lines.append(
+                f"{formatting.credits(state.credits.held)} held by unfinished jobs: "
+                f"{formatting.credits(state.credits.available)} available for new ones"
+            )
         level = thresholds.level(state)
         if level != "ok":
             lines.append(low_balance_line(state, thresholds, level))
@@ -73,15 +76,18 @@ def header_tooltip(state: State, thresholds: Thresholds) -> str:
     return "\n".join(lines)
 
 
-def low_balance_line(state: State, thresholds: Thresholds, level: str) -> str:
+def low_balance_line(state: State, thresholds: Thresholds, level: str, short: bool = False) -> str:
+    """Why the balance shows as low; `short` fits the sidebar, the tooltip has the long form."""
     c = state.credits
     if c is None:
         return ""
     if level == "critical":
-        return f"Very low balance: under {_percent(thresholds.critical)} of the monthly allocation"
-    if c.available < c.monthly_allocation * thresholds.warn:
-        return f"Low balance: under {_percent(thresholds.warn)} of the monthly allocation"
-    return f"Low balance: under your warning line of {formatting.credits(thresholds.custom)}"
+        line = f"Very low balance: under {_percent(thresholds.critical)}"
+    elif c.available < c.monthly_allocation * thresholds.warn:
+        line = f"Low balance: under {_percent(thresholds.warn)}"
+    else:
+        return f"Below your warning line of {formatting.credits(thresholds.custom)}"
+    return line + ("" if short else " of the monthly allocation")
 
 
 def _percent(fraction: float) -> str:
@@ -113,11 +119,13 @@ def draw_credits(layout: Any, state: State, thresholds: Thresholds, online_acces
 
     row = layout.row()
     row.alert = level == "critical"
-    row.label(text=f"Available: {state.header_text()}", icon=header_icon(state, level))
+    row.label(text=f"Balance: {state.header_text()}", icon=header_icon(state, level))
+    if c is not None and c.held:
+        layout.label(text=f"Available for new jobs: {formatting.credits(c.available)}")
     if c is not None and level != "ok":
         warn = layout.row()
         warn.alert = level == "critical"
-        warn.label(text=low_balance_line(state, thresholds, level))
+        warn.label(text=low_balance_line(state, thresholds, level, short=True))
 
     draw_connection(layout, state, online_access)
 
@@ -202,7 +210,9 @@ def history_cells(row: HistoryRow) -> HistoryCells:
     if row.member:
         details.append(row.member)
     tooltip = " · ".join(d for d in details if d)
-    return HistoryCells(formatting.short_day(row.at), shot or "", tier, formatting.signed_credits(row.credits), tooltip)
+    return HistoryCells(
+        formatting.short_date(row.at), shot or "", tier, formatting.signed_credits(row.credits), tooltip
+    )
 
 
 def tier_name(tier_id: str) -> str:
@@ -214,11 +224,11 @@ def tier_name(tier_id: str) -> str:
 
 def draw_history_item(layout: Any, date: str, shot: str, tier: str, cost: str) -> None:
     """One row of ACT3_UL_history: date, shot (or what the line was), tier, signed credits."""
-    split = layout.split(factor=0.36)
+    split = layout.split(factor=0.22)
     split.label(text=date)
-    split = split.split(factor=0.48)
+    split = split.split(factor=0.36)
     split.label(text=shot)
-    split = split.split(factor=0.38)
+    split = split.split(factor=0.42)
     split.label(text=tier)
     right = split.row()
     right.alignment = "RIGHT"
@@ -282,7 +292,7 @@ def draw_buy_dialog(layout: Any, state: State, operator: Any) -> None:
     """The Buy Credits dialog: the packs, the card on file and what the balance will be."""
     c = state.credits
     if c is not None:
-        layout.label(text=f"Available now: {formatting.credits(c.available)}")
+        layout.label(text=f"Balance now: {state.header_text()}")
     if not state.packs:
         layout.label(text="Loading credit packs…", icon="SORTTIME")
     else:

@@ -208,14 +208,18 @@ class ACT3_OT_export_history_csv(bpy.types.Operator, ExportHelper):
 
 
 def _pack_items(self, context):
-    # Blender keeps no copy of dynamic enum strings: hold them in a module list so they stay alive.
-    _PACK_ITEMS[:] = [
+    # Blender keeps only pointers to the strings of dynamic enum items: a list handed out must stay
+    # alive and unchanged while a dialog shows it, so a new one is made only when the packs change.
+    global _pack_items_cache
+    items = [
         (str(p.get("id")), layouts.pack_label(p), f"Buy {layouts.pack_label(p)}") for p in session.state().packs
     ] or [("NONE", "No credit packs loaded", "")]
-    return _PACK_ITEMS
+    if items != _pack_items_cache:
+        _pack_items_cache = items
+    return _pack_items_cache
 
 
-_PACK_ITEMS: list[tuple[str, str, str]] = []
+_pack_items_cache: list[tuple[str, str, str]] = []
 
 
 class ACT3_OT_buy_credits(bpy.types.Operator):

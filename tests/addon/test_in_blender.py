@@ -184,7 +184,8 @@ def test_credits_panel_numbers_are_the_services_own(shell: Shell, live_server: L
     c = shell.synced_with(live_server)
     panel = shell.panel("ACT3_PT_credits")
     texts = panel.texts()
-    assert f"Available: {formatting.credits(c['available'])}" in texts
+    assert f"Balance: {formatting.credits(c['total'])}" in texts
+    assert f"Available for new jobs: {formatting.credits(c['available'])}" in texts
     (bar,) = panel.of_kind("progress")
     assert bar.text == f"{formatting.credits(c['monthly_remaining'], unit=False)} of 875,000 cr"
     assert bar.factor == pytest.approx(c["monthly_remaining"] / c["monthly_allocation"])
@@ -216,7 +217,7 @@ def test_low_balance_turns_the_top_bar_red(shell: Shell, live_server: LiveServer
     assert c["available"] < 245_000 * 0.05
     button = shell.header().operator_button("act3.open_credits")
     assert button.alert and button.icon == "ERROR"
-    assert button.text == formatting.credits(c["available"])
+    assert button.text == formatting.credits(c["total"])
 
 
 def test_a_service_that_goes_away_leaves_the_last_balance_marked(shell: Shell, live_server: LiveServer):
@@ -272,6 +273,8 @@ def test_the_buy_dialog_lists_the_services_packs_and_the_card_on_file(shell: She
     shell.module("layouts").draw_buy_dialog(layout, shell.state, SimpleNamespace(pack=""))
     assert "Paid with Visa •••• 4242" in layout.texts()
     items = shell.module("operators")._pack_items(None, bpy.context)
+    # Blender keeps pointers into the list it was handed: unchanged packs must give the same list.
+    assert shell.module("operators")._pack_items(None, bpy.context) is items
     served = live_server.get("/credit-packs").json()["packs"]
     assert [(i[0], i[1]) for i in items] == [
         (p["id"], f"{formatting.credits(p['credits'])} — {p['price']}") for p in served
@@ -323,7 +326,7 @@ def test_history_pages_newest_first_filters_on_the_service_and_exports_csv(
     newest = everything[0]
     local = formatting.parse_time(newest["at"]).astimezone()
     assert (first.date, first.shot, first.tier, first.cost) == (
-        local.strftime("%d %b %H:%M"),
+        local.strftime("%d %b"),
         newest["shot"],
         {"draft": "Draft", "standard": "Std", "high": "High"}[newest["tier"]],
         formatting.signed_credits(newest["credits"]),

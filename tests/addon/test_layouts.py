@@ -53,7 +53,7 @@ def header(state: State, thresholds: layouts.Thresholds = DEFAULTS) -> Recording
 # --------------------------------------------------------------------------------------- top bar
 
 
-def test_top_bar_reads_the_available_balance_and_opens_the_credits_panel():
+def test_top_bar_reads_the_balance_and_opens_the_credits_panel():
     button = header(synced_state()).operator_button("act3.open_credits")
     assert button.text == "875,000 cr"
     assert button.icon == "NONE"
@@ -79,13 +79,19 @@ def test_top_bar_warns_below_20_percent_and_turns_red_below_5_percent(available,
     assert button.text == formatting.credits(available)
 
 
+def test_a_balance_mostly_held_by_a_batch_reads_as_the_balance_but_turns_red():
+    state = synced_state(10_000, total=800_000, monthly_remaining=800_000, held=790_000)
+    button = header(state).operator_button("act3.open_credits")
+    assert (button.text, button.alert) == ("800,000 cr", True)
+
+
 def test_a_studio_warning_line_in_credits_raises_a_warning_above_20_percent():
     state = synced_state(400_000)
     assert header(state).operator_button("act3.open_credits").icon == "NONE"
     custom = layouts.Thresholds(custom=500_000)
     button = header(state, custom).operator_button("act3.open_credits")
     assert button.icon == "ERROR" and not button.alert
-    assert "your warning line of 500,000 cr" in layouts.header_tooltip(state, custom)
+    assert "Below your warning line of 500,000 cr" in layouts.header_tooltip(state, custom)
 
 
 def test_thresholds_from_the_preferences_move_the_lines():
@@ -109,8 +115,8 @@ def test_a_stale_balance_shows_a_clock_and_as_of_time_in_the_tooltip():
 def test_a_fresh_balance_tooltip_says_when_it_was_synced():
     state = synced_state(236_680, total=245_000, held=8_320)
     tooltip = layouts.header_tooltip(state, DEFAULTS)
-    assert tooltip.startswith(f"Balance 236,680 cr, as of {formatting.clock(state.last_sync_wall)}")
-    assert "8,320 cr held by unfinished jobs" in tooltip
+    assert tooltip.startswith(f"Balance 245,000 cr, as of {formatting.clock(state.last_sync_wall)}")
+    assert "8,320 cr held by unfinished jobs: 236,680 cr available for new ones" in tooltip
 
 
 def test_an_unreachable_service_shows_the_last_balance_with_a_broken_link_and_the_reason():
@@ -146,7 +152,7 @@ def test_credits_panel_shows_monthly_allocation_bank_and_held_numbers():
     )
     panel = credits_panel(state)
     texts = panel.texts()
-    assert "Available: 733,680 cr" in texts
+    assert texts[:2] == ["Balance: 742,000 cr", "Available for new jobs: 733,680 cr"]
     (bar,) = panel.of_kind("progress")
     assert bar.text == "612,000 of 875,000 cr"
     assert bar.factor == pytest.approx(612_000 / 875_000)
@@ -175,7 +181,9 @@ def test_credits_panel_says_nothing_is_sent_while_online_access_is_off():
 
 def test_credits_panel_says_when_the_balance_is_very_low():
     line = credits_panel(synced_state(1_000)).find("Very low balance")
-    assert line.alert
+    assert line.alert and line.text == "Very low balance: under 5 %"
+    tooltip = layouts.header_tooltip(synced_state(1_000), DEFAULTS)
+    assert "Very low balance: under 5 % of the monthly allocation" in tooltip
 
 
 def test_billing_line_counts_days():
@@ -210,7 +218,7 @@ def test_history_rows_read_date_shot_tier_and_cost():
     cells = layouts.history_cells(row(3, at, "sh010", "high", -4_160))
     local = dt.datetime(2026, 11, 25, 14, 2, 11, tzinfo=dt.UTC).astimezone()
     assert (cells.date, cells.shot, cells.tier, cells.cost) == (
-        local.strftime("%d %b %H:%M"),
+        local.strftime("%d %b"),
         "sh010",
         "High",
         "−4,160",
