@@ -7,6 +7,7 @@ the network and never write Blender data.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,23 +98,32 @@ def _percent(fraction: float) -> str:
 # ------------------------------------------------------------------------------ credits panel
 
 
-def draw_connection(layout: Any, state: State, online_access: bool) -> None:
+def wrapped_label(layout: Any, text: str, icon: str = "NONE", width: int = 40) -> None:
+    """A long line as several labels (Blender cuts a label's middle out instead of wrapping it)."""
+    col = layout.column(align=True)
+    for i, line in enumerate(textwrap.wrap(text, width=max(12, width)) or [""]):
+        col.label(text=line, icon=icon if i == 0 else "BLANK1" if icon != "NONE" else "NONE")
+
+
+def draw_connection(layout: Any, state: State, online_access: bool, width: int = 40) -> None:
     """Connection problems as one readable line (and how to fix online access)."""
     if not online_access or state.connection == "disabled":
-        col = layout.column(align=True)
-        col.label(text=OFFLINE_LINE, icon="UNLINKED")
-        col.label(text=ONLINE_ACCESS_HINT)
+        wrapped_label(layout, OFFLINE_LINE, icon="UNLINKED", width=width)
+        wrapped_label(layout, ONLINE_ACCESS_HINT, width=width)
         return
     if state.last_error:
         row = layout.row()
         row.alert = True
-        row.label(text=state.last_error, icon="ERROR")
+        wrapped_label(row, state.last_error, icon="ERROR", width=width)
     elif state.credits is not None and state.is_stale():
         layout.label(text=f"Not up to date: {state.as_of_text()}", icon="TIME")
 
 
-def draw_credits(layout: Any, state: State, thresholds: Thresholds, online_access: bool) -> None:
-    """The Credits Detail panel (3D View sidebar, ACT3 tab, and the top bar's popover)."""
+def draw_credits(layout: Any, state: State, thresholds: Thresholds, online_access: bool, width: int = 40) -> None:
+    """The Credits Detail panel (3D View sidebar, ACT3 tab, and the top bar's popover).
+
+    `width` is about how many characters fit on a line, for the messages that wrap.
+    """
     c = state.credits
     level = thresholds.level(state)
 
@@ -127,7 +137,7 @@ def draw_credits(layout: Any, state: State, thresholds: Thresholds, online_acces
         warn.alert = level == "critical"
         warn.label(text=low_balance_line(state, thresholds, level, short=True))
 
-    draw_connection(layout, state, online_access)
+    draw_connection(layout, state, online_access, width)
 
     if c is not None:
         box = layout.box()
@@ -153,7 +163,7 @@ def draw_credits(layout: Any, state: State, thresholds: Thresholds, online_acces
     row.operator("act3.refresh", text="Refresh", icon="FILE_REFRESH")
     row.operator("act3.buy_credits", text="Buy Credits", icon="ADD")
     if state.last_message:
-        layout.label(text=state.last_message, icon="INFO")
+        wrapped_label(layout, state.last_message, icon="INFO", width=width)
 
 
 def billing_line(billing_date: str) -> str:
@@ -224,11 +234,11 @@ def tier_name(tier_id: str) -> str:
 
 def draw_history_item(layout: Any, date: str, shot: str, tier: str, cost: str) -> None:
     """One row of ACT3_UL_history: date, shot (or what the line was), tier, signed credits."""
-    split = layout.split(factor=0.22)
+    split = layout.split(factor=0.2)
     split.label(text=date)
-    split = split.split(factor=0.36)
+    split = split.split(factor=0.34)
     split.label(text=shot)
-    split = split.split(factor=0.42)
+    split = split.split(factor=0.34)
     split.label(text=tier)
     right = split.row()
     right.alignment = "RIGHT"

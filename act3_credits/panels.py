@@ -7,6 +7,15 @@ import bpy
 from . import layouts, prefs, session
 
 
+def text_width(context) -> int:
+    """About how many characters of UI text fit across the region (for messages that wrap)."""
+    region = context.region
+    if region is None:
+        return 40
+    scale = context.preferences.system.ui_scale if context.preferences is not None else 1.0
+    return int(region.width / (7.0 * max(scale, 0.1)))
+
+
 class ACT3_PT_credits(bpy.types.Panel):
     bl_idname = "ACT3_PT_credits"
     bl_label = "ACT3 Credits"
@@ -15,7 +24,9 @@ class ACT3_PT_credits(bpy.types.Panel):
     bl_category = layouts.CATEGORY
 
     def draw(self, context):
-        layouts.draw_credits(self.layout, session.state(), prefs.THRESHOLDS, bool(bpy.app.online_access))
+        layouts.draw_credits(
+            self.layout, session.state(), prefs.THRESHOLDS, bool(bpy.app.online_access), text_width(context)
+        )
 
 
 class ACT3_PT_history(bpy.types.Panel):

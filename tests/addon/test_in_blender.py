@@ -227,7 +227,7 @@ def test_a_service_that_goes_away_leaves_the_last_balance_marked(shell: Shell, l
     shell.until(lambda: shell.state.connection == "offline", "noticing the service is gone", timeout=30)
     button = shell.header().operator_button("act3.open_credits")
     assert (button.text, button.icon) == ("875,000 cr", "UNLINKED")
-    assert shell.state.last_error in shell.panel("ACT3_PT_credits").texts()
+    assert shell.state.last_error in shell.panel("ACT3_PT_credits").text()
 
 
 def test_online_access_off_sends_nothing_and_says_how_to_turn_it_on(shell: Shell, live_server: LiveServer):
@@ -239,9 +239,9 @@ def test_online_access_off_sends_nothing_and_says_how_to_turn_it_on(shell: Shell
         assert not bpy.ops.act3.refresh.poll()
         with pytest.raises(RuntimeError, match="Allow Online Access"):
             bpy.ops.act3.refresh()
-        texts = shell.panel("ACT3_PT_credits").texts()
-        assert "Online access is off: nothing is sent to ACT3." in texts
-        assert any("Preferences > System > Network > Allow Online Access" in t for t in texts)
+        text = shell.panel("ACT3_PT_credits").text()
+        assert "Online access is off: nothing is sent to ACT3." in text
+        assert "Preferences > System > Network > Allow Online Access" in text
     finally:
         bpy.context.preferences.system.use_online_access = True
     shell.until(lambda: shell.state.connection == "ok", "back online")

@@ -140,6 +140,10 @@ class RecordingLayout:
         """Every visible text, in drawing order."""
         return [i.text for i in self.items if i.text]
 
+    def text(self) -> str:
+        """Everything it reads, as one string (wrapped lines joined by spaces)."""
+        return " ".join(self.texts())
+
     def find(self, contains: str, kind: str | None = None) -> Item:
         for item in self.items:
             if item.text and contains in item.text and (kind is None or item.kind == kind):
