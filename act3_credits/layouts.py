@@ -234,11 +234,11 @@ def tier_name(tier_id: str) -> str:
 
 def draw_history_item(layout: Any, date: str, shot: str, tier: str, cost: str) -> None:
     """One row of ACT3_UL_history: date, shot (or what the line was), tier, signed credits."""
-    split = layout.split(factor=0.2)
+    split = layout.split(factor=0.23)
     split.label(text=date)
-    split = split.split(factor=0.34)
+    split = split.split(factor=0.32)
     split.label(text=shot)
-    split = split.split(factor=0.34)
+    split = split.split(factor=0.36)
     split.label(text=tier)
     right = split.row()
     right.alignment = "RIGHT"
