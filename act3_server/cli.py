@@ -123,5 +123,8 @@ def _serve(args: argparse.Namespace, url: str) -> int:
         workers=args.workers,
     )
     # uvicorn's access log prints the request line only (never headers), so keys stay out of logs.
-    uvicorn.run(service.app, host=args.host, port=args.port, log_level="info", access_log=True)
+    # A long poll may wait 30 s; on shutdown give requests 2 s, then close.
+    uvicorn.run(
+        service.app, host=args.host, port=args.port, log_level="info", access_log=True, timeout_graceful_shutdown=2
+    )
     return 0
