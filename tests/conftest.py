@@ -62,11 +62,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.postgres)
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # starlette's TestClient asks for httpx2; the pinned httpx works fine.
-    config.addinivalue_line("filterwarnings", "ignore:Using `httpx` with")
-
-
 LiveServerFactory = Callable[..., LiveServer]
 
 
