@@ -23,7 +23,6 @@ class Studio:
 
     def __init__(self, package: Any) -> None:
         self.package = package
-        self.connected: tuple[LiveServer, str] | None = None
 
     def module(self, name: str) -> Any:
         return importlib.import_module(f"{blender.PACKAGE}.{name}")
@@ -46,7 +45,6 @@ class Studio:
 
     def connect(self, server: LiveServer, plan: str = "pro", role: str = "owner") -> str:
         key = server.key(plan, role)
-        self.connected = (server, plan)
         prefs = bpy.context.preferences.addons[blender.PACKAGE].preferences
         prefs.service_url = server.url
         prefs.api_key = key
@@ -115,8 +113,3 @@ def studio(installed: None, live_server_factory: Any, monkeypatch: pytest.Monkey
         studio.scene.act3_shots.clear()
     if blender.PACKAGE in bpy.context.preferences.addons:
         blender.disable_extension()
-    if studio.connected is not None:
-        # The stopped worker's long poll stays open until an event (or its 10 s wait) ends it, and the
-        # server waits for it before exiting: one event for that organisation lets it go at once.
-        server, plan = studio.connected
-        server.post("/purchases", {"pack_id": "pack-50k"}, plan=plan, idem="teardown")
