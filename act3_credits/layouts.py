@@ -328,19 +328,22 @@ def me_lines(me: dict[str, Any] | None) -> list[str]:
     member = me.get("member") or {}
     plan = str(org.get("plan", ""))
     plan_name = pricing.PLANS[plan].name if plan in pricing.PLANS else plan
-    return [
-        f"Organisation: {org.get('name', '?')}",
-        f"Plan: {plan_name}",
-        f"Signed in as {member.get('name', '?')} ({member.get('role', '?')})",
-    ]
+    name, role = str(member.get("name", "?")), str(member.get("role", "?"))
+    who = name if name.endswith(f"({role})") else f"{name} ({role})"
+    return [f"Organisation: {org.get('name', '?')}", f"Plan: {plan_name}", f"Signed in as {who}"]
 
 
 def draw_preferences(
-    layout: Any, prefs: Any, state: State, key_source: str, key_hint: str, online_access: bool
+    layout: Any, prefs: Any, state: State, key_source: str, key_hint: str, online_access: bool, url_in_use: str = ""
 ) -> None:
-    """The add-on preferences. `key_source` says where the key in use comes from; never the key itself."""
+    """The add-on preferences. `key_source` says where the key in use comes from; never the key itself.
+
+    `url_in_use` is the URL the sync uses, shown when ACT3_API_URL overrides the field.
+    """
     col = layout.column()
     col.prop(prefs, "service_url")
+    if url_in_use and url_in_use != prefs.service_url.strip():
+        col.label(text=f"Using ACT3_API_URL: {url_in_use}", icon="INFO")
     col.prop(prefs, "api_key", text="API Key", placeholder="Paste a key to store it")
     row = col.row()
     if key_source == "environment":

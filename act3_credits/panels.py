@@ -12,8 +12,9 @@ def text_width(context) -> int:
     region = context.region
     if region is None:
         return 40
-    scale = context.preferences.system.ui_scale if context.preferences is not None else 1.0
-    return int(region.width / (7.0 * max(scale, 0.1)))
+    scale = max(context.preferences.system.ui_scale if context.preferences is not None else 1.0, 0.1)
+    # About 6.5 px a character at scale 1, less the panel's margins and a label's icon.
+    return int((region.width - 50 * scale) / (6.5 * scale))
 
 
 class ACT3_PT_credits(bpy.types.Panel):

@@ -110,7 +110,13 @@ class ACT3_AddonPreferences(bpy.types.AddonPreferences):
     def draw(self, context):
         source, hint = session.key_source()
         layouts.draw_preferences(
-            self.layout, self, session.state(), source, hint, online_access=bool(bpy.app.online_access)
+            self.layout,
+            self,
+            session.state(),
+            source,
+            hint,
+            online_access=bool(bpy.app.online_access),
+            url_in_use=session.url_in_use(),
         )
 
 

@@ -36,18 +36,24 @@ def preferences() -> Any | None:
 # Where the key in use came from ("environment", "file" or "none") and its masked tail, as of the
 # last settings(): the preferences draw reads this instead of the disk. Never the key itself.
 _key_info = ("none", "")
+_url_in_use = ""
 
 
 def key_source() -> tuple[str, str]:
     return _key_info
 
 
+def url_in_use() -> str:
+    return _url_in_use
+
+
 def settings() -> Settings:
-    global _key_info
+    global _key_info, _url_in_use
     prefs = preferences()
     url_pref = prefs.service_url if prefs is not None else ""
     url, key, source = keystore.resolve(url_pref, "", user_dir())
     _key_info = (source, mask_key(key))
+    _url_in_use = url
     return Settings(base_url=url, api_key=key, online_access=bool(bpy.app.online_access))
 
 

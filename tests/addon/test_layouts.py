@@ -316,3 +316,21 @@ def test_a_viewer_is_told_to_ask_an_owner_or_admin():
 def test_test_connection_result_reads_organisation_plan_and_role():
     me = {"org": {"id": 1, "name": "Blue Studio", "plan": "pro"}, "member": {"name": "Ana", "role": "owner"}}
     assert layouts.me_lines(me) == ["Organisation: Blue Studio", "Plan: Pro", "Signed in as Ana (owner)"]
+    me["member"]["name"] = "Ana (owner)"  # names that already say the role are not repeated
+    assert layouts.me_lines(me)[2] == "Signed in as Ana (owner)"
+
+
+def test_preferences_say_where_the_key_and_url_come_from_but_never_the_key():
+    prefs = SimpleNamespace(service_url="https://api.act3ai.com/v1", api_key="")
+    layout = RecordingLayout()
+    layouts.draw_preferences(
+        layout, prefs, State(), "environment", "…c0de", True, url_in_use="http://127.0.0.1:8000/v1"
+    )
+    text = layout.text()
+    assert "Using ACT3_API_URL: http://127.0.0.1:8000/v1" in text
+    assert "Using the key from ACT3_API_KEY (…c0de)" in text
+    layout.operator_button("act3.test_connection")
+    stored = RecordingLayout()
+    layouts.draw_preferences(stored, prefs, State(), "file", "…c0de", True, url_in_use=prefs.service_url)
+    assert "Using ACT3_API_URL" not in stored.text()
+    stored.operator_button("act3.forget_key")
