@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import bpy
-from bpy.props import FloatProperty, IntProperty, StringProperty
+from bpy.props import FloatProperty, IntProperty, PointerProperty, StringProperty
 
 from . import layouts, session
 from .core import keystore
+from .generate import draw as generate_draw
+from .generate.props import ACT3_PG_generate_settings
 
 DEFAULT_URL = "https://api.act3ai.com/v1"
 
@@ -107,6 +109,9 @@ class ACT3_AddonPreferences(bpy.types.AddonPreferences):
         update=_on_thresholds,
     )
 
+    # The budget guard and the guarded operators: preferences, so they outlive the session.
+    generate: PointerProperty(type=ACT3_PG_generate_settings)  # type: ignore[valid-type]
+
     def draw(self, context):
         source, hint = session.key_source()
         layouts.draw_preferences(
@@ -118,6 +123,9 @@ class ACT3_AddonPreferences(bpy.types.AddonPreferences):
             online_access=bool(bpy.app.online_access),
             url_in_use=session.url_in_use(),
         )
+        box = self.layout.box()
+        box.label(text="Budget Guard and Guarded Operators", icon="LOCKED")
+        generate_draw.draw_generate_settings(box, self.generate)
 
 
 class ACT3_OT_forget_key(bpy.types.Operator):
@@ -134,4 +142,5 @@ class ACT3_OT_forget_key(bpy.types.Operator):
         return {"FINISHED"}
 
 
-classes = (ACT3_AddonPreferences, ACT3_OT_forget_key)
+# The settings group first: the preferences point at it.
+classes = (ACT3_PG_generate_settings, ACT3_AddonPreferences, ACT3_OT_forget_key)

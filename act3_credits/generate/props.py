@@ -83,7 +83,7 @@ class ACT3_PG_estimate_row(bpy.types.PropertyGroup):
 
 
 class ACT3_PG_generate_settings(bpy.types.PropertyGroup):
-    """The budget guard and the operators to intercept (on the window manager: per session)."""
+    """The budget guard and the operators to intercept; the add-on preferences hold them (prefs.py registers this class)."""
 
     guard_enabled: BoolProperty(  # type: ignore[valid-type]
         name="Budget Guard",
@@ -111,19 +111,17 @@ class ACT3_PG_generate_settings(bpy.types.PropertyGroup):
     tag_filter: StringProperty(name="Tag", description="Show and render only shots with these tags")  # type: ignore[valid-type]
 
 
-classes = (ACT3_PG_shot, ACT3_PG_estimate_row, ACT3_PG_generate_settings)
+classes = (ACT3_PG_shot, ACT3_PG_estimate_row)
 
 
 def register_properties() -> None:
-    """After the classes are registered: the shots on the scene, the settings on the window manager."""
+    """After the classes are registered: the shots on the scene."""
     bpy.types.Scene.act3_shots = CollectionProperty(type=ACT3_PG_shot, name="ACT3 Shots")  # type: ignore[attr-defined]
     bpy.types.Scene.act3_shots_index = IntProperty(name="Active Shot", default=0)  # type: ignore[attr-defined]
-    bpy.types.WindowManager.act3_generate = PointerProperty(type=ACT3_PG_generate_settings)  # type: ignore[attr-defined]
 
 
 def unregister_properties() -> None:
     for owner, name in (
-        (bpy.types.WindowManager, "act3_generate"),
         (bpy.types.Scene, "act3_shots_index"),
         (bpy.types.Scene, "act3_shots"),
     ):
@@ -135,12 +133,11 @@ def unregister_properties() -> None:
 
 
 def settings(context: Any) -> Any:
-    """The GENERATE settings: the add-on preferences' `generate` group when the shell offers one."""
+    """The GENERATE settings (budget guard, guarded operators, tag filter): in the add-on preferences."""
     prefs = _addon_prefs(context)
-    group = getattr(prefs, "generate", None) if prefs is not None else None
-    if group is not None:
-        return group
-    return context.window_manager.act3_generate
+    if prefs is None:
+        raise RuntimeError("the ACT3 Credits add-on is not enabled")
+    return prefs.generate
 
 
 def _addon_prefs(context: Any) -> Any:

@@ -294,7 +294,9 @@ def test_test_connection_shows_organisation_plan_and_role(shell: Shell, live_ser
     shell.until(lambda: (shell.state.last_message or "").startswith("Connected"), "the connection test")
     me = live_server.get("/me", role="editor").json()
     layout = RecordingLayout()
-    type(shell.prefs).draw(SimpleNamespace(layout=layout, service_url=shell.prefs.service_url), bpy.context)
+    type(shell.prefs).draw(
+        SimpleNamespace(layout=layout, service_url=shell.prefs.service_url, generate=shell.prefs.generate), bpy.context
+    )
     texts = layout.texts()
     assert f"Organisation: {me['org']['name']}" in texts
     assert "Plan: Pro" in texts

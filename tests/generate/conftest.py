@@ -41,7 +41,7 @@ class Studio:
 
     @property
     def settings(self) -> Any:
-        return bpy.context.window_manager.act3_generate
+        return self.module("generate.props").settings(bpy.context)
 
     def connect(self, server: LiveServer, plan: str = "pro", role: str = "owner") -> str:
         key = server.key(plan, role)
@@ -104,7 +104,7 @@ def studio(installed: None, live_server_factory: Any, monkeypatch: pytest.Monkey
     bpy.context.preferences.system.use_online_access = True
     studio = Studio(blender.enable_extension())
     studio.scene.act3_shots.clear()
-    settings = bpy.context.window_manager.act3_generate
+    settings = studio.settings
     settings.guard_enabled, settings.guard_min_balance, settings.guard_pause_over_estimate = True, 0, True
     settings.intercept_ops = settings.tag_filter = ""
     yield studio

@@ -198,3 +198,18 @@ def test_a_guarded_operator_with_its_own_invoke_gets_it_back(studio):
     finally:
         intercept.release_all()
         bpy.utils.unregister_class(THIRDPARTY_OT_render)
+
+
+def test_budget_guard_and_guarded_operators_live_in_the_preferences(studio):
+    """They outlive the session: Blender saves add-on preferences, never the window manager."""
+    prefs = bpy.context.preferences.addons[blender.PACKAGE].preferences
+    studio.settings.guard_min_balance = 12_345
+    studio.settings.intercept_ops = "act3ai.generate"
+    assert prefs.generate.guard_min_balance == 12_345
+    assert prefs.generate.intercept_ops == "act3ai.generate"
+    assert not hasattr(bpy.types.WindowManager, "act3_generate")
+    layout = RecordingLayout()
+    type(prefs).draw(SimpleNamespace(layout=layout, service_url=prefs.service_url, generate=prefs.generate), bpy.context)
+    assert "Budget Guard and Guarded Operators" in layout.texts()
+    drawn = [item.property for item in layout.of_kind("prop") if item.data == prefs.generate]
+    assert "guard_min_balance" in drawn and "intercept_ops" in drawn
