@@ -18,7 +18,7 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from act3_credits.core import pricing
@@ -27,12 +27,24 @@ from .auth import parse_bearer
 from .clock import ClockMovedBack, DbClock
 from .errors import ApiError, error_response
 from .events import EventBus
-from .ledger import Actor, Ledger, LedgerError, Result
+from .ledger import MAX_DB_INT, Actor, Ledger, LedgerError, Result
 
 log = logging.getLogger("act3_server")
 
 JOB_STATUSES = ("queued", "processing", "paused", "completed", "failed", "canceled")
 HISTORY_KINDS = ("render", "purchase", "refill", "rollover", "expiry", "refund")
+
+
+def _no_nul(value: str | None) -> str | None:
+    # PostgreSQL text cannot hold U+0000: refuse it here rather than fail (500) in the database.
+    if value is not None and "\x00" in value:
+        raise ValueError("must not contain NUL (U+0000) characters")
+    return value
+
+
+# A string the database can store on SQLite and PostgreSQL alike.
+Text = Annotated[str, AfterValidator(_no_nul)]
+OptText = Annotated[str | None, AfterValidator(_no_nul)]
 
 
 class _Strict(BaseModel):
@@ -41,9 +53,9 @@ class _Strict(BaseModel):
 
 
 class ShotIn(_Strict):
-    name: str = Field("", max_length=200)
-    engine: str = Field(max_length=64)
-    tier: str = Field(max_length=32)
+    name: Text = Field("", max_length=200)
+    engine: Text = Field(max_length=64)
+    tier: Text = Field(max_length=32)
     duration_s: float
 
 
@@ -52,16 +64,16 @@ class EstimateIn(_Strict):
 
 
 class JobIn(_Strict):
-    name: str = Field("", max_length=200)
+    name: Text = Field("", max_length=200)
     shots: list[ShotIn]
 
 
 class PurchaseIn(_Strict):
-    pack_id: str = Field(max_length=64)
+    pack_id: Text = Field(max_length=64)
 
 
 class ClockIn(_Strict):
-    now: str = Field(max_length=64)
+    now: Text = Field(max_length=64)
 
 
 def _result_response(result: Result) -> JSONResponse:
@@ -70,9 +82,10 @@ def _result_response(result: Result) -> JSONResponse:
 
 
 def _idempotency_key(value: str | None) -> str:
-    if value is None or not (1 <= len(value) <= 200):
+    if value is None or not (1 <= len(value) <= 200) or "\x00" in value:
         raise ApiError(
-            "idempotency_key_required", "Send an Idempotency-Key header of 1-200 characters with this request."
+            "idempotency_key_required",
+            "Send an Idempotency-Key header of 1-200 characters (no NUL) with this request.",
         )
     return value
 
@@ -133,6 +146,8 @@ def create_app(
             return error_response("not_found", "There is nothing at this address.", 404)
         if exc.status_code == 405:
             return error_response("method_not_allowed", "This method is not allowed here.", 405)
+        if exc.status_code == 400:  # FastAPI could not read the body (bad UTF-8, nesting too deep, ...)
+            return error_response("malformed_json", "The request body is not valid JSON.")
         return error_response("bad_request", str(exc.detail), exc.status_code)
 
     @app.exception_handler(Exception)
@@ -164,10 +179,10 @@ def create_app(
     def history(
         who: Who,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
-        cursor: Annotated[str | None, Query(max_length=500)] = None,
-        tier: Annotated[str | None, Query(max_length=32)] = None,
-        shot: Annotated[str | None, Query(max_length=200)] = None,
-        kind: Annotated[str | None, Query(max_length=16)] = None,
+        cursor: Annotated[OptText, Query(max_length=500)] = None,
+        tier: Annotated[OptText, Query(max_length=32)] = None,
+        shot: Annotated[OptText, Query(max_length=200)] = None,
+        kind: Annotated[OptText, Query(max_length=16)] = None,
     ) -> dict[str, Any]:
         return ledger.history(who.org_id, limit=limit, cursor=cursor, tier=tier, shot=shot, kind=kind)
 
@@ -219,7 +234,7 @@ def create_app(
     @app.get("/v1/events", tags=["events"])
     async def get_events(
         who: Who,
-        after: Annotated[int | None, Query(ge=0)] = None,
+        after: Annotated[int | None, Query(ge=0, le=MAX_DB_INT)] = None,
         wait: Annotated[float, Query(ge=0, le=30)] = 0,
     ) -> dict[str, Any]:
         if after is None:

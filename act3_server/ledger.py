@@ -56,6 +56,9 @@ from .db import (
 )
 
 ENDED = ("completed", "failed", "canceled")
+# Ids and event sequence numbers are INTEGER columns (32-bit on PostgreSQL): a bigger number from a
+# client can name no row, and must not reach the database (it would fail there, as a 500).
+MAX_DB_INT = 2**31 - 1
 RUNNABLE = ("queued", "processing")
 
 
@@ -683,6 +686,8 @@ class Ledger:
         return self._job_rows(conn, [row])[0]
 
     def get_job(self, actor: Actor, job_id: int) -> dict[str, Any]:
+        if not 1 <= job_id <= MAX_DB_INT:
+            raise LedgerError("not_found", f"Job {job_id} was not found.")
         with read_tx(self.engine) as conn:
             row = conn.execute(select(jobs).where(jobs.c.id == job_id, jobs.c.org_id == actor.org_id)).first()
             if row is None:
@@ -698,6 +703,8 @@ class Ledger:
             return self._job_rows(conn, rows)
 
     def _lock_job(self, conn: Connection, actor: Actor, job_id: int) -> Any:
+        if not 1 <= job_id <= MAX_DB_INT:
+            raise LedgerError("not_found", f"Job {job_id} was not found.")
         row = conn.execute(
             select(jobs).where(jobs.c.id == job_id, jobs.c.org_id == actor.org_id).with_for_update()
         ).first()
@@ -1172,7 +1179,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at_s, row_id = json.loads(raw)
-        return datetime.fromisoformat(at_s), int(row_id)
+        if not isinstance(at_s, str) or type(row_id) is not int or not 0 <= row_id <= MAX_DB_INT:
+            raise ValueError("not a cursor")
+        return to_db(datetime.fromisoformat(at_s)), row_id
     except (ValueError, TypeError) as exc:
         raise LedgerError(
             "validation_error",
@@ -1181,4 +1190,4 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         ) from exc
 
 
-__all__ = ["Actor", "Claim", "Ledger", "LedgerError", "Org", "Result", "from_db"]
+__all__ = ["MAX_DB_INT", "Actor", "Claim", "Ledger", "LedgerError", "Org", "Result", "from_db"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -92,6 +93,66 @@ def test_bad_query_parameters_are_422(api: Api) -> None:
     for path in BAD_QUERIES:
         r = api.client.get(path, headers=api.headers())
         assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error", (path, r.text)
+
+
+def _cursor(*parts: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(list(parts)).encode()).decode().rstrip("=")
+
+
+HOSTILE_GETS = [
+    # (path, status): numbers beyond the database's INTEGER and NUL characters must never reach it
+    ("/v1/jobs/2147483648", 404),
+    ("/v1/jobs/99999999999999999999999", 404),
+    ("/v1/jobs/-1", 404),
+    ("/v1/events?after=2147483648", 422),
+    ("/v1/events?after=99999999999999999999999&wait=1", 422),
+    ("/v1/events?after=-5", 422),
+    ("/v1/events?after=0&wait=1e9", 422),
+    ("/v1/events?after=0&wait=nan", 422),
+    ("/v1/account/credits/history?limit=-1", 422),
+    ("/v1/account/credits/history?cursor=" + _cursor("2026-11-25T12:00:00", 10**25), 422),
+    ("/v1/account/credits/history?cursor=" + _cursor("2026-11-25T12:00:00", 1.5e300), 422),
+    ("/v1/account/credits/history?cursor=" + _cursor(7, 1), 422),
+    ("/v1/account/credits/history?shot=%00", 422),
+    ("/v1/account/credits/history?tier=a%00", 422),
+    ("/v1/account/credits/history?kind=%00", 422),
+]
+
+
+def test_hostile_input_is_a_4xx_never_a_500(api: Api) -> None:
+    before = count_rows(api.ledger.engine)
+    for path, status in HOSTILE_GETS:
+        r = api.client.get(path, headers=api.headers())
+        assert r.status_code == status and r.json()["error"]["code"], (path, r.text)
+    for path in ("/v1/jobs/2147483648/pause", "/v1/jobs/99999999999999999999999/cancel"):
+        r = api.client.post(path, headers=api.headers())
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found", (path, r.text)
+    nul_bodies = [
+        ("/v1/jobs", job_body(dict(SHOT, name="a\x00b"))),
+        ("/v1/jobs", job_body(name="seq\x00")),
+        ("/v1/purchases", {"pack_id": "pack-50k\x00"}),
+    ]
+    for path, body in nul_bodies:
+        r = api.client.post(path, json=body, headers=api.headers(idem="nul"))
+        assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error", (path, r.text)
+    r = api.client.post("/v1/purchases", json={"pack_id": "pack-50k"}, headers=api.headers(idem="a\x00"))
+    assert r.status_code == 400 and r.json()["error"]["code"] == "idempotency_key_required"
+    for raw in (b'{"name": "x", "shots": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", b'{"name": "\xff"}'):
+        r = api.client.post(
+            "/v1/jobs", content=raw, headers={**api.headers(idem="deep"), "Content-Type": "application/json"}
+        )
+        assert r.status_code == 400 and r.json()["error"]["code"] == "malformed_json"
+    # Unicode names are fine.
+    r = api.client.post(
+        "/v1/jobs", json=job_body(dict(SHOT, name="ショット🎬 é"), name="シーン"), headers=api.headers(idem="u")
+    )
+    assert r.status_code == 201 and r.json()["shots"][0]["name"] == "ショット🎬 é"
+    claim = api.ledger.claim_next_shot("w")
+    assert claim is not None and api.ledger.complete_shot(claim)
+    items = api.client.get("/v1/account/credits/history?shot=ショット", headers=api.headers()).json()["items"]
+    assert [i["shot"] for i in items] == ["ショット🎬 é"]
+    rows = count_rows(api.ledger.engine)
+    assert rows["jobs"] == before["jobs"] + 1 and rows["purchases"] == before["purchases"]
 
 
 def test_idempotency_key_is_required_and_bounded(api: Api) -> None:
