@@ -11,18 +11,26 @@ Inside Blender import it as ``bl_ext.<repository>.act3_credits.api`` (for exampl
     for row in api.history(limit=20, tier="high")["items"]:
         print(row["at"], row["shot"], row["credits"])
 
-Calls that WAIT (they block the calling script, draining the sync worker themselves, and raise an
-`Act3Error` subclass such as `OfflineError`, `ForbiddenError` or `InsufficientCreditsError` when
-the service says no): `refresh(wait=...)`, `history`, `credit_packs`, `buy`, `estimate`, `submit`,
-`jobs`, `job`, `pause`, `resume`, `cancel`, `test_connection`. Do not call them from draw code or
-an operator's `execute` in the UI: they freeze Blender for up to `wait` seconds. Calls that never
-wait: `credits`, `header_text`, `refresh()` without `wait`, `subscribe`, `unsubscribe`.
+Two ways to call what asks the service (`history`, `credit_packs`, `buy`, `estimate`, `submit`,
+`jobs`, `job`, `pause`, `resume`, `cancel`, `test_connection`):
+
+- with `callback=fn`: the call returns a `Ticket` at once and never blocks; `fn(ticket)` runs on
+  Blender's main thread when the answer has arrived (`ticket.ok`, `ticket.result`, `ticket.error`).
+  This is the way for operators and other add-ons in the UI: the add-on's timer delivers it. In
+  `blender -b`, where timers never fire, `api.wait(ticket, seconds)` (or any waiting call) does.
+- without a callback: the call waits, blocking the calling script only while it drains the sync
+  worker itself (up to `wait` seconds), returns the answer or raises an `Act3Error` subclass
+  (`OfflineError`, `ForbiddenError`, `InsufficientCreditsError`, ...). Fine in pipeline scripts and
+  `blender -b`; never from draw code or an operator in the UI.
+
+Never wait: `credits`, `header_text`, `refresh()` without `wait`, `subscribe`, `unsubscribe`.
 
 Call everything from Blender's main thread (or the one thread of a plain-Python script).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -45,6 +53,8 @@ from .core.client import (
     new_idempotency_key,
 )
 from .core.sync import Ticket
+
+Callback = Callable[[Ticket], None]
 
 __all__ = [
     "Act3Error",
@@ -77,6 +87,7 @@ __all__ = [
     "subscribe",
     "test_connection",
     "unsubscribe",
+    "wait",
 ]
 
 WAIT_S = 15.0  # how long a waiting call waits for the service by default
@@ -152,7 +163,8 @@ def history(
     *,
     kind: str | None = None,
     wait: float = WAIT_S,
-) -> dict[str, Any]:
+    callback: Callback | None = None,
+) -> Any:
     """One page of the transaction history as the API gives it: `{"items": [...], "next_cursor"}`.
 
     Items are newest first, plain dicts (`id`, `at`, `kind`, `shot`, `engine`, `tier`, `duration_s`,
@@ -160,28 +172,43 @@ def history(
     `cursor` for the next page (None: no more). `tier` and `kind` match exactly, `shot` is a
     case-insensitive part of the shot name. Waits.
     """
-    page: HistoryPage = _call("history_page", wait, limit=limit, cursor=cursor, tier=tier, shot=shot, kind=kind)
+    return _call(
+        "history_page",
+        wait,
+        callback,
+        _history_json,
+        limit=limit,
+        cursor=cursor,
+        tier=tier,
+        shot=shot,
+        kind=kind,
+    )
+
+
+def _history_json(page: HistoryPage) -> dict[str, Any]:
     return {"items": [row.to_json() for row in page.rows], "next_cursor": page.next_cursor}
 
 
-def credit_packs(wait: float = WAIT_S) -> list[dict[str, Any]]:
-    """The packs on sale: `[{"id", "credits", "price_cents", "currency", "price"}]`. Waits."""
-    return list(_call("packs", wait)["packs"])
+def credit_packs(wait: float = WAIT_S, callback: Callback | None = None) -> Any:
+    """The packs on sale: `[{"id", "credits", "price_cents", "currency", "price"}]`."""
+    return _call("packs", wait, callback, lambda answer: list(answer["packs"]))
 
 
-def buy(pack_id: str, *, idempotency_key: str | None = None, wait: float = 30.0) -> PurchaseResult:
-    """Buy a credit pack with the organisation's card on file (owner and admin only). Waits.
+def buy(
+    pack_id: str, *, idempotency_key: str | None = None, wait: float = 30.0, callback: Callback | None = None
+) -> Any:
+    """Buy a credit pack with the organisation's card on file (owner and admin only): a `PurchaseResult`.
 
     When no answer comes in time the purchase may still go through: the raised `OfflineError`
     carries `extra["idempotency_key"]`; calling `buy` again with it cannot buy twice.
     """
     key = idempotency_key or new_idempotency_key()
-    return _call("buy", wait, pack_id=pack_id, idempotency_key=key)
+    return _call("buy", wait, callback, pack_id=pack_id, idempotency_key=key)
 
 
-def estimate(shots: Iterable[Any], wait: float = WAIT_S) -> dict[str, Any]:
-    """The service's price for these shots (dicts with name, engine, tier, duration_s, or `Shot`s). Waits."""
-    return _call("estimate", wait, shots=_shots(shots))
+def estimate(shots: Iterable[Any], wait: float = WAIT_S, callback: Callback | None = None) -> Any:
+    """The service's price for these shots (dicts with name, engine, tier, duration_s, or `Shot`s)."""
+    return _call("estimate", wait, callback, shots=_shots(shots))
 
 
 def submit(
@@ -191,56 +218,98 @@ def submit(
     force: bool = False,
     idempotency_key: str | None = None,
     wait: float = 30.0,
-) -> dict[str, Any]:
-    """Send a batch to render; returns the Job. Waits.
+    callback: Callback | None = None,
+) -> Any:
+    """Send a batch to render; the answer is the Job.
 
     First asks the service for the estimate and refuses (InsufficientCreditsError, or the
     tier/role refusal) a batch the available balance does not cover; `force=True` skips that check
-    and lets the service decide (it still refuses a hold that does not fit).
+    and lets the service decide (it still refuses a hold that does not fit). One idempotency key
+    is made per call (or pass your own to retry safely), so a lost answer never submits twice.
     """
     body = _shots(shots)
-    if not force:
-        answer = estimate(body, wait=wait)
-        for blocked in answer.get("blocked") or []:
-            cls = TierNotAllowedError if blocked.get("code") == "tier_not_allowed" else ForbiddenError
-            raise cls(str(blocked.get("reason") or "This shot cannot be rendered."), code=str(blocked.get("code")))
-        if int(answer.get("shortfall") or 0) > 0:
-            raise InsufficientCreditsError(
-                f"This batch needs {answer['total']:,} cr but only {answer['available']:,} cr are available.",
-                required_credits=int(answer["total"]),
-                current_balance=int(answer["available"]),
-            )
-    key = idempotency_key or new_idempotency_key()
-    return _call("submit_job", wait, name=name or "Blender batch", shots=body, idempotency_key=key)
+    send = {"name": name or "Blender batch", "shots": body, "idempotency_key": idempotency_key or new_idempotency_key()}
+    if callback is None:
+        if not force:
+            _refuse_what_cannot_be_sent(estimate(body, wait=wait))
+        return _call("submit_job", wait, None, **send)
+    if force:
+        return _call("submit_job", wait, callback, **send)
+
+    # Without blocking: the estimate's answer sends the job; the caller's ticket reports both steps.
+    outer = Ticket(id=0, kind="submit", params=send)
+
+    def finish(ticket: Ticket) -> None:
+        outer.done, outer.ok, outer.result, outer.error = True, ticket.ok, ticket.result, ticket.error
+        callback(outer)
+
+    def estimated(ticket: Ticket) -> None:
+        try:
+            if ticket.error is not None:
+                raise ticket.error
+            _refuse_what_cannot_be_sent(ticket.result)
+        except Act3Error as refused:
+            finish(Ticket(id=0, kind="submit", params=send, done=True, error=refused))
+            return
+        runtime.worker().request("submit_job", callback=finish, **send)
+
+    runtime.worker().request("estimate", callback=estimated, shots=body)
+    return outer
 
 
-def jobs(status: str | None = None, limit: int = 50, wait: float = WAIT_S) -> list[dict[str, Any]]:
-    """The organisation's jobs, newest first. Waits."""
-    return list(_call("jobs", wait, status=status, limit=limit))
+def _refuse_what_cannot_be_sent(answer: dict[str, Any]) -> None:
+    for blocked in answer.get("blocked") or []:
+        cls = TierNotAllowedError if blocked.get("code") == "tier_not_allowed" else ForbiddenError
+        raise cls(str(blocked.get("reason") or "This shot cannot be rendered."), code=str(blocked.get("code")))
+    if int(answer.get("shortfall") or 0) > 0:
+        raise InsufficientCreditsError(
+            f"This batch needs {answer['total']:,} cr but only {answer['available']:,} cr are available.",
+            required_credits=int(answer["total"]),
+            current_balance=int(answer["available"]),
+        )
 
 
-def job(job_id: int, wait: float = WAIT_S) -> dict[str, Any]:
-    return _call("job", wait, job_id=int(job_id))
+def jobs(status: str | None = None, limit: int = 50, wait: float = WAIT_S, callback: Callback | None = None) -> Any:
+    """The organisation's jobs, newest first."""
+    return _call("jobs", wait, callback, list, status=status, limit=limit)
 
 
-def pause(job_id: int, wait: float = WAIT_S) -> dict[str, Any]:
-    """Pause: a shot already rendering finishes (and is charged), then the job stops. Waits."""
-    return _call("pause_job", wait, job_id=int(job_id))
+def job(job_id: int, wait: float = WAIT_S, callback: Callback | None = None) -> Any:
+    return _call("job", wait, callback, job_id=int(job_id))
 
 
-def resume(job_id: int, wait: float = WAIT_S) -> dict[str, Any]:
-    return _call("resume_job", wait, job_id=int(job_id))
+def pause(job_id: int, wait: float = WAIT_S, callback: Callback | None = None) -> Any:
+    """Pause: a shot already rendering finishes (and is charged), then the job stops."""
+    return _call("pause_job", wait, callback, job_id=int(job_id))
 
 
-def cancel(job_id: int, wait: float = WAIT_S) -> dict[str, Any]:
-    """Cancel now: a rendering shot is not charged, everything still held is released. Waits."""
-    return _call("cancel_job", wait, job_id=int(job_id))
+def resume(job_id: int, wait: float = WAIT_S, callback: Callback | None = None) -> Any:
+    return _call("resume_job", wait, callback, job_id=int(job_id))
+
+
+def cancel(job_id: int, wait: float = WAIT_S, callback: Callback | None = None) -> Any:
+    """Cancel now: a rendering shot is not charged, everything still held is released."""
+    return _call("cancel_job", wait, callback, job_id=int(job_id))
 
 
 def test_connection(wait: float = WAIT_S) -> str:
     """One line saying who the key belongs to and what is available. Waits."""
-    _call("test_connection", wait)
+    _call("test_connection", wait, None)
     return runtime.state().last_message or ""
+
+
+def wait(ticket: Ticket, timeout: float = WAIT_S) -> bool:
+    """Drain the sync until `ticket` is answered (its callback has run) or `timeout` passes.
+
+    For scripts and `blender -b`; in the UI the add-on's timer delivers answers by itself.
+    """
+    if ticket.id == 0:  # a chained ticket (submit with a callback): it is done when its last step is
+        deadline = time.monotonic() + timeout
+        while not ticket.done and time.monotonic() < deadline:
+            runtime.worker().drain()
+            time.sleep(0.01)
+        return ticket.done
+    return runtime.worker().wait(ticket, timeout)
 
 
 def subscribe(callback: Callable[[str, dict[str, Any]], None]) -> None:
@@ -259,8 +328,26 @@ def _shots(shots: Iterable[Any]) -> list[dict[str, Any]]:
     return [s.request_json() if hasattr(s, "request_json") else dict(s) for s in shots]
 
 
-def _call(kind: str, wait: float, /, **params: Any) -> Any:
+def _call(
+    kind: str,
+    wait: float,
+    callback: Callback | None,
+    shape: Callable[[Any], Any] | None = None,
+    /,
+    **params: Any,
+) -> Any:
+    """Ask the worker; with a callback return the Ticket at once, else wait for the answer."""
     worker = runtime.worker()
+    if callback is not None:
+        if shape is None:
+            return worker.request(kind, callback=callback, **params)
+
+        def shaped(ticket: Ticket) -> None:
+            if ticket.ok:
+                ticket.result = shape(ticket.result)
+            callback(ticket)
+
+        return worker.request(kind, callback=shaped, **params)
     ticket: Ticket = worker.request(kind, **params)
     if not worker.wait(ticket, wait):
         raise OfflineError(
@@ -270,4 +357,4 @@ def _call(kind: str, wait: float, /, **params: Any) -> Any:
         )
     if ticket.error is not None:
         raise ticket.error
-    return ticket.result
+    return shape(ticket.result) if shape is not None else ticket.result

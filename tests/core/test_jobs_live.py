@@ -81,6 +81,28 @@ def test_a_batch_the_balance_does_not_cover_is_refused_before_sending(live_serve
         runtime.stop()
 
 
+def test_with_a_callback_nothing_blocks_and_the_answer_arrives_on_the_draining_thread(script):
+    """What an add-on's operator uses in the UI: each call returns at once; the timer delivers."""
+    answers: list = []
+    started = time.perf_counter()
+    ticket = api.submit(shots(2), name="from an operator", callback=answers.append)
+    refused = api.submit(shots(200, "seedance-2.0", "high", 15), name="too big", callback=answers.append)
+    est = api.estimate(shots(1), callback=answers.append)
+    page = api.history(limit=1, callback=answers.append)
+    assert time.perf_counter() - started < 0.05  # four calls, none waited for the service
+    assert not (ticket.done or refused.done or est.done or page.done)
+
+    assert api.wait(ticket, 10) and api.wait(refused, 10) and api.wait(est, 10) and api.wait(page, 10)
+    assert ticket.ok and ticket.result["estimated_credits"] == 2 * 392 and ticket.result["name"] == "from an operator"
+    assert not refused.ok and isinstance(refused.error, api.InsufficientCreditsError)
+    # Its estimate was asked before the first batch was sent (one queue, in order): nothing held yet.
+    assert refused.error.required_credits == 200 * 7_350 and refused.error.current_balance == PRO
+    assert est.ok and est.result["total"] == 392
+    assert page.ok and set(page.result) == {"items", "next_cursor"}
+    assert {id(t) for t in answers} == {id(ticket), id(refused), id(est), id(page)}
+    assert [j["name"] for j in api.jobs()] == ["from an operator"]  # the refused batch was never sent
+
+
 def test_a_tier_outside_the_plan_is_refused_with_the_reason(script):
     with pytest.raises(api.TierNotAllowedError, match="Enterprise"):
         api.submit(shots(1, tier="4k"))
