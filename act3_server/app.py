@@ -273,6 +273,12 @@ def create_app(
                     "now must be an ISO 8601 time.",
                     details=[{"loc": ["body", "now"], "msg": "not ISO 8601"}],
                 ) from None
+            if wanted.year >= 9000:  # billing dates, history times etc. must stay representable
+                raise ApiError(
+                    "validation_error",
+                    "now must be before the year 9000.",
+                    details=[{"loc": ["body", "now"], "msg": "too far in the future"}],
+                )
             try:
                 moved = clock.set(wanted)
             except ClockMovedBack as exc:

@@ -148,7 +148,7 @@ class Ledger:
     # --- plumbing ----------------------------------------------------------------------------------
 
     def now(self) -> datetime:
-        return self.clock()
+        return as_utc(self.clock())
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -424,7 +424,8 @@ class Ledger:
 
     def refill_due(self, org_id: int | None = None, at: datetime | None = None) -> list[dict[str, Any]]:
         """Apply every billing-date refill due at `at` (default now) for one org or all; idempotent."""
-        now = at or self.now()
+        # Billing dates are UTC dates: 2027-01-01T02:00+05:00 is still 31 December.
+        now = as_utc(at) if at is not None else self.now()
         if org_id is None:
             with read_tx(self.engine) as conn:
                 org_ids = list(conn.execute(select(orgs.c.id).order_by(orgs.c.id)).scalars())
@@ -1168,6 +1169,11 @@ class Ledger:
                     select(func.coalesce(func.max(events.c.seq), 0)).where(events.c.org_id == org_id)
                 ).scalar_one()
             )
+
+
+def as_utc(dt: datetime) -> datetime:
+    """An aware UTC datetime (a naive one is taken as UTC), so that `.date()` is the UTC date."""
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
 def encode_cursor(at: datetime, row_id: int) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import select
@@ -215,6 +215,17 @@ def test_refill_exactly_once_when_lazy_requests_and_billing_runs_race(
     assert (c["monthly_remaining"], c["rollover_bank"]) == (875_000, 1_675_000)
     books.assert_books_balance()
     assert ledger.refill_due(at=at) == []  # and a later run finds nothing to do
+
+
+def test_a_billing_time_with_an_offset_refills_on_its_utc_date(books: Books) -> None:
+    ledger = books.ledger
+    # 02:00 on 1 December at UTC+5 is still 30 November in UTC: December's refill is not due.
+    assert ledger.refill_due(at=datetime(2026, 12, 1, 2, 0, tzinfo=timezone(timedelta(hours=5)))) == []
+    assert len(history_items(books, kind="refill")) == 1
+    # 20:00 on 30 November at UTC-5 is 01:00 on 1 December in UTC: it is due, once.
+    late = datetime(2026, 11, 30, 20, 0, tzinfo=timezone(timedelta(hours=-5)))
+    assert [a["period_start"] for a in ledger.refill_due(at=late)] == ["2026-12-01"]
+    assert ledger.refill_due(at=late) == []
 
 
 def test_purchases_go_to_the_bank_owner_and_admin_only(books: Books) -> None:

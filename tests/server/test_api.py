@@ -295,6 +295,9 @@ def test_dev_clock_moves_forward_only_and_refills(api: Api) -> None:
     assert r.status_code == 422 and r.json()["error"]["code"] == "clock_moved_back"
     r = api.client.post("/v1/dev/clock", json={"now": "yesterday"}, headers=api.headers())
     assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error"
+    r = api.client.post("/v1/dev/clock", json={"now": "9999-12-31T23:59:59Z"}, headers=api.headers())
+    assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error"
+    assert api.client.get("/v1/account/credits", headers=api.headers()).status_code == 200
 
 
 def test_dev_clock_is_404_without_the_flag(database_url: str) -> None:
