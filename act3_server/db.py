@@ -6,6 +6,8 @@ PostgreSQL (psycopg 3, `SELECT ... FOR UPDATE` on the org's account row for ever
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -301,13 +303,39 @@ def _install_sqlite_recipe(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("act3_write") else "BEGIN")
 
 
+_sqlite_writers: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_sqlite_writers_guard = threading.Lock()
+
+
+def _sqlite_writer_lock(engine: Engine) -> threading.Lock:
+    with _sqlite_writers_guard:
+        lock = _sqlite_writers.get(engine)
+        if lock is None:
+            lock = _sqlite_writers[engine] = threading.Lock()
+        return lock
+
+
 @contextmanager
 def write_tx(engine: Engine) -> Iterator[Connection]:
-    """A write transaction: BEGIN IMMEDIATE on SQLite, READ COMMITTED + row locks on PostgreSQL."""
-    with engine.connect() as conn:
-        conn.execution_options(act3_write=True)
-        with conn.begin():
-            yield conn
+    """A write transaction: BEGIN IMMEDIATE on SQLite, READ COMMITTED + row locks on PostgreSQL.
+
+    SQLite has one writer at a time. A BEGIN IMMEDIATE that finds the database locked does not
+    queue: its busy handler sleeps and retries (up to 100 ms between tries), so under load a writer
+    can lose the race again and again and wait seconds while the lock is free most of the time.
+    The threads of one process therefore queue on a lock here and are woken the moment the writer
+    before them commits; only other processes on the same file still meet the busy handler.
+    """
+    lock = _sqlite_writer_lock(engine) if engine.dialect.name == "sqlite" else None
+    if lock is not None:
+        lock.acquire()
+    try:
+        with engine.connect() as conn:
+            conn.execution_options(act3_write=True)
+            with conn.begin():
+                yield conn
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 @contextmanager

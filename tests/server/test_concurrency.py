@@ -6,12 +6,13 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from sqlalchemy import func, select
 from srv_helpers import Books, make_books
 
-from act3_server import db
+from act3_server import db, migrate
 from act3_server.ledger import Ledger, LedgerError
 
 SHOT = {"engine": "veo-3.1", "tier": "standard", "duration_s": 8}  # 2,080 cr
@@ -98,3 +99,29 @@ def test_several_processes_spending_one_org(ledger: Ledger, books: Books, databa
     all_charged = set().union(*charged_by)
     assert sum(len(c) for c in charged_by) == len(all_charged)  # no shot charged by two processes
     assert len(all_charged) == sum(est for _id, est in created) // 2_080
+
+
+def test_sqlite_writers_of_one_process_queue_instead_of_polling(tmp_path: Path) -> None:
+    """A second writer waits on a lock and starts the moment the first commits.
+
+    Left to SQLite, it would hold a connection and retry BEGIN IMMEDIATE from the busy handler,
+    sleeping up to 100 ms between tries: under load some requests lost that race for seconds.
+    """
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'w.db'}", pool_size=4)
+    migrate.upgrade(engine)
+    started: list[float] = []
+
+    def second() -> None:
+        with db.write_tx(engine):
+            started.append(time.monotonic())
+
+    waiter = threading.Thread(target=second)
+    with db.write_tx(engine):
+        waiter.start()
+        time.sleep(0.3)
+        assert not started
+        assert engine.pool.checkedout() == 1  # the waiter holds no connection, polls nothing
+    committed = time.monotonic()
+    waiter.join(5)
+    assert started and started[0] - committed < 0.1
+    engine.dispose()
