@@ -90,6 +90,55 @@ def _idempotency_key(value: str | None) -> str:
     return value
 
 
+# 200 shots take about 30 KB of JSON; anything far beyond that is refused before it is read.
+MAX_BODY_BYTES = 1 << 20
+
+
+class BodyLimit:
+    """ASGI middleware: a body over MAX_BODY_BYTES is 413 `payload_too_large`, never parsed whole."""
+
+    def __init__(self, app: Any, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(scope, receive, send)
+            return
+        seen = 0
+        refused = False
+
+        async def counted() -> Any:
+            # A chunked body has no Content-Length: count what arrives, answer 413 ourselves once it
+            # is too much, and tell the app the client went away (its own answer is dropped).
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                refused = True
+                await self._refuse(scope, receive, send)
+                return {"type": "http.disconnect"}
+            return message
+
+        async def unless_refused(message: Any) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, counted, unless_refused)
+
+    async def _refuse(self, scope: Any, receive: Any, send: Any) -> None:
+        response = error_response(
+            "payload_too_large", f"The request body is larger than {self.limit // 1024} KiB.", 413
+        )
+        await response(scope, receive, send)
+
+
 def create_app(
     ledger: Ledger,
     *,
@@ -119,6 +168,7 @@ def create_app(
         lifespan=lifespan,
         strict_content_type=False,  # a JSON body is JSON even without Content-Type: application/json
     )
+    app.add_middleware(BodyLimit)
 
     # --- errors ------------------------------------------------------------------------------------
 

@@ -155,6 +155,24 @@ def test_hostile_input_is_a_4xx_never_a_500(api: Api) -> None:
     assert rows["jobs"] == before["jobs"] + 1 and rows["purchases"] == before["purchases"]
 
 
+def test_an_oversized_body_is_413_and_never_read_whole(api: Api) -> None:
+    before = count_rows(api.ledger.engine)
+    shots = [dict(SHOT, name=f"sh{i}") for i in range(20_000)]  # about 1.6 MB of JSON
+    big = json.dumps(job_body(*shots)).encode()
+    assert len(big) > 1 << 20
+    headers = {**api.headers(idem="big"), "Content-Type": "application/json"}
+    r = api.client.post("/v1/jobs", content=big, headers=headers)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large", r.text
+
+    def chunks():  # no Content-Length: the limit counts what arrives
+        for start in range(0, len(big), 64 * 1024):
+            yield big[start : start + 64 * 1024]
+
+    r = api.client.post("/v1/jobs", content=chunks(), headers=headers)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large", r.text
+    assert count_rows(api.ledger.engine) == before
+
+
 def test_idempotency_key_is_required_and_bounded(api: Api) -> None:
     before = count_rows(api.ledger.engine)
     for headers in (api.headers(), api.headers(idem=""), api.headers(idem="k" * 201)):
