@@ -351,6 +351,9 @@ def draw_preferences(
     elif key_source == "file":
         row.label(text=f"Key stored for this user ({key_hint})", icon="LOCKED")
         row.operator("act3.forget_key", text="Forget Key", icon="X")
+    elif key_source == "preferences":
+        row.label(text=f"Key in use until Blender closes ({key_hint}): it could not be stored", icon="ERROR")
+        row.operator("act3.forget_key", text="Forget Key", icon="X")
     else:
         row.label(text="No API key: paste one from your ACT3 organisation settings", icon="UNLOCKED")
 

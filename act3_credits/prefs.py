@@ -30,13 +30,27 @@ def _on_api_key(self, context) -> None:
     key = self.api_key.strip()
     if not key:
         return
-    keystore.save_key(session.user_dir(), key)
+    problem = None
+    try:
+        keystore.save_key(session.user_dir(), key)
+        session.forget_session_key()
+    except Exception as exc:  # e.g. a read-only user folder: the key must still leave the field
+        session.use_key_for_this_session(key)
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        problem = (
+            f"Could not store the ACT3 API key in this add-on's user folder ({why}): it is used until "
+            "Blender closes. Paste it again next time, or set ACT3_API_KEY."
+        )
     _clearing_key = True
     try:
         self.api_key = ""
     finally:
         _clearing_key = False
     session.reconfigure()
+    if problem is not None:
+        state = session.state()
+        state.last_message = problem
+        state.touch()
 
 
 def _on_service_url(self, context) -> None:
@@ -137,6 +151,7 @@ class ACT3_OT_forget_key(bpy.types.Operator):
 
     def execute(self, context):
         keystore.clear_key(session.user_dir())
+        session.forget_session_key()
         session.reconfigure()
         self.report({"INFO"}, "The ACT3 API key was removed from this computer.")
         return {"FINISHED"}

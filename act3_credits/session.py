@@ -37,6 +37,18 @@ def preferences() -> Any | None:
 # last settings(): the preferences draw reads this instead of the disk. Never the key itself.
 _key_info = ("none", "")
 _url_in_use = ""
+# A pasted key that could not be stored in the user folder: used until Blender closes, never saved.
+_session_key = ""
+
+
+def use_key_for_this_session(key: str) -> None:
+    global _session_key
+    _session_key = key.strip()
+
+
+def forget_session_key() -> None:
+    global _session_key
+    _session_key = ""
 
 
 def key_source() -> tuple[str, str]:
@@ -51,7 +63,7 @@ def settings() -> Settings:
     global _key_info, _url_in_use
     prefs = preferences()
     url_pref = prefs.service_url if prefs is not None else ""
-    url, key, source = keystore.resolve(url_pref, "", user_dir())
+    url, key, source = keystore.resolve(url_pref, _session_key, user_dir())
     _key_info = (source, mask_key(key))
     _url_in_use = url
     return Settings(base_url=url, api_key=key, online_access=bool(bpy.app.online_access))

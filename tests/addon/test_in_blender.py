@@ -395,6 +395,31 @@ def test_the_api_key_is_kept_private_and_never_saved_into_a_blend_or_the_prefere
     shell.until(lambda: shell.state.connection == "unconfigured", "the sync to stop")
 
 
+def test_a_key_that_cannot_be_stored_still_leaves_the_field_and_works_until_blender_closes(
+    shell: Shell, live_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+):
+    def read_only_folder(directory: Any, key: str) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(shell.module("core.keystore"), "save_key", read_only_folder)
+    key = shell.connect(live_server)
+
+    # Never left in the field (Blender would write it into userpref.blend), and the sync still uses it.
+    assert shell.prefs.api_key == ""
+    shell.synced_with(live_server)
+    assert shell.state.last_message.startswith("Could not store the ACT3 API key")
+    assert "Permission denied" in shell.state.last_message and key not in shell.state.last_message
+    prefs_layout = RecordingLayout()
+    source, hint = shell.module("session").key_source()
+    shell.module("layouts").draw_preferences(prefs_layout, shell.prefs, shell.state, source, hint, True)
+    assert f"Key in use until Blender closes (…{key[-4:]}): it could not be stored" in prefs_layout.texts()
+    assert key not in "\n".join(prefs_layout.texts())
+
+    # Forget Key forgets it too.
+    assert bpy.ops.act3.forget_key() == {"FINISHED"}
+    shell.until(lambda: shell.state.connection == "unconfigured", "the sync to stop")
+
+
 def test_unregister_leaves_nothing_behind(shell: Shell, live_server: LiveServer):
     shell.connect(live_server)
     shell.synced_with(live_server)
