@@ -8,6 +8,7 @@ from bpy.props import FloatProperty, IntProperty, PointerProperty, StringPropert
 from . import layouts, session
 from .core import keystore
 from .generate import draw as generate_draw
+from .generate import intercept
 from .generate.props import ACT3_PG_generate_settings
 
 DEFAULT_URL = "https://api.act3ai.com/v1"
@@ -139,7 +140,7 @@ class ACT3_AddonPreferences(bpy.types.AddonPreferences):
         )
         box = self.layout.box()
         box.label(text="Budget Guard and Guarded Operators", icon="LOCKED")
-        generate_draw.draw_generate_settings(box, self.generate)
+        generate_draw.draw_generate_settings(box, self.generate, intercept.problems())
 
 
 class ACT3_OT_forget_key(bpy.types.Operator):

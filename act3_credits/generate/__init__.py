@@ -12,21 +12,17 @@ from typing import Any
 INTERCEPT_EVERY_S = 2.0
 
 classes: tuple[Any, ...] = ()
-_intercepted_text: str | None = None
 
 
 def _tick() -> float:
-    """Follow a restarted worker, and guard operators of add-ons enabled after this one."""
-    global _intercepted_text
+    """Follow a restarted worker, and guard operators of add-ons enabled (or reloaded) after this one."""
     import bpy
 
     from . import intercept, jobs, props
 
     try:
         jobs.guard.attach()
-        text = props.settings(bpy.context).intercept_ops
-        missing = intercept.sync(text) if text != _intercepted_text or _intercepted_text is None else []
-        _intercepted_text = None if missing else text
+        intercept.sync(props.settings(bpy.context).intercept_ops)
     except Exception:  # a timer that raises is dropped by Blender
         import logging
 
@@ -35,7 +31,7 @@ def _tick() -> float:
 
 
 def register() -> None:
-    global classes, _intercepted_text
+    global classes
     import bpy
 
     from . import jobs, ops, props, ui
@@ -50,7 +46,6 @@ def register() -> None:
     jobs.guard.notify = lambda message: ops.notify(message, "WARNING")
     jobs.guard.on_shot_completed = ops.record_shot_cost
     jobs.guard.attach()
-    _intercepted_text = None
     if not bpy.app.timers.is_registered(_tick):
         bpy.app.timers.register(_tick, first_interval=0.5, persistent=True)
 

@@ -298,8 +298,11 @@ def draw_shots_panel(layout: Any, scene: Any, settings: Any, est: Estimate | Non
     op.tag = settings.tag_filter
 
 
-def draw_generate_settings(layout: Any, settings: Any) -> None:
-    """The budget guard and the guarded operators (for the preferences or a sub-panel)."""
+def draw_generate_settings(layout: Any, settings: Any, problems: Sequence[str] = ()) -> None:
+    """The budget guard and the guarded operators (for the preferences or a sub-panel).
+
+    `problems` says which guarded operators are not guarded, so a typo never passes for protection.
+    """
     col = layout.column()
     col.prop(settings, "guard_enabled")
     sub = col.column()
@@ -309,3 +312,7 @@ def draw_generate_settings(layout: Any, settings: Any) -> None:
     col.separator()
     col.label(text="Show the cost estimate before these operators run:")
     col.prop(settings, "intercept_ops", text="")
+    for line in problems:
+        row = col.row()
+        row.alert = True
+        row.label(text=line, icon="ERROR")

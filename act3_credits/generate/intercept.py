@@ -30,20 +30,32 @@ class _Guarded:
 
 
 _guarded: dict[str, _Guarded] = {}
+_problems: list[str] = []  # why entries of the last sync are not guarded, one readable line each
 _passthrough: set[str] = set()  # ids whose original is being run after Confirm
 _pending: dict[str, tuple[str, dict[str, Any]]] = {}  # token -> (idname, the call's properties)
+
+
+def _tokens(text: str) -> list[tuple[str, str | None]]:
+    """Each comma separated entry, and its id in Python form (`module.name`, lower case) or None."""
+    out: list[tuple[str, str | None]] = []
+    for part in (text or "").replace(";", ",").split(","):
+        token = part.strip()
+        if not token:
+            continue
+        idname = token
+        if "_OT_" in idname:  # ACT3AI_OT_generate -> act3ai.generate
+            mod, _, name = idname.partition("_OT_")
+            idname = f"{mod.lower()}.{name}"
+        idname = idname.lower()
+        out.append((token, idname if idname.count(".") == 1 and all(idname.split(".")) else None))
+    return out
 
 
 def parse_ids(text: str) -> list[str]:
     """'act3ai.generate, other.render' -> ids in Python form (`module.name`), lower case, once each."""
     ids: list[str] = []
-    for part in (text or "").replace(";", ",").split(","):
-        idname = part.strip()
-        if "_OT_" in idname:  # ACT3AI_OT_generate -> act3ai.generate
-            mod, _, name = idname.partition("_OT_")
-            idname = f"{mod.lower()}.{name}"
-        idname = idname.lower()
-        if idname.count(".") == 1 and all(idname.split(".")) and idname not in ids:
+    for _token, idname in _tokens(text):
+        if idname is not None and idname not in ids:
             ids.append(idname)
     return ids
 
@@ -77,9 +89,20 @@ def is_guarded(idname: str) -> bool:
     )
 
 
+def problems() -> list[str]:
+    """What the last `sync` could not guard, in words for the settings panel (an operator that only
+    shows up later, when its add-on is enabled, is guarded then and drops off this list)."""
+    return list(_problems)
+
+
 def sync(ids: list[str] | str) -> list[str]:
-    """Guard exactly these operator ids; returns the ids that could not be found (yet)."""
-    wanted = parse_ids(ids) if isinstance(ids, str) else parse_ids(",".join(ids))
+    """Guard exactly these operator ids; returns the ids that could not be found (yet).
+
+    Cheap enough to run every few seconds: it also guards again an operator whose add-on was
+    reloaded (a new class under the same id), which would otherwise run without the estimate.
+    """
+    text = ids if isinstance(ids, str) else ",".join(ids)
+    wanted = parse_ids(text)
     for idname in list(_guarded):
         if idname not in wanted or find_class(idname) is not _guarded[idname].cls:
             release(idname)
@@ -94,6 +117,10 @@ def sync(ids: list[str] | str) -> list[str]:
             missing.append(idname)
             continue
         _wrap(idname, cls)
+    _problems[:] = [
+        f"Not guarded: {token!r} is not an operator id (module.name)" for token, i in _tokens(text) if i is None
+    ]
+    _problems.extend(f"Not guarded: no add-on operator {idname} (yet)" for idname in missing)
     return missing
 
 
@@ -134,6 +161,7 @@ def release_all() -> None:
     for idname in list(_guarded):
         release(idname)
     _pending.clear()
+    _problems.clear()
 
 
 def _reregister(cls: type, invoke: Any) -> None:

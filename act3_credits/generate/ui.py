@@ -8,7 +8,7 @@ import bpy
 
 from .. import runtime
 from ..core import shots
-from . import draw, jobs, props
+from . import draw, intercept, jobs, props
 from .ops import account
 
 PARENT_PANEL = "ACT3_PT_credits"  # the base shell's main panel
@@ -72,7 +72,7 @@ class ACT3_PT_generate_settings(_SidebarPanel):
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
-        draw.draw_generate_settings(self.layout, props.settings(context))
+        draw.draw_generate_settings(self.layout, props.settings(context), intercept.problems())
 
 
 classes: tuple[Any, ...] = (ACT3_UL_shots, ACT3_PT_shots, ACT3_PT_render_queue, ACT3_PT_generate_settings)

@@ -209,7 +209,56 @@ def test_budget_guard_and_guarded_operators_live_in_the_preferences(studio):
     assert prefs.generate.intercept_ops == "act3ai.generate"
     assert not hasattr(bpy.types.WindowManager, "act3_generate")
     layout = RecordingLayout()
-    type(prefs).draw(SimpleNamespace(layout=layout, service_url=prefs.service_url, generate=prefs.generate), bpy.context)
+    type(prefs).draw(
+        SimpleNamespace(layout=layout, service_url=prefs.service_url, generate=prefs.generate), bpy.context
+    )
     assert "Budget Guard and Guarded Operators" in layout.texts()
     drawn = [item.property for item in layout.of_kind("prop") if item.data == prefs.generate]
     assert "guard_min_balance" in drawn and "intercept_ops" in drawn
+
+
+def test_a_reloaded_addons_operator_is_guarded_again_and_an_unknown_id_is_shown(studio):
+    generate, intercept = studio.module("generate"), studio.module("generate.intercept")
+
+    def thirdparty_addon():
+        class THIRDPARTY_OT_reload(bpy.types.Operator):
+            bl_idname = "thirdparty.reload"
+            bl_label = "Reload"
+
+            def execute(self, context):
+                return {"FINISHED"}
+
+        return THIRDPARTY_OT_reload
+
+    first = thirdparty_addon()
+    bpy.utils.register_class(first)
+    second = None
+    try:
+        studio.settings.intercept_ops = "thirdparty.reload"
+        generate._tick()  # the add-on's 2 s timer
+        assert intercept.guarded_ids() == ["thirdparty.reload"]
+
+        # The other add-on is disabled and enabled again (or its scripts reloaded): a new class, same id.
+        bpy.utils.unregister_class(first)
+        second = thirdparty_addon()
+        bpy.utils.register_class(second)
+        generate._tick()
+        assert getattr(second.__dict__.get("invoke"), "_act3_guard", False), "runs without the cost estimate"
+        assert intercept.is_guarded("thirdparty.reload")
+
+        # What cannot be guarded is said where it was typed, never silently ignored.
+        studio.settings.intercept_ops = "thirdparty.reload, thirdparty.typo, render"
+        generate._tick()
+        prefs = bpy.context.preferences.addons[blender.PACKAGE].preferences
+        layout = RecordingLayout()
+        type(prefs).draw(
+            SimpleNamespace(layout=layout, service_url=prefs.service_url, generate=prefs.generate), bpy.context
+        )
+        texts = layout.texts()
+        assert "Not guarded: no add-on operator thirdparty.typo (yet)" in texts
+        assert "Not guarded: 'render' is not an operator id (module.name)" in texts
+        assert not any("thirdparty.reload" in t for t in texts if t.startswith("Not guarded"))
+    finally:
+        intercept.release_all()
+        if second is not None:
+            bpy.utils.unregister_class(second)
