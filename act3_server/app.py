@@ -333,6 +333,8 @@ def create_app(
                 moved = clock.set(wanted)
             except ClockMovedBack as exc:
                 raise ApiError("clock_moved_back", str(exc), 422) from None
+            # Billing dates the move passed over are due now, for every organisation, as at midnight.
+            ledger.refill_due()
             return {"now": moved.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
     return app

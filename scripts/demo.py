@@ -182,7 +182,7 @@ def run_blender(url: str, key: str, workdir: Path) -> None:
         say(f"  pack {p['id']}: {p['credits']:,} cr for {p['price']}")
     before = api.header_text()
     result = bpy.ops.act3.buy_credits(pack_id="pack-250k")
-    tick_until(lambda: api.header_text() != before)
+    tick_until(lambda: api.header_text() != before and (session.state().last_message or "").startswith("Bought"))
     say(f"  bought 250,000 cr ({result}): top bar {before} → {BOLD}{api.header_text()}{RESET}")
     show_panels("Credits Detail after the purchase")
 
@@ -190,6 +190,23 @@ def run_blender(url: str, key: str, workdir: Path) -> None:
     page = api.history(limit=20)
     for row in page["items"]:
         say(f"  {row['at'][:19].replace('T', ' ')}  {str(row['shot'] or row['kind']):<16} {str(row['tier'] or ''):<9} {row['credits']:>+10,}")
+    heading("7. The billing date arrives (the service's dev clock moves forward)")
+    import requests
+
+    billing_date = api.credits().billing_date
+    moved = requests.post(
+        f"{url}/dev/clock", json={"now": f"{billing_date}T00:00:05Z"}, headers={"Authorization": f"Bearer {key}"}, timeout=10
+    )
+    moved.raise_for_status()
+    before_refill = api.credits()
+    tick_until(lambda: api.credits().billing_date != billing_date)
+    after = api.credits()
+    say(f"  {billing_date}: the monthly allocation refills to {after.monthly_allocation:,} cr; the unused"
+        f" {before_refill.monthly_remaining:,} cr roll into the bank (cap {after.rollover_cap:,} cr)")
+    show_panels("Credits Detail after the refill")
+    for row in api.history(limit=3, kind=None)["items"]:
+        say(f"  history: {row['kind']:<9} {row['credits']:>+10,}  (monthly {row['monthly_delta']:+,}, bank {row['bank_delta']:+,})")
+
     blender.disable_extension()
     say("\n  extension disabled: classes, header, timer and worker thread removed.")
 
@@ -251,14 +268,19 @@ def run_batch(bpy: Any, api: Any, session: Any, timers: Any, tick_until: Any, wo
     tick_until(progress, 120)
     paused_once = True
     bpy.ops.act3.job_pause(job_id=job_id)
-    say("  ⏸ Pause: the shot rendering now may finish; nothing more starts")
-    tick_until(lambda: session.state().jobs[job_id]["status"] == "paused")
-    progress()
+    say("  ⏸ Pause: the shot rendering now finishes and is charged; nothing more starts")
+
+    def settled() -> bool:
+        job = session.state().jobs[job_id]
+        progress()
+        return job["status"] == "paused" and not any(s["status"] == "processing" for s in job["shots"])
+
+    tick_until(settled)
     at_pause = len(seen)
     time.sleep(1.5)  # many shots' worth of render time
     timers.tick()
     progress()
-    say(f"  paused with {at_pause} shots done; 1.5 s later still {len(seen)}; top bar {api.header_text()}")
+    say(f"  paused after {at_pause} shots; 1.5 s later still {len(seen)}; top bar {api.header_text()}")
     bpy.ops.act3.job_resume(job_id=job_id)
     say("  ▶ resumed")
     tick_until(progress, 120)

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import base64
 import json
+import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from srv_helpers import Api, count_rows
+from srv_helpers import Api, ManualClock, count_rows, make_books
 from support.servers import run_cli
 
 from act3_credits.core import pricing
 from act3_server import db
 from act3_server.auth import hash_key
-from act3_server.server import build_service
+from act3_server.ledger import Ledger
+from act3_server.server import Biller, build_service
 
 SHOT = {"name": "sh010", "engine": "veo-3.1", "tier": "standard", "duration_s": 7.5}
 
@@ -316,6 +319,40 @@ def test_dev_clock_moves_forward_only_and_refills(api: Api) -> None:
     r = api.client.post("/v1/dev/clock", json={"now": "9999-12-31T23:59:59Z"}, headers=api.headers())
     assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error"
     assert api.client.get("/v1/account/credits", headers=api.headers()).status_code == 200
+
+
+def test_a_billing_date_reaches_a_waiting_long_poll_without_anyone_asking(api: Api) -> None:
+    """The refill happens at the billing date, not at the next request for that organisation."""
+    last = api.client.get("/v1/events", headers=api.headers("starter")).json()["last_seq"]
+    due = api.client.get("/v1/account/credits", headers=api.headers("starter")).json()["billing_date"]
+    r = api.client.post("/v1/dev/clock", json={"now": f"{due}T00:00:05Z"}, headers=api.headers())
+    assert r.status_code == 200
+    events = api.client.get(f"/v1/events?after={last}&wait=0", headers=api.headers("starter")).json()["events"]
+    refilled = [e for e in events if e["type"] == "billing.refilled"]
+    assert len(refilled) == 1
+    data = refilled[0]["data"]
+    # Nothing was spent: 245,000 unused roll into the bank (cap 612,500) and the month refills.
+    assert (data["monthly_allocation"], data["rolled_over"], data["expired"]) == (245_000, 245_000, 0)
+    assert data["balance"]["total"] == 490_000 and data["balance"]["billing_date"] > due
+
+
+def test_the_biller_applies_due_refills_in_the_background(ledger: Ledger, clock: ManualClock) -> None:
+    books = make_books(ledger, clock, "starter")
+    before = ledger.credits(books.org_id)
+    clock.set(datetime.fromisoformat(before["billing_date"] + "T00:00:01+00:00"))
+    biller = Biller(ledger, interval_s=0.05)
+    biller.start()
+    try:
+        deadline = time.monotonic() + 10
+        while ledger.account_row(books.org_id)["bank_rolled"] != 245_000:
+            assert time.monotonic() < deadline, "the biller never refilled"
+            time.sleep(0.02)
+    finally:
+        biller.stop()
+    after = ledger.credits(books.org_id)
+    assert (after["monthly_remaining"], after["rollover_bank"]) == (245_000, 245_000)
+    assert after["billing_date"] > before["billing_date"]
+    assert len(ledger.refill_due(books.org_id)) == 0  # once per period, whoever got there first
 
 
 def test_dev_clock_is_404_without_the_flag(database_url: str) -> None:
