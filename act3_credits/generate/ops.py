@@ -25,10 +25,11 @@ log = logging.getLogger("act3_credits")
 
 SCRIPT_WAIT_S = 60.0  # how long a script's call waits for the service in `blender -b`
 
-# Keys of confirmations whose answer was lost (offline, time-out), by what they sent: confirming the
-# same shots again reuses the key, so the service replays the first job instead of making a second.
+# Keys of confirmations that did not end in a job we know of, by what they sent: confirming the same
+# shots again reuses the key, so the service replays a job made under it instead of making a second.
+# Any failure counts, not only the ones that look like a lost answer (a gateway's 504, a time-out, a
+# reconnect while it was on its way...): a refusal stores nothing under the key, so reusing it is safe.
 _unsettled_keys: dict[str, str] = {}
-_LOST_ANSWER_CODES = frozenset({"offline", "timeout", "bad_response", "internal_error", "http_502", "http_503"})
 
 
 def worker_or_none() -> SyncWorker | None:
@@ -427,10 +428,7 @@ def _submitted(scene_name: str, name: str, body: list[dict[str, Any]], total: in
             if not bpy.app.background:
                 notify(sub.message)
             return
-        if sub.error_code in _LOST_ANSWER_CODES:
-            _unsettled_keys[key] = sub.idempotency_key
-        else:
-            _unsettled_keys.pop(key, None)
+        _unsettled_keys[key] = sub.idempotency_key
         if not bpy.app.background:
             notify(sub.message, "WARNING")
 

@@ -169,9 +169,12 @@ def test_no_shots_means_the_scene_is_one_shot(studio, live_server):
 class LosesFirstJobAnswer(http.server.ThreadingHTTPServer):
     """A proxy to the service that forwards the first POST /jobs and drops its answer."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, gateway_timeouts: int = 0) -> None:
         self.upstream = upstream.rstrip("/")
         self.lost = 0
+        # Instead of dropping the first answer: forward this many POST /jobs and answer each with a
+        # gateway's 504 (no JSON body), as a proxy in front of the service would when it is slow.
+        self.gateway_timeouts = gateway_timeouts
         self.posts: list[str] = []
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
         threading.Thread(target=self.serve_forever, daemon=True).start()
@@ -194,7 +197,16 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
         resp = requests.request(method, self.server.upstream + path, data=body, headers=headers, timeout=30)
         if method == "POST" and path == "/jobs":
             self.server.posts.append(self.headers.get("Idempotency-Key", ""))
-            if self.server.lost == 0:
+            if self.server.gateway_timeouts > 0:
+                self.server.gateway_timeouts -= 1
+                body = b"<html>504 Gateway Time-out</html>"
+                self.send_response(504)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
+            if self.server.lost == 0 and not self.server.posts[:-1]:
                 self.server.lost += 1
                 self.connection.shutdown(socket.SHUT_RDWR)  # the job was made; its answer never arrives
                 self.close_connection = True
@@ -240,3 +252,26 @@ def test_confirming_again_with_the_same_key_replays_the_first_job(studio, live_s
     assert len(jobs) == 1 and jobs[0]["estimated_credits"] == 2_080
     c = live_server.get("/account/credits").json()
     assert c["held"] + (875_000 - c["total"]) == 2_080  # held once, never twice
+
+
+def test_confirming_again_after_a_gateway_time_out_reuses_the_key_and_makes_one_job(studio, live_server):
+    # The job was made, but every try (the client retries a 504 twice) came back as a gateway's 504.
+    proxy = LosesFirstJobAnswer(live_server.url, gateway_timeouts=3)
+    try:
+        studio.connect(live_server)
+        prefs = bpy.context.preferences.addons[blender.PACKAGE].preferences
+        prefs.service_url = proxy.url
+        studio.until(lambda: studio.state.credits is not None and studio.state.connection == "ok", "the proxy")
+        studio.shots([("sh010", 1, 192)])
+        with pytest.raises(RuntimeError, match="HTTP 504"):
+            bpy.ops.act3.generate(shot="sh010")
+        # The artist confirms the same shot again: the service must recognise it, not render it twice.
+        assert bpy.ops.act3.generate(shot="sh010") == {"FINISHED"}
+        assert len(proxy.posts) == 4 and len(set(proxy.posts)) == 1
+        (job,) = studio.service_jobs(live_server)
+        assert job["estimated_credits"] == 2_080
+        # A new confirmation after that one went through is a new job, with a new key.
+        assert bpy.ops.act3.generate(shot="sh010") == {"FINISHED"}
+        assert len(studio.service_jobs(live_server)) == 2 and proxy.posts[4] != proxy.posts[0]
+    finally:
+        proxy.shutdown()
