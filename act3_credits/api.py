@@ -199,8 +199,9 @@ def buy(
 ) -> Any:
     """Buy a credit pack with the organisation's card on file (owner and admin only): a `PurchaseResult`.
 
-    When no answer comes in time the purchase may still go through: the raised `OfflineError`
-    carries `extra["idempotency_key"]`; calling `buy` again with it cannot buy twice.
+    When the answer is lost (no answer in time, a dropped connection, a gateway error) the purchase
+    may still have gone through: every error it raises (or puts on the ticket) carries
+    `extra["idempotency_key"]`; calling `buy` again with it cannot buy twice.
     """
     key = idempotency_key or new_idempotency_key()
     return _call("buy", wait, callback, pack_id=pack_id, idempotency_key=key)
@@ -241,6 +242,7 @@ def submit(
 
     def finish(ticket: Ticket) -> None:
         outer.done, outer.ok, outer.result, outer.error = True, ticket.ok, ticket.result, ticket.error
+        _carry_key(outer.error, send)
         callback(outer)
 
     def estimated(ticket: Ticket) -> None:
@@ -339,22 +341,31 @@ def _call(
     """Ask the worker; with a callback return the Ticket at once, else wait for the answer."""
     worker = runtime.worker()
     if callback is not None:
-        if shape is None:
+        if shape is None and "idempotency_key" not in params:
             return worker.request(kind, callback=callback, **params)
 
         def shaped(ticket: Ticket) -> None:
-            if ticket.ok:
+            if ticket.ok and shape is not None:
                 ticket.result = shape(ticket.result)
+            _carry_key(ticket.error, params)
             callback(ticket)
 
         return worker.request(kind, callback=shaped, **params)
     ticket: Ticket = worker.request(kind, **params)
     if not worker.wait(ticket, wait):
-        raise OfflineError(
-            f"No answer from the ACT3 service within {wait:g} s; it may still be working on it.",
-            code="timeout",
-            **({"idempotency_key": params["idempotency_key"]} if "idempotency_key" in params else {}),
+        raise _carry_key(
+            OfflineError(
+                f"No answer from the ACT3 service within {wait:g} s; it may still be working on it.", code="timeout"
+            ),
+            params,
         )
     if ticket.error is not None:
-        raise ticket.error
+        raise _carry_key(ticket.error, params)
     return shape(ticket.result) if shape is not None else ticket.result
+
+
+def _carry_key(error: Any, params: dict[str, Any]) -> Any:
+    """A write that failed (a time-out, a dropped answer: it may have happened) says which key to retry it with."""
+    if isinstance(error, Act3Error) and "idempotency_key" in params:
+        error.extra.setdefault("idempotency_key", params["idempotency_key"])
+    return error

@@ -267,3 +267,24 @@ def test_a_service_that_ignores_the_long_poll_wait_is_not_hammered(secret):
             assert 2 <= srv.request_count <= 6, srv.requests  # position, a refresh attempt, and about one poll a second
         finally:
             worker.stop()
+
+
+def test_a_purchase_whose_answer_never_came_can_be_retried_with_its_key(secret):
+    """The service may have bought it: the error carries the key, so buying again with it cannot buy twice."""
+    from act3_credits import api, runtime
+
+    with FaultServer("hang") as srv:
+        runtime.start(Settings(srv.url, secret, read_timeout=0.3, retries=0, events_wait=0.0))
+        try:
+            with pytest.raises(OfflineError, match="no answer within 0.3 s") as err:
+                api.buy("pack-50k", wait=10)
+            key = err.value.extra["idempotency_key"]
+            sent = [h for h in srv.requests if h.startswith(b"POST /v1/purchases")]
+            assert len(sent) == 1 and f"Idempotency-Key: {key}".encode() in sent[0]
+
+            # Without waiting, the ticket's error carries it too.
+            ticket = api.buy("pack-50k", idempotency_key=key, callback=lambda _t: None)
+            assert api.wait(ticket, 10) and isinstance(ticket.error, OfflineError)
+            assert ticket.error.extra["idempotency_key"] == key
+        finally:
+            runtime.stop()
