@@ -44,6 +44,15 @@ MAX_RETRY_AFTER_S = 30.0
 T = TypeVar("T")
 
 AUTH_MESSAGE = "The ACT3 API key was refused: check it in Preferences > Add-ons > ACT3 Credits."
+BAD_KEY_MESSAGE = (
+    "The ACT3 API key has a line break or another character no key has: paste it again in "
+    "Preferences > Add-ons > ACT3 Credits (or fix ACT3_API_KEY)."
+)
+
+
+def key_is_sendable(key: str) -> bool:
+    """A key is one printable ASCII word: anything else cannot go in a header (and requests would echo it)."""
+    return all(33 <= ord(ch) <= 126 for ch in key)
 
 
 def new_idempotency_key() -> str:
@@ -400,6 +409,8 @@ class Client:
         idempotency_key: str | None = None,
         read_timeout: float | None = None,
     ) -> requests.Response:
+        if self._key and not key_is_sendable(self._key):
+            raise AuthError(BAD_KEY_MESSAGE, code="bad_key")
         hdrs = dict(headers or {})
         if idempotency_key:
             hdrs["Idempotency-Key"] = idempotency_key
@@ -523,10 +534,11 @@ class Client:
 
     def _clean(self, value: object) -> str:
         """One line, and never the key (a proxy or an exception could echo the Authorization header)."""
-        text = " ".join(str(value).split())
+        text = str(value)
         if self._key:
-            text = text.replace(self._key, mask_key(self._key))
-        return text
+            for form in (self._key, repr(self._key)[1:-1]):  # as is, and as a repr() of a header shows it
+                text = text.replace(form, mask_key(self._key))
+        return " ".join(text.split())
 
 
 def _parse_me(d: Any) -> dict[str, Any]:

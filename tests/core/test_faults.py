@@ -8,7 +8,7 @@ import time
 import pytest
 from support.faults import FaultServer, closed_port_url
 
-from act3_credits.core.client import Act3Error, Client, OfflineError, ServerError
+from act3_credits.core.client import Act3Error, AuthError, Client, OfflineError, ServerError
 from act3_credits.core.state import Credits, State
 from act3_credits.core.sync import Settings, SyncWorker
 
@@ -119,6 +119,24 @@ def test_the_key_is_sent_but_never_shown(secret):
     for text in (str(err.value), repr(err.value), repr(c), repr(Settings("http://x/v1", secret))):
         assert secret not in text
     assert "…b1a0" in repr(c)
+
+
+@pytest.mark.parametrize("broken", ["\n", "\r\n", "\t", "\x00"])
+def test_a_key_with_a_line_break_inside_is_refused_in_words_and_never_shown(secret, broken, drain_until):
+    # e.g. an api_key file with a second line, or ACT3_API_KEY set from a file with two lines
+    key = secret[:20] + broken + secret[20:]
+    with FaultServer("json", body={}) as srv:
+        with pytest.raises(AuthError) as err:
+            client(srv.url, key).credits()
+        assert srv.request_count == 0  # nothing is sent with a key that cannot be a key
+        worker = hung_worker(srv.url, key)
+        try:
+            drain_until(worker, lambda: worker.state.connection == "auth")
+        finally:
+            worker.stop()
+    for text in (str(err.value), repr(err.value), worker.state.last_error or ""):
+        assert secret[:20] not in text and secret[20:] not in text
+    assert str(err.value).startswith("The ACT3 API key has a line break or another character no key has")
 
 
 # ------------------------------------------------------------------ the worker
