@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -35,6 +36,33 @@ report = {
     "panel": panel.texts(),
     "history_ids": [row["id"] for row in page["items"]],
 }
+# GENERATE under 4.2: camera markers -> shots at 29.97 fps, the batch sent and paused, resumed and
+# canceled from the operators (headless, they wait for the service's answer themselves).
+runtime = importlib.import_module(blender.PACKAGE + ".runtime")
+scene = bpy.context.scene
+scene.frame_start, scene.frame_end = 1, 96
+scene.render.fps, scene.render.fps_base = 30, 1.001
+for i, frame in enumerate((1, 49)):
+    camera = bpy.data.objects.new(f"Cam{i}", bpy.data.cameras.new(f"Cam{i}"))
+    scene.collection.objects.link(camera)
+    scene.timeline_markers.new(f"sh0{i + 1}0", frame=frame).camera = camera
+ops = {"shots_from_markers": sorted(bpy.ops.act3.shots_from_markers())}
+report["shots"] = [(s.name, s.frame_start, s.frame_end, s.camera.name) for s in scene.act3_shots]
+ops["generate_batch"] = sorted(bpy.ops.act3.generate_batch())
+job_id = max(runtime.state().jobs)
+for action in ("job_pause", "job_resume", "job_cancel"):
+    ops[action] = sorted(getattr(bpy.ops.act3, action)(job_id=job_id))
+report["job"] = api.job(job_id)
+csv_path = Path(tempfile.mkdtemp(prefix="act3-csv-")) / "act3-history.csv"
+ops["export_history_csv"] = sorted(bpy.ops.act3.export_history_csv(filepath=str(csv_path)))
+try:
+    bpy.ops.act3.export_history_csv(filepath=str(csv_path.parent / "no-such-folder" / "h.csv"))
+except RuntimeError as exc:
+    report["unwritable_csv"] = str(exc)
+report["ops"] = ops
+api.refresh(wait=20)
+report["after_cancel"] = api.credits().as_dict()
+
 blender.disable_extension()
 report["registered_after_disable"] = hasattr(bpy.types, "ACT3_PT_credits")
 

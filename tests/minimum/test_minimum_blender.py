@@ -18,9 +18,11 @@ HERE = Path(__file__).resolve().parent
 BPY42_PYTHON = os.environ.get("ACT3_BPY42_PYTHON") or str(HERE.parents[1] / ".venv-bpy42" / "bin" / "python")
 
 
-def test_extension_installs_and_shows_the_balance_in_blender_4_2(live_server, tmp_path: Path) -> None:
+def test_extension_installs_and_shows_the_balance_in_blender_4_2(live_server_factory, tmp_path: Path) -> None:
     if not Path(BPY42_PYTHON).exists():
         pytest.fail(f"the Blender 4.2 environment is missing ({BPY42_PYTHON}): run ./scripts/test, which makes it")
+    # Shots render in real time, so the batch is still running when it is paused and canceled.
+    live_server = live_server_factory(render_speed=1.0)
     owner = live_server.key("starter", "owner")
     headers = {"Authorization": f"Bearer {owner}"}
     # A purchase, so the history has rows and the bank a purchased part to show.
@@ -53,5 +55,22 @@ def test_extension_installs_and_shows_the_balance_in_blender_4_2(live_server, tm
         assert shown[field] == expected[field], field
     assert "245,000 of 245,000 cr" in report["panel"]
     assert report["history_ids"] == [row["id"] for row in expected_history["items"]]
+    # GENERATE: two shots from the camera markers at 29.97 fps (48 frames = 1.6 s, charged as 4 s),
+    # sent, paused, resumed and canceled through the operators; nothing charged, nothing held.
+    assert report["shots"] == [["sh010", 1, 48, "Cam0"], ["sh020", 49, 96, "Cam1"]]
+    assert report["ops"] == {
+        "shots_from_markers": ["FINISHED"],
+        "generate_batch": ["FINISHED"],
+        "job_pause": ["FINISHED"],
+        "job_resume": ["FINISHED"],
+        "job_cancel": ["FINISHED"],
+        "export_history_csv": ["FINISHED"],
+    }
+    job = report["job"]
+    assert job["status"] == "canceled" and job["estimated_credits"] == 2 * 1_040
+    assert [s["duration_s"] for s in job["shots"]] == [4, 4]
+    assert report["unwritable_csv"].startswith("Error: Could not write ")
+    after = report["after_cancel"]
+    assert after["held"] == 0 and after["total"] == 295_000 - job["charged_credits"]
     assert report["registered_after_disable"] is False
     assert report["act3_threads_after_disable"] == []
