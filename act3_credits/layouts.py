@@ -68,13 +68,22 @@ def header_tooltip(state: State, thresholds: Thresholds) -> str:
         if level != "ok":
             lines.append(low_balance_line(state, thresholds, level))
         if state.is_stale():
-            lines.append("Not up to date: the last sync is more than a minute old")
+            lines.append(stale_line(state))
     if state.connection == "disabled":
         lines.append(OFFLINE_LINE)
     elif state.last_error:
         lines.append(state.last_error)
     lines.append("Click to open the credits details")
     return "\n".join(lines)
+
+
+def stale_line(state: State) -> str:
+    """Why the balance may be out of date, truthfully: it is not always a minute since the last sync."""
+    if state.credits_from_cache or state.last_sync_monotonic is None:
+        return "Not up to date: saved by an earlier session, not confirmed by ACT3 yet"
+    if state.connection != "ok":
+        return "Not up to date: ACT3 cannot be reached right now"
+    return "Not up to date: the last sync is more than a minute old"
 
 
 def low_balance_line(state: State, thresholds: Thresholds, level: str, short: bool = False) -> str:

@@ -127,6 +127,20 @@ def test_an_unreachable_service_shows_the_last_balance_with_a_broken_link_and_th
     assert "Cannot reach ACT3 at 127.0.0.1:9: connection refused." in layouts.header_tooltip(state, DEFAULTS)
 
 
+def test_the_tooltip_says_why_the_balance_is_not_up_to_date_not_always_a_minute():
+    state = synced_state()  # synced a moment ago, then the service went away
+    state.set_connection("offline", "ACT3 service unreachable at 127.0.0.1:9: connection refused.")
+    tooltip = layouts.header_tooltip(state, DEFAULTS)
+    assert "Not up to date: ACT3 cannot be reached right now" in tooltip
+    assert "more than a minute" not in tooltip
+
+    cached = State()  # Blender just started: the balance saved by the last session
+    cached.set_credits(synced_state().credits, from_cache=True)
+    tooltip = layouts.header_tooltip(cached, DEFAULTS)
+    assert "Not up to date: saved by an earlier session, not confirmed by ACT3 yet" in tooltip
+    assert "more than a minute" not in tooltip
+
+
 def test_without_a_key_the_top_bar_asks_for_one():
     state = State(connection="unconfigured")
     assert header(state).operator_button("act3.open_credits").text == "ACT3: set API key"
