@@ -268,7 +268,8 @@ class ACT3_OT_fit_to_budget(bpy.types.Operator):
 class _CostEstimate(bpy.types.Operator):
     """Shared by Generate, Generate Batch and Retry: the dialog, and Confirm."""
 
-    bl_options = {"REGISTER", "INTERNAL"}
+    # Not REGISTER: Repeat Last (Shift+R) would replay the last Confirm with its idempotency key.
+    bl_options = {"INTERNAL"}
     dialog_width = 420
     batch = False
 
@@ -532,7 +533,9 @@ class ACT3_OT_retry_shot(_CostEstimate):
     def failed_shot(self) -> dict[str, Any] | None:
         job = runtime.state().jobs.get(self.job_id)
         shots_ = (job or {}).get("shots") or []
-        return shots_[self.shot_index] if 0 <= self.shot_index < len(shots_) else None
+        found = shots_[self.shot_index] if 0 <= self.shot_index < len(shots_) else None
+        # Only a failed shot is retried (it was never charged); a script must not re-render the others.
+        return found if found is not None and found.get("status") == "failed" else None
 
     def shot_list(self, context: Any) -> list[Shot]:
         s = self.failed_shot()
@@ -545,7 +548,7 @@ class ACT3_OT_retry_shot(_CostEstimate):
         return f"{chosen[0].name} retry" if chosen else "retry"
 
     def nothing_message(self) -> str:
-        return f"Job {self.job_id} has no shot {self.shot_index + 1} to retry."
+        return f"Job {self.job_id} has no failed shot {self.shot_index + 1} to retry."
 
 
 # ---------------------------------------------------------------------------------------- queue

@@ -168,3 +168,10 @@ def test_a_failed_shot_is_not_charged_and_retry_sends_a_new_one_shot_job(studio,
     assert [s["name"] for s in new["shots"]] == [failed[0]["name"]]
     assert new["estimated_credits"] == failed[0]["credits"]
     assert retry.properties.job_id == job_id
+    # A completed shot is not retried, even from a script: it was charged already.
+    completed_shots = [s for s in job["shots"] if s["status"] == "completed"]
+    if completed_shots:
+        jobs_before = set(studio.state.jobs)
+        with pytest.raises(RuntimeError, match="has no failed shot"):  # its report, as one line
+            bpy.ops.act3.retry_shot(job_id=job_id, shot_index=completed_shots[0]["index"])
+        assert set(studio.state.jobs) == jobs_before
