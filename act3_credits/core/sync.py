@@ -626,7 +626,10 @@ class SyncWorker:
                 except TypeError:
                     log.warning("ACT3: ignoring a %s event without a readable balance", etype)
             if etype.startswith("job.") and data.get("job_id") is not None:
-                self._job_event(etype, data)
+                try:
+                    self._job_event(etype, data)
+                except (TypeError, ValueError):  # one odd event must not hide the rest of the page
+                    log.warning("ACT3: ignoring a %s event with an unreadable job", etype)
             if etype in HISTORY_EVENTS:
                 self._history_dirty = True
             for callback in list(self._subscribers):

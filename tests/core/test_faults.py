@@ -8,7 +8,7 @@ import time
 import pytest
 from support.faults import FaultServer, closed_port_url
 
-from act3_credits.core.client import Act3Error, AuthError, Client, OfflineError, ServerError
+from act3_credits.core.client import Act3Error, AuthError, Client, EventsPage, OfflineError, ServerError
 from act3_credits.core.state import Credits, State
 from act3_credits.core.sync import Settings, SyncWorker
 
@@ -306,3 +306,23 @@ def test_a_purchase_whose_answer_never_came_can_be_retried_with_its_key(secret):
             assert ticket.error.extra["idempotency_key"] == key
         finally:
             runtime.stop()
+
+
+def test_an_unreadable_job_event_does_not_hide_the_rest_of_its_page():
+    """A garbled event (a job id that is not a number) is skipped; the balance after it still lands."""
+    state = State()
+    worker = SyncWorker(state)
+    seen: list[str] = []
+    worker.subscribe(lambda kind, data: seen.append(kind))
+    balance = Credits(org_id=1, total=874_216, available=874_216, monthly_allocation=875_000, version=9).to_json()
+    page = EventsPage(
+        [
+            {"seq": 1, "type": "job.shot_completed", "data": {"job_id": "not-a-number", "credits": 784}},
+            {"seq": 2, "type": "balance.changed", "data": {"balance": balance, "reason": "render"}},
+        ],
+        last_seq=2,
+    )
+    worker._on_events(page, {})
+    assert state.credits is not None and state.credits.total == 874_216
+    assert state.header_text() == "874,216 cr"
+    assert seen == ["job.shot_completed", "balance.changed"]
