@@ -10,14 +10,13 @@ should read comes from asking the service with `requests`.
 from __future__ import annotations
 
 import csv
-import importlib
 import os
 import stat
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -34,49 +33,12 @@ bpy = blender.import_bpy()
 PACK = "pack-250k"
 
 
-class Shell:
+class Shell(blender.EnabledAddon):
     """The enabled add-on, seen from a test."""
-
-    def __init__(self, package: ModuleType) -> None:
-        self.package = package
-
-    def module(self, name: str) -> Any:
-        return importlib.import_module(f"{blender.PACKAGE}.{name}")
-
-    @property
-    def state(self) -> Any:
-        return self.module("session").state()
-
-    @property
-    def prefs(self) -> Any:
-        return bpy.context.preferences.addons[blender.PACKAGE].preferences
 
     @property
     def ui(self) -> Any:
         return bpy.context.window_manager.act3
-
-    def connect(self, server: LiveServer, plan: str = "pro", role: str = "owner") -> str:
-        """What an artist does in the preferences: the service URL, then paste the key."""
-        key = server.key(plan, role)
-        self.prefs.service_url = server.url
-        self.prefs.api_key = key
-        return key
-
-    def until(self, predicate: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-        """Run the add-on's timer until `predicate()` is true (what Blender's event loop would do)."""
-        timers = self.module("timers")
-        deadline = time.monotonic() + timeout
-        while True:
-            timers.tick()
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                s = self.state
-                raise AssertionError(
-                    f"{what} did not happen in {timeout} s: {s.connection}, {s.last_error}, {s.last_message}"
-                )
-            time.sleep(0.02)
 
     def synced_with(self, server: LiveServer, plan: str = "pro", role: str = "owner") -> dict[str, Any]:
         """Wait until the add-on shows exactly the balance the service reports now; returns it."""

@@ -6,9 +6,7 @@ drains the worker as Blender's event loop would.
 
 from __future__ import annotations
 
-import importlib
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,22 +16,8 @@ from support.servers import LiveServer
 bpy = blender.import_bpy()
 
 
-class Studio:
+class Studio(blender.EnabledAddon):
     """The enabled add-on and the scene, as a test drives them."""
-
-    def __init__(self, package: Any) -> None:
-        self.package = package
-
-    def module(self, name: str) -> Any:
-        return importlib.import_module(f"{blender.PACKAGE}.{name}")
-
-    @property
-    def state(self) -> Any:
-        return self.module("runtime").state()
-
-    @property
-    def worker(self) -> Any:
-        return self.module("runtime").worker()
 
     @property
     def scene(self) -> Any:
@@ -44,30 +28,12 @@ class Studio:
         return self.module("generate.props").settings(bpy.context)
 
     def connect(self, server: LiveServer, plan: str = "pro", role: str = "owner") -> str:
-        key = server.key(plan, role)
-        prefs = bpy.context.preferences.addons[blender.PACKAGE].preferences
-        prefs.service_url = server.url
-        prefs.api_key = key
+        key = super().connect(server, plan, role)
         self.until(
             lambda: self.state.credits is not None and self.state.me is not None and self.state.rate_card is not None,
             "the first sync",
         )
         return key
-
-    def until(self, predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
-        timers = self.module("timers")
-        deadline = time.monotonic() + timeout
-        while True:
-            timers.tick()
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                s = self.state
-                raise AssertionError(
-                    f"{what} did not happen in {timeout} s: {s.connection}, {s.last_error}, {s.last_message}"
-                )
-            time.sleep(0.01)
 
     def shots(self, specs: list[tuple[str, int, int]], **common: Any) -> list[Any]:
         """Replace the scene's shots with (name, frame_start, frame_end) at 24 fps."""

@@ -7,12 +7,16 @@ bpy is one Blender per process, so everything here is process-wide.
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
 import os
 import sys
 import tempfile
+import time
 import types
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 REPO_MODULE = "act3test"
@@ -77,3 +81,50 @@ def enable_extension() -> types.ModuleType:
 
     addon_utils.enable(PACKAGE, default_set=True, handle_error=_raise)
     return sys.modules[PACKAGE]
+
+
+class EnabledAddon:
+    """The enabled extension as a test drives it: its modules, its state, the artist's preferences,
+    and `until`, which runs the add-on's timer beat as Blender's event loop would (headless Blender
+    fires no timers)."""
+
+    def __init__(self, package: types.ModuleType) -> None:
+        self.package = package
+
+    def module(self, name: str) -> types.ModuleType:
+        return importlib.import_module(f"{PACKAGE}.{name}")
+
+    @property
+    def state(self) -> Any:
+        return self.module("runtime").state()
+
+    @property
+    def worker(self) -> Any:
+        return self.module("runtime").worker()
+
+    @property
+    def prefs(self) -> Any:
+        return import_bpy().context.preferences.addons[PACKAGE].preferences
+
+    def connect(self, server: Any, plan: str = "pro", role: str = "owner") -> str:
+        """What an artist does in the preferences: the service URL, then paste the key."""
+        key = server.key(plan, role)
+        self.prefs.service_url = server.url
+        self.prefs.api_key = key
+        return key
+
+    def until(self, predicate: Callable[[], Any], what: str, timeout: float = 30.0) -> Any:
+        """Run the add-on's timer until `predicate()` is true; returns its value."""
+        timers = self.module("timers")
+        deadline = time.monotonic() + timeout
+        while True:
+            timers.tick()
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                s = self.state
+                raise AssertionError(
+                    f"{what} did not happen in {timeout} s: {s.connection}, {s.last_error}, {s.last_message}"
+                )
+            time.sleep(0.01)
