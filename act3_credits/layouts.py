@@ -31,6 +31,38 @@ class Thresholds:
         return state.alert_level(self.warn, self.critical, self.custom)
 
 
+# --------------------------------------------------------------------------------- widths
+
+# The 3D View sidebar opens 220 px wide at UI scale 1 (Blender's UI_SIDEBAR_PANEL_WIDTH); its tabs and a
+# panel's margins take about 45 px of that. Below `WIDE_REGION` a list shows its essential columns only.
+DEFAULT_SIDEBAR = 220
+WIDE_REGION = 330
+
+
+def region_width(context: Any) -> float:
+    """The region's width in pixels at UI scale 1 (what Blender draws is this times the scale)."""
+    region = getattr(context, "region", None)
+    if region is None:
+        return float(DEFAULT_SIDEBAR)
+    prefs = getattr(context, "preferences", None)
+    scale = prefs.system.ui_scale if prefs is not None else 1.0
+    return region.width / max(scale or 1.0, 0.1)
+
+
+def is_wide(width: float) -> bool:
+    return width >= WIDE_REGION
+
+
+def figure_row(layout: Any, label: str, value: str, icon: str = "NONE", factor: float = 0.5) -> Any:
+    """'Label ...... 12,480 cr': the figure right-aligned in its own half, so a name never cuts it."""
+    split = layout.split(factor=factor)
+    split.label(text=label, icon=icon)
+    right = split.row()
+    right.alignment = "RIGHT"
+    right.label(text=value)
+    return split
+
+
 # ------------------------------------------------------------------------------------ top bar
 
 LEVEL_ICONS = {"critical": "ERROR", "warn": "ERROR", "ok": "NONE"}
@@ -46,7 +78,10 @@ def header_icon(state: State, level: str) -> str:
 
 
 def draw_header(layout: Any, state: State, thresholds: Thresholds) -> None:
-    """The balance at the right end of the top bar: one button that opens the Credits Detail panel."""
+    """What can still be spent, at the right end of the top bar: one button that opens Credits Detail.
+
+    Low (under the warning line): a warning triangle. Very low: the same, on Blender's red alert colour.
+    """
     level = thresholds.level(state)
     row = layout.row(align=True)
     row.alert = level == "critical"
@@ -54,15 +89,16 @@ def draw_header(layout: Any, state: State, thresholds: Thresholds) -> None:
 
 
 def header_tooltip(state: State, thresholds: Thresholds) -> str:
-    """The balance button's tooltip: 'Balance 245,000 cr, as of 14:02', and why it may be off."""
-    if state.credits is None:
+    """The balance button's tooltip: what the figures are, when they were confirmed, why they may be off."""
+    c = state.credits
+    if c is None:
         lines = [f"ACT3 balance not known yet: {state.header_text()}"]
     else:
-        lines = [f"Balance {state.header_text()}, {state.as_of_text()}"]
-        if state.credits.held:
+        lines = [f"{formatting.credits(c.available)} available for new jobs, {state.as_of_text()}"]
+        if c.held:
             lines.append(
-                f"{formatting.credits(state.credits.held)} held by unfinished jobs: "
-                f"{formatting.credits(state.credits.available)} available for new ones"
+                f"{formatting.credits(c.held)} held by running jobs, charged shot by shot "
+                f"(balance {formatting.credits(c.total)})"
             )
         level = thresholds.level(state)
         if level != "ok":
@@ -92,12 +128,12 @@ def low_balance_line(state: State, thresholds: Thresholds, level: str, short: bo
     if c is None:
         return ""
     if level == "critical":
-        line = f"Very low balance: under {_percent(thresholds.critical)}"
+        line = f"Very low: under {_percent(thresholds.critical)}"
     elif c.available < c.monthly_allocation * thresholds.warn:
-        line = f"Low balance: under {_percent(thresholds.warn)}"
+        line = f"Low: under {_percent(thresholds.warn)}"
     else:
-        return f"Below your warning line of {formatting.credits(thresholds.custom)}"
-    return line + ("" if short else " of the monthly allocation")
+        return f"Below your line of {formatting.credits(thresholds.custom)}"
+    return line + (" of monthly" if short else " of the monthly allocation available")
 
 
 def _percent(fraction: float) -> str:
@@ -107,86 +143,100 @@ def _percent(fraction: float) -> str:
 # ------------------------------------------------------------------------------ credits panel
 
 
-def wrapped_label(layout: Any, text: str, icon: str = "NONE", width: int = 40) -> None:
-    """A long line as several labels (Blender cuts a label's middle out instead of wrapping it)."""
-    col = layout.column(align=True)
-    for i, line in enumerate(textwrap.wrap(text, width=max(12, width)) or [""]):
-        col.label(text=line, icon=icon if i == 0 else "BLANK1" if icon != "NONE" else "NONE")
+@dataclass(frozen=True)
+class Status:
+    """The Credits Detail panel's one status line: a short text, its icon, and the whole story for its tooltip."""
+
+    text: str
+    icon: str
+    tooltip: str
+    alert: bool = False
 
 
-def draw_connection(layout: Any, state: State, online_access: bool, width: int = 40) -> None:
-    """Connection problems as one readable line (and how to fix online access)."""
+def status(state: State, thresholds: Thresholds, online_access: bool) -> Status:
+    """Always exactly one line, so the panels below never move when the link or the balance changes."""
+    c = state.credits
+    when = formatting.clock(state.last_sync_wall) if state.last_sync_wall else None
     if not online_access or state.connection == "disabled":
-        wrapped_label(layout, OFFLINE_LINE, icon="UNLINKED", width=width)
-        wrapped_label(layout, ONLINE_ACCESS_HINT, width=width)
-        return
-    if state.last_error:
-        row = layout.row()
-        row.alert = True
-        wrapped_label(row, state.last_error, icon="ERROR", width=width)
-    elif state.credits is not None and state.is_stale():
-        layout.label(text=f"Not up to date: {state.as_of_text()}", icon="TIME")
+        return Status("Online access is off", "UNLINKED", f"{OFFLINE_LINE} {ONLINE_ACCESS_HINT}")
+    if state.connection == "unconfigured":
+        return Status("No API key: see Preferences", "UNLOCKED", state.last_error or "No ACT3 API key.", True)
+    if state.connection == "auth":
+        return Status("API key refused", "ERROR", state.last_error or "ACT3 refused the API key.", True)
+    if state.connection == "offline":
+        text = f"Offline · {state.as_of_text()}" if c is not None else "ACT3 unreachable"
+        return Status(text, "UNLINKED", state.last_error or stale_line(state), True)
+    if c is None:
+        return Status("Connecting to ACT3…", "SORTTIME", "Waiting for the first answer from ACT3.")
+    if state.is_stale():
+        return Status(f"Not up to date · {when or '—'}", "TIME", stale_line(state))
+    level = thresholds.level(state)
+    if level != "ok":
+        return Status(
+            low_balance_line(state, thresholds, level, short=True),
+            "ERROR",
+            low_balance_line(state, thresholds, level),
+            level == "critical",
+        )
+    return Status(f"Up to date · {when}", "CHECKMARK", f"Confirmed by ACT3 at {when}.")
 
 
-def draw_credits(layout: Any, state: State, thresholds: Thresholds, online_access: bool, width: int = 40) -> None:
+def draw_credits(layout: Any, state: State, thresholds: Thresholds, online_access: bool, width: float = 0) -> None:
     """The Credits Detail panel (3D View sidebar, ACT3 tab, and the top bar's popover).
 
-    `width` is about how many characters fit on a line, for the messages that wrap.
+    Every row is always there (a dash until the first sync) and changes only its text, so nothing
+    below it moves while the artist reaches for a button. Messages go to Blender's reports.
     """
     c = state.credits
     level = thresholds.level(state)
 
+    def cr(value: int | None) -> str:
+        return formatting.credits(value if c is not None else None)
+
     row = layout.row()
     row.alert = level == "critical"
-    row.label(text=f"Balance: {state.header_text()}", icon=header_icon(state, level))
-    if c is not None and c.held:
-        layout.label(text=f"Available for new jobs: {formatting.credits(c.available)}")
-    if c is not None and level != "ok":
-        warn = layout.row()
-        warn.alert = level == "critical"
-        warn.label(text=low_balance_line(state, thresholds, level, short=True))
+    icon = header_icon(state, level)
+    figure_row(row, "Available", cr(c.available if c else None), icon="BLANK1" if icon == "NONE" else icon)
+    figure_row(layout, "Held by jobs", cr(c.held if c else None), icon="SORTTIME")
 
-    draw_connection(layout, state, online_access, width)
-
+    box = layout.box()
+    box.label(text="Monthly Allocation", icon="TIME")
     if c is not None:
-        box = layout.box()
-        box.label(text="Monthly Allocation", icon="TIME")
         box.progress(
             factor=c.monthly_fraction,
             type="BAR",
             text=f"{formatting.credits(c.monthly_remaining, unit=False)} of {formatting.credits(c.monthly_allocation)}",
         )
-        box.label(text=billing_line(c.billing_date))
+    else:
+        box.progress(factor=0.0, type="BAR", text="—")
+    box.label(text=billing_line(c.billing_date if c else ""))
 
-        box = layout.box()
-        box.label(text="Rollover Bank", icon="RECOVER_LAST")
-        _pair(box, "Banked", formatting.credits(c.rollover_bank))
-        _pair(box, "Cap", formatting.credits(c.rollover_cap))
-        _pair(box, "From purchases", formatting.credits(c.rollover_purchased))
+    box = layout.box()
+    box.label(text="Rollover Bank", icon="RECOVER_LAST")
+    figure_row(box, "Rolled over", cr(c.rollover_rolled if c else None))
+    figure_row(box, "Cap", cr(c.rollover_cap if c else None))
 
-        box = layout.box()
-        _pair(box, "Held by jobs", formatting.credits(c.held))
-        _pair(box, "Total", formatting.credits(c.total))
+    box = layout.box()
+    box.label(text="Purchased", icon="PACKAGE")
+    figure_row(box, "Never expire", cr(c.rollover_purchased if c else None))
+
+    st = status(state, thresholds, online_access)
+    row = layout.row()
+    row.alert = st.alert
+    row.operator("act3.status", text=st.text, icon=st.icon, emboss=False)
 
     row = layout.row(align=True)
     row.operator("act3.refresh", text="Refresh", icon="FILE_REFRESH")
     row.operator("act3.buy_credits", text="Buy Credits", icon="ADD")
-    if state.last_message:
-        wrapped_label(layout, state.last_message, icon="INFO", width=width)
 
 
 def billing_line(billing_date: str) -> str:
+    """'Refills 1 Dec (in 3 days)'."""
     days = formatting.days_until(billing_date)
     if days is None:
-        return "Next billing date not known"
+        return "Next refill not known yet"
     when = "today" if days == 0 else "tomorrow" if days == 1 else f"in {days} days"
-    return f"Next billing {billing_date[:10]} ({when})"
-
-
-def _pair(layout: Any, label: str, value: str) -> None:
-    split = layout.split(factor=0.5)
-    split.label(text=label)
-    split.label(text=value)
+    return f"Refills {formatting.day_month(billing_date)} ({when})"
 
 
 # ------------------------------------------------------------------------------------ history
@@ -204,10 +254,6 @@ KIND_LABELS = {
 }
 
 
-# The list is narrow (a sidebar): Standard reads "Std" there; the row's tooltip has every detail.
-TIER_SHORT = {"standard": "Std"}
-
-
 @dataclass(frozen=True)
 class HistoryCells:
     """One history row as the list reads it, and its tooltip."""
@@ -219,12 +265,14 @@ class HistoryCells:
     tooltip: str = ""
 
 
-def history_cells(row: HistoryRow) -> HistoryCells:
-    tier = TIER_SHORT.get(row.tier, tier_name(row.tier)) if row.tier else ""
+def history_cells(row: HistoryRow, card: pricing.RateCard | None = None) -> HistoryCells:
+    """Date, shot (or what the line was: 'Monthly refill'), tier and signed credits; every detail in the tooltip."""
+    card = card or pricing.DEFAULT_RATE_CARD
+    tier = tier_name(row.tier) if row.tier else ""
     shot = row.shot if row.kind == "render" and row.shot else KIND_LABELS.get(row.kind, row.kind)
     details = [formatting.day(row.at), shot or ""]
     if row.kind == "render":
-        details += [row.engine or "", tier_name(row.tier or ""), f"{row.duration_s} s" if row.duration_s else ""]
+        details += [engine_name(card, row.engine or ""), tier, f"{row.duration_s} s" if row.duration_s else ""]
     details.append(f"{formatting.signed_credits(row.credits)} cr")
     if row.member:
         details.append(row.member)
@@ -241,17 +289,47 @@ def tier_name(tier_id: str) -> str:
     return tier_id
 
 
-def draw_history_item(layout: Any, date: str, shot: str, tier: str, cost: str) -> None:
-    """One row of ACT3_UL_history: date, shot (or what the line was), tier, signed credits."""
-    split = layout.split(factor=0.23)
-    split.label(text=date)
-    split = split.split(factor=0.32)
-    split.label(text=shot)
-    split = split.split(factor=0.36)
-    split.label(text=tier)
+def engine_name(card: pricing.RateCard, engine_id: str) -> str:
+    """'Grok Imagine' for 'grok-imagine'; an engine the card does not know reads as its id."""
+    try:
+        return card.engine(engine_id).name
+    except pricing.PricingError:
+        return engine_id or "?"
+
+
+def draw_history_item(layout: Any, date: str, shot: str, tier: str, cost: str, width: float = DEFAULT_SIDEBAR) -> None:
+    """One row of ACT3_UL_history: date, shot (or what the line was), tier when there is room, signed credits.
+
+    The credits figure has its own right-aligned column and always reads whole; a refill or a
+    purchase spans the shot and tier columns ('Monthly refill').
+    """
+    split = layout.split(factor=0.68 if is_wide(width) else 0.62)
+    left = split.split(factor=0.3 if is_wide(width) else 0.38)
+    left.label(text=date)
+    if is_wide(width) and tier:
+        names = left.split(factor=0.55)
+        names.label(text=shot)
+        names.label(text=tier)
+    else:
+        left.label(text=shot)
     right = split.row()
     right.alignment = "RIGHT"
     right.label(text=cost)
+
+
+def history_footer(history: Any) -> str:
+    """The one line under the list: how much is loaded, or that a filter matched nothing."""
+    count = len(history.rows)
+    if history.loaded_once and count == 0:
+        what = " and ".join(
+            part
+            for part in (f"'{history.shot}'" if history.shot else "", tier_name(history.tier) if history.tier else "")
+            if part
+        )
+        return f"No matches for {what}" if what else "No transactions yet"
+    if not history.loaded_once:
+        return "Loading the history…" if history.loading else "History not loaded yet"
+    return f"{count} row{'' if count == 1 else 's'} loaded" + ("" if history.next_cursor else ", all shown")
 
 
 def draw_history(layout: Any, state: State, ui: Any, online_access: bool) -> None:
@@ -264,6 +342,7 @@ def draw_history(layout: Any, state: State, ui: Any, online_access: bool) -> Non
     layout.template_list(
         "ACT3_UL_history", "", ui, "history_rows", ui, "history_index", rows=6, item_dyntip_propname="tooltip"
     )
+    layout.label(text=history_footer(history))
 
     row = layout.row(align=True)
     sub = row.row(align=True)
@@ -271,23 +350,14 @@ def draw_history(layout: Any, state: State, ui: Any, online_access: bool) -> Non
     if history.loading:
         sub.operator("act3.history_more", text="Loading…", icon="SORTTIME")
     else:
-        sub.operator("act3.history_more", text="Load more", icon="TRIA_DOWN")
-    row.operator("act3.export_history_csv", text="Export CSV", icon="EXPORT")
+        sub.operator("act3.history_more", text="Load More", icon="TRIA_DOWN")
+    row.operator("act3.export_history_csv", text="CSV", icon="EXPORT")
 
-    count = len(history.rows)
-    loaded = f"{count} row{'' if count == 1 else 's'} loaded" + ("" if history.next_cursor else ", all shown")
-    layout.label(text=loaded)
     totals = history.tier_totals()
-    if totals:
-        box = layout.box()
-        box.label(text="Spent per tier (loaded rows)")
-        for tier in sorted(totals, key=_tier_order):
-            _pair(box, tier_name(tier), formatting.credits(totals[tier]))
-
-
-def _tier_order(tier_id: str) -> int:
-    ids = [t.id for t in pricing.TIERS]
-    return ids.index(tier_id) if tier_id in ids else len(ids)
+    box = layout.box()
+    box.label(text="Spent per tier (loaded rows)")
+    for tier in pricing.TIERS:
+        figure_row(box, tier.name, formatting.credits(totals.get(tier.id, 0)))
 
 
 # ------------------------------------------------------------------------------------ buying
@@ -299,7 +369,11 @@ def pack_label(pack: dict[str, Any]) -> str:
 
 
 def buy_refusal(state: State) -> str | None:
-    """Why this member may not buy, in words they can act on, or None (also when not known yet)."""
+    """Why this key may not buy, in words the artist can act on, or None (also when not known yet)."""
+    if state.connection == "unconfigured":
+        return "No ACT3 API key: add one in Preferences > Add-ons > ACT3 Credits."
+    if state.connection == "auth":
+        return "ACT3 refused the API key: paste a valid one in Preferences > Add-ons > ACT3 Credits."
     me = state.me
     if me and me.get("can_buy") is False:
         role = (me.get("member") or {}).get("role", "member")
@@ -308,25 +382,58 @@ def buy_refusal(state: State) -> str | None:
 
 
 def draw_buy_dialog(layout: Any, state: State, operator: Any) -> None:
-    """The Buy Credits dialog: the packs, the card on file and what the balance will be."""
+    """The Buy Credits dialog: the packs, then exactly what Confirm does: the charge, the card, the balance after."""
     c = state.credits
-    if c is not None:
-        layout.label(text=f"Balance now: {state.header_text()}")
     if not state.packs:
         layout.label(text="Loading credit packs…", icon="SORTTIME")
     else:
         layout.label(text="Credit pack:")
         col = layout.column(align=True)
         col.prop(operator, "pack", expand=True)
-    layout.label(text=f"Paid with {formatting.payment_method(state.payment_method)}")
+    chosen = next((p for p in state.packs if str(p.get("id")) == getattr(operator, "pack", "")), None)
+    layout.separator()
+    col = layout.column()
+    figure_row(col, "Available now", formatting.credits(c.available) if c else "—")
+    after = c.available + int(chosen.get("credits", 0)) if c is not None and chosen is not None else None
+    figure_row(col, "Available after", formatting.credits(after))
     refusal = buy_refusal(state)
     if refusal:
         row = layout.row()
         row.alert = True
         row.label(text=refusal, icon="ERROR")
+    elif chosen is not None and state.payment_method:
+        layout.label(
+            text=f"Confirm charges {chosen.get('price', '')} to {formatting.payment_method(state.payment_method)}.",
+            icon="INFO",
+        )
+    else:
+        layout.label(text=formatting.payment_method(state.payment_method), icon="INFO")
 
 
 # -------------------------------------------------------------------------------- preferences
+
+
+def wrapped_label(layout: Any, text: str, icon: str = "NONE", width: int = 60) -> None:
+    """A long line as several labels (Blender cuts a label's middle out instead of wrapping it)."""
+    col = layout.column(align=True)
+    for i, line in enumerate(textwrap.wrap(text, width=max(12, width)) or [""]):
+        col.label(text=line, icon=icon if i == 0 else "BLANK1" if icon != "NONE" else "NONE")
+
+
+def draw_connection(layout: Any, state: State, online_access: bool, width: int = 60) -> None:
+    """Connection problems in the preferences, in full (the sidebar has the short status line)."""
+    if not online_access or state.connection == "disabled":
+        wrapped_label(layout, OFFLINE_LINE, icon="UNLINKED", width=width)
+        wrapped_label(layout, ONLINE_ACCESS_HINT, width=width)
+        return
+    if state.last_error:
+        row = layout.row()
+        row.alert = True
+        wrapped_label(row, state.last_error, icon="ERROR", width=width)
+    elif state.credits is not None and state.is_stale():
+        layout.label(text=f"Not up to date: {state.as_of_text()}", icon="TIME")
+    if state.last_message:
+        wrapped_label(layout, state.last_message, icon="INFO", width=width)
 
 
 def me_lines(me: dict[str, Any] | None) -> list[str]:

@@ -43,6 +43,25 @@ class ACT3_OT_refresh(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class ACT3_OT_status(bpy.types.Operator):
+    """Refresh the ACT3 credits now"""
+
+    bl_idname = "act3.status"
+    bl_label = "ACT3 Status"
+    bl_options = {"INTERNAL"}
+
+    @classmethod
+    def description(cls, context, properties):
+        # The Credits Detail panel's status line is this button: its tooltip tells the whole story.
+        st = layouts.status(session.state(), prefs.THRESHOLDS, bool(bpy.app.online_access))
+        return f"{st.tooltip}\nClick to refresh."
+
+    def execute(self, context):
+        if bpy.app.online_access:
+            session.request("refresh")
+        return {"FINISHED"}
+
+
 class ACT3_OT_open_credits(bpy.types.Operator):
     """Show the ACT3 credits details"""
 
@@ -274,6 +293,7 @@ class ACT3_OT_buy_credits(bpy.types.Operator):
 
 classes = (
     ACT3_OT_refresh,
+    ACT3_OT_status,
     ACT3_OT_open_credits,
     ACT3_OT_test_connection,
     ACT3_OT_history_more,

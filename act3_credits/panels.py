@@ -7,16 +7,6 @@ import bpy
 from . import layouts, prefs, session
 
 
-def text_width(context) -> int:
-    """About how many characters of UI text fit across the region (for messages that wrap)."""
-    region = context.region
-    if region is None:
-        return 40
-    scale = max(context.preferences.system.ui_scale if context.preferences is not None else 1.0, 0.1)
-    # About 6.5 px a character at scale 1, less the panel's margins and a label's icon.
-    return int((region.width - 50 * scale) / (6.5 * scale))
-
-
 class ACT3_PT_credits(bpy.types.Panel):
     bl_idname = "ACT3_PT_credits"
     bl_label = "ACT3 Credits"
@@ -26,7 +16,7 @@ class ACT3_PT_credits(bpy.types.Panel):
 
     def draw(self, context):
         layouts.draw_credits(
-            self.layout, session.state(), prefs.THRESHOLDS, bool(bpy.app.online_access), text_width(context)
+            self.layout, session.state(), prefs.THRESHOLDS, bool(bpy.app.online_access), layouts.region_width(context)
         )
 
 
@@ -49,7 +39,7 @@ class ACT3_UL_history(bpy.types.UIList):
     """Newest first, as the service sent them; filtering happens on the service, so no local filter bar."""
 
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0, flt_flag=0):
-        layouts.draw_history_item(layout, item.date, item.shot, item.tier, item.cost)
+        layouts.draw_history_item(layout, item.date, item.shot, item.tier, item.cost, layouts.region_width(context))
 
     def draw_filter(self, context, layout):
         pass

@@ -92,8 +92,9 @@ def mirror_history(ui: Any, history: History, force: bool = False) -> bool:
     if force or len(rows) != start or ids[:start] != _mirrored:
         rows.clear()
         start = 0
+    card = session.state().rate_card
     for row in history.rows[start:]:
-        cells = layouts.history_cells(row)
+        cells = layouts.history_cells(row, card)
         item = rows.add()
         item.row_id = row.id
         item.date = cells.date

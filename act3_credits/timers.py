@@ -22,6 +22,7 @@ _online: bool | None = None
 _failed = False
 _packs_asked = False
 _first = True  # the first beat after register redraws everything, so the balance shows at once
+_reported: object = None  # the last `state.last_message` shown in the status bar (compared by identity)
 
 
 def tick() -> float:
@@ -34,6 +35,7 @@ def tick() -> float:
             session.reconfigure()
         changed = session.drain()
         state = session.state()
+        _report(state)
         if state.connection != "ok":
             _packs_asked = False
         elif not state.packs and not _packs_asked:
@@ -55,6 +57,22 @@ def tick() -> float:
         return SLOW_S
     _interval = FAST_S if changed else min(SLOW_S, _interval * 1.5)
     return _interval
+
+
+def _report(state) -> None:
+    """Each new outcome once in Blender's status bar and Info log; panels keep their layout."""
+    global _reported
+    message = state.last_message
+    if message is None or message is _reported:
+        return
+    _reported = message
+    if bpy.app.background:
+        return  # scripts read outcomes through act3_credits.api
+    level = state.message_level if state.message_level in ("INFO", "WARNING") else "INFO"
+    try:
+        bpy.ops.act3.report(message=message, level=level)  # type: ignore[attr-defined]
+    except Exception:  # no window to report in (e.g. while a file loads): the Info log misses one line
+        log.debug("ACT3: could not report %r", message)
 
 
 def start() -> None:

@@ -44,6 +44,17 @@ def short_date(text: str | None) -> str:
     return when.astimezone().strftime("%d %b") if when else ""
 
 
+def day_month(date_text: str | None) -> str:
+    """'1 Dec' for a billing date ('2026-12-01'): the date itself, no time zone to convert."""
+    if not date_text:
+        return ""
+    try:
+        date = dt.date.fromisoformat(date_text[:10])
+    except ValueError:
+        return date_text
+    return f"{date.day} {date.strftime('%b')}"
+
+
 def days_until(date_text: str | None, today: dt.date | None = None) -> int | None:
     if not date_text:
         return None

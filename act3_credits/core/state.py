@@ -144,11 +144,18 @@ class State:
     last_error: str | None = None  # one readable line, for the panel and reports
     last_sync_monotonic: float | None = None  # when credits were last confirmed by the service
     last_sync_wall: dt.datetime | None = None
-    last_message: str | None = None  # last operator outcome (purchase done, job sent...)
+    last_message: str | None = None  # last operator outcome (purchase done, job sent...), for Blender's reports
+    message_level: str = "INFO"  # INFO or WARNING: how the shell reports `last_message`
     change_count: int = 0  # bumped by every change, so waiters and redraws can tell
 
     def touch(self) -> None:
         self.change_count += 1
+
+    def say(self, message: str, level: str = "INFO") -> None:
+        """An outcome for the artist: the shell shows it once in Blender's status bar and Info log."""
+        self.last_message = message
+        self.message_level = level
+        self.touch()
 
     def set_credits(self, credits: Credits, from_cache: bool = False) -> bool:
         """Apply a balance; an older `version` never overwrites a newer one. True when it changed."""
@@ -199,12 +206,11 @@ class State:
         return f"as of {formatting.clock(when)}"
 
     def header_text(self) -> str:
-        """Exactly what the top bar reads: the organisation's balance (monthly + bank).
+        """Exactly what the top bar reads: what can still be spent, and what running jobs hold.
 
-        The balance, not `available`: a batch holds its whole estimate up front, and the artist
-        watches the balance drop shot by shot as each is charged. What is held, and so what new
-        jobs may still use, is in the tooltip and the panel; the low-balance colour follows
-        `available`, so a balance mostly held already reads as low.
+        '7,880 cr · 125,240 held': `available` first (the number the low-balance colour follows, so
+        the two always agree), then the credits held by unfinished jobs, which drop shot by shot as
+        each shot is charged. With nothing held: '875,000 cr'.
         """
         if self.credits is None:
             if self.connection == "unconfigured":
@@ -212,7 +218,10 @@ class State:
             if self.connection == "disabled":
                 return "ACT3: offline"
             return "— cr"
-        return formatting.credits(self.credits.total)
+        text = formatting.credits(self.credits.available)
+        if self.credits.held:
+            text += f" · {formatting.credits(self.credits.held, unit=False)} held"
+        return text
 
     def alert_level(self, warn_fraction: float = 0.20, critical_fraction: float = 0.05, custom: int = 0) -> str:
         """'critical', 'warn' or 'ok' for the available balance against the monthly allocation.

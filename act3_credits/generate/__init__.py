@@ -10,19 +10,29 @@ from __future__ import annotations
 from typing import Any
 
 INTERCEPT_EVERY_S = 2.0
+RECENT_JOBS = 20  # the Render Queue lists the organisation's latest jobs, from any session or machine
+
+_jobs_asked: object = None  # the worker already asked for the recent jobs
 
 classes: tuple[Any, ...] = ()
 
 
 def _tick() -> float:
     """Follow a restarted worker, and guard operators of add-ons enabled (or reloaded) after this one."""
+    global _jobs_asked
     import bpy
 
+    from .. import runtime
     from . import intercept, jobs, props
 
     try:
         jobs.guard.attach()
         intercept.sync(props.settings(bpy.context).intercept_ops)
+        if runtime.is_running():
+            worker = runtime.worker()
+            if worker is not _jobs_asked and worker.state.connection == "ok":
+                _jobs_asked = worker
+                worker.request("jobs", limit=RECENT_JOBS)
     except Exception:  # a timer that raises is dropped by Blender
         import logging
 
@@ -31,12 +41,13 @@ def _tick() -> float:
 
 
 def register() -> None:
-    global classes
+    global classes, _jobs_asked
     import bpy
 
     from . import jobs, ops, props, ui
 
     ui.attach_to_shell()
+    _jobs_asked = None
     classes = (*props.classes, *ops.classes, *ui.classes)
     for cls in classes:
         bpy.utils.register_class(cls)
@@ -44,6 +55,7 @@ def register() -> None:
     jobs.guard.reset()
     jobs.guard.settings = ops.guard_settings
     jobs.guard.notify = lambda message: ops.notify(message, "WARNING")
+    jobs.guard.announce = lambda message: ops.notify(message, "INFO")
     jobs.guard.on_shot_completed = ops.record_shot_cost
     jobs.guard.attach()
     if not bpy.app.timers.is_registered(_tick):

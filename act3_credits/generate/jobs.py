@@ -107,9 +107,7 @@ class Submission:
 
     def _finish(self, ok: bool, message: str, code: str | None) -> None:
         self.done, self.ok, self.message, self.error_code = True, ok, message, code
-        state = self.worker.state
-        state.last_message = message
-        state.touch()
+        self.worker.state.say(message, "INFO" if ok else "WARNING")
         if self.on_done is not None:
             try:
                 self.on_done(self)
@@ -146,6 +144,7 @@ class BudgetGuard:
         self.let_run: set[int] = set()  # resumed by the artist after the guard paused them
         self.settings: Callable[[], tuple[bool, int, bool]] = lambda: (False, 0, False)
         self.notify: Callable[[str], None] = lambda _message: None
+        self.announce: Callable[[str], None] = lambda _message: None  # news that is not a warning
         self.on_shot_completed: Callable[[int, str, int], None] = lambda _job, _shot, _credits: None
         self._worker: SyncWorker | None = None
 
@@ -193,6 +192,8 @@ class BudgetGuard:
                 self.on_shot_completed(jid, str(data.get("shot") or ""), int(data.get("credits") or 0))
             except Exception:
                 log.exception("ACT3: recording the cost of shot %s", data.get("shot"))
+        if etype == "billing.refilled":
+            self.announce(refill_message(data))
         if etype in ("balance.changed", "job.shot_completed", "job.shot_failed", "job.status"):
             self.check()
 
@@ -223,11 +224,23 @@ class BudgetGuard:
             self.paused.add(job_id)
             self.reasons[job_id] = reason
             worker.request("pause_job", job_id=job_id)
-            state.last_message = reason
-            state.touch()
+            state.say(reason, "WARNING")
             reasons.append(reason)
             self.notify(reason)
         return reasons
+
+
+def refill_message(data: dict[str, Any]) -> str:
+    """'Monthly refill: +875,000 cr. 120,000 cr rolled into the Rollover Bank; 30,000 cr over its cap expired.'"""
+    parts = [f"Monthly refill: +{formatting.credits(int(data.get('monthly_allocation') or 0))}."]
+    rolled, expired = int(data.get("rolled_over") or 0), int(data.get("expired") or 0)
+    if rolled:
+        parts.append(f"{formatting.credits(rolled)} unused last period rolled into the Rollover Bank.")
+    if expired:
+        parts.append(f"{formatting.credits(expired)} over the bank's cap expired.")
+    if not rolled and not expired:
+        parts.append("Nothing was left over from last period.")
+    return " ".join(parts)
 
 
 guard = BudgetGuard()

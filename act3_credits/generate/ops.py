@@ -45,18 +45,11 @@ def synced() -> bool:
 
 
 def notify(message: str, level: str = "INFO") -> None:
-    """Tell the artist outside an operator (a callback in drain): the status bar and the Info log."""
-    state = runtime.state()
-    state.last_message = message
-    state.touch()
+    """Tell the artist outside an operator (a callback in drain): the timer shows it in the status bar."""
+    runtime.state().say(message, level)
     log.info("ACT3: %s", message)
     if bpy.app.background:
         print(f"ACT3: {message}")
-        return
-    try:
-        bpy.ops.act3.report(message=message, level=level)  # type: ignore[attr-defined]
-    except Exception:  # an ERROR report raises in the caller; the message is already shown
-        pass
 
 
 def one_line(exc: BaseException) -> str:
@@ -437,7 +430,7 @@ def _submitted(scene_name: str, name: str, body: list[dict[str, Any]], total: in
 
 
 class ACT3_OT_generate(_CostEstimate):
-    """Render the active shot with ACT3 (or the one named by `shot`), after its cost estimate"""
+    """Render the active shot with ACT3. The Cost Estimate shows what it will cost before anything is sent"""
 
     bl_idname = "act3.generate"
     bl_label = "Generate Shot"
@@ -456,7 +449,7 @@ class ACT3_OT_generate(_CostEstimate):
 
 
 class ACT3_OT_generate_batch(_CostEstimate):
-    """Render every shot with this tag with ACT3, after the batch's cost estimate"""
+    """Render every shot that carries the tag in the filter (all shots when it is empty). The Cost Estimate lists each shot's cost first; untick shots to leave them out"""
 
     bl_idname = "act3.generate_batch"
     bl_label = "Generate Batch"
@@ -615,6 +608,29 @@ class ACT3_OT_job_cancel(_JobAction):
     kind, verb = "cancel_job", "canceled"
 
 
+# Jobs whose shots the Render Queue lists (a job folds to its summary otherwise); for this session.
+expanded_jobs: set[int] = set()
+
+
+class ACT3_OT_job_toggle_shots(bpy.types.Operator):
+    """Show or hide this job's shots"""
+
+    bl_idname = "act3.job_toggle_shots"
+    bl_label = "Show Shots"
+    bl_options = {"INTERNAL"}
+
+    job_id: IntProperty(name="Job")  # type: ignore[valid-type]
+
+    def execute(self, context):
+        if self.job_id in expanded_jobs:
+            expanded_jobs.discard(self.job_id)
+        else:
+            expanded_jobs.add(self.job_id)
+        if context.area is not None:
+            context.area.tag_redraw()
+        return {"FINISHED"}
+
+
 class ACT3_OT_jobs_refresh(bpy.types.Operator):
     """Fetch the organisation's recent ACT3 jobs"""
 
@@ -645,6 +661,7 @@ classes = (
     ACT3_OT_job_pause,
     ACT3_OT_job_resume,
     ACT3_OT_job_cancel,
+    ACT3_OT_job_toggle_shots,
     ACT3_OT_jobs_refresh,
 )
 

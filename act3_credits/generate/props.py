@@ -21,9 +21,10 @@ from bpy.props import (
 )
 
 from .. import runtime
-from ..core import pricing, shots
+from ..core import formatting, pricing, shots
 
 TIER_ITEMS = [(t.id, t.name, f"{t.name} quality: x{t.multiplier} the Standard rate") for t in pricing.TIERS]
+DEFAULT_TIER_NUMBER = [t.id for t in pricing.TIERS].index(shots.DEFAULT_TIER)
 
 
 def engine_number(engine_id: str) -> int:
@@ -51,6 +52,56 @@ def engine_items(_self: Any, _context: Any) -> list[tuple[str, str, str, int]]:
     return _engine_items
 
 
+# The tier menu prices each tier for its shot ("High · 4,160 cr"). Blender keeps only pointers to the
+# strings of dynamic items, so every list handed out is kept, keyed by what it depends on.
+_tier_lists: dict[tuple[Any, ...], list[tuple[str, str, str, str, int]]] = {}
+
+
+def plans_for(tier_id: str) -> str:
+    """'Enterprise only': the plans that include a tier."""
+    names = [p.name for p in pricing.PLANS.values() if tier_id in p.allowed_tiers]
+    return f"{' or '.join(names)} only" if names else "not available"
+
+
+def tier_items(self: Any, _context: Any) -> list[tuple[str, str, str, str, int]]:
+    card = rate_card()
+    account = shots.Account.from_state(runtime.state())
+    engine, seconds = shots.DEFAULT_ENGINE, 0.0
+    if self is not None:
+        try:
+            engine = self.engine
+            seconds = shot_duration(self.id_data, self.frame_start, self.frame_end)
+        except (AttributeError, ValueError):
+            pass
+    key = (id(card), card.version, engine, seconds, account.plan, account.allowed_tiers)
+    found = _tier_lists.get(key)
+    if found is not None:
+        return found
+    items = []
+    for number, tier in enumerate(pricing.TIERS):
+        reason = shots.tier_refusal_text(card, tier.id, account)
+        if reason:
+            items.append((tier.id, f"{tier.name} · {plans_for(tier.id)}", reason, "LOCKED", number))
+            continue
+        try:
+            label = f"{tier.name} · {formatting.credits(card.price(engine, tier.id, seconds).credits)}"
+        except pricing.PricingError:
+            label = tier.name
+        items.append(
+            (tier.id, label, f"{tier.name} quality: ×{float(tier.multiplier):g} the Standard rate", "NONE", number)
+        )
+    _tier_lists[key] = items
+    return items
+
+
+def _shot_tooltip(self: Any) -> str:
+    from . import draw
+
+    card = rate_card()
+    line = shots.estimate([to_shot(self.id_data, self)], card, shots.Account.from_state(runtime.state())).lines[0]
+    return draw.shot_tooltip(line, card)
+
+
 def _camera_poll(_self: Any, obj: bpy.types.Object) -> bool:
     return obj.type == "CAMERA"
 
@@ -68,12 +119,18 @@ class ACT3_PG_shot(bpy.types.PropertyGroup):
         items=engine_items,
         default=engine_number(shots.DEFAULT_ENGINE),
     )
-    tier: EnumProperty(name="Quality", description="Quality tier", items=TIER_ITEMS, default=shots.DEFAULT_TIER)  # type: ignore[valid-type]
+    tier: EnumProperty(  # type: ignore[valid-type]
+        name="Quality",
+        description="Quality tier: each costs twice the one before; the menu prices them for this shot",
+        items=tier_items,
+        default=DEFAULT_TIER_NUMBER,
+    )
     tags: StringProperty(name="Tags", description="Free text tags, comma separated (hero, seq010)")  # type: ignore[valid-type]
     locked: BoolProperty(name="Locked", description="A locked shot is never sent to render")  # type: ignore[valid-type]
     select: BoolProperty(name="Select", description="Selected for tagging")  # type: ignore[valid-type]
     last_job_id: IntProperty(name="Last job", description="The ACT3 job that last rendered this shot", default=0)  # type: ignore[valid-type]
     last_cost: IntProperty(name="Last cost", description="Credits charged for this shot's last render", default=0)  # type: ignore[valid-type]
+    tooltip: StringProperty(name="Details", get=_shot_tooltip)  # type: ignore[valid-type]
 
 
 class ACT3_PG_estimate_row(bpy.types.PropertyGroup):

@@ -6,9 +6,9 @@ from typing import Any
 
 import bpy
 
-from .. import runtime
+from .. import layouts, runtime
 from ..core import shots
-from . import draw, intercept, jobs, props
+from . import draw, intercept, jobs, ops, props
 from .ops import account
 
 PARENT_PANEL = "ACT3_PT_credits"  # the base shell's main panel
@@ -20,7 +20,7 @@ class ACT3_UL_shots(bpy.types.UIList):
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0, flt_flag=0):
         card = props.rate_card()
         est = shots.estimate([props.to_shot(data, item)], card, account())
-        draw.draw_shot_row(layout, item, est.lines[0], card)
+        draw.draw_shot_row(layout, item, est.lines[0], card, layouts.region_width(context))
 
     def filter_items(self, context, data, propname):
         items = getattr(data, propname)
@@ -38,7 +38,7 @@ class ACT3_UL_shots(bpy.types.UIList):
 class _SidebarPanel(bpy.types.Panel):
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
-    bl_category = "ACT3"
+    bl_category = layouts.CATEGORY
 
 
 class ACT3_PT_shots(_SidebarPanel):
@@ -48,8 +48,13 @@ class ACT3_PT_shots(_SidebarPanel):
     def draw(self, context):
         scene = context.scene
         settings = props.settings(context)
-        est = shots.estimate(props.tagged_shots(scene, settings.tag_filter), props.rate_card(), account())
-        draw.draw_shots_panel(self.layout, scene, settings, est)
+        card = props.rate_card()
+        est = shots.estimate(props.tagged_shots(scene, settings.tag_filter), card, account())
+        active = None
+        if 0 <= scene.act3_shots_index < len(scene.act3_shots):
+            item = scene.act3_shots[scene.act3_shots_index]
+            active = shots.estimate([props.to_shot(scene, item)], card, account()).lines[0]
+        draw.draw_shots_panel(self.layout, scene, settings, est, active, layouts.region_width(context))
 
 
 class ACT3_PT_render_queue(_SidebarPanel):
@@ -63,7 +68,14 @@ class ACT3_PT_render_queue(_SidebarPanel):
         layout.operator("act3.jobs_refresh", text="", icon="FILE_REFRESH", emboss=False)
 
     def draw(self, context):
-        draw.draw_render_queue(self.layout, runtime.state(), props.rate_card(), jobs.guard.reasons)
+        draw.draw_render_queue(
+            self.layout,
+            runtime.state(),
+            props.rate_card(),
+            jobs.guard.reasons,
+            ops.expanded_jobs,
+            layouts.region_width(context),
+        )
 
 
 class ACT3_PT_generate_settings(_SidebarPanel):

@@ -79,10 +79,15 @@ def test_top_bar_warns_below_20_percent_and_turns_red_below_5_percent(available,
     assert button.text == formatting.credits(available)
 
 
-def test_a_balance_mostly_held_by_a_batch_reads_as_the_balance_but_turns_red():
-    state = synced_state(10_000, total=800_000, monthly_remaining=800_000, held=790_000)
+def test_while_a_batch_holds_credits_the_top_bar_reads_what_can_still_be_spent_and_the_held_part():
+    # 132,680 cr on the account, 125,240 of it held by a running batch: 7,440 cr can still be spent,
+    # under 5 % of the 875,000 allocation, so the number and its red agree.
+    state = synced_state(7_440, total=132_680, monthly_remaining=132_680, held=125_240)
     button = header(state).operator_button("act3.open_credits")
-    assert (button.text, button.alert) == ("800,000 cr", True)
+    assert (button.text, button.alert, button.icon) == ("7,440 cr · 125,240 held", True, "ERROR")
+    # The held part drops shot by shot as each shot is charged from the hold.
+    state.set_credits(Credits(**{**state.credits.to_json(), "total": 128_520, "held": 121_080, "version": 2}))
+    assert header(state).operator_button("act3.open_credits").text == "7,440 cr · 121,080 held"
 
 
 def test_a_studio_warning_line_in_credits_raises_a_warning_above_20_percent():
@@ -91,7 +96,7 @@ def test_a_studio_warning_line_in_credits_raises_a_warning_above_20_percent():
     custom = layouts.Thresholds(custom=500_000)
     button = header(state, custom).operator_button("act3.open_credits")
     assert button.icon == "ERROR" and not button.alert
-    assert "Below your warning line of 500,000 cr" in layouts.header_tooltip(state, custom)
+    assert "Below your line of 500,000 cr" in layouts.header_tooltip(state, custom)
 
 
 def test_thresholds_from_the_preferences_move_the_lines():
@@ -108,15 +113,15 @@ def test_a_stale_balance_shows_a_clock_and_as_of_time_in_the_tooltip():
     assert button.icon == "TIME"
     assert button.text == "875,000 cr"
     tooltip = layouts.header_tooltip(state, DEFAULTS)
-    assert tooltip.splitlines()[0] == f"Balance 875,000 cr, as of {formatting.clock(synced_at)}"
+    assert tooltip.splitlines()[0] == f"875,000 cr available for new jobs, as of {formatting.clock(synced_at)}"
     assert "more than a minute old" in tooltip
 
 
 def test_a_fresh_balance_tooltip_says_when_it_was_synced():
     state = synced_state(236_680, total=245_000, held=8_320)
     tooltip = layouts.header_tooltip(state, DEFAULTS)
-    assert tooltip.startswith(f"Balance 245,000 cr, as of {formatting.clock(state.last_sync_wall)}")
-    assert "8,320 cr held by unfinished jobs: 236,680 cr available for new ones" in tooltip
+    assert tooltip.startswith(f"236,680 cr available for new jobs, as of {formatting.clock(state.last_sync_wall)}")
+    assert "8,320 cr held by running jobs, charged shot by shot (balance 245,000 cr)" in tooltip
 
 
 def test_an_unreachable_service_shows_the_last_balance_with_a_broken_link_and_the_reason():
@@ -155,7 +160,14 @@ def credits_panel(state: State, online: bool = True) -> RecordingLayout:
     return layout
 
 
-def test_credits_panel_shows_monthly_allocation_bank_and_held_numbers():
+def figures(panel: RecordingLayout) -> dict[str, str]:
+    """'Label' -> 'value' for every figure row (a split of a label and a right-aligned value)."""
+    labels = panel.of_kind("label")
+    pairs = zip(labels, labels[1:], strict=False)
+    return {a.text: b.text for a, b in pairs if a.container == "split" and (b.text or "").endswith(" cr")}
+
+
+def test_credits_panel_shows_available_held_monthly_bank_and_purchased_once_each():
     state = synced_state(
         total=742_000,
         monthly_remaining=612_000,
@@ -165,52 +177,72 @@ def test_credits_panel_shows_monthly_allocation_bank_and_held_numbers():
         available=733_680,
     )
     panel = credits_panel(state)
-    texts = panel.texts()
-    assert texts[:2] == ["Balance: 742,000 cr", "Available for new jobs: 733,680 cr"]
+    assert figures(panel) == {
+        "Available": "733,680 cr",
+        "Held by jobs": "8,320 cr",
+        "Rolled over": "80,000 cr",  # the bank's 130,000 less the 50,000 bought
+        "Cap": "2,187,500 cr",
+        "Never expire": "50,000 cr",
+    }
     (bar,) = panel.of_kind("progress")
     assert bar.text == "612,000 of 875,000 cr"
     assert bar.factor == pytest.approx(612_000 / 875_000)
-    assert panel.find("Next billing").text.endswith("(in 6 days)")
-    pairs = list(zip(texts, texts[1:], strict=False))
-    assert ("Banked", "130,000 cr") in pairs
-    assert ("Cap", "2,187,500 cr") in pairs
-    assert ("From purchases", "50,000 cr") in pairs
-    assert ("Held by jobs", "8,320 cr") in pairs
+    assert panel.find("Refills").text.endswith("(in 6 days)")
+    assert "Balance" not in panel.text() and "Total" not in panel.text()  # one number, said once
     panel.operator_button("act3.refresh", "Refresh")
     panel.operator_button("act3.buy_credits", "Buy Credits")
 
 
-def test_credits_panel_shows_a_connection_problem_as_one_readable_line():
+def test_the_credits_panel_keeps_the_same_rows_whatever_happens_so_nothing_below_moves():
+    shapes = []
+    for state, online in [
+        (State(), True),  # before the first answer
+        (synced_state(), True),
+        (synced_state(1_000), True),  # very low
+        (synced_state(available=700_000, total=800_000, held=100_000), True),
+        (State(connection="disabled"), False),
+    ]:
+        state.last_message = "Sent sh010 to ACT3 (job 7): 1 shot, 4,160 cr held."  # goes to the status bar
+        panel = credits_panel(state, online)
+        assert "Sent sh010" not in panel.text()
+        shapes.append([(i.kind, i.container) for i in panel.items])
+    assert all(shape == shapes[0] for shape in shapes)
+
+
+def test_credits_panel_shows_a_connection_problem_as_one_short_line_with_the_reason_in_its_tooltip():
     state = synced_state()
     error = "The ACT3 API key was refused: check it in Preferences > Add-ons > ACT3 Credits."
     state.set_connection("auth", error)
-    panel = credits_panel(state)
-    assert error in panel.text()  # wrapped to the sidebar's width, never cut
-    line = panel.find("API key was refused")
-    assert line.alert and line.kind == "label" and line.icon == "ERROR"
-    wide = RecordingLayout()
-    layouts.draw_credits(wide, state, DEFAULTS, True, width=200)
-    assert error in wide.texts()
+    line = credits_panel(state).operator_button("act3.status")
+    assert (line.text, line.icon, line.alert) == ("API key refused", "ERROR", True)
+    assert layouts.status(state, DEFAULTS, True).tooltip == error
 
 
 def test_credits_panel_says_nothing_is_sent_while_online_access_is_off():
-    panel = credits_panel(State(connection="disabled"), online=False)
-    assert layouts.OFFLINE_LINE in panel.text()
-    assert "Turn it on in Preferences > System > Network > Allow Online Access." in panel.text()
+    state = State(connection="disabled")
+    line = credits_panel(state, online=False).operator_button("act3.status")
+    assert line.text == "Online access is off"
+    tooltip = layouts.status(state, DEFAULTS, False).tooltip
+    assert layouts.OFFLINE_LINE in tooltip
+    assert "Turn it on in Preferences > System > Network > Allow Online Access." in tooltip
+    assert "ACT3: offline" not in credits_panel(state, online=False).text()
 
 
 def test_credits_panel_says_when_the_balance_is_very_low():
-    line = credits_panel(synced_state(1_000)).find("Very low balance")
-    assert line.alert and line.text == "Very low balance: under 5 %"
+    panel = credits_panel(synced_state(1_000))
+    line = panel.operator_button("act3.status")
+    assert line.alert and line.text == "Very low: under 5 % of monthly"
+    assert panel.find("1,000 cr").alert  # the Available figure turns red with it
     tooltip = layouts.header_tooltip(synced_state(1_000), DEFAULTS)
-    assert "Very low balance: under 5 % of the monthly allocation" in tooltip
+    assert "Very low: under 5 % of the monthly allocation available" in tooltip
 
 
 def test_billing_line_counts_days():
     today = dt.datetime.now(dt.UTC).date()
     assert layouts.billing_line(today.isoformat()).endswith("(today)")
     assert layouts.billing_line((today + dt.timedelta(days=1)).isoformat()).endswith("(tomorrow)")
-    assert layouts.billing_line("") == "Next billing date not known"
+    assert layouts.billing_line("") == "Next refill not known yet"
+    assert layouts.billing_line("2026-12-01").startswith("Refills 1 Dec (")
 
 
 # ---------------------------------------------------------------------------------------- history
@@ -243,13 +275,16 @@ def test_history_rows_read_date_shot_tier_and_cost():
         "High",
         "−4,160",
     )
-    assert cells.tooltip == f"{formatting.day(at)} · sh010 · veo-3.1 · High · 8 s · −4,160 cr · Ana (editor)"
-    assert layouts.history_cells(row(5, at, "sh020", "standard", -2_080)).tier == "Std"
+    assert cells.tooltip == f"{formatting.day(at)} · sh010 · Veo 3.1 · High · 8 s · −4,160 cr · Ana (editor)"
+    assert layouts.history_cells(row(5, at, "sh020", "standard", -2_080)).tier == "Standard"
     purchase = layouts.history_cells(row(4, "2026-11-25T15:00:00Z", None, None, 250_000, kind="purchase"))
     assert (purchase.shot, purchase.tier, purchase.cost) == ("Purchase", "", "+250,000")
-    item = RecordingLayout()
-    layouts.draw_history_item(item, cells.date, cells.shot, cells.tier, cells.cost)
-    assert item.texts() == [cells.date, "sh010", "High", "−4,160"]
+    wide = RecordingLayout()
+    layouts.draw_history_item(wide, cells.date, cells.shot, cells.tier, cells.cost, width=400)
+    assert wide.texts() == [cells.date, "sh010", "High", "−4,160"]
+    narrow = RecordingLayout()  # the sidebar's default width: the tier is in the tooltip and the filter
+    layouts.draw_history_item(narrow, cells.date, cells.shot, cells.tier, cells.cost, width=280)
+    assert narrow.texts() == [cells.date, "sh010", "−4,160"]
 
 
 def test_history_panel_lists_rows_offers_more_and_sums_tiers():
@@ -269,12 +304,23 @@ def test_history_panel_lists_rows_offers_more_and_sums_tiers():
     (lst,) = layout.of_kind("template_list")
     assert (lst.args["type"], lst.property) == ("ACT3_UL_history", "history_rows")
     more = layout.operator_button("act3.history_more")
-    assert more.text == "Load more" and more.enabled
+    assert more.text == "Load More" and more.enabled
     layout.operator_button("act3.export_history_csv")
     texts = layout.texts()
     assert "3 rows loaded" in texts
     assert texts[texts.index("High") + 1] == "6,240 cr"
     assert texts[texts.index("Standard") + 1] == "2,080 cr"
+    assert texts[texts.index("Draft") + 1] == "0 cr"
+
+
+def test_a_search_that_matches_nothing_says_so():
+    state = State()
+    state.history.shot = "sh12"
+    state.history.apply_page([], None, first=True)
+    ui = SimpleNamespace(history_rows=[], history_index=0, history_tier="ALL", history_shot="sh12")
+    layout = RecordingLayout()
+    layouts.draw_history(layout, state, ui, online_access=True)
+    assert "No matches for 'sh12'" in layout.texts()
 
 
 def test_history_load_more_is_off_once_everything_is_loaded():
@@ -304,16 +350,22 @@ PACKS = [
 ]
 
 
-def test_buy_dialog_lists_packs_with_price_and_the_card_on_file():
-    state = synced_state()
+def test_buy_dialog_says_the_charge_the_card_and_the_balance_after_before_confirm():
+    state = synced_state(612_000)
     state.packs = PACKS
     state.payment_method = {"brand": "Visa", "last4": "4242"}
     assert layouts.pack_label(PACKS[1]) == "250,000 cr — $475"
     layout = RecordingLayout()
-    layouts.draw_buy_dialog(layout, state, operator=SimpleNamespace(pack="pack-50k"))
+    layouts.draw_buy_dialog(layout, state, operator=SimpleNamespace(pack="pack-250k"))
     assert layout.of_kind("prop")[0].property == "pack"
-    assert "Paid with Visa •••• 4242" in layout.texts()
+    assert figures(layout) == {"Available now": "612,000 cr", "Available after": "862,000 cr"}
+    assert "Confirm charges $475 to Visa •••• 4242." in layout.texts()
     assert layouts.buy_refusal(state) is None
+
+
+def test_without_an_api_key_buying_is_refused_with_the_way_out():
+    refusal = layouts.buy_refusal(State(connection="unconfigured"))
+    assert refusal == "No ACT3 API key: add one in Preferences > Add-ons > ACT3 Credits."
 
 
 def test_a_viewer_is_told_to_ask_an_owner_or_admin():

@@ -42,12 +42,34 @@ class Item:
     args: dict[str, Any] = field(default_factory=dict)
     properties: OperatorProperties | None = None
     container: str = "root"  # the kind of layout it sits in (row, column, box, split)
+    node: Any = None  # the RecordingLayout it was added to (for the width model)
+
+    def given_width(self) -> float | None:
+        """About how many pixels (UI scale 1) Blender gives this item, when the root's width is known."""
+        return None if self.node is None else self.node.width_of(self)
+
+
+# A box's frame and a button's own margins, in pixels at UI scale 1 (Blender: UI_TEXT_MARGIN_X and
+# the box's padding); an icon takes one UI unit (20 px).
+BOX_PADDING = 12
+TEXT_MARGIN = 8
+ICON_WIDTH = 20
 
 
 class RecordingLayout:
-    def __init__(self, parent: RecordingLayout | None = None, kind: str = "root", sink: list[Item] | None = None):
+    def __init__(
+        self,
+        parent: RecordingLayout | None = None,
+        kind: str = "root",
+        sink: list[Item] | None = None,
+        width: float | None = None,
+        factor: float = 0.0,
+    ):
         self._parent = parent
         self._kind = kind
+        self._factor = factor
+        self._width = width  # the root's width; children work theirs out from it
+        self._children: list[Any] = []  # sub-layouts and items, in order (for the width model)
         self.items: list[Item] = sink if sink is not None else []
         self.alert = False
         self.enabled = True
@@ -61,8 +83,36 @@ class RecordingLayout:
         self.emboss = "NORMAL"
 
     # ---------------------------------------------------------------- containers
-    def _child(self, kind: str) -> RecordingLayout:
-        return RecordingLayout(self, kind, self.items)
+    def _child(self, kind: str, factor: float = 0.0) -> RecordingLayout:
+        child = RecordingLayout(self, kind, self.items, factor=factor)
+        self._children.append(child)
+        return child
+
+    # ---------------------------------------------------------------- widths
+    @property
+    def width(self) -> float | None:
+        if self._parent is None:
+            return self._width
+        return self._parent.width_of(self)
+
+    def width_of(self, child: Any) -> float | None:
+        """The share of this layout's width one of its children gets, as Blender lays them out:
+        a split gives its first column `factor` and the others the rest in equal parts; a row shares
+        its width equally; a column passes it on; a box less its frame."""
+        own = self.width
+        if own is None:
+            return None
+        if self._kind == "box":
+            own -= BOX_PADDING
+        n = len(self._children)
+        if self._kind == "split":
+            index = next(i for i, c in enumerate(self._children) if c is child)
+            if index == 0:
+                return own * self._factor
+            return own * (1 - self._factor) / max(1, n - 1)
+        if self._kind == "row" and n > 1:
+            return own / n
+        return own
 
     def row(self, align: bool = False, heading: str = "", **_: Any) -> RecordingLayout:
         return self._child("row")
@@ -74,7 +124,7 @@ class RecordingLayout:
         return self._child("box")
 
     def split(self, factor: float = 0.0, align: bool = False) -> RecordingLayout:
-        return self._child("split")
+        return self._child("split", factor=factor)
 
     def grid_flow(self, **_: Any) -> RecordingLayout:
         return self._child("grid")
@@ -101,9 +151,11 @@ class RecordingLayout:
             enabled=self._effective("enabled"),
             active=self._effective("active"),
             container=self._kind,
+            node=self,
             **kw,
         )
         self.items.append(item)
+        self._children.append(item)
         return item
 
     def label(self, text: str = "", icon: str = "NONE", **_: Any) -> None:
@@ -161,3 +213,20 @@ class RecordingLayout:
 
     def of_kind(self, kind: str) -> list[Item]:
         return [i for i in self.items if i.kind == kind]
+
+    def cut(self, measure: Any, wanted: Any = None) -> list[tuple[str, float, float]]:
+        """Texts Blender would cut at this layout's width: (text, needed, given) for every label or
+        button whose text `wanted(text)` selects (default: every text with a digit in it, i.e. figures).
+        `measure(text)` is the text's width in pixels at UI scale 1 (blf in Blender's default font)."""
+        wanted = wanted or (lambda text: any(ch.isdigit() for ch in text))
+        out = []
+        for item in self.items:
+            if item.kind not in ("label", "operator") or not item.text or not wanted(item.text):
+                continue
+            given = item.given_width()
+            if given is None:
+                continue
+            needed = measure(item.text) + TEXT_MARGIN + (ICON_WIDTH if item.icon not in ("NONE", "") else 0)
+            if needed > given:
+                out.append((item.text, round(needed), round(given)))
+        return out
