@@ -126,9 +126,11 @@ def verdict(est: Estimate, fitted_out: Sequence[bool] = ()) -> tuple[str, str, b
         )
     count = len(est.sent)
     first = f"Confirm holds {formatting.credits(est.total)} for {count} shot{'s' if count != 1 else ''}."
-    left_out = [ln for ln in est.blocked]
+    left_out = est.blocked
+    if len(left_out) == 1:
+        return first, f"Left out: {left_out[0].blocked_reason}", False
     if left_out:
-        return first, f"Left out: {left_out[0].name}: {left_out[0].blocked_reason}", False
+        return first, f"Left out: {len(left_out)} shots that cannot be rendered ({left_out[0].blocked_reason})", False
     fitted = sum(1 for f in fitted_out if f)
     if fitted:
         return first, f"{fitted} shot{'s' if fitted != 1 else ''} left out to fit the budget.", False

@@ -29,13 +29,15 @@ def test_one_shot_shows_name_engine_tier_duration_credits_and_the_balance():
         ("Shot", "sh010"),
         ("Engine", "Veo 3.1"),
         ("Quality", "High"),
-        ("Duration", "8 s (7.5 s)"),
+        ("Billed length", "8 s*"),
         ("Estimated", "4,160 cr"),
         ("Available", "875,000 cr"),
         ("Balance after", "870,840 cr"),
     ]:
         assert pair in p, pair
+    assert layout.find("* 7.5 s → billed as 8 s: Veo 3.1 renders 4, 6 or 8 s").icon == "INFO"
     assert layout.find("Draft first: 1,040 cr instead of 4,160 cr").icon == "INFO"
+    assert layout.find("Confirm holds 4,160 cr for 1 shot.").icon == "CHECKMARK"
     assert any(i.kind == "prop" and i.property == "use_draft" for i in layout.items)
     assert layout.texts()[-1].startswith("Prices from the ACT3 rate card")
 
@@ -44,8 +46,9 @@ def test_one_4k_shot_on_pro_is_refused_with_the_reason():
     est = estimate([Shot("sh010", "veo-3.1", "4k", 8.0)], CARD, PRO)
     layout = RecordingLayout()
     draw.draw_estimate_single(layout, est, CARD)
-    refusal = layout.find("The 4K tier needs the Enterprise plan; this organisation is on Pro.")
-    assert refusal.alert and refusal.icon == "CANCEL"
+    verdict = layout.find("Confirm sends nothing: sh010 cannot be rendered.")
+    assert verdict.alert and verdict.icon == "CANCEL"
+    assert "The 4K tier needs the Enterprise plan; this organisation is on Pro." in layout.text()
 
 
 def test_a_batch_has_a_checkbox_row_per_shot_the_total_and_what_draft_would_cost():
@@ -60,7 +63,9 @@ def test_a_batch_has_a_checkbox_row_per_shot_the_total_and_what_draft_would_cost
     boxes = [i for i in layout.items if i.kind == "prop" and i.property == "include"]
     assert [b.text for b in boxes] == ["sh10", "sh20", "sh30", "sh40", "sh050"]
     assert [b.active for b in boxes] == [True, True, True, False, False]  # left out, and locked
-    assert layout.find("Shot sh050 is locked").alert
+    icons = [i.icon for i in layout.items if i.kind == "label" and i.text == "" and i.container == "split"]
+    assert icons[1:] == ["CHECKMARK", "CHECKMARK", "CHECKMARK", "BLANK1", "ERROR"]  # sent, unticked, cannot be sent
+    assert layout.find("Left out: Shot sh050 is locked").text.startswith("Left out: Shot sh050 is locked: unlock it")
     assert ("Total", "6,240 cr for 3 shots") in pairs(layout)
     assert ("Balance after", "868,760 cr") in pairs(layout)
     assert layout.find("Draft first: 3,120 cr instead of 6,240 cr")
@@ -73,9 +78,10 @@ def test_a_batch_the_balance_does_not_cover_offers_fit_draft_and_buy():
     layout = RecordingLayout()
     op = SimpleNamespace(use_draft=False, fit_to_budget=False)
     draw.draw_estimate_batch(layout, est, CARD, op=op)
-    line = layout.find("Not enough credits")
-    assert line.text == "Not enough credits: this needs 12,480 cr, 3,480 cr more than the 9,000 cr available."
+    line = layout.find("Confirm sends nothing")
+    assert line.text == "Confirm sends nothing: 3,480 cr short."
     assert line.alert
+    assert "Fit to Budget, Switch to Draft or Buy Credits." in layout.texts()
     assert ("Balance after", "-3,480 cr") in pairs(layout)
     assert layout.find("-3,480 cr").alert
     assert any(i.kind == "prop" and i.property == "fit_to_budget" for i in layout.items)
@@ -85,9 +91,14 @@ def test_a_batch_the_balance_does_not_cover_offers_fit_draft_and_buy():
     fitted = est.with_included([True, True, False])
     layout = RecordingLayout()
     draw.draw_estimate_batch(layout, fitted, CARD, fitted_out=[False, False, True], op=op)
-    assert layout.find("sh2 is left out to fit the budget.")
+    assert layout.find("1 shot left out to fit the budget.")
     assert ("Total", "8,320 cr for 2 shots") in pairs(layout)
-    assert not [i for i in layout.items if i.text and i.text.startswith("Not enough")]
+    assert not layout.find("Confirm holds 8,320 cr for 2 shots.").alert
+    # Both toggles stay where they were, so Fit to Budget can be switched off again.
+    assert [i.property for i in layout.items if i.kind == "prop" and i.property != "include"] == [
+        "use_draft",
+        "fit_to_budget",
+    ]
 
 
 def test_before_the_first_sync_the_dialog_says_whose_prices_these_are():
@@ -95,7 +106,7 @@ def test_before_the_first_sync_the_dialog_says_whose_prices_these_are():
     layout = RecordingLayout()
     draw.draw_estimate_single(layout, est, CARD, synced=False)
     assert ("Available", "— cr") in pairs(layout)
-    assert layout.find("built-in rate card until the first sync")
+    assert layout.find("Built-in prices until the first sync")
 
 
 def job(job_id: int, status: str, shot_states: list[str], **extra) -> dict:
@@ -125,38 +136,67 @@ def job(job_id: int, status: str, shot_states: list[str], **extra) -> dict:
     }
 
 
-def test_render_queue_shows_each_job_with_progress_per_shot_status_and_cost_and_controls():
+def test_render_queue_shows_each_job_with_progress_charge_and_controls_and_its_shots_on_demand():
     state = State()
     state.jobs = {
         7: job(7, "processing", ["completed", "completed", "processing", "queued"]),
         6: job(6, "paused", ["completed", "queued"]),
         5: job(5, "completed", ["completed", "failed"]),
+        4: job(4, "canceled", ["completed", "canceled", "canceled"]),
     }
     layout = RecordingLayout()
-    draw.draw_render_queue(layout, state, CARD, {6: "Budget guard paused batch 6: the balance fell to 9 cr."})
+    draw.draw_render_queue(
+        layout, state, CARD, {6: "Budget guard paused batch 6: the balance fell to 9 cr."}, expanded={5}
+    )
     bars = layout.of_kind("progress")
     assert [(b.factor, b.text) for b in bars] == [
-        (0.5, "2/4 shots · 4,160 cr of 8,320 cr"),
-        (0.5, "1/2 shots · 2,080 cr of 4,160 cr"),
-        (1.0, "2/2 shots · 2,080 cr of 4,160 cr"),
+        (0.5, "2/4 · 4,160 cr"),
+        (0.5, "1/2 · 2,080 cr"),
+        (1.0, "1/2 · 2,080 cr"),
+        (1.0, "1/3 · 2,080 cr"),  # a canceled job does not read "3/3"
     ]
     texts = layout.texts()
-    assert texts[:2] == ["batch 7", "Processing"]
-    assert "completed · 2,080 cr" in texts and "queued · 2,080 cr est." in texts
-    assert layout.find("failed: engine timed out · not charged").alert
-    assert layout.find("Budget guard paused batch 6").alert
+    assert "Processing · 2 done · 2 to go" in texts
+    assert "Canceled · 1 done · 2 canceled" in texts
+    assert layout.find("Paused: Budget guard paused batch 6").alert
+    # Only job 5 is unfolded: its shots, with what each cost.
+    assert [t for t in texts if t.startswith("sh")] == ["sh10", "sh20"]
+    assert texts[texts.index("sh10") + 1] == "2,080 cr"
+    assert layout.find("not charged").alert
     ops = [(i.operator, i.properties.job_id) for i in layout.operators() if i.operator.startswith("act3.job_")]
-    assert ops == [("act3.job_pause", 7), ("act3.job_cancel", 7), ("act3.job_resume", 6), ("act3.job_cancel", 6)]
+    assert ops == [
+        ("act3.job_toggle_shots", 7),
+        ("act3.job_pause", 7),
+        ("act3.job_cancel", 7),
+        ("act3.job_toggle_shots", 6),
+        ("act3.job_resume", 6),
+        ("act3.job_cancel", 6),
+        ("act3.job_toggle_shots", 5),
+        ("act3.job_toggle_shots", 4),
+    ]
     retry = layout.operator_button("act3.retry_shot")
     assert (retry.properties.job_id, retry.properties.shot_index) == (5, 1)
 
 
-def test_render_queue_keeps_only_the_latest_ended_jobs():
+def test_a_long_job_lists_a_bounded_number_of_shots_and_says_how_many_more():
     state = State()
-    state.jobs = {i: job(i, "completed", ["completed"]) for i in range(1, 8)}
+    state.jobs = {9: job(9, "processing", ["completed"] * 20 + ["queued"] * 40)}
+    layout = RecordingLayout()
+    draw.draw_render_queue(layout, state, CARD, expanded={9})
+    assert len([t for t in layout.texts() if t.startswith("sh")]) == draw.QUEUE_SHOTS_SHOWN
+    assert layout.find("… and 48 more shots (20 done · 40 to go)")
+    folded = RecordingLayout()
+    draw.draw_render_queue(folded, state, CARD)
+    assert not [t for t in folded.texts() if t.startswith("sh")]
+
+
+def test_render_queue_lists_the_latest_twenty_jobs():
+    state = State()
+    state.jobs = {i: job(i, "completed", ["completed"]) for i in range(1, 31)}
     layout = RecordingLayout()
     draw.draw_render_queue(layout, state, CARD)
-    assert [t for t in layout.texts() if t.startswith("batch")] == ["batch 7", "batch 6", "batch 5"]
+    names = [t for t in layout.texts() if t.startswith("batch")]
+    assert names == [f"batch {i}" for i in range(30, 10, -1)]
     empty = RecordingLayout()
     draw.draw_render_queue(empty, State(), CARD)
-    assert empty.texts() == ["No ACT3 jobs yet: Generate a shot or a batch."]
+    assert empty.texts() == ["No ACT3 jobs yet."]
