@@ -50,8 +50,8 @@ def _pair(layout: Any, label: str, value: str, alert: bool = False) -> None:
 
 def card_note(card: RateCard, synced: bool) -> str:
     if synced:
-        return f"Prices from the ACT3 rate card {card.version}; the service confirms them on Confirm."
-    return "Built-in prices until the first sync; the service confirms them on Confirm."
+        return f"ACT3 rate card {card.version}; the service confirms it on Confirm."
+    return "Built-in prices until the first sync; confirmed on Confirm."
 
 
 def allowed_lengths(card: RateCard, engine_id: str) -> str:
@@ -304,8 +304,8 @@ def draw_shot_row(layout: Any, item: Any, line: Line, card: RateCard, width: flo
     row = layout.row(align=True)
     row.prop(item, "select", text="")
     wide = width >= WIDE_LIST
-    split = row.split(factor=0.64 if not wide else 0.74)
-    left = split.split(factor=0.55 if not wide else 0.32)
+    split = row.split(factor=0.66 if not wide else 0.74)
+    left = split.split(factor=0.52 if not wide else 0.32)
     left.label(text=line.name, icon=shot_icon(line))
     if wide:
         cells = left.split(factor=0.28)
@@ -314,7 +314,7 @@ def draw_shot_row(layout: Any, item: Any, line: Line, card: RateCard, width: flo
         cells2.label(text=engine)
         cells2.label(text=duration)
     else:
-        left.label(text=TIER_SHORT.get(line.shot.tier, tier))
+        left.label(text=tier)
     right = split.row()
     right.alignment = "RIGHT"
     right.alert = line.blocked_reason is not None
@@ -322,7 +322,6 @@ def draw_shot_row(layout: Any, item: Any, line: Line, card: RateCard, width: flo
 
 
 WIDE_LIST = 420  # region width (px at scale 1) from which the Shots list also shows engine and length
-TIER_SHORT = {"draft": "Draft", "standard": "Std", "high": "High", "4k": "4K"}
 
 
 def shot_tooltip(line: Line, card: RateCard) -> str:
@@ -360,9 +359,9 @@ def job_counts(view: JobView) -> dict[str, int]:
 
 
 def job_summary(view: JobView) -> str:
-    """'3 done · 1 failed · 8 to go' (a canceled job says how many were canceled, not '12/12')."""
+    """'Processing · 1 failed · 8 to go' (the bar has the done count; a canceled job says how many were canceled)."""
     counts = job_counts(view)
-    parts = [f"{counts.get('completed', 0)} done"]
+    parts = [view.status.capitalize()]
     if counts.get("failed"):
         parts.append(f"{counts['failed']} failed")
     if counts.get("canceled"):
@@ -374,9 +373,15 @@ def job_summary(view: JobView) -> str:
 
 
 def job_bar_text(view: JobView) -> str:
-    """The progress bar: '3/12 · 6,240 cr' (charged so far)."""
+    """The progress bar: '3/12 · 6,240 cr' (shots rendered, credits charged so far)."""
     done = job_counts(view).get("completed", 0)
     return f"{done}/{view.total} · {formatting.credits(view.charged)}"
+
+
+def job_bar_factor(view: JobView) -> float:
+    """Rendered or failed shots over all of them: a canceled job's bar stops where it was canceled."""
+    counts = job_counts(view)
+    return (counts.get("completed", 0) + counts.get("failed", 0)) / view.total if view.total else 0.0
 
 
 def draw_render_queue(
@@ -419,8 +424,8 @@ def draw_job(
     if not view.ended:
         op = head.operator("act3.job_cancel", text="", icon="X")
         op.job_id = view.id
-    box.progress(factor=view.progress, type="BAR", text=job_bar_text(view))
-    line = f"{view.status.capitalize()} · {job_summary(view)}"
+    box.progress(factor=job_bar_factor(view), type="BAR", text=job_bar_text(view))
+    line = job_summary(view)
     if reason and view.status == "paused":
         row = box.row()
         row.alert = True
@@ -455,7 +460,7 @@ def draw_job(
             right.label(text=credits if status == "completed" else f"est. {credits}")
     more = len(view.shots) - QUEUE_SHOTS_SHOWN
     if more > 0:
-        col.label(text=f"… and {more} more shots ({job_summary(view)})")
+        col.label(text=f"… and {more} more shots")
 
 
 # ------------------------------------------------------------------------------------ panels

@@ -7,13 +7,12 @@ ACT3_API_KEY and ACT3_GUI_* (scale, which views, an output prefix) in the enviro
 
 import glob
 import json
+import logging
 import os
 import subprocess
 import sys
 
 import blender_gui
-import logging
-
 import bpy
 
 _h = logging.StreamHandler(sys.stdout)

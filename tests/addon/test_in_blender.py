@@ -121,7 +121,9 @@ def test_top_bar_shows_the_services_balance_after_connecting(shell: Shell, live_
     # The top bar's left region draws the same function: it must stay empty there.
     assert shell.header("LEFT").items == []
     tooltip = bpy.types.ACT3_OT_open_credits.description(bpy.context, None)
-    assert tooltip.startswith(f"Balance 875,000 cr, as of {formatting.clock(shell.state.last_sync_wall)}")
+    assert tooltip.startswith(
+        f"875,000 cr available for new jobs, as of {formatting.clock(shell.state.last_sync_wall)}"
+    )
 
 
 def test_credits_panel_numbers_are_the_services_own(shell: Shell, live_server: LiveServer):
@@ -139,18 +141,20 @@ def test_credits_panel_numbers_are_the_services_own(shell: Shell, live_server: L
     c = shell.synced_with(live_server)
     panel = shell.panel("ACT3_PT_credits")
     texts = panel.texts()
-    assert f"Balance: {formatting.credits(c['total'])}" in texts
-    assert f"Available for new jobs: {formatting.credits(c['available'])}" in texts
+    pairs = list(zip(texts, texts[1:], strict=False))
+    assert ("Available", formatting.credits(c["available"])) in pairs
     (bar,) = panel.of_kind("progress")
     assert bar.text == f"{formatting.credits(c['monthly_remaining'], unit=False)} of 875,000 cr"
     assert bar.factor == pytest.approx(c["monthly_remaining"] / c["monthly_allocation"])
-    pairs = list(zip(texts, texts[1:], strict=False))
-    assert ("Banked", formatting.credits(c["rollover_bank"])) in pairs
+    assert ("Rolled over", formatting.credits(c["rollover_bank"] - c["rollover_purchased"])) in pairs
     assert ("Cap", formatting.credits(c["rollover_cap"])) in pairs
-    assert ("From purchases", formatting.credits(c["rollover_purchased"])) in pairs
+    assert ("Never expire", formatting.credits(c["rollover_purchased"])) in pairs
     assert ("Held by jobs", formatting.credits(c["held"])) in pairs
     assert c["rollover_purchased"] == 50_000 and c["held"] > 0
-    assert any(t.startswith(f"Next billing {c['billing_date']}") for t in texts)
+    assert any(t.startswith(f"Refills {formatting.day_month(c['billing_date'])} (") for t in texts)
+    # The top bar: what can be spent, and the held part, without hovering; the colour follows it.
+    button = shell.header().operator_button("act3.open_credits")
+    assert button.text == f"{formatting.credits(c['available'])} · {formatting.credits(c['held'], unit=False)} held"
 
 
 def test_refresh_and_open_credits_work_headless(shell: Shell, live_server: LiveServer):
@@ -171,8 +175,8 @@ def test_low_balance_turns_the_top_bar_red(shell: Shell, live_server: LiveServer
     c = shell.synced_with(live_server, plan="starter")
     assert c["available"] < 245_000 * 0.05
     button = shell.header().operator_button("act3.open_credits")
-    assert button.alert and button.icon == "ERROR"
-    assert button.text == formatting.credits(c["total"])
+    assert button.alert and button.icon == "ERROR"  # red, and it says what can still be spent
+    assert button.text == f"{formatting.credits(c['available'])} · {formatting.credits(c['held'], unit=False)} held"
 
 
 def test_a_service_that_goes_away_leaves_the_last_balance_marked(shell: Shell, live_server: LiveServer):
@@ -182,7 +186,9 @@ def test_a_service_that_goes_away_leaves_the_last_balance_marked(shell: Shell, l
     shell.until(lambda: shell.state.connection == "offline", "noticing the service is gone", timeout=30)
     button = shell.header().operator_button("act3.open_credits")
     assert (button.text, button.icon) == ("875,000 cr", "UNLINKED")
-    assert shell.state.last_error in shell.panel("ACT3_PT_credits").text()
+    status = shell.panel("ACT3_PT_credits").operator_button("act3.status")
+    assert status.text.startswith("Offline · as of ") and status.alert
+    assert bpy.types.ACT3_OT_status.description(bpy.context, None).startswith(shell.state.last_error)
 
 
 def test_online_access_off_sends_nothing_and_says_how_to_turn_it_on(shell: Shell, live_server: LiveServer):
@@ -194,9 +200,10 @@ def test_online_access_off_sends_nothing_and_says_how_to_turn_it_on(shell: Shell
         assert not bpy.ops.act3.refresh.poll()
         with pytest.raises(RuntimeError, match="Allow Online Access"):
             bpy.ops.act3.refresh()
-        text = shell.panel("ACT3_PT_credits").text()
-        assert "Online access is off: nothing is sent to ACT3." in text
-        assert "Preferences > System > Network > Allow Online Access" in text
+        assert shell.panel("ACT3_PT_credits").operator_button("act3.status").text == "Online access is off"
+        tooltip = bpy.types.ACT3_OT_status.description(bpy.context, None)
+        assert "Online access is off: nothing is sent to ACT3." in tooltip
+        assert "Preferences > System > Network > Allow Online Access" in tooltip
     finally:
         bpy.context.preferences.system.use_online_access = True
     shell.until(lambda: shell.state.connection == "ok", "back online")
@@ -225,8 +232,10 @@ def test_the_buy_dialog_lists_the_services_packs_and_the_card_on_file(shell: She
     shell.module("session").request("packs")
     shell.until(lambda: shell.state.packs, "the credit packs")
     layout = RecordingLayout()
-    shell.module("layouts").draw_buy_dialog(layout, shell.state, SimpleNamespace(pack=""))
-    assert "Paid with Visa •••• 4242" in layout.texts()
+    shell.module("layouts").draw_buy_dialog(layout, shell.state, SimpleNamespace(pack="pack-250k"))
+    assert "Confirm charges $475 to Visa •••• 4242." in layout.texts()
+    after = formatting.credits(shell.state.credits.available + 250_000)
+    assert layout.texts()[layout.texts().index("Available after") + 1] == after
     items = shell.module("operators")._pack_items(None, bpy.context)
     # Blender keeps pointers into the list it was handed: unchanged packs must give the same list.
     assert shell.module("operators")._pack_items(None, bpy.context) is items
@@ -285,10 +294,10 @@ def test_history_pages_newest_first_filters_on_the_service_and_exports_csv(
     assert (first.date, first.shot, first.tier, first.cost) == (
         local.strftime("%d %b"),
         newest["shot"],
-        {"draft": "Draft", "standard": "Std", "high": "High"}[newest["tier"]],
+        {"draft": "Draft", "standard": "Standard", "high": "High"}[newest["tier"]],
         formatting.signed_credits(newest["credits"]),
     )
-    assert first.tooltip.startswith(f"{formatting.day(newest['at'])} · {newest['shot']} · grok-imagine")
+    assert first.tooltip.startswith(f"{formatting.day(newest['at'])} · {newest['shot']} · Grok Imagine")
     assert bpy.ops.act3.history_more.poll()
 
     # Load more: the next keyset page, appended.

@@ -82,7 +82,7 @@ def test_cache_round_trip_is_private_and_keyless(tmp_path, secret):
     snap.apply_to(restored)
     assert restored.credits == CREDITS
     assert restored.credits_from_cache and restored.is_stale()
-    assert restored.header_text() == "912,500 cr"  # the balance; 6,240 of it held
+    assert restored.header_text() == "906,260 cr · 6,240 held"  # what can be spent, and what jobs hold
     assert restored.history.rows == [ROW]
     assert restored.rate_card is not None and restored.rate_card.price("veo-3.1", "high", 8).credits == 4160
     assert restored.allowed_tiers == ("draft", "standard", "high")
@@ -104,7 +104,7 @@ def test_stale_at_start_shows_the_cached_balance_before_any_sync(tmp_path):
     try:
         runtime.start(Settings(URL, "", online_access=False), tmp_path)
         state = runtime.state()
-        assert state.header_text() == "912,500 cr"
+        assert state.header_text() == "906,260 cr · 6,240 held"
         assert state.is_stale()
         assert state.connection == "disabled"
     finally:

@@ -199,7 +199,7 @@ def test_cached_balance_stays_on_screen_marked_stale_while_offline(secret, drain
     worker.start()
     try:
         drain_until(worker, lambda: state.connection == "offline")
-        assert state.header_text() == "245,000 cr"  # the balance, 5,000 of it held
+        assert state.header_text() == "240,000 cr"  # what could be spent when last seen
         assert state.is_stale()
         assert "connection refused" in (state.last_error or "")
     finally:

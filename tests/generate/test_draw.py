@@ -39,7 +39,7 @@ def test_one_shot_shows_name_engine_tier_duration_credits_and_the_balance():
     assert layout.find("Draft first: 1,040 cr instead of 4,160 cr").icon == "INFO"
     assert layout.find("Confirm holds 4,160 cr for 1 shot.").icon == "CHECKMARK"
     assert any(i.kind == "prop" and i.property == "use_draft" for i in layout.items)
-    assert layout.texts()[-1].startswith("Prices from the ACT3 rate card")
+    assert layout.texts()[-1] == "ACT3 rate card 2026-11; the service confirms it on Confirm."
 
 
 def test_one_4k_shot_on_pro_is_refused_with_the_reason():
@@ -106,7 +106,7 @@ def test_before_the_first_sync_the_dialog_says_whose_prices_these_are():
     layout = RecordingLayout()
     draw.draw_estimate_single(layout, est, CARD, synced=False)
     assert ("Available", "— cr") in pairs(layout)
-    assert layout.find("Built-in prices until the first sync")
+    assert layout.find("Built-in prices until the first sync; confirmed on Confirm.")
 
 
 def job(job_id: int, status: str, shot_states: list[str], **extra) -> dict:
@@ -153,11 +153,11 @@ def test_render_queue_shows_each_job_with_progress_charge_and_controls_and_its_s
         (0.5, "2/4 · 4,160 cr"),
         (0.5, "1/2 · 2,080 cr"),
         (1.0, "1/2 · 2,080 cr"),
-        (1.0, "1/3 · 2,080 cr"),  # a canceled job does not read "3/3"
+        (1 / 3, "1/3 · 2,080 cr"),  # a canceled job stops where it was canceled, never "3/3"
     ]
     texts = layout.texts()
-    assert "Processing · 2 done · 2 to go" in texts
-    assert "Canceled · 1 done · 2 canceled" in texts
+    assert "Processing · 2 to go" in texts
+    assert "Canceled · 2 canceled" in texts
     assert layout.find("Paused: Budget guard paused batch 6").alert
     # Only job 5 is unfolded: its shots, with what each cost.
     assert [t for t in texts if t.startswith("sh")] == ["sh10", "sh20"]
@@ -184,7 +184,7 @@ def test_a_long_job_lists_a_bounded_number_of_shots_and_says_how_many_more():
     layout = RecordingLayout()
     draw.draw_render_queue(layout, state, CARD, expanded={9})
     assert len([t for t in layout.texts() if t.startswith("sh")]) == draw.QUEUE_SHOTS_SHOWN
-    assert layout.find("… and 48 more shots (20 done · 40 to go)")
+    assert layout.find("… and 48 more shots")
     folded = RecordingLayout()
     draw.draw_render_queue(folded, state, CARD)
     assert not [t for t in folded.texts() if t.startswith("sh")]

@@ -83,8 +83,11 @@ def test_tag_all_selected_shots_at_once_and_filter_the_list_by_tag(studio):
     card = props.rate_card()
     line = core.estimate([props.to_shot(studio.scene, items[0])], card, core.Account()).lines[0]
     row = RecordingLayout()
-    draw.draw_shot_row(row, items[0], line, card)
+    draw.draw_shot_row(row, items[0], line, card, width=500)
     assert row.texts()[:5] == ["sh0", "Standard", "Veo 3.1", "4 s", "1,040 cr"]
+    narrow = RecordingLayout()  # the sidebar's default width: name, tier and credits
+    draw.draw_shot_row(narrow, items[0], line, card, width=280)
+    assert narrow.texts() == ["sh0", "Standard", "1,040 cr"]
     panel = RecordingLayout()
     bpy.types.ACT3_PT_shots.draw(SimpleNamespace(layout=panel), bpy.context)
     assert panel.operator_button("act3.generate_batch").text == "Generate #hero · 1,040 cr"

@@ -56,6 +56,10 @@ TEXT_MARGIN = 8
 ICON_WIDTH = 20
 
 
+def _icon_only(child: Any) -> bool:
+    return isinstance(child, Item) and child.kind in ("prop", "operator") and child.text == ""
+
+
 class RecordingLayout:
     def __init__(
         self,
@@ -111,7 +115,11 @@ class RecordingLayout:
                 return own * self._factor
             return own * (1 - self._factor) / max(1, n - 1)
         if self._kind == "row" and n > 1:
-            return own / n
+            # A button with only an icon (or a bare checkbox) keeps one unit; the rest share what is left.
+            fixed = [c for c in self._children if _icon_only(c)]
+            if child in fixed:
+                return ICON_WIDTH
+            return (own - ICON_WIDTH * len(fixed)) / max(1, n - len(fixed))
         return own
 
     def row(self, align: bool = False, heading: str = "", **_: Any) -> RecordingLayout:
