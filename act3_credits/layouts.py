@@ -85,7 +85,18 @@ def draw_header(layout: Any, state: State, thresholds: Thresholds) -> None:
     level = thresholds.level(state)
     row = layout.row(align=True)
     row.alert = level == "critical"
+    row.ui_units_x = header_units(state)
     row.operator("act3.open_credits", text=state.header_text(), icon=header_icon(state, level))
+
+
+def header_units(state: State) -> float:
+    """A width that holds the longest text this organisation's numbers can make ('8,750,000 cr ·
+    875,000 held' on Pro), so the scene and view-layer selectors beside it never move when a batch
+    starts holding credits or ends. In UI units (20 px at UI scale 1)."""
+    c = state.credits
+    allocation = c.monthly_allocation if c is not None and c.monthly_allocation > 0 else 875_000
+    longest = f"{formatting.credits(allocation * 10)} · {formatting.credits(allocation, unit=False)} held"
+    return round(len(longest) * 0.34 + 1.6, 1)  # about 6.8 px a character, and the icon
 
 
 def header_tooltip(state: State, thresholds: Thresholds) -> str:

@@ -287,28 +287,29 @@ def shot_row_texts(line: Line, card: RateCard) -> tuple[str, str, str, str]:
 
 
 def shot_icon(line: Line) -> str:
-    """Locked, cannot be sent (the reason is the row's tooltip and under the list), or a plain shot."""
+    """Locked, or cannot be sent (the reason is the row's tooltip and under the list); else none."""
     if line.shot.locked:
         return "LOCKED"
     if line.blocked_reason:
         return "ERROR"
-    return "SEQUENCE"
+    return "NONE"
 
 
 def draw_shot_row(layout: Any, item: Any, line: Line, card: RateCard, width: float = 0) -> None:
     """One row of the Shots list: select box, name, tier, credits; engine and billed length when wide.
 
-    The credits figure has its own right-aligned column, so a long name is cut before a number is.
+    The credits figure has its own right-aligned column, so a long name is cut before a number is;
+    a shot that cannot be sent shows a dash there, with a lock or a warning sign.
     """
     tier, engine, duration, cost = shot_row_texts(line, card)
     row = layout.row(align=True)
     row.prop(item, "select", text="")
     wide = width >= WIDE_LIST
-    split = row.split(factor=0.66 if not wide else 0.74)
-    left = split.split(factor=0.52 if not wide else 0.32)
-    left.label(text=line.name, icon=shot_icon(line))
+    split = row.split(factor=0.64 if not wide else 0.74)
+    left = split.split(factor=0.46 if not wide else 0.28)
+    left.label(text=line.name)
     if wide:
-        cells = left.split(factor=0.28)
+        cells = left.split(factor=0.32)
         cells.label(text=tier)
         cells2 = cells.split(factor=0.6)
         cells2.label(text=engine)
@@ -317,8 +318,9 @@ def draw_shot_row(layout: Any, item: Any, line: Line, card: RateCard, width: flo
         left.label(text=tier)
     right = split.row()
     right.alignment = "RIGHT"
-    right.alert = line.blocked_reason is not None
-    right.label(text=cost if line.blocked_reason is None else "—")
+    sendable = line.blocked_reason is None and not line.shot.locked
+    right.alert = line.blocked_reason is not None and not line.shot.locked
+    right.label(text=cost if sendable else "—", icon=shot_icon(line))
 
 
 WIDE_LIST = 420  # region width (px at scale 1) from which the Shots list also shows engine and length

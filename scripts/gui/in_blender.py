@@ -1,33 +1,43 @@
-"""Runs inside a real Blender window (../shared/tools/blender-gui): install the extension, make shots
-from camera markers, open the ACT3 sidebar at its default width and take the README's screenshots.
+"""Runs inside a real Blender window (the blender-gui tool): install the extension, make shots from
+camera markers, open the ACT3 sidebar at its default width and take the README's screenshots.
 
 Driven by scripts/screenshots.py, which starts act3-server, builds the zip and passes ACT3_API_URL,
-ACT3_API_KEY and ACT3_GUI_* (scale, which views, an output prefix) in the environment.
+ACT3_API_KEY and ACT3_GUI_* (UI scale, an output prefix) in the environment. Each step runs on
+Blender's main thread from a timer, a few seconds after the one before.
 """
 
 import glob
+import importlib
 import json
-import logging
 import os
 import subprocess
-import sys
 
-import blender_gui
 import bpy
 
-_h = logging.StreamHandler(sys.stdout)
-logging.getLogger("act3_credits").addHandler(_h)
-logging.getLogger("act3_credits").setLevel(logging.INFO)
+import blender_gui
 
 OUT = os.environ.get("BLENDER_GUI_OUT", "/out")
 PREFIX = os.environ.get("ACT3_GUI_PREFIX", "")
 SCALE = float(os.environ.get("ACT3_GUI_SCALE", "1.0"))
-VIEWS = os.environ.get("ACT3_GUI_VIEWS", "panel").split(",")
-SIDEBAR = int(os.environ.get("ACT3_GUI_SIDEBAR", "0"))  # 0: Blender's default width
+SHOTS = [
+    (192, "veo-3.1", "standard", "seq010, hero"),
+    (144, "veo-3.1", "high", "seq010"),
+    (96, "veo-3.1-fast", "draft", "seq010"),
+    (168, "wan-2.6", "standard", "seq010, hero"),
+    (120, "seedance-2.0", "4k", "seq020"),  # not on Pro: the row says why
+    (156, "grok-imagine", "high", "seq020, hero"),
+]
 
 
 def log(*args):
     print("gui:", *args, flush=True)
+
+
+def module(name):
+    return importlib.import_module(f"bl_ext.user_default.act3_credits.{name}")
+
+
+# ------------------------------------------------------------------------------------ set-up
 
 
 def install():
@@ -40,25 +50,16 @@ def install():
 def make_shots():
     scene = bpy.context.scene
     scene.render.fps = 24
-    spec = [
-        (192, "veo-3.1", "standard", "seq010, hero"),
-        (144, "veo-3.1", "high", "seq010"),
-        (96, "veo-3.1-fast", "draft", "seq010"),
-        (168, "wan-2.6", "standard", "seq010, hero"),
-        (120, "seedance-2.0", "4k", "seq020"),
-        (156, "grok-imagine", "high", "seq020, hero"),
-    ]
     frame = 1
-    for i, (frames, _engine, _tier, _tags) in enumerate(spec):
-        cam_data = bpy.data.cameras.new(f"cam{i}")
-        cam = bpy.data.objects.new(f"CAM_sh{(i + 1) * 10:03d}", cam_data)
+    for i, (frames, _engine, _tier, _tags) in enumerate(SHOTS):
+        cam = bpy.data.objects.new(f"CAM_sh{(i + 1) * 10:03d}", bpy.data.cameras.new(f"cam{i}"))
         scene.collection.objects.link(cam)
-        m = scene.timeline_markers.new(f"sh{(i + 1) * 10:03d}", frame=frame)
-        m.camera = cam
+        marker = scene.timeline_markers.new(f"sh{(i + 1) * 10:03d}", frame=frame)
+        marker.camera = cam
         frame += frames
     scene.frame_start, scene.frame_end = 1, frame - 1
     bpy.ops.act3.shots_from_markers()
-    for item, (_f, engine, tier, tags) in zip(scene.act3_shots, spec, strict=True):
+    for item, (_f, engine, tier, tags) in zip(scene.act3_shots, SHOTS, strict=True):
         item.engine, item.tier, item.tags = engine, tier, tags
     scene.act3_shots_index = 1
 
@@ -68,80 +69,85 @@ def view3d():
     return max(areas, key=lambda a: a.width * a.height)
 
 
-def open_sidebar():
+def region_of(area, kind):
+    return next(r for r in area.regions if r.type == kind)
+
+
+def top_left(region):
+    """A region's top-left corner in screen pixels (Blender counts from the bottom)."""
+    win = bpy.context.window
+    return region.x, win.height - (region.y + region.height)
+
+
+def click_tab():
+    """Blender 4.3 cannot set the sidebar's tab from Python: click ACT3, the fourth tab."""
     area = view3d()
-    area.spaces.active.show_region_ui = True
-    area.tag_redraw()
-
-
-def sidebar_region():
-    area = view3d()
-    return area, next(r for r in area.regions if r.type == "UI")
-
-
-def set_tab():
-    """Blender 4.3 cannot set the sidebar's tab from Python: click the ACT3 tab, the last one."""
-    area, region = sidebar_region()
+    region = region_of(area, "UI")
     try:
         region.active_panel_category = "ACT3"
         return
-    except Exception:
+    except (AttributeError, TypeError):
         pass
+    scale = bpy.context.preferences.system.ui_scale
+    x, y = top_left(region)
+    blender_gui.click(x + region.width - int(10 * scale), y + int(168 * scale))
+
+
+def scroll_sidebar(notches):
+    region = region_of(view3d(), "UI")
+    x, y = top_left(region)
+    blender_gui.move(x + region.width // 2, y + region.height // 2)
+    for _ in range(abs(notches)):
+        blender_gui.click(x + region.width // 2, y + region.height // 2, button=5 if notches > 0 else 4)
+
+
+# ------------------------------------------------------------------------------------ pictures
+
+
+def crop(name, x, y, w, h):
+    full = blender_gui.snap(PREFIX + name + "-full")
+    out = os.path.join(OUT, PREFIX + name + ".png")
+    subprocess.run(["convert", full, "-crop", f"{w}x{h}+{x}+{y}", "+repage", out], check=True)
+    os.remove(full)
+    log("picture", out, w, h)
+
+
+def snap_sidebar(name):
+    region = region_of(view3d(), "UI")
+    x, y = top_left(region)
+    crop(name, x, y, region.width, region.height)
+
+
+def snap_topbar(name):
     win = bpy.context.window
     scale = bpy.context.preferences.system.ui_scale
-    # The tabs run down the region's right edge from its top: Item, Tool, View, ACT3.
-    x = region.x + region.width - int(10 * scale)
-    y_top = win.height - (region.y + region.height)
-    tab_y = int(os.environ.get("ACT3_GUI_TAB_Y", "0")) or y_top + int(168 * scale)
-    log("click tab", x, tab_y, region.x, region.y, region.width, region.height)
-    blender_gui.click(x, tab_y)
+    crop(name, win.width - int(620 * scale), 0, int(620 * scale), int(60 * scale))
 
 
-def crop(name, region, extra_h=0):
-    """The sidebar region as its own picture."""
-    win = bpy.context.window
-    full = os.path.join(OUT, PREFIX + name + "-full.png")
-    os.rename(blender_gui.snap(PREFIX + name + "-full"), full)
-    x, y, w, h = region.x, region.y, region.width, region.height
-    top = win.height - (y + h)
-    out = os.path.join(OUT, PREFIX + name + ".png")
-    subprocess.run(["convert", full, "-crop", f"{w}x{h}+{x}+{top}", "+repage", out], check=True)
-    log("cropped", out, w, h)
+def invoke(op, **props):
+    """Open an operator's dialog as a click in the 3D View would."""
+    area = view3d()
+    region = region_of(area, "WINDOW")
+    x, y = top_left(region)
+    blender_gui.move(x + region.width // 2, y + region.height // 3)
+    with bpy.context.temp_override(window=bpy.context.window, area=area, region=region):
+        op("INVOKE_DEFAULT", **props)
 
 
-def addon():
-    import importlib
-    return importlib.import_module("bl_ext.user_default.act3_credits")
+def close_dialog():
+    """Escape, with the pointer inside the dialog (it opens around where the pointer was)."""
+    area = view3d()
+    region = region_of(area, "WINDOW")
+    x, y = top_left(region)
+    blender_gui.move(x + region.width // 2, y + region.height // 3 + 10)
+    blender_gui.key("Escape")
 
 
-def info():
-    import importlib
-    pkg = addon().__name__
-    timers = importlib.import_module(pkg + ".timers")
-    session = importlib.import_module(pkg + ".session")
-    try:
-        timers.tick()
-    except Exception:
-        import traceback
-        traceback.print_exc()
-    runtime = importlib.import_module(pkg + ".runtime")
-    w = runtime.worker()
-    import threading
-    import traceback
-    for th in threading.enumerate():
-        frame = sys._current_frames().get(th.ident)
-        if frame is not None and th is not threading.main_thread():
-            log("THREAD", th.name, "".join(traceback.format_stack(frame)[-4:]))
-    log("worker", w._generation, w._results.qsize(), w._running, w._link, bpy.app.online_access)
-    st = session.state()
-    log("state", st.connection, st.last_error, st.header_text())
-    sett = session.settings()
-    log("settings", sett.base_url, bool(sett.api_key), sett.online_access, {k: v[:25] for k, v in os.environ.items() if k.startswith("ACT3")})
-    log("topbar draw funcs", [getattr(f, "__module__", f) for f in bpy.types.TOPBAR_HT_upper_bar._dyn_ui_initialize()])
-    area, region = sidebar_region()
-    log(json.dumps({"region_width": region.width, "scale": bpy.context.preferences.system.ui_scale,
-                    "window": [bpy.context.window.width, bpy.context.window.height]}))
+def state():
+    return module("session").state()
 
+
+# ------------------------------------------------------------------------------------ the steps
 
 STEPS = []
 
@@ -150,7 +156,114 @@ def step(delay):
     def deco(fn):
         STEPS.append((delay, fn))
         return fn
+
     return deco
+
+
+@step(1.0)
+def s_shots_and_sidebar():
+    # The extension is installed at start-up, not from a timer: a timer an add-on registers while
+    # another timer runs is never called in Blender 4.3, and the add-on's sync runs on its timer.
+    make_shots()
+    area = view3d()
+    area.spaces.active.show_region_ui = True
+    area.tag_redraw()
+
+
+@step(1.5)
+def s_tab():
+    click_tab()
+
+
+@step(18.0)  # the first answer can take a while on this shared machine's virtual screen
+def s_synced():
+    click_tab()
+
+
+@step(2.0)
+def s_log():
+    s = state()
+    region = region_of(view3d(), "UI")
+    log(json.dumps({"connection": s.connection, "header": s.header_text(), "region_width": region.width,
+                    "ui_scale": bpy.context.preferences.system.ui_scale}))
+    blender_gui.redraw()
+
+
+@step(1.0)
+def s_credits():
+    snap_sidebar("credits-panel")
+    snap_topbar("topbar-idle")
+
+
+@step(0.5)
+def s_send_batch():
+    # Generate #hero from a script: three shots, held at once, charged one by one.
+    bpy.ops.act3.generate_batch(tag="hero")
+
+
+@step(7.0)
+def s_topbar_held():
+    log("header while the batch runs:", state().header_text())
+    snap_topbar("topbar-held")
+    scroll_sidebar(12)
+
+
+@step(1.5)
+def s_shots():
+    snap_sidebar("shots")
+    scroll_sidebar(12)
+
+
+@step(1.5)
+def s_queue():
+    jobs = sorted(state().jobs)
+    if jobs:
+        module("generate.ops").expanded_jobs.add(jobs[-1])
+    blender_gui.redraw()
+
+
+@step(1.0)
+def s_queue_snap():
+    snap_sidebar("render-queue")
+    scroll_sidebar(-40)
+
+
+@step(1.0)
+def s_estimate_batch():
+    invoke(bpy.ops.act3.generate_batch, tag="")
+
+
+@step(1.5)
+def s_estimate_batch_snap():
+    blender_gui.snap(PREFIX + "estimate-batch")
+    close_dialog()
+
+
+@step(1.0)
+def s_estimate_shot():
+    invoke(bpy.ops.act3.generate)
+
+
+@step(1.5)
+def s_estimate_shot_snap():
+    blender_gui.snap(PREFIX + "estimate-shot")
+    close_dialog()
+
+
+@step(1.0)
+def s_buy():
+    invoke(bpy.ops.act3.buy_credits)
+
+
+@step(1.5)
+def s_buy_snap():
+    blender_gui.snap(PREFIX + "buy-credits")
+    close_dialog()
+
+
+@step(1.0)
+def s_quit():
+    blender_gui.quit()
 
 
 def run_steps():
@@ -160,41 +273,20 @@ def run_steps():
         blender_gui.after(t, fn)
 
 
-@step(1.0)
-def s_install():
-    install()
-    make_shots()
-    open_sidebar()
+def pump_add_on_timers(seconds, every=0.2):
+    """Blender 4.3 as the blender-gui tool ships it (Debian's build, Python 3.13) calls a timer that
+    returns a float only once, and never calls a timer registered while another runs: the add-on's
+    heartbeat (drain the sync, redraw) would stop after its first beat. One-shot timers registered
+    now stand in for it, calling the add-on's own timer functions as Blender would."""
+
+    def beat():
+        module("timers").tick()
+        module("generate")._tick()
+
+    for i in range(int(seconds / every)):
+        blender_gui.after(0.5 + i * every, beat)
 
 
-@step(1.0)
-def s_tab():
-    set_tab()
-
-
-@step(4.0)
-def s_info():
-    set_tab()
-    info()
-    blender_gui.redraw()
-
-
-@step(4.0)
-def s_info2():
-    info()
-    blender_gui.redraw()
-
-
-@step(1.0)
-def s_panel():
-    area, region = sidebar_region()
-    crop("sidebar", region)
-    blender_gui.snap(PREFIX + "screen")
-
-
-@step(1.0)
-def s_quit():
-    blender_gui.quit()
-
-
+install()
+pump_add_on_timers(90)
 run_steps()

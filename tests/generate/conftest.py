@@ -40,15 +40,15 @@ class Studio(blender.EnabledAddon):
         scene = self.scene
         scene.render.fps, scene.render.fps_base = 24, 1.0
         scene.act3_shots.clear()
-        items = []
         for name, start, end in specs:
             item = scene.act3_shots.add()
             item.name, item.frame_start, item.frame_end = name, start, end
             for key, value in common.items():
                 setattr(item, key, value)
-            items.append(item)
         scene.act3_shots_index = 0
-        return items
+        # Fetched again once every shot is added: adding to a collection may move its items, and a
+        # reference taken before that points at freed memory (the tags test read stale shots).
+        return list(scene.act3_shots)
 
     def service_jobs(self, server: LiveServer, plan: str = "pro") -> list[dict[str, Any]]:
         return server.get("/jobs", plan).json()["jobs"]

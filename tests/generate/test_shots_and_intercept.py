@@ -265,3 +265,39 @@ def test_a_reloaded_addons_operator_is_guarded_again_and_an_unknown_id_is_shown(
         intercept.release_all()
         if second is not None:
             bpy.utils.unregister_class(second)
+
+
+def test_the_tier_menu_prices_each_tier_for_the_shot_and_marks_4k_unavailable_on_pro(studio, live_server):
+    studio.connect(live_server)  # a Pro organisation: Draft, Standard and High
+    (item,) = studio.shots([("sh010", 1, 192)], engine="veo-3.1")  # 8 s at 24 fps
+    props = studio.module("generate.props")
+    items = props.tier_items(item, bpy.context)
+    # Veo 3.1 is 260 cr a second at Standard: 8 s is 2,080 cr; Draft half, High double.
+    assert [(i[0], i[1], i[3]) for i in items] == [
+        ("draft", "Draft · 1,040 cr", "NONE"),
+        ("standard", "Standard · 2,080 cr", "NONE"),
+        ("high", "High · 4,160 cr", "NONE"),
+        ("4k", "4K · Enterprise only", "LOCKED"),
+    ]
+    assert items[3][2] == "The 4K tier needs the Enterprise plan; this organisation is on Pro."
+    # A longer shot, a new price; and Blender reads and writes the menu as before (saved files keep their tier).
+    item.frame_end = 96  # 4 s
+    assert props.tier_items(item, bpy.context)[2][1] == "High · 2,080 cr"
+    item.tier = "high"
+    assert item.tier == "high"
+
+    # 4K chosen anyway: the row says it cannot be sent, and why, before any Cost Estimate.
+    item.tier = "4k"
+    draw = studio.module("generate.draw")
+    core = studio.module("core.shots")
+    line = core.estimate(
+        [props.to_shot(studio.scene, item)], props.rate_card(), core.Account.from_state(studio.state)
+    ).lines[0]
+    row = RecordingLayout()
+    draw.draw_shot_row(row, item, line, props.rate_card(), width=280)
+    cell = row.find("—")
+    assert (cell.icon, cell.alert) == ("ERROR", True)
+    assert "Cannot be sent: The 4K tier needs the Enterprise plan" in item.tooltip
+    panel = RecordingLayout()
+    bpy.types.ACT3_PT_shots.draw(SimpleNamespace(layout=panel), bpy.context)
+    assert panel.find("The 4K tier needs the Enterprise plan").alert
