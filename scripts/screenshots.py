@@ -36,10 +36,15 @@ def seed(url: str, key: str) -> None:
             [("veo-3.1", "high"), ("veo-3.1", "draft"), ("wan-2.6", "standard"), ("seedance-2.0", "high")] * 3, 1
         )
     ]
-    job = requests.post(f"{url}/jobs", json={"name": "seq010 previs", "shots": shots},
-                        headers={**h, "Idempotency-Key": "seed-job"}, timeout=10).json()
-    requests.post(f"{url}/purchases", json={"pack_id": "pack-250k"},
-                  headers={**h, "Idempotency-Key": "seed-buy"}, timeout=10).raise_for_status()
+    job = requests.post(
+        f"{url}/jobs",
+        json={"name": "seq010 previs", "shots": shots},
+        headers={**h, "Idempotency-Key": "seed-job"},
+        timeout=10,
+    ).json()
+    requests.post(
+        f"{url}/purchases", json={"pack_id": "pack-250k"}, headers={**h, "Idempotency-Key": "seed-buy"}, timeout=10
+    ).raise_for_status()
     deadline = time.monotonic() + 60
     while requests.get(f"{url}/jobs/{job['id']}", headers=h, timeout=10).json()["status"] != "completed":
         if time.monotonic() > deadline:
@@ -68,10 +73,30 @@ def main() -> None:
         # The same ledger, served again with renders slow enough to watch a batch in the window.
         proc, url, _orgs = demo.start_service(Path(tmp), render_speed=0.5)
         try:
-            env = dict(os.environ, ACT3_API_URL=url, ACT3_API_KEY=key, ACT3_GUI_SCALE=args.scale,
-                       ACT3_GUI_PREFIX=f"{args.size}-{args.scale}-")
-            subprocess.run([args.tool, "run", str(ROOT / "scripts" / "gui" / "in_blender.py"), "--project", str(ROOT),
-                            "--out", args.out, "--size", args.size, "--timeout", "180"], env=env, check=False)
+            env = dict(
+                os.environ,
+                ACT3_API_URL=url,
+                ACT3_API_KEY=key,
+                ACT3_GUI_SCALE=args.scale,
+                ACT3_GUI_PREFIX=f"{args.size}-{args.scale}-",
+            )
+            subprocess.run(
+                [
+                    args.tool,
+                    "run",
+                    str(ROOT / "scripts" / "gui" / "in_blender.py"),
+                    "--project",
+                    str(ROOT),
+                    "--out",
+                    args.out,
+                    "--size",
+                    args.size,
+                    "--timeout",
+                    "180",
+                ],
+                env=env,
+                check=False,
+            )
         finally:
             proc.terminate()
 

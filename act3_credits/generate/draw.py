@@ -115,8 +115,8 @@ def verdict(est: Estimate, fitted_out: Sequence[bool] = ()) -> tuple[str, str, b
         return "Confirm sends nothing: there is no shot to render.", "", True
     if not est.sent:
         if est.blocked:
-            first = est.blocked[0]
-            return f"Confirm sends nothing: {first.name} cannot be rendered.", first.blocked_reason or "", True
+            stopped = est.blocked[0]
+            return f"Confirm sends nothing: {stopped.name} cannot be rendered.", stopped.blocked_reason or "", True
         return "Confirm sends nothing: every shot is left out.", "Tick at least one shot to render.", True
     if est.shortfall > 0:
         return (

@@ -12,9 +12,8 @@ import json
 import os
 import subprocess
 
-import bpy
-
 import blender_gui
+import bpy
 
 OUT = os.environ.get("BLENDER_GUI_OUT", "/out")
 PREFIX = os.environ.get("ACT3_GUI_PREFIX", "")
@@ -184,8 +183,16 @@ def s_synced():
 def s_log():
     s = state()
     region = region_of(view3d(), "UI")
-    log(json.dumps({"connection": s.connection, "header": s.header_text(), "region_width": region.width,
-                    "ui_scale": bpy.context.preferences.system.ui_scale}))
+    log(
+        json.dumps(
+            {
+                "connection": s.connection,
+                "header": s.header_text(),
+                "region_width": region.width,
+                "ui_scale": bpy.context.preferences.system.ui_scale,
+            }
+        )
+    )
     blender_gui.redraw()
 
 
