@@ -1182,16 +1182,26 @@ def encode_cursor(at: datetime, row_id: int) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """The (at, id) a cursor from `encode_cursor` names; anything else is a 400 `bad_request`.
+
+    A cursor is opaque to clients but trivially forged, so every way it can be wrong must end here
+    as a refusal, never in the database or as a 500: bad base64 or JSON, the wrong shape or types,
+    an id the database column cannot hold, a date that is not ISO 8601, or one that cannot be moved
+    to UTC (`0001-01-01T00:00:00+01:00` overflows `datetime`).
+    """
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at_s, row_id = json.loads(raw)
+        parsed = json.loads(raw)
+        if not isinstance(parsed, list) or len(parsed) != 2:
+            raise ValueError("not a cursor")
+        at_s, row_id = parsed
         if not isinstance(at_s, str) or type(row_id) is not int or not 0 <= row_id <= MAX_DB_INT:
             raise ValueError("not a cursor")
         return to_db(datetime.fromisoformat(at_s)), row_id
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise LedgerError(
-            "validation_error",
-            "cursor is not a cursor this service gave out.",
+            "bad_request",
+            "cursor is not a cursor this service gave out; start again without one.",
             details=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}],
         ) from exc
 
