@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 from .pricing import RateCard
 from .state import Credits, HistoryRow
+from .values import value
 
 log = logging.getLogger("act3_credits")
 
@@ -162,23 +163,41 @@ _BY_STATUS: dict[int, type[Act3Error]] = {
 # ---------------------------------------------------------------------------------------- results
 
 
-@dataclass(frozen=True)
+@value
+@dataclass(init=False, repr=False, eq=False)
 class HistoryPage:
+    """A page of the credit history, and the cursor of the next (None: the last page)."""
+
     rows: list[HistoryRow]
     next_cursor: str | None
 
+    def __init__(self, rows: list[HistoryRow], next_cursor: str | None) -> None:
+        self.__dict__.update(rows=rows, next_cursor=next_cursor)
 
-@dataclass(frozen=True)
+
+@value
+@dataclass(init=False, repr=False, eq=False)
 class EventsPage:
+    """Events after the one asked for, and the newest event number."""
+
     events: list[dict[str, Any]]
     last_seq: int
 
+    def __init__(self, events: list[dict[str, Any]], last_seq: int) -> None:
+        self.__dict__.update(events=events, last_seq=last_seq)
 
-@dataclass(frozen=True)
+
+@value
+@dataclass(init=False, repr=False, eq=False)
 class PurchaseResult:
+    """A purchase and the balance after it."""
+
     purchase: dict[str, Any]
     balance: Credits
     replayed: bool  # the service answered an earlier request with the same Idempotency-Key
+
+    def __init__(self, purchase: dict[str, Any], balance: Credits, replayed: bool) -> None:
+        self.__dict__.update(purchase=purchase, balance=balance, replayed=replayed)
 
 
 def parse_credits(data: Any) -> Credits:

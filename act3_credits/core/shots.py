@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
+from operator import attrgetter
 from typing import Any
 
 from . import formatting, pricing
@@ -420,30 +421,35 @@ def estimate(
     account and the same checkboxes, it answers the previous estimate without computing it again.
     """
     global _last_estimate
-    shots = tuple(shots)
-    flags = None if included is None else tuple(bool(included[k]) for k in range(len(shots)))
-    inputs = (shots, account, flags)
+    n = len(shots)
+    flags = None if included is None else tuple(map(bool, included[:n]))
+    if flags is not None and len(flags) < n:
+        raise IndexError(f"{n} shots but {len(flags)} checkboxes")
+    seen = _fingerprint(shots)
     last = _last_estimate
-    if last is not None and last[0] is card and last[1] == inputs and _same_types(last[1][0], shots):
-        return last[2]
+    if last is not None and last[0] is card and last[1] == account and last[2] == flags and last[3] == seen:
+        return last[4]
     est = _estimate(shots, card, account, flags)
-    _last_estimate = (card, inputs, est)
+    _last_estimate = (card, account, flags, seen, est)
     return est
 
 
 # The last estimate and what it was made of (its card by identity: a card never changes).
-_last_estimate: tuple[RateCard, tuple[Any, ...], Estimate] | None = None
+_last_estimate: tuple[RateCard, Account, tuple[bool, ...] | None, Any, Estimate] | None = None
+_SHOT_FIELDS = attrgetter("name", "engine", "tier", "duration_s", "locked", "tags")
+_DURATION = attrgetter("duration_s")
 
 
-def _same_types(a: tuple[Shot, ...], b: tuple[Shot, ...]) -> bool:
-    # Equal is not enough for a duration: True == 1, but True is refused and 1 is priced.
-    return all(type(x.duration_s) is type(y.duration_s) for x, y in zip(a, b, strict=True))
+def _fingerprint(shots: Sequence[Shot]) -> tuple[list[Any], ...]:
+    """Everything of the shots an estimate reads, gathered and compared in C rather than shot by shot
+    in Python; with the types, as equal is not enough: True == 1, but True is refused and 1 is priced."""
+    return list(map(_SHOT_FIELDS, shots)), list(map(type, shots)), list(map(type, map(_DURATION, shots)))
 
 
 _Priced = tuple[int | None, int, int, str | None, str | None]  # snapped, credits, draft credits, reason, code
 
 
-def _estimate(shots: tuple[Shot, ...], card: RateCard, account: Account, flags: tuple[bool, ...] | None) -> Estimate:
+def _estimate(shots: Sequence[Shot], card: RateCard, account: Account, flags: tuple[bool, ...] | None) -> Estimate:
     refusal = role_refusal(account.role)
     # Shots of one engine, tier and duration cost the same, and shots of one tier are refused alike.
     priced: dict[tuple[str, str, float], _Priced] = {}
