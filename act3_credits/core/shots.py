@@ -417,25 +417,34 @@ def estimate(
 ) -> Estimate:
     """The Cost Estimate for these shots, in order, from the cached rate card (no network).
 
-    A dialog calls this on every redraw: asked again with equal shots, the same card, an equal
-    account and the same checkboxes, it answers the previous estimate without computing it again.
+    Panels and the dialog call this on every redraw: asked again with equal shots, the same card, an
+    equal account and the same checkboxes, it answers the estimate it made before (the last few are
+    kept, so the Shots panel and an open dialog do not push each other's out). A one-shot estimate
+    (a row of the Shots list) is simply made again: as cheap as looking it up.
     """
-    global _last_estimate
     n = len(shots)
     flags = None if included is None else tuple(map(bool, included[:n]))
     if flags is not None and len(flags) < n:
         raise IndexError(f"{n} shots but {len(flags)} checkboxes")
+    if n <= 1:
+        return _estimate(shots, card, account, flags)
+    global _recent
     seen = _fingerprint(shots)
-    last = _last_estimate
-    if last is not None and last[0] is card and last[1] == account and last[2] == flags and last[3] == seen:
-        return last[4]
-    est = _estimate(shots, card, account, flags)
-    _last_estimate = (card, account, flags, seen, est)
-    return est
+    recent = _recent
+    for entry in recent:
+        c, a, f, s, est = entry
+        if c is card and a == account and f == flags and s == seen:
+            break
+    else:
+        entry = (card, account, flags, seen, _estimate(shots, card, account, flags))
+    # A new list each time (never changed in place): a script's thread may be estimating too.
+    _recent = [entry, *(e for e in recent if e is not entry)][:_RECENT]
+    return entry[4]
 
 
-# The last estimate and what it was made of (its card by identity: a card never changes).
-_last_estimate: tuple[RateCard, Account, tuple[bool, ...] | None, Any, Estimate] | None = None
+# The last estimates, newest first, with what each was made of (its card by identity: a card never changes).
+_recent: list[tuple[RateCard, Account, tuple[bool, ...] | None, Any, Estimate]] = []
+_RECENT = 4
 _SHOT_FIELDS = attrgetter("name", "engine", "tier", "duration_s", "locked", "tags")
 _DURATION = attrgetter("duration_s")
 

@@ -276,6 +276,16 @@ def test_a_redraw_with_nothing_changed_is_answered_without_computing_again():
     assert first.total == 2_080 + 2_450
 
 
+def test_the_shots_panel_and_its_rows_redrawing_do_not_make_an_open_dialog_compute_again():
+    dialog = shots.estimate(redraw_batch(), CARD, PRO_EDITOR, [True, False])
+    panel = shots.estimate(redraw_batch() + [Shot("sh030", duration_s=4.0)], CARD, PRO_EDITOR)
+    rows = [shots.estimate([s], CARD, PRO_EDITOR) for s in redraw_batch() + [Shot("sh030", duration_s=4.0)]]
+    assert [r.total for r in rows] == [2_080, 2_450, 1_040] and panel.total == 2_080 + 2_450 + 1_040
+    assert shots.estimate(redraw_batch(), CARD, PRO_EDITOR, [True, False]) is dialog
+    assert shots.estimate(redraw_batch() + [Shot("sh030", duration_s=4.0)], CARD, PRO_EDITOR) is panel
+    assert dialog.total == 2_080
+
+
 @pytest.mark.parametrize(
     ("change", "total"),
     [
