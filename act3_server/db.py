@@ -111,7 +111,10 @@ refills = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False),
-    Column("period_start", Date, nullable=False),
+    Column("period_start", Date, nullable=False),  # the last billing date this row covers
+    # How many billing dates, ending at period_start, this row covers: more than 1 only for a run of
+    # identical periods (bank at its cap, nothing spent) passed at once by a jumping clock.
+    Column("periods", Integer, nullable=False, server_default=text("1")),
     Column("monthly_allocation", BigInteger, nullable=False),
     Column("rolled_over", BigInteger, nullable=False),
     Column("expired", BigInteger, nullable=False),

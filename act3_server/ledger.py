@@ -375,10 +375,67 @@ class Ledger:
     # --- refills -----------------------------------------------------------------------------------
 
     def _apply_refills(self, conn: Connection, org: Org, acct: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
-        return [
-            self._refill_one(conn, org, acct, start, now)
-            for start in billing.periods_between(acct["period_start"], now, org.billing_day)
-        ]
+        """Every refill due at `now`, oldest first, in closed form once the periods repeat.
+
+        A period rolls what is left of the month into the bank up to the cap and expires the rest.
+        With nothing spent in between (a clock that jumped), the month is full at every refill, so
+        once the rolled-over bank is at its cap every further period expires the whole allocation
+        and refills it: those are recorded as one refill of `periods` periods (one row in `refills`
+        under its last billing date, an expiry and a refill item of the summed credits, one event),
+        so a jump of 200 years costs a few statements instead of 2,400 periods of them.
+        """
+        plan = pricing.plan(org.plan)
+        due = billing.periods_due(acct["period_start"], now, org.billing_day)
+        last_start = acct["period_start"]
+        applied = []
+        for n in range(1, due + 1):
+            start = billing.nth_period_after(last_start, n, org.billing_day)
+            left = due - n + 1
+            repeats = acct["monthly_remaining"] == plan.monthly_allocation and (
+                plan.monthly_allocation == 0 or acct["bank_rolled"] >= plan.rollover_cap
+            )
+            if repeats and left >= 2:
+                end = billing.nth_period_after(last_start, due, org.billing_day)
+                applied.append(self._refill_repeated(conn, org, acct, start, end, left, now))
+                break
+            applied.append(self._refill_one(conn, org, acct, start, now))
+        return applied
+
+    def _refill_repeated(
+        self, conn: Connection, org: Org, acct: dict[str, Any], first: Any, last: Any, periods: int, now: datetime
+    ) -> dict[str, Any]:
+        """`periods` identical refills from `first` to `last`: each expires the full month (the
+        bank is at its cap) and refills it; the balances end as they began."""
+        plan = pricing.plan(org.plan)
+        at = datetime.combine(last, dtime(0), UTC)
+        expired = plan.monthly_allocation * periods
+        conn.execute(
+            refills.insert().values(
+                org_id=org.id,
+                period_start=last,
+                periods=periods,
+                monthly_allocation=plan.monthly_allocation,
+                rolled_over=0,
+                expired=expired,
+                applied_at=to_db(now),
+            )
+        )
+        if expired:
+            self._history(conn, org.id, at, "expiry", -expired, {"monthly": -expired}, "expiry")
+            self._history(conn, org.id, at, "refill", expired, {"monthly": expired}, "refill")
+        acct["period_start"] = last
+        balance = self._save_account(conn, org, acct, now, "refill")
+        info = {
+            "period_start": last.isoformat(),
+            "monthly_allocation": plan.monthly_allocation,
+            "rolled_over": 0,
+            "expired": expired,
+            "periods": periods,
+            "first_period_start": first.isoformat(),
+            "balance": balance,
+        }
+        self._event(conn, org.id, "billing.refilled", info, now)
+        return info
 
     def _refill_one(
         self, conn: Connection, org: Org, acct: dict[str, Any], start: Any, now: datetime, initial: bool = False
