@@ -8,6 +8,7 @@ only decides which shots go, in which order, and says why one may not.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -428,6 +429,18 @@ def estimate(
         raise IndexError(f"{n} shots but {len(flags)} checkboxes")
     if n <= 1:
         return _estimate(shots, card, account, flags)
+    # Thousands of tuples and lines are allocated, none referring back to another: the cyclic
+    # collector would only walk all of Blender's objects again (most of the time of 10,000 shots).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _remembered(shots, card, account, flags)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _remembered(shots: Sequence[Shot], card: RateCard, account: Account, flags: tuple[bool, ...] | None) -> Estimate:
     global _recent
     seen = _fingerprint(shots)
     recent = _recent
