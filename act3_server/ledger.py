@@ -1288,8 +1288,9 @@ _MATCHING_NAMES = select(_HS.c.shot).where(*_MATCHING)
 def _page_stmt(tier: bool, kind: str | None, after: bool, route: str) -> Any:
     """One history statement per shape, built once; its values are bound at execution.
 
-    `kind` is None, "render" or "other"; `route` is "plain" (no shot search), "in", "scan",
-    "sort" or "lateral" (see SHOT_DIRECT_NAMES).
+    `kind` is None, "render" or "other"; `route` is "plain" (no shot search), "in" (the
+    matching names as a subquery), "in_names" (bound as a list), "scan", "sort" or "lateral"
+    (see SHOT_DIRECT_NAMES).
     """
     conds: list[Any] = [_T.c.org_id == bindparam("org_id")]
     if tier:
@@ -1308,8 +1309,9 @@ def _page_stmt(tier: bool, kind: str | None, after: bool, route: str) -> Any:
     n = bindparam("n", type_=Integer)
     if route == "plain":
         return select(*HISTORY_COLUMNS).where(*conds).order_by(*_NEWEST_FIRST).limit(n)
-    if route == "in":
-        return select(*HISTORY_COLUMNS).where(*conds, _T.c.shot.in_(_MATCHING_NAMES)).order_by(*_NEWEST_FIRST).limit(n)
+    if route in ("in", "in_names"):
+        in_names = _T.c.shot.in_(bindparam("names", expanding=True) if route == "in_names" else _MATCHING_NAMES)
+        return select(*HISTORY_COLUMNS).where(*conds, in_names).order_by(*_NEWEST_FIRST).limit(n)
     if route == "scan":
         # The newest rows of the range, in order, filtered, with no ORDER BY outside, so that the
         # scan stops at the n-th match (both databases stream a LIMIT subquery in its own order;
@@ -1376,17 +1378,26 @@ def history_page(
     if not shot:
         return conn.execute(_page_stmt(*shape, "plain"), params).all()
     params["pattern"] = _like_pattern(shot.lower())
-    names, shots_queued = conn.execute(_COUNT_NAMES, params).one()
+    postgres = conn.dialect.name == "postgresql"
+    direct = SHOT_DIRECT_NAMES.get(conn.dialect.name, 16)
+    if postgres:
+        names, shots_queued = conn.execute(_COUNT_NAMES, params).one()
+    else:  # SQLite: the names themselves, bound into the page's IN (one scan of them, not two)
+        params["names"] = conn.execute(_MATCHING_NAMES.limit(direct + 1), params).scalars().all()
+        names, shots_queued = len(params["names"]), None
     if not names:
         return []
-    postgres = conn.dialect.name == "postgresql"
-    if names > SHOT_DIRECT_NAMES.get(conn.dialect.name, 16):
+    if names > direct:
         found = conn.execute(_page_stmt(*shape, "scan"), {**params, "budget": SHOT_SCAN_BUDGET}).all()
         if len(found) == n:
             return sorted(found, key=lambda r: (r.at, r.id), reverse=True)
-        if postgres and shots_queued <= SHOT_SORT_ROWS:
+        if not postgres:
+            return conn.execute(_page_stmt(*shape, "in"), params).all()
+        if shots_queued <= SHOT_SORT_ROWS:
             return conn.execute(_page_stmt(*shape, "sort"), params).all()
-    return conn.execute(_page_stmt(*shape, "lateral" if postgres else "in"), params).all()
+    if postgres:
+        return conn.execute(_page_stmt(*shape, "lateral"), params).all()
+    return conn.execute(_page_stmt(*shape, "in_names"), params).all()
 
 
 HISTORY_KEYS = (
