@@ -47,3 +47,16 @@ def periods_between(last_start: date, now: datetime | date, billing_day: int) ->
         if d > current:
             return
         yield d
+
+
+def periods_due(last_start: date, now: datetime | date, billing_day: int) -> int:
+    """How many billing dates `periods_between` would yield, counted without walking them."""
+    today = now.date() if isinstance(now, datetime) else now
+    current = period_start(today, billing_day)
+    return max(0, (current.year * 12 + current.month) - (last_start.year * 12 + last_start.month))
+
+
+def nth_period_after(last_start: date, n: int, billing_day: int) -> date:
+    """The n-th billing date after `last_start` (n >= 1): what `periods_between` yields n-th."""
+    y, m = _shift(last_start.year, last_start.month, n)
+    return billing_date(y, m, billing_day)

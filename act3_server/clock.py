@@ -5,13 +5,16 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from .db import read_tx, settings, write_tx
+from .errors import ApiError
 
 CLOCK_KEY = "dev_clock_offset_us"
+CLOCK_ROLES = ("owner", "admin")  # the dev clock moves every org's billing dates: not for any key
 
 
 def utcnow() -> datetime:
@@ -46,8 +49,18 @@ class DbClock:
     def __call__(self) -> datetime:
         return utcnow() + timedelta(microseconds=self._offset())
 
-    def set(self, new_now: datetime) -> datetime:
-        """Move the shared clock forward to `new_now`; moving it back raises ClockMovedBack."""
+    def set(self, new_now: datetime, actor: Any = None) -> datetime:
+        """Move the shared clock forward to `new_now`; moving it back raises ClockMovedBack.
+
+        `actor` is who asks (an Actor, from the request's key): only an owner or an admin may move
+        the clock of every organisation on the database; anyone else is refused (403 forbidden).
+        None is the service itself (the CLI, tests).
+        """
+        if actor is not None and getattr(actor, "role", None) not in CLOCK_ROLES:
+            raise ApiError(
+                "forbidden",
+                f"The {getattr(actor, 'role', 'unknown')} role cannot move the clock; ask the owner or an admin.",
+            )
         if new_now.tzinfo is None:
             new_now = new_now.replace(tzinfo=UTC)
         with write_tx(self.engine) as conn:

@@ -31,10 +31,15 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    text,
 )
 from sqlalchemy.engine import Connection, Engine
 
 metadata = MetaData()
+
+# The predicate of the partial kind index; a query for another kind repeats it word for word, so
+# that SQLite (which matches partial-index predicates by their terms) can use the index.
+NOT_RENDER = "kind <> 'render'"
 
 # Settings: the per-database demo seed and the dev clock offset live here, so every serve process
 # on one database shares them.
@@ -106,7 +111,10 @@ refills = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False),
-    Column("period_start", Date, nullable=False),
+    Column("period_start", Date, nullable=False),  # the last billing date this row covers
+    # How many billing dates, ending at period_start, this row covers: more than 1 only for a run of
+    # identical periods (bank at its cap, nothing spent) passed at once by a jumping clock.
+    Column("periods", Integer, nullable=False, server_default=text("1")),
     Column("monthly_allocation", BigInteger, nullable=False),
     Column("rolled_over", BigInteger, nullable=False),
     Column("expired", BigInteger, nullable=False),
@@ -186,7 +194,35 @@ transactions = Table(
         "kind IN ('render', 'purchase', 'refill', 'rollover', 'expiry', 'refund')", name="ck_transactions_kind"
     ),
 )
+# History pages are keyset ranges `(at, id) < (:at, :id)` of one org (migration 0002 says why each).
 Index("ix_transactions_org_at_id", transactions.c.org_id, transactions.c.at, transactions.c.id)
+Index(
+    "ix_transactions_org_tier_at_id", transactions.c.org_id, transactions.c.tier, transactions.c.at, transactions.c.id
+)
+Index(
+    "ix_transactions_org_kind_at_id",
+    transactions.c.org_id,
+    transactions.c.kind,
+    transactions.c.at,
+    transactions.c.id,
+    sqlite_where=text(NOT_RENDER),
+    postgresql_where=text(NOT_RENDER),
+)
+Index(
+    "ix_transactions_org_shot_at_id", transactions.c.org_id, transactions.c.shot, transactions.c.at, transactions.c.id
+)
+
+# Every shot name an org has queued, with its lower-case form (Python's, the same on both
+# databases) and how many shots were queued under it: `shot=` searches this, then the history.
+history_shots = Table(
+    "history_shots",
+    metadata,
+    Column("org_id", Integer, ForeignKey("orgs.id"), primary_key=True),
+    Column("shot", String(200), primary_key=True),
+    Column("shot_key", String(200), nullable=False),
+    Column("shots", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
 
 BUCKETS = ("monthly", "bank_rolled", "bank_purchased", "held")
 

@@ -15,18 +15,22 @@ Credits are integers everywhere; every price comes from act3_credits.core.pricin
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from datetime import time as dtime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Integer, bindparam, func, literal_column, or_, select, text, true, tuple_
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 
 from act3_credits.core import pricing
@@ -36,10 +40,12 @@ from .auth import hash_key
 from .clock import utcnow
 from .db import (
     BUCKETS,
+    NOT_RENDER,
     accounts,
     api_keys,
     events,
     from_db,
+    history_shots,
     idempotency,
     iso,
     jobs,
@@ -144,6 +150,7 @@ class Ledger:
         self.on_event = on_event
         self._orgs: dict[int, Org] = {}
         self._orgs_lock = threading.Lock()
+        self._refilled_through: dict[int, date] = {}  # org -> newest period_start seen (a hint)
 
     # --- plumbing ----------------------------------------------------------------------------------
 
@@ -368,10 +375,67 @@ class Ledger:
     # --- refills -----------------------------------------------------------------------------------
 
     def _apply_refills(self, conn: Connection, org: Org, acct: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
-        return [
-            self._refill_one(conn, org, acct, start, now)
-            for start in billing.periods_between(acct["period_start"], now, org.billing_day)
-        ]
+        """Every refill due at `now`, oldest first, in closed form once the periods repeat.
+
+        A period rolls what is left of the month into the bank up to the cap and expires the rest.
+        With nothing spent in between (a clock that jumped), the month is full at every refill, so
+        once the rolled-over bank is at its cap every further period expires the whole allocation
+        and refills it: those are recorded as one refill of `periods` periods (one row in `refills`
+        under its last billing date, an expiry and a refill item of the summed credits, one event),
+        so a jump of 200 years costs a few statements instead of 2,400 periods of them.
+        """
+        plan = pricing.plan(org.plan)
+        due = billing.periods_due(acct["period_start"], now, org.billing_day)
+        last_start = acct["period_start"]
+        applied = []
+        for n in range(1, due + 1):
+            start = billing.nth_period_after(last_start, n, org.billing_day)
+            left = due - n + 1
+            repeats = acct["monthly_remaining"] == plan.monthly_allocation and (
+                plan.monthly_allocation == 0 or acct["bank_rolled"] >= plan.rollover_cap
+            )
+            if repeats and left >= 2:
+                end = billing.nth_period_after(last_start, due, org.billing_day)
+                applied.append(self._refill_repeated(conn, org, acct, start, end, left, now))
+                break
+            applied.append(self._refill_one(conn, org, acct, start, now))
+        return applied
+
+    def _refill_repeated(
+        self, conn: Connection, org: Org, acct: dict[str, Any], first: Any, last: Any, periods: int, now: datetime
+    ) -> dict[str, Any]:
+        """`periods` identical refills from `first` to `last`: each expires the full month (the
+        bank is at its cap) and refills it; the balances end as they began."""
+        plan = pricing.plan(org.plan)
+        at = datetime.combine(last, dtime(0), UTC)
+        expired = plan.monthly_allocation * periods
+        conn.execute(
+            refills.insert().values(
+                org_id=org.id,
+                period_start=last,
+                periods=periods,
+                monthly_allocation=plan.monthly_allocation,
+                rolled_over=0,
+                expired=expired,
+                applied_at=to_db(now),
+            )
+        )
+        if expired:
+            self._history(conn, org.id, at, "expiry", -expired, {"monthly": -expired}, "expiry")
+            self._history(conn, org.id, at, "refill", expired, {"monthly": expired}, "refill")
+        acct["period_start"] = last
+        balance = self._save_account(conn, org, acct, now, "refill")
+        info = {
+            "period_start": last.isoformat(),
+            "monthly_allocation": plan.monthly_allocation,
+            "rolled_over": 0,
+            "expired": expired,
+            "periods": periods,
+            "first_period_start": first.isoformat(),
+            "balance": balance,
+        }
+        self._event(conn, org.id, "billing.refilled", info, now)
+        return info
 
     def _refill_one(
         self, conn: Connection, org: Org, acct: dict[str, Any], start: Any, now: datetime, initial: bool = False
@@ -417,10 +481,26 @@ class Ledger:
         return info
 
     def _refill_is_due(self, org_id: int, now: datetime) -> bool:
-        org = self.org(org_id)
         with read_tx(self.engine) as conn:
-            start = conn.execute(select(accounts.c.period_start).where(accounts.c.org_id == org_id)).scalar_one()
-        return start < billing.period_start(now.date(), org.billing_day)
+            return self._refill_due_in(conn, org_id, now)
+
+    def _refill_due_in(self, conn: Connection, org_id: int, now: datetime) -> bool:
+        """Whether `now` is past a billing date the org has not refilled for yet.
+
+        Refills only move forward, so once this process has seen an org refilled for the period of
+        `now` it need not read the account again until the next billing date.
+        """
+        org = self.org(org_id, conn)
+        due = billing.period_start(now.date(), org.billing_day)
+        if self._refilled_through.get(org_id, date.min) >= due:
+            return False
+        start = conn.execute(select(accounts.c.period_start).where(accounts.c.org_id == org_id)).scalar_one()
+        self._note_refilled(org_id, start)
+        return bool(start < due)
+
+    def _note_refilled(self, org_id: int, start: date) -> None:
+        if self._refilled_through.get(org_id, date.min) < start:
+            self._refilled_through[org_id] = start
 
     def refill_due(self, org_id: int | None = None, at: datetime | None = None) -> list[dict[str, Any]]:
         """Apply every billing-date refill due at `at` (default now) for one org or all; idempotent."""
@@ -444,13 +524,22 @@ class Ledger:
     # --- reads -------------------------------------------------------------------------------------
 
     def credits(self, org_id: int) -> dict[str, Any]:
+        """The balance: one read, unless a billing date passed since the org's last refill."""
         now = self.now()
-        if self._refill_is_due(org_id, now):
+        org = self.org(org_id)
+        acct = self._read_account(org_id)
+        if acct["period_start"] < billing.period_start(now.date(), org.billing_day):
             self.refill_due(org_id, now)
+            acct = self._read_account(org_id)
+        return self._credits_json(org, acct, now)
+
+    def _read_account(self, org_id: int) -> dict[str, Any]:
         with read_tx(self.engine) as conn:
-            acct = conn.execute(select(accounts).where(accounts.c.org_id == org_id)).first()
-        assert acct is not None
-        return self._credits_json(self.org(org_id), dict(acct._mapping), now)
+            row = conn.execute(select(accounts).where(accounts.c.org_id == org_id)).first()
+        if row is None:
+            raise LedgerError("not_found", f"Organisation {org_id} has no account.")
+        self._note_refilled(org_id, row.period_start)
+        return dict(row._mapping)
 
     def account_row(self, org_id: int) -> dict[str, Any]:
         with read_tx(self.engine) as conn:
@@ -638,6 +727,7 @@ class Ledger:
                     for i, (n, p) in enumerate(zip(names, prices, strict=True))
                 ],
             )
+            self._note_shot_names(conn, org.id, names)
             acct["held"] += total
             self._journal(conn, org.id, "held", total, "hold", now, job_id=job_id)
             self._save_account(conn, org, acct, now, "hold")
@@ -645,6 +735,14 @@ class Ledger:
             result = Result(201, self._job_json(conn, job_id))
             self._remember(conn, org.id, idempotency_key, request_hash, result, now)
             return result
+
+    def _note_shot_names(self, conn: Connection, org_id: int, names: Sequence[str]) -> None:
+        """Count the job's shot names into `history_shots`, which `shot=` searches first."""
+        counts = Counter(names)
+        conn.execute(
+            shot_names_upsert(conn.dialect.name),
+            [{"org_id": org_id, "shot": n, "shot_key": n.lower(), "shots": c} for n, c in counts.items()],
+        )
 
     def _job_rows(self, conn: Connection, job_rows: Sequence[Any]) -> list[dict[str, Any]]:
         ids = [j.id for j in job_rows]
@@ -1113,42 +1211,18 @@ class Ledger:
         shot: str | None = None,
         kind: str | None = None,
     ) -> dict[str, Any]:
-        """Newest first (`at` desc, `id` desc), keyset-paginated."""
-        if self._refill_is_due(org_id, self.now()):
-            self.refill_due(org_id)
-        stmt = select(transactions).where(transactions.c.org_id == org_id)
-        if tier:
-            stmt = stmt.where(transactions.c.tier == tier)
-        if kind:
-            stmt = stmt.where(transactions.c.kind == kind)
-        if shot:
-            stmt = stmt.where(func.lower(transactions.c.shot).contains(shot.lower(), autoescape=True))
-        if cursor:
-            at, last_id = decode_cursor(cursor)
-            stmt = stmt.where(or_(transactions.c.at < at, and_(transactions.c.at == at, transactions.c.id < last_id)))
-        stmt = stmt.order_by(transactions.c.at.desc(), transactions.c.id.desc()).limit(limit + 1)
+        """Newest first (`at` desc, `id` desc), keyset-paginated; one read transaction unless a
+        refill is due first (then that refill's write, and the read after it)."""
+        after = decode_cursor(cursor) if cursor else None  # refused before the database is asked
+        now = self.now()
         with read_tx(self.engine) as conn:
-            rows = conn.execute(stmt).all()
-        more = len(rows) > limit
-        rows = rows[:limit]
-        items = [
-            {
-                "id": r.id,
-                "at": iso(r.at),
-                "kind": r.kind,
-                "shot": r.shot,
-                "engine": r.engine,
-                "tier": r.tier,
-                "duration_s": r.duration_s,
-                "credits": r.credits,
-                "monthly_delta": r.monthly_delta,
-                "bank_delta": r.bank_delta,
-                "job_id": r.job_id,
-                "member": r.member,
-            }
-            for r in rows
-        ]
-        return {"items": items, "next_cursor": encode_cursor(rows[-1].at, rows[-1].id) if more else None}
+            if not self._refill_due_in(conn, org_id, now):
+                rows = history_page(conn, org_id, limit + 1, after, tier=tier, kind=kind, shot=shot)
+                return _history_json(rows, limit)
+        self.refill_due(org_id, now)
+        with read_tx(self.engine) as conn:
+            rows = history_page(conn, org_id, limit + 1, after, tier=tier, kind=kind, shot=shot)
+        return _history_json(rows, limit)
 
     # --- events ------------------------------------------------------------------------------------
 
@@ -1171,6 +1245,193 @@ class Ledger:
             )
 
 
+# --- history pages ---------------------------------------------------------------------------------
+
+_T = transactions
+HISTORY_COLUMNS = (
+    _T.c.id,
+    _T.c.at,
+    _T.c.kind,
+    _T.c.shot,
+    _T.c.engine,
+    _T.c.tier,
+    _T.c.duration_s,
+    _T.c.credits,
+    _T.c.monthly_delta,
+    _T.c.bank_delta,
+    _T.c.job_id,
+    _T.c.member,
+)
+_NEWEST_FIRST = (_T.c.at.desc(), _T.c.id.desc())
+# How a shot search reads the history, once it knows how many names match (measured at 1M rows of
+# one org, docs/benchmarks.md):
+# - up to SHOT_DIRECT_NAMES names: straight from their `(org_id, shot, at, id)` ranges. SQLite
+#   merges `shot IN (...) ORDER BY at, id LIMIT n` itself, leaving each name's range once it can
+#   no longer place a row (about 7 µs a name); PostgreSQL does not, so there each name is its own
+#   LATERAL range of at most n rows (about 0.1 ms a name).
+# - more names than that (a short or common substring): first the newest SHOT_SCAN_BUDGET rows of
+#   the page's range, filtered by name, which fills the page at once when the matches are common;
+#   only if it does not, the direct way (SQLite), or on PostgreSQL the matching rows read by name
+#   and sorted when the names' queued-shot counts say they are at most SHOT_SORT_ROWS, else the
+#   LATERAL ranges.
+SHOT_DIRECT_NAMES = {"sqlite": 300, "postgresql": 16}
+SHOT_SCAN_BUDGET = 10_000
+SHOT_SORT_ROWS = 20_000
+
+_HS = history_shots
+_MATCHING = (_HS.c.org_id == bindparam("org_id"), _HS.c.shot_key.like(bindparam("pattern"), escape="/"))
+_COUNT_NAMES = select(func.count(), func.coalesce(func.sum(_HS.c.shots), 0)).where(*_MATCHING)
+_MATCHING_NAMES = select(_HS.c.shot).where(*_MATCHING)
+
+
+@functools.cache
+def _page_stmt(tier: bool, kind: str | None, after: bool, route: str) -> Any:
+    """One history statement per shape, built once; its values are bound at execution.
+
+    `kind` is None, "render" or "other"; `route` is "plain" (no shot search), "in" (the
+    matching names as a subquery), "in_names" (bound as a list), "scan", "sort" or "lateral"
+    (see SHOT_DIRECT_NAMES).
+    """
+    conds: list[Any] = [_T.c.org_id == bindparam("org_id")]
+    if tier:
+        conds.append(_T.c.tier == bindparam("tier"))
+    if kind:
+        conds.append(_T.c.kind == bindparam("kind"))
+        if kind == "other":
+            conds.append(text(NOT_RENDER))  # the partial index's own predicate, word for word
+    if after:
+        # A row-value comparison: both databases read it as one index range, where the equivalent
+        # `at < x OR (at = x AND id < y)` is a filter over everything newer.
+        conds.append(
+            tuple_(_T.c.at, _T.c.id)
+            < tuple_(bindparam("after_at", type_=_T.c.at.type), bindparam("after_id", type_=_T.c.id.type))
+        )
+    n = bindparam("n", type_=Integer)
+    if route == "plain":
+        return select(*HISTORY_COLUMNS).where(*conds).order_by(*_NEWEST_FIRST).limit(n)
+    if route in ("in", "in_names"):
+        in_names = _T.c.shot.in_(bindparam("names", expanding=True) if route == "in_names" else _MATCHING_NAMES)
+        return select(*HISTORY_COLUMNS).where(*conds, in_names).order_by(*_NEWEST_FIRST).limit(n)
+    if route == "scan":
+        # The newest rows of the range, in order, filtered, with no ORDER BY outside, so that the
+        # scan stops at the n-th match (both databases stream a LIMIT subquery in its own order;
+        # the caller sorts the rows again all the same).
+        budget = bindparam("budget", type_=Integer)
+        recent = select(*HISTORY_COLUMNS).where(*conds).order_by(*_NEWEST_FIRST).limit(budget).subquery()
+        return select(recent).where(recent.c.shot.in_(_MATCHING_NAMES)).limit(n)
+    if route == "sort":
+        # Ordering by an expression keeps PostgreSQL from walking the whole history in order.
+        return (
+            select(*HISTORY_COLUMNS)
+            .where(*conds, _T.c.shot.in_(_MATCHING_NAMES))
+            .order_by((_T.c.at + literal_column("interval '0 seconds'")).desc(), _T.c.id.desc())
+            .limit(n)
+        )
+    assert route == "lateral"
+    wanted = _MATCHING_NAMES.subquery("wanted")
+    per_name = (
+        select(*HISTORY_COLUMNS)
+        .where(*conds, _T.c.shot == wanted.c.shot)
+        .order_by(*_NEWEST_FIRST)
+        .limit(n)
+        .lateral("per_name")
+    )
+    return (
+        select(per_name)
+        .select_from(wanted.join(per_name, true()))
+        .order_by(per_name.c.at.desc(), per_name.c.id.desc())
+        .limit(n)
+    )
+
+
+@functools.cache
+def shot_names_upsert(dialect: str) -> Any:
+    """Add shots to `history_shots` (executemany with org_id, shot, shot_key, shots)."""
+    insert = sqlite_insert if dialect == "sqlite" else pg_insert
+    stmt = insert(history_shots)
+    return stmt.on_conflict_do_update(
+        index_elements=[history_shots.c.org_id, history_shots.c.shot],
+        set_={"shots": history_shots.c.shots + stmt.excluded.shots},
+    )
+
+
+def _like_pattern(needle: str) -> str:
+    escaped = needle.replace("/", "//").replace("%", "/%").replace("_", "/_")
+    return f"%{escaped}%"
+
+
+def history_page(
+    conn: Connection,
+    org_id: int,
+    n: int,
+    after: tuple[datetime, int] | None,
+    *,
+    tier: str | None = None,
+    kind: str | None = None,
+    shot: str | None = None,
+) -> Sequence[Any]:
+    """Up to `n` history rows of one org, newest first, strictly before the keyset `after`."""
+    params: dict[str, Any] = {"org_id": org_id, "n": n, "tier": tier, "kind": kind}
+    if after is not None:
+        params["after_at"], params["after_id"] = after
+    shape = (bool(tier), None if not kind else "render" if kind == "render" else "other", after is not None)
+    if not shot:
+        return conn.execute(_page_stmt(*shape, "plain"), params).all()
+    params["pattern"] = _like_pattern(shot.lower())
+    postgres = conn.dialect.name == "postgresql"
+    direct = SHOT_DIRECT_NAMES.get(conn.dialect.name, 16)
+    if postgres:
+        names, shots_queued = conn.execute(_COUNT_NAMES, params).one()
+    else:  # SQLite: the names themselves, bound into the page's IN (one scan of them, not two)
+        params["names"] = conn.execute(_MATCHING_NAMES.limit(direct + 1), params).scalars().all()
+        names, shots_queued = len(params["names"]), None
+    if not names:
+        return []
+    if names > direct:
+        found = conn.execute(_page_stmt(*shape, "scan"), {**params, "budget": SHOT_SCAN_BUDGET}).all()
+        if len(found) == n:
+            return sorted(found, key=lambda r: (r.at, r.id), reverse=True)
+        if not postgres:
+            return conn.execute(_page_stmt(*shape, "in"), params).all()
+        if shots_queued <= SHOT_SORT_ROWS:
+            return conn.execute(_page_stmt(*shape, "sort"), params).all()
+    if postgres:
+        return conn.execute(_page_stmt(*shape, "lateral"), params).all()
+    return conn.execute(_page_stmt(*shape, "in_names"), params).all()
+
+
+HISTORY_KEYS = (
+    "id",
+    "at",
+    "kind",
+    "shot",
+    "engine",
+    "tier",
+    "duration_s",
+    "credits",
+    "monthly_delta",
+    "bank_delta",
+    "job_id",
+    "member",
+)
+
+
+def _iso_z(dt: datetime) -> str:
+    # Stored times are naive UTC; isoformat is several times cheaper than strftime, for 200 rows.
+    return dt.isoformat(timespec="seconds") + "Z" if dt.tzinfo is None else str(iso(dt))
+
+
+def _history_json(rows: Sequence[Any], limit: int) -> dict[str, Any]:
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = []
+    for row in rows:
+        item = dict(zip(HISTORY_KEYS, row, strict=True))
+        item["at"] = _iso_z(row[1])
+        items.append(item)
+    return {"items": items, "next_cursor": encode_cursor(rows[-1].at, rows[-1].id) if more else None}
+
+
 def as_utc(dt: datetime) -> datetime:
     """An aware UTC datetime (a naive one is taken as UTC), so that `.date()` is the UTC date."""
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
@@ -1182,16 +1443,26 @@ def encode_cursor(at: datetime, row_id: int) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """The (at, id) a cursor from `encode_cursor` names; anything else is a 400 `bad_request`.
+
+    A cursor is opaque to clients but trivially forged, so every way it can be wrong must end here
+    as a refusal, never in the database or as a 500: bad base64 or JSON, the wrong shape or types,
+    an id the database column cannot hold, a date that is not ISO 8601, or one that cannot be moved
+    to UTC (`0001-01-01T00:00:00+01:00` overflows `datetime`).
+    """
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        at_s, row_id = json.loads(raw)
+        parsed = json.loads(raw)
+        if not isinstance(parsed, list) or len(parsed) != 2:
+            raise ValueError("not a cursor")
+        at_s, row_id = parsed
         if not isinstance(at_s, str) or type(row_id) is not int or not 0 <= row_id <= MAX_DB_INT:
             raise ValueError("not a cursor")
         return to_db(datetime.fromisoformat(at_s)), row_id
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
         raise LedgerError(
-            "validation_error",
-            "cursor is not a cursor this service gave out.",
+            "bad_request",
+            "cursor is not a cursor this service gave out; start again without one.",
             details=[{"loc": ["query", "cursor"], "msg": "invalid cursor"}],
         ) from exc
 

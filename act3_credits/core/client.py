@@ -5,11 +5,15 @@ Every call has connect and read time-outs. Only requests that are safe to repeat
 that carry an Idempotency-Key) are retried, with exponential backoff, jitter and `Retry-After`.
 Every failure becomes a typed `Act3Error` whose `str()` is one line a user can act on; the API key
 never appears in a message, a repr or a log line.
+
+`requests` (about half of the add-on's import time) is imported when the first `Client` is made,
+which in Blender is on the worker's threads: enabling the add-on never waits for it.
 """
 
 from __future__ import annotations
 
 import email.utils
+import functools
 import logging
 import random
 import socket
@@ -19,15 +23,15 @@ import uuid
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-import requests
-import urllib3
-from requests.adapters import HTTPAdapter
+if TYPE_CHECKING:
+    import requests
 
 from .pricing import RateCard
 from .state import Credits, HistoryRow
+from .values import value
 
 log = logging.getLogger("act3_credits")
 
@@ -159,23 +163,41 @@ _BY_STATUS: dict[int, type[Act3Error]] = {
 # ---------------------------------------------------------------------------------------- results
 
 
-@dataclass(frozen=True)
+@value
+@dataclass(init=False, repr=False, eq=False)
 class HistoryPage:
+    """A page of the credit history, and the cursor of the next (None: the last page)."""
+
     rows: list[HistoryRow]
     next_cursor: str | None
 
+    def __init__(self, rows: list[HistoryRow], next_cursor: str | None) -> None:
+        self.__dict__.update(rows=rows, next_cursor=next_cursor)
 
-@dataclass(frozen=True)
+
+@value
+@dataclass(init=False, repr=False, eq=False)
 class EventsPage:
+    """Events after the one asked for, and the newest event number."""
+
     events: list[dict[str, Any]]
     last_seq: int
 
+    def __init__(self, events: list[dict[str, Any]], last_seq: int) -> None:
+        self.__dict__.update(events=events, last_seq=last_seq)
 
-@dataclass(frozen=True)
+
+@value
+@dataclass(init=False, repr=False, eq=False)
 class PurchaseResult:
+    """A purchase and the balance after it."""
+
     purchase: dict[str, Any]
     balance: Credits
     replayed: bool  # the service answered an earlier request with the same Idempotency-Key
+
+    def __init__(self, purchase: dict[str, Any], balance: Credits, replayed: bool) -> None:
+        self.__dict__.update(purchase=purchase, balance=balance, replayed=replayed)
 
 
 def parse_credits(data: Any) -> Credits:
@@ -191,46 +213,54 @@ def parse_credits(data: Any) -> Credits:
 # ---------------------------------------------------------------------------------------- client
 
 
-def _tracking_pool_classes(live: weakref.WeakSet[Any]) -> dict[str, type]:
-    """urllib3 pool classes whose connections register themselves once connected, so that
-    `Client.abort()` can shut their sockets down from another thread."""
+@functools.cache
+def _load_requests() -> tuple[Any, type]:
+    """`requests` and the abortable adapter class, imported on first use (not at add-on enable)."""
+    import requests
+    import urllib3
+    from requests.adapters import HTTPAdapter
 
-    class Connection(urllib3.connection.HTTPConnection):
-        def connect(self) -> None:
-            super().connect()
-            live.add(self)
+    def tracking_pool_classes(live: weakref.WeakSet[Any]) -> dict[str, type]:
+        """urllib3 pool classes whose connections register themselves once connected, so that
+        `Client.abort()` can shut their sockets down from another thread."""
 
-    class SecureConnection(urllib3.connection.HTTPSConnection):
-        def connect(self) -> None:
-            super().connect()
-            live.add(self)
+        class Connection(urllib3.connection.HTTPConnection):
+            def connect(self) -> None:
+                super().connect()
+                live.add(self)
 
-    class Pool(urllib3.HTTPConnectionPool):
-        ConnectionCls = Connection
+        class SecureConnection(urllib3.connection.HTTPSConnection):
+            def connect(self) -> None:
+                super().connect()
+                live.add(self)
 
-    class SecurePool(urllib3.HTTPSConnectionPool):
-        ConnectionCls = SecureConnection
+        class Pool(urllib3.HTTPConnectionPool):
+            ConnectionCls = Connection
 
-    return {"http": Pool, "https": SecurePool}
+        class SecurePool(urllib3.HTTPSConnectionPool):
+            ConnectionCls = SecureConnection
 
+        return {"http": Pool, "https": SecurePool}
 
-class _AbortableAdapter(HTTPAdapter):
-    def __init__(self) -> None:
-        self.live: weakref.WeakSet[Any] = weakref.WeakSet()
-        super().__init__()
+    class AbortableAdapter(HTTPAdapter):
+        def __init__(self) -> None:
+            self.live: weakref.WeakSet[Any] = weakref.WeakSet()
+            super().__init__()
 
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _tracking_pool_classes(self.live)
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = tracking_pool_classes(self.live)
 
-    def abort(self) -> None:
-        for conn in list(self.live):
-            sock = getattr(conn, "sock", None)
-            if sock is not None:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass  # already closed
+        def abort(self) -> None:
+            for conn in list(self.live):
+                sock = getattr(conn, "sock", None)
+                if sock is not None:
+                    try:
+                        sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass  # already closed
+
+    return requests, AbortableAdapter
 
 
 class Client:
@@ -259,8 +289,10 @@ class Client:
         # Set by the worker's stop(): a retry never sleeps past it.
         self.cancel = cancel or threading.Event()
         self.host = urlsplit(self.base_url).netloc or self.base_url
-        self._session = requests.Session()
-        self._adapter = _AbortableAdapter()
+        http, adapter_class = _load_requests()
+        self._http: Any = http  # the requests module
+        self._session = http.Session()
+        self._adapter = adapter_class()
         self._session.mount("http://", self._adapter)
         self._session.mount("https://", self._adapter)
         self._session.headers.update(
@@ -418,6 +450,7 @@ class Client:
         may_retry = method == "GET" or bool(idempotency_key)
         timeout = (self.connect_timeout, read_timeout if read_timeout is not None else self.read_timeout)
         query = {k: v for k, v in (params or {}).items() if v is not None}
+        http = self._http
         attempt = 0
         while True:
             started = time.monotonic()
@@ -427,7 +460,7 @@ class Client:
                 resp = self._session.request(
                     method, self.base_url + path, params=query, json=json, headers=hdrs, timeout=timeout
                 )
-            except requests.RequestException as exc:
+            except http.RequestException as exc:
                 error = self._offline(exc, timeout)
             ms = (time.monotonic() - started) * 1000
             if resp is not None:
@@ -455,12 +488,13 @@ class Client:
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
     def _offline(self, exc: requests.RequestException, timeout: tuple[float, float]) -> Act3Error:
-        if isinstance(exc, requests.ConnectTimeout):
+        http = self._http
+        if isinstance(exc, http.ConnectTimeout):
             why = f"no connection within {timeout[0]:g} s"
-        elif isinstance(exc, requests.Timeout):
+        elif isinstance(exc, http.Timeout):
             why = f"no answer within {timeout[1]:g} s"
         elif isinstance(
-            exc, (requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema, requests.exceptions.InvalidURL)
+            exc, (http.exceptions.MissingSchema, http.exceptions.InvalidSchema, http.exceptions.InvalidURL)
         ):
             return OfflineError(f"The ACT3 API URL {self.base_url!r} is not a valid http(s) URL.", code="bad_url")
         else:
@@ -478,7 +512,7 @@ class Client:
                 )
             ):
                 why = "host name not found"
-            elif isinstance(exc, requests.exceptions.SSLError):
+            elif isinstance(exc, http.exceptions.SSLError):
                 why = "TLS/certificate error"
             elif any(
                 s in text
@@ -489,7 +523,7 @@ class Client:
                     "BadStatusLine",
                     "IncompleteRead",
                 )
-            ) or isinstance(exc, requests.exceptions.ChunkedEncodingError):
+            ) or isinstance(exc, http.exceptions.ChunkedEncodingError):
                 why = "the connection was dropped"
             else:
                 why = self._clean(exc)

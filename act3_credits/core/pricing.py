@@ -8,10 +8,13 @@ Credits are integers everywhere; tier multipliers are exact fractions, never flo
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
+
+from .values import value
 
 # A duration beyond this is a typo, not a shot: the service answers 422 instead of snapping it.
 MAX_REQUESTED_DURATION_S = 600.0
@@ -27,21 +30,56 @@ class PricingError(ValueError):
         self.message = message
 
 
-@dataclass(frozen=True)
+@value
+@dataclass(init=False, repr=False, eq=False)
 class Tier:
+    """A quality tier; the cost doubles with each step up."""
+
     id: str
     name: str
-    multiplier: Fraction  # the cost doubles with each step up
+    multiplier: Fraction
+    _num: int = field(init=False, repr=False, compare=False)  # the multiplier's terms, for `cost`
+    _den: int = field(init=False, repr=False, compare=False)
+
+    def __init__(self, id: str, name: str, multiplier: Fraction) -> None:
+        d = self.__dict__
+        d["id"], d["name"], d["multiplier"] = id, name, multiplier
+        d["_num"], d["_den"] = multiplier.numerator, multiplier.denominator
+
+    def cost(self, rate_per_second: int, duration_s: int) -> int:
+        """ceil(rate x multiplier x duration), in integers: the number exact fractions give, without them."""
+        return -(-rate_per_second * self._num * duration_s // self._den)
 
 
-@dataclass(frozen=True)
+@value
+@dataclass(init=False, repr=False, eq=False)
 class Engine:
+    """A video engine: credits per second at the Standard tier, and the durations it renders."""
+
     id: str
     name: str
-    rate_per_second: int  # credits per second at the Standard tier
-    durations: tuple[int, ...] = ()  # allowed durations, when the engine has a fixed list
-    min_s: int = 0  # otherwise any whole second in [min_s, max_s]
-    max_s: int = 0
+    rate_per_second: int
+    durations: tuple[int, ...]  # allowed durations, when the engine has a fixed list
+    min_s: int  # otherwise any whole second in [min_s, max_s]
+    max_s: int
+    # The allowed durations in order and the midpoints between neighbours, where a snap changes answer.
+    _sorted: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    _midpoints: tuple[float, ...] = field(init=False, repr=False, compare=False)
+
+    def __init__(
+        self, id: str, name: str, rate_per_second: int, durations: tuple[int, ...] = (), min_s: int = 0, max_s: int = 0
+    ) -> None:
+        allowed = sorted(set(durations or range(min_s, max_s + 1)))
+        self.__dict__.update(
+            id=id,
+            name=name,
+            rate_per_second=rate_per_second,
+            durations=durations,
+            min_s=min_s,
+            max_s=max_s,
+            _sorted=tuple(allowed),
+            _midpoints=tuple((a + b) / 2 for a, b in zip(allowed, allowed[1:], strict=False)),
+        )
 
     def allowed_durations(self) -> tuple[int, ...]:
         if self.durations:
@@ -49,10 +87,29 @@ class Engine:
         return tuple(range(self.min_s, self.max_s + 1))
 
     def snap(self, requested_s: float) -> int:
-        """The nearest allowed duration; a tie goes to the longer one."""
-        validate_duration(requested_s)
-        # Compare in exact fractions so 4.999999 vs 5 and x.5 ties behave predictably.
-        want = Fraction(requested_s).limit_denominator(1_000_000)
+        """The nearest allowed duration; a tie goes to the longer one.
+
+        Defined on exact fractions (`Fraction(requested_s).limit_denominator(1_000_000)`), so 4.999999
+        vs 5 and x.5 ties behave predictably. That fraction differs from `requested_s` by at most
+        5e-7 and lies on the same side of every midpoint between two allowed durations (midpoints
+        have denominator 2), unless it *is* the midpoint: so away from the midpoints, where the
+        answer is the duration between the two around `requested_s`, no fraction is needed.
+        """
+        if type(requested_s) is float and 0.0 < requested_s <= MAX_REQUESTED_DURATION_S:
+            value = requested_s  # the usual case, checked here (NaN fails the comparison)
+        else:
+            value = validate_duration(requested_s)
+        mids = self._midpoints
+        i = bisect_right(mids, value)  # mids[i - 1] <= value < mids[i]
+        # On a midpoint it is a tie (the longer wins, self._sorted[i]); only next to one do fractions decide.
+        if (i and 0.0 < value - mids[i - 1] < _NEAR_MIDPOINT) or (i < len(mids) and mids[i] - value < _NEAR_MIDPOINT):
+            return self._snap_exact(value)
+        if not self._sorted:
+            return self._snap_exact(value)
+        return self._sorted[i]
+
+    def _snap_exact(self, value: float) -> int:
+        want = Fraction(value).limit_denominator(1_000_000)
         best = None
         for d in self.allowed_durations():
             key = (abs(Fraction(d) - want), -d)
@@ -71,21 +128,45 @@ class Engine:
         return out
 
 
-@dataclass(frozen=True)
+# Farther than this from a midpoint (with room for float rounding), a request snaps without fractions.
+_NEAR_MIDPOINT = 1e-6
+
+
+@value
+@dataclass(init=False, repr=False, eq=False)
 class Plan:
+    """A subscription plan: monthly credits, the rollover cap and the tiers it may render."""
+
     id: str
     name: str
     monthly_allocation: int
     rollover_cap: int
     allowed_tiers: tuple[str, ...]
 
+    def __init__(
+        self, id: str, name: str, monthly_allocation: int, rollover_cap: int, allowed_tiers: tuple[str, ...]
+    ) -> None:
+        self.__dict__.update(
+            id=id,
+            name=name,
+            monthly_allocation=monthly_allocation,
+            rollover_cap=rollover_cap,
+            allowed_tiers=allowed_tiers,
+        )
 
-@dataclass(frozen=True)
+
+@value
+@dataclass(init=False, repr=False, eq=False)
 class CreditPack:
+    """Credits an owner or admin can buy."""
+
     id: str
     credits: int
     price_cents: int
-    currency: str = "USD"
+    currency: str
+
+    def __init__(self, id: str, credits: int, price_cents: int, currency: str = "USD") -> None:
+        self.__dict__.update(id=id, credits=credits, price_cents=price_cents, currency=currency)
 
     @property
     def price_label(self) -> str:
@@ -101,24 +182,40 @@ class CreditPack:
         }
 
 
-@dataclass(frozen=True)
+@value
+@dataclass(init=False, repr=False, eq=False)
 class ShotPrice:
+    """What one shot costs."""
+
     engine: str
     tier: str
     requested_s: float
     duration_s: int  # snapped: what is rendered and charged
     credits: int
 
+    def __init__(self, engine: str, tier: str, requested_s: float, duration_s: int, credits: int) -> None:
+        self.__dict__.update(engine=engine, tier=tier, requested_s=requested_s, duration_s=duration_s, credits=credits)
 
-@dataclass(frozen=True)
+
+@value
+@dataclass(init=False, repr=False, eq=False)
 class RateCard:
+    """The engines and tiers, and the one cost formula."""
+
     engines: tuple[Engine, ...]
     tiers: tuple[Tier, ...]
-    version: str = "2026-11"
-    _engine_index: dict[str, Engine] = field(default_factory=dict, compare=False, repr=False)
+    version: str
+    _engine_index: dict[str, Engine] = field(init=False, repr=False, compare=False)
+    _tier_index: dict[str, Tier] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        self._engine_index.update({e.id: e for e in self.engines})
+    def __init__(self, engines: tuple[Engine, ...], tiers: tuple[Tier, ...], version: str = "2026-11") -> None:
+        self.__dict__.update(
+            engines=engines,
+            tiers=tiers,
+            version=version,
+            _engine_index={e.id: e for e in engines},
+            _tier_index={t.id: t for t in reversed(tiers)},  # the first of a repeated id, as a search finds
+        )
 
     def engine(self, engine_id: str) -> Engine:
         try:
@@ -128,19 +225,18 @@ class RateCard:
             raise PricingError("unknown_engine", f"Unknown engine {engine_id!r}; known engines: {known}.") from None
 
     def tier(self, tier_id: str) -> Tier:
-        for t in self.tiers:
-            if t.id == tier_id:
-                return t
-        known = ", ".join(t.id for t in self.tiers)
-        raise PricingError("unknown_tier", f"Unknown quality tier {tier_id!r}; known tiers: {known}.")
+        try:
+            return self._tier_index[tier_id]
+        except (KeyError, TypeError):
+            known = ", ".join(t.id for t in self.tiers)
+            raise PricingError("unknown_tier", f"Unknown quality tier {tier_id!r}; known tiers: {known}.") from None
 
     def price(self, engine_id: str, tier_id: str, requested_s: float) -> ShotPrice:
         """Shot cost = ceil(rate x tier multiplier x snapped duration), in whole credits."""
         engine = self.engine(engine_id)
         tier = self.tier(tier_id)
         snapped = engine.snap(requested_s)
-        credits = math.ceil(engine.rate_per_second * tier.multiplier * snapped)
-        return ShotPrice(engine.id, tier.id, float(requested_s), snapped, int(credits))
+        return ShotPrice(engine.id, tier.id, float(requested_s), snapped, tier.cost(engine.rate_per_second, snapped))
 
     def to_json(self) -> dict[str, Any]:
         return {

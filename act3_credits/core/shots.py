@@ -8,12 +8,16 @@ only decides which shots go, in which order, and says why one may not.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from functools import cached_property
+from operator import attrgetter
 from typing import Any
 
 from . import formatting, pricing
 from .pricing import PricingError, RateCard
+from .values import value
 
 DRAFT_TIER = "draft"
 DEFAULT_ENGINE = "veo-3.1"
@@ -56,37 +60,59 @@ def duration_text(requested_s: float, snapped_s: int | None) -> str:
 # ---------------------------------------------------------------------------------------- shots
 
 
-@dataclass(frozen=True)
+@value
+@dataclass(init=False, repr=False, eq=False)
 class Shot:
     """One shot as the estimate sees it (the bpy PropertyGroup converts to this)."""
 
     name: str
-    engine: str = DEFAULT_ENGINE
-    tier: str = DEFAULT_TIER
-    duration_s: float = 0.0
-    locked: bool = False
-    tags: str = ""
+    engine: str
+    tier: str
+    duration_s: float
+    locked: bool
+    tags: str
+
+    def __init__(
+        self,
+        name: str,
+        engine: str = DEFAULT_ENGINE,
+        tier: str = DEFAULT_TIER,
+        duration_s: float = 0.0,
+        locked: bool = False,
+        tags: str = "",
+    ) -> None:
+        self.__dict__.update(name=name, engine=engine, tier=tier, duration_s=duration_s, locked=locked, tags=tags)
 
     def request_json(self) -> dict[str, Any]:
         """The shot as `POST /v1/estimates` and `POST /v1/jobs` take it."""
         return {"name": self.name, "engine": self.engine, "tier": self.tier, "duration_s": self.duration_s}
 
 
-@dataclass(frozen=True)
+@value
+@dataclass(init=False, repr=False, eq=False)
 class ShotRange:
     """A shot's frames and camera, as read from the timeline's camera markers."""
 
     name: str
     frame_start: int
     frame_end: int
-    camera: str | None = None
+    camera: str | None
+
+    def __init__(self, name: str, frame_start: int, frame_end: int, camera: str | None = None) -> None:
+        self.__dict__.update(name=name, frame_start=frame_start, frame_end=frame_end, camera=camera)
 
 
-@dataclass(frozen=True)
+@value
+@dataclass(init=False, repr=False, eq=False)
 class Marker:
+    """A timeline marker."""
+
     name: str
     frame: int
     camera: str | None  # the camera object's name, or None for a marker not bound to a camera
+
+    def __init__(self, name: str, frame: int, camera: str | None) -> None:
+        self.__dict__.update(name=name, frame=frame, camera=camera)
 
 
 def parse_tags(text: str) -> list[str]:
@@ -179,15 +205,26 @@ def match_existing(new: Sequence[ShotRange], existing: Sequence[tuple[str, int]]
 # ---------------------------------------------------------------------------------------- estimates
 
 
-@dataclass(frozen=True)
+@value
+@dataclass(init=False, repr=False, eq=False)
 class Account:
     """What the add-on knows of who is spending: from `state.me`, `state.allowed_tiers`, `state.credits`."""
 
-    plan: str = ""
-    role: str = ""
-    allowed_tiers: tuple[str, ...] = ()
-    available: int | None = None  # None until the first sync
-    total: int | None = None
+    plan: str
+    role: str
+    allowed_tiers: tuple[str, ...]
+    available: int | None  # None until the first sync
+    total: int | None
+
+    def __init__(
+        self,
+        plan: str = "",
+        role: str = "",
+        allowed_tiers: tuple[str, ...] = (),
+        available: int | None = None,
+        total: int | None = None,
+    ) -> None:
+        self.__dict__.update(plan=plan, role=role, allowed_tiers=allowed_tiers, available=available, total=total)
 
     @classmethod
     def from_state(cls, state: Any) -> Account:
@@ -205,7 +242,8 @@ class Account:
         )
 
 
-@dataclass(frozen=True)
+@value
+@dataclass(init=False, repr=False, eq=False)
 class Line:
     """One row of the Cost Estimate dialog."""
 
@@ -213,9 +251,23 @@ class Line:
     duration_s: int | None  # snapped, as the service charges; None when the shot cannot be priced
     credits: int
     draft_credits: int
-    blocked_reason: str | None = None  # plain words; a blocked shot is never sent
-    blocked_code: str | None = None
-    included: bool = True  # the artist's checkbox in a batch
+    blocked_reason: str | None  # plain words; a blocked shot is never sent
+    blocked_code: str | None
+    included: bool  # the artist's checkbox in a batch
+
+    def __init__(
+        self,
+        shot: Shot,
+        duration_s: int | None,
+        credits: int,
+        draft_credits: int,
+        blocked_reason: str | None = None,
+        blocked_code: str | None = None,
+        included: bool = True,
+    ) -> None:
+        d = self.__dict__  # item by item: a thousand lines are made per estimate
+        d["shot"], d["duration_s"], d["credits"], d["draft_credits"] = shot, duration_s, credits, draft_credits
+        d["blocked_reason"], d["blocked_code"], d["included"] = blocked_reason, blocked_code, included
 
     @property
     def name(self) -> str:
@@ -226,30 +278,54 @@ class Line:
         return self.included and self.blocked_reason is None
 
 
-@dataclass(frozen=True)
+@value
+@dataclass(init=False, repr=False, eq=False)
 class Estimate:
+    """The Cost Estimate: its lines, the balance it is compared with, and why nothing may be sent."""
+
     lines: tuple[Line, ...]
     available: int | None
-    rate_card_version: str = ""
-    refusal: str | None = None  # why nothing at all may be sent (a viewer's key), plain words
-    notes: tuple[str, ...] = field(default_factory=tuple)
+    rate_card_version: str
+    refusal: str | None  # why nothing at all may be sent (a viewer's key), plain words
+    notes: tuple[str, ...]
+
+    def __init__(
+        self,
+        lines: tuple[Line, ...],
+        available: int | None,
+        rate_card_version: str = "",
+        refusal: str | None = None,
+        notes: tuple[str, ...] = (),
+    ) -> None:
+        self.__dict__.update(
+            lines=lines, available=available, rate_card_version=rate_card_version, refusal=refusal, notes=notes
+        )
+
+    # An estimate never changes, and a dialog reads these on every redraw: each is counted once.
+    @cached_property
+    def _sent(self) -> tuple[Line, ...]:
+        return tuple(ln for ln in self.lines if ln.sendable)
+
+    @cached_property
+    def _blocked(self) -> tuple[Line, ...]:
+        return tuple(ln for ln in self.lines if ln.included and ln.blocked_reason)
 
     @property
     def sent(self) -> list[Line]:
-        return [ln for ln in self.lines if ln.sendable]
+        return list(self._sent)
 
     @property
     def blocked(self) -> list[Line]:
-        return [ln for ln in self.lines if ln.included and ln.blocked_reason]
+        return list(self._blocked)
 
-    @property
+    @cached_property
     def total(self) -> int:
         """What Confirm holds: the shots that will be sent."""
-        return sum(ln.credits for ln in self.sent)
+        return sum(ln.credits for ln in self._sent)
 
-    @property
+    @cached_property
     def draft_total(self) -> int:
-        return sum(ln.draft_credits for ln in self.sent)
+        return sum(ln.draft_credits for ln in self._sent)
 
     @property
     def balance_after(self) -> int | None:
@@ -264,11 +340,11 @@ class Estimate:
     @property
     def can_send(self) -> bool:
         """Never send what the service would refuse: something to send, nothing refused, and covered."""
-        return self.refusal is None and bool(self.sent) and self.shortfall == 0
+        return self.refusal is None and bool(self._sent) and self.shortfall == 0
 
     def draft_text(self) -> str | None:
         """'Draft first: 2,080 cr instead of 8,320 cr', when Draft would cost less."""
-        if not self.sent or self.draft_total >= self.total:
+        if not self._sent or self.draft_total >= self.total:
             return None
         return f"Draft first: {formatting.credits(self.draft_total)} instead of {formatting.credits(self.total)}"
 
@@ -286,9 +362,9 @@ class Estimate:
             return self.refusal
         if not self.lines:
             return "There are no shots to render."
-        if not self.sent:
-            if self.blocked:
-                return self.blocked[0].blocked_reason
+        if not self._sent:
+            if self._blocked:
+                return self._blocked[0].blocked_reason
             return "Every shot is left out: tick at least one to render."
         return self.shortfall_text()
 
@@ -305,7 +381,7 @@ class Estimate:
         return replace(self, lines=lines)
 
     def request_shots(self) -> list[dict[str, Any]]:
-        return [ln.shot.request_json() for ln in self.sent]
+        return [ln.shot.request_json() for ln in self._sent]
 
 
 def role_refusal(role: str) -> str | None:
@@ -340,31 +416,111 @@ def estimate(
     account: Account,
     included: Sequence[bool] | None = None,
 ) -> Estimate:
-    """The Cost Estimate for these shots, in order, from the cached rate card (no network)."""
+    """The Cost Estimate for these shots, in order, from the cached rate card (no network).
+
+    Panels and the dialog call this on every redraw: asked again with equal shots, the same card, an
+    equal account and the same checkboxes, it answers the estimate it made before (the last few are
+    kept, so the Shots panel and an open dialog do not push each other's out). A one-shot estimate
+    (a row of the Shots list) is simply made again: as cheap as looking it up.
+    """
+    n = len(shots)
+    flags = None if included is None else tuple(map(bool, included[:n]))
+    if flags is not None and len(flags) < n:
+        raise IndexError(f"{n} shots but {len(flags)} checkboxes")
+    if n <= 1:
+        return _estimate(shots, card, account, flags)
+    # Thousands of tuples and lines are allocated, none referring back to another: the cyclic
+    # collector would only walk all of Blender's objects again (most of the time of 10,000 shots).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _remembered(shots, card, account, flags)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _remembered(shots: Sequence[Shot], card: RateCard, account: Account, flags: tuple[bool, ...] | None) -> Estimate:
+    global _recent
+    seen = _fingerprint(shots)
+    recent = _recent
+    for entry in recent:
+        c, a, f, s, est = entry
+        if c is card and a == account and f == flags and s == seen:
+            break
+    else:
+        entry = (card, account, flags, seen, _estimate(shots, card, account, flags))
+    # A new list each time (never changed in place): a script's thread may be estimating too.
+    _recent = [entry, *(e for e in recent if e is not entry)][:_RECENT]
+    return entry[4]
+
+
+# The last estimates, newest first, with what each was made of (its card by identity: a card never changes).
+_recent: list[tuple[RateCard, Account, tuple[bool, ...] | None, Any, Estimate]] = []
+_RECENT = 4
+_SHOT_FIELDS = attrgetter("name", "engine", "tier", "duration_s", "locked", "tags")
+_DURATION = attrgetter("duration_s")
+
+
+def _fingerprint(shots: Sequence[Shot]) -> tuple[list[Any], ...]:
+    """Everything of the shots an estimate reads, gathered and compared in C rather than shot by shot
+    in Python; with the types, as equal is not enough: True == 1, but True is refused and 1 is priced."""
+    return list(map(_SHOT_FIELDS, shots)), list(map(type, shots)), list(map(type, map(_DURATION, shots)))
+
+
+_Priced = tuple[int | None, int, int, str | None, str | None]  # snapped, credits, draft credits, reason, code
+
+
+def _estimate(shots: Sequence[Shot], card: RateCard, account: Account, flags: tuple[bool, ...] | None) -> Estimate:
     refusal = role_refusal(account.role)
+    # Shots of one engine, tier and duration cost the same, and shots of one tier are refused alike.
+    priced: dict[tuple[str, str, float], _Priced] = {}
+    tier_reasons: dict[str, str | None] = {}
     lines: list[Line] = []
+    append = lines.append
     for k, shot in enumerate(shots):
-        inc = True if included is None else bool(included[k])
-        reason: str | None = None
-        code: str | None = None
-        snapped: int | None = None
-        credits = draft = 0
-        try:
-            price = card.price(shot.engine, shot.tier, shot.duration_s)
-            snapped, credits = price.duration_s, price.credits
-            draft = card.price(shot.engine, DRAFT_TIER, shot.duration_s).credits
-        except PricingError as exc:
-            reason, code = exc.message, exc.code
+        seconds = shot.duration_s
+        p = None
+        if type(seconds) is float:  # (only floats share: True == 1, yet True is refused and 1 is priced)
+            key = (shot.engine, shot.tier, seconds)
+            try:
+                p = priced.get(key)
+                if p is None:
+                    p = priced[key] = _price(card, shot.engine, shot.tier, seconds)
+            except TypeError:  # an unhashable engine or tier id: `_price` says why it is refused
+                pass
+        if p is None:
+            p = _price(card, shot.engine, shot.tier, seconds)
+        snapped, credits, draft, reason, code = p
         if reason is None and shot.locked:
             reason, code = locked_refusal(shot.name), "locked"
         if reason is None:
-            tier_reason = tier_refusal_text(card, shot.tier, account)
+            tier = shot.tier
+            if tier in tier_reasons:
+                tier_reason = tier_reasons[tier]
+            else:
+                tier_reason = tier_reasons[tier] = tier_refusal_text(card, tier, account)
             if tier_reason:
                 reason, code = tier_reason, "tier_not_allowed"
-        if reason is None and refusal:
-            reason, code = refusal, "forbidden"
-        lines.append(Line(shot, snapped, credits, draft, reason, code, inc))
+            elif refusal:
+                reason, code = refusal, "forbidden"
+        append(Line(shot, snapped, credits, draft, reason, code, True if flags is None else flags[k]))
     return Estimate(tuple(lines), account.available, card.version, refusal)
+
+
+def _price(card: RateCard, engine_id: str, tier_id: str, seconds: float) -> _Priced:
+    """`card.price` of the shot and of its Draft, as numbers; a refusal in the card's own words."""
+    snapped: int | None = None
+    credits = 0
+    try:
+        engine = card.engine(engine_id)
+        tier = card.tier(tier_id)
+        snapped = engine.snap(seconds)
+        credits = tier.cost(engine.rate_per_second, snapped)
+        draft = card.tier(DRAFT_TIER).cost(engine.rate_per_second, snapped)
+    except PricingError as exc:
+        return snapped, credits, 0, exc.message, exc.code
+    return snapped, credits, draft, None, None
 
 
 def estimate_from_service(answer: dict[str, Any]) -> dict[str, int]:
@@ -432,7 +588,8 @@ def guard_decision(
 # ---------------------------------------------------------------------------------------- queue view
 
 
-@dataclass(frozen=True)
+@value
+@dataclass(init=False, repr=False, eq=False)
 class JobView:
     """A job of `state.jobs` as the Render Queue draws it."""
 
@@ -444,6 +601,21 @@ class JobView:
     charged: int
     estimated: int
     shots: tuple[dict[str, Any], ...]
+
+    def __init__(
+        self,
+        id: int,
+        name: str,
+        status: str,
+        done: int,
+        total: int,
+        charged: int,
+        estimated: int,
+        shots: tuple[dict[str, Any], ...],
+    ) -> None:
+        self.__dict__.update(
+            id=id, name=name, status=status, done=done, total=total, charged=charged, estimated=estimated, shots=shots
+        )
 
     @property
     def progress(self) -> float:

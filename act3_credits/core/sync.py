@@ -19,7 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from . import formatting
@@ -43,6 +43,7 @@ from .client import (
 )
 from .pricing import RateCard
 from .state import Credits, History, State
+from .values import value
 
 log = logging.getLogger("act3_credits")
 
@@ -80,52 +81,114 @@ CACHE_EVERY_S = 2.0
 RESYNC_EVERY_S = 15.0
 
 
-@dataclass(frozen=True)
+@value
+@dataclass(init=False, repr=False, eq=False)
 class Settings:
-    base_url: str = DEFAULT_BASE_URL
-    api_key: str = field(default="", repr=False)
-    online_access: bool = True
-    connect_timeout: float = CONNECT_TIMEOUT_S
-    read_timeout: float = READ_TIMEOUT_S
-    events_wait: float = 10.0  # seconds each long poll may wait on the service
-    history_limit: int = 50
-    retries: int = 2
-    max_backoff: float = 30.0
+    """Where and how to connect; a change of any of them reconnects."""
+
+    base_url: str
+    api_key: str
+    online_access: bool
+    connect_timeout: float
+    read_timeout: float
+    events_wait: float  # seconds each long poll may wait on the service
+    history_limit: int
+    retries: int
+    max_backoff: float
+
+    def __init__(
+        self,
+        base_url: str = DEFAULT_BASE_URL,
+        api_key: str = "",
+        online_access: bool = True,
+        connect_timeout: float = CONNECT_TIMEOUT_S,
+        read_timeout: float = READ_TIMEOUT_S,
+        events_wait: float = 10.0,
+        history_limit: int = 50,
+        retries: int = 2,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.__dict__.update(
+            base_url=base_url,
+            api_key=api_key,
+            online_access=online_access,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            events_wait=events_wait,
+            history_limit=history_limit,
+            retries=retries,
+            max_backoff=max_backoff,
+        )
 
     def __repr__(self) -> str:
         return f"Settings(base_url={self.base_url!r}, api_key={mask_key(self.api_key)!r}, online={self.online_access})"
 
 
-@dataclass(eq=False)
+@dataclass(init=False, repr=False, eq=False)
 class Ticket:
     """One request; `drain()` fills `done`, `ok`, `result` and `error` and then runs the callback."""
 
     id: int
     kind: str
     params: dict[str, Any]
-    callback: Callable[[Ticket], None] | None = field(default=None, repr=False)
-    done: bool = False
-    ok: bool = False
-    result: Any = None
-    error: Act3Error | None = None
+    callback: Callable[[Ticket], None] | None
+    done: bool
+    ok: bool
+    result: Any
+    error: Act3Error | None
+
+    def __init__(
+        self,
+        id: int,
+        kind: str,
+        params: dict[str, Any],
+        callback: Callable[[Ticket], None] | None = None,
+        done: bool = False,
+        ok: bool = False,
+        result: Any = None,
+        error: Act3Error | None = None,
+    ) -> None:
+        self.id, self.kind, self.params, self.callback = id, kind, params, callback
+        self.done, self.ok, self.result, self.error = done, ok, result, error
+
+    def __repr__(self) -> str:
+        return (
+            f"Ticket(id={self.id!r}, kind={self.kind!r}, params={self.params!r}, done={self.done!r}, "
+            f"ok={self.ok!r}, result={self.result!r}, error={self.error!r})"
+        )
 
 
-@dataclass(frozen=True)
+@value
+@dataclass(init=False, repr=False, eq=False)
 class RefreshResult:
+    """What one refresh brought."""
+
     me: dict[str, Any]
     credits: Credits
     pricing: dict[str, Any] | None  # None: the card did not change (304)
     pricing_etag: str | None
     history: HistoryPage
 
+    def __init__(
+        self,
+        me: dict[str, Any],
+        credits: Credits,
+        pricing: dict[str, Any] | None,
+        pricing_etag: str | None,
+        history: HistoryPage,
+    ) -> None:
+        self.__dict__.update(me=me, credits=credits, pricing=pricing, pricing_etag=pricing_etag, history=history)
 
-@dataclass
+
 class _Result:
-    generation: int
-    kind: str
-    ticket_id: int = 0
-    result: Any = None
-    error: Act3Error | None = None
+    """An answer (or the error) of the link's threads, for `drain()`."""
+
+    __slots__ = ("generation", "kind", "ticket_id", "result", "error")
+
+    def __init__(
+        self, generation: int, kind: str, ticket_id: int = 0, result: Any = None, error: Act3Error | None = None
+    ) -> None:
+        self.generation, self.kind, self.ticket_id, self.result, self.error = generation, kind, ticket_id, result, error
 
 
 class _Link:

@@ -261,6 +261,94 @@ def test_account_from_state_reads_me_and_credits():
     assert Account.from_state(State()).available is None
 
 
+# ------------------------------------------------------------------ a dialog asks on every redraw
+
+
+def redraw_batch(duration: float = 7.5, tier: str = "standard") -> list[Shot]:
+    """New Shot objects each time, as the dialog builds them from the shot list on every redraw."""
+    return [Shot("sh010", "veo-3.1", tier, duration), Shot("sh020", "seedance-2.0", "high", 4.5)]
+
+
+def test_a_redraw_with_nothing_changed_is_answered_without_computing_again():
+    first = shots.estimate(redraw_batch(), CARD, PRO_EDITOR, [True, True])
+    again = shots.estimate(redraw_batch(), CARD, Account(**vars(PRO_EDITOR)), [1, 1])  # type: ignore[list-item]
+    assert again is first
+    assert first.total == 2_080 + 2_450
+
+
+def test_the_shots_panel_and_its_rows_redrawing_do_not_make_an_open_dialog_compute_again():
+    dialog = shots.estimate(redraw_batch(), CARD, PRO_EDITOR, [True, False])
+    panel = shots.estimate(redraw_batch() + [Shot("sh030", duration_s=4.0)], CARD, PRO_EDITOR)
+    rows = [shots.estimate([s], CARD, PRO_EDITOR) for s in redraw_batch() + [Shot("sh030", duration_s=4.0)]]
+    assert [r.total for r in rows] == [2_080, 2_450, 1_040] and panel.total == 2_080 + 2_450 + 1_040
+    assert shots.estimate(redraw_batch(), CARD, PRO_EDITOR, [True, False]) is dialog
+    assert shots.estimate(redraw_batch() + [Shot("sh030", duration_s=4.0)], CARD, PRO_EDITOR) is panel
+    assert dialog.total == 2_080
+
+
+@pytest.mark.parametrize(
+    ("change", "total"),
+    [
+        (lambda: shots.estimate(redraw_batch(duration=9.0), CARD, PRO_EDITOR, [True, True]), 2_080 + 2_450),
+        (lambda: shots.estimate(redraw_batch(duration=5.0), CARD, PRO_EDITOR, [True, True]), 1_560 + 2_450),
+        (lambda: shots.estimate(redraw_batch(tier="draft"), CARD, PRO_EDITOR, [True, True]), 1_040 + 2_450),
+        (lambda: shots.estimate(redraw_batch(), CARD, PRO_EDITOR, [True, False]), 2_080),
+        (lambda: shots.estimate(redraw_batch(), CARD, PRO_EDITOR), 2_080 + 2_450),
+        (lambda: shots.estimate(redraw_batch()[:1], CARD, PRO_EDITOR, [True]), 2_080),
+        (
+            lambda: shots.estimate(
+                redraw_batch(), pricing.RateCard.from_json(CARD.to_json()), PRO_EDITOR, [True, True]
+            ),
+            2_080 + 2_450,
+        ),
+    ],
+)
+def test_any_changed_input_is_estimated_again(change, total):
+    first = shots.estimate(redraw_batch(), CARD, PRO_EDITOR, [True, True])
+    changed = change()
+    assert changed is not first
+    assert changed.total == total
+
+
+def test_a_new_balance_is_a_new_estimate_with_the_new_shortfall():
+    rich = shots.estimate(redraw_batch(), CARD, PRO_EDITOR)
+    poor = shots.estimate(redraw_batch(), CARD, Account("pro", "editor", PRO_EDITOR.allowed_tiers, 3_000))
+    assert rich.shortfall == 0 and rich.can_send
+    assert poor.shortfall == 1_530 and not poor.can_send
+
+
+def test_a_duration_of_true_is_refused_even_right_after_a_duration_of_one():
+    one = shots.estimate([Shot("sh010", "grok-imagine", "standard", 1)], CARD, PRO_EDITOR)
+    true = shots.estimate([Shot("sh010", "grok-imagine", "standard", True)], CARD, PRO_EDITOR)  # type: ignore[arg-type]
+    assert one.lines[0].credits == 46 and one.can_send
+    assert true.lines[0].blocked_code == "invalid_duration" and not true.can_send
+
+
+def test_fewer_checkboxes_than_shots_is_an_error_not_a_guess():
+    with pytest.raises(IndexError):
+        shots.estimate(redraw_batch(), CARD, PRO_EDITOR, [True])
+
+
+def test_shots_and_estimates_stay_frozen_values():
+    import dataclasses
+
+    shot = Shot("sh010", duration_s=7.5)
+    assert repr(shot) == "Shot(name='sh010', engine='veo-3.1', tier='standard', duration_s=7.5, locked=False, tags='')"
+    assert shot == Shot("sh010", duration_s=7.5) and hash(shot) == hash(Shot("sh010", duration_s=7.5))
+    assert shot != Shot("sh010", duration_s=8.0) and shot != ShotRange("sh010", 1, 2)
+    assert dataclasses.replace(shot, tier="draft") == Shot("sh010", tier="draft", duration_s=7.5)
+    assert [f.name for f in dataclasses.fields(Shot)] == ["name", "engine", "tier", "duration_s", "locked", "tags"]
+    est = shots.estimate([shot], CARD, PRO_EDITOR)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        shot.duration_s = 1.0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        est.lines[0].credits = 0  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        est.total = 0  # type: ignore[misc]
+    est.sent.clear()  # a caller's own list
+    assert est.total == 2_080 and len(est.sent) == 1
+
+
 # ------------------------------------------------------------------ budget guard
 
 

@@ -301,7 +301,7 @@ def test_history_keyset_pagination_and_filters(books: Books, clock: ManualClock)
     assert history_items(books, shot="%") == []  # a literal, not a wildcard
     with pytest.raises(LedgerError) as err:
         ledger.history(books.org_id, cursor="not-a-cursor")
-    assert err.value.code == "validation_error"
+    assert err.value.code == "bad_request"
 
 
 def test_estimates_equal_charges_for_every_engine_and_tier(ledger: Ledger, clock: ManualClock) -> None:
