@@ -99,6 +99,10 @@ def main() -> None:
             )
         finally:
             proc.terminate()
+            proc.wait(10)
+            log = Path(tmp) / "act3-server.log"
+            if log.exists():
+                (Path(args.out) / "act3-server.log").write_bytes(log.read_bytes())
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import Any
 from ..core import formatting, shots
 from ..core.pricing import RateCard
 from ..core.shots import Estimate, JobView, Line
+from ..layouts import is_wide  # one width rule for every sidebar list
 
 ACTIVE_STATUSES = ("queued", "processing", "paused")
 RECENT_ENDED_JOBS = 3  # ended jobs kept in the queue panel (older ones are in the history)
@@ -304,7 +305,7 @@ def draw_shot_row(layout: Any, item: Any, line: Line, card: RateCard, width: flo
     tier, engine, duration, cost = shot_row_texts(line, card)
     row = layout.row(align=True)
     row.prop(item, "select", text="")
-    wide = width >= WIDE_LIST
+    wide = is_wide(width)
     split = row.split(factor=0.64 if not wide else 0.74)
     left = split.split(factor=0.46 if not wide else 0.28)
     left.label(text=line.name)
@@ -323,7 +324,6 @@ def draw_shot_row(layout: Any, item: Any, line: Line, card: RateCard, width: flo
     right.label(text=cost if sendable else "—", icon=shot_icon(line))
 
 
-WIDE_LIST = 420  # region width (px at scale 1) from which the Shots list also shows engine and length
 
 
 def shot_tooltip(line: Line, card: RateCard) -> str:
@@ -437,7 +437,7 @@ def draw_job(
     if not open_:
         return
     col = box.column(align=True)
-    wide = width >= WIDE_LIST
+    wide = is_wide(width)
     for index, shot in enumerate(view.shots[:QUEUE_SHOTS_SHOWN]):
         status = str(shot.get("status") or "queued")
         row = col.row(align=True)
@@ -477,7 +477,7 @@ def draw_shots_panel(
     active shot's line (its price and why it may not be sent). Every row here is always drawn, so
     the Generate buttons stay where the artist found them.
     """
-    wide = width >= WIDE_LIST
+    wide = is_wide(width)
     row = layout.row(align=True)
     row.operator(
         "act3.shots_from_markers", text="From Markers" if not wide else "From Camera Markers", icon="MARKER_HLT"

@@ -123,22 +123,26 @@ def snap_topbar(name):
     crop(name, win.width - int(620 * scale), 0, int(620 * scale), int(60 * scale))
 
 
+def pointer():
+    """Where dialogs open: a third of the way down the 3D View, in its middle."""
+    region = region_of(view3d(), "WINDOW")
+    x, y = top_left(region)
+    return x + region.width // 2, y + region.height // 3
+
+
 def invoke(op, **props):
     """Open an operator's dialog as a click in the 3D View would."""
     area = view3d()
     region = region_of(area, "WINDOW")
-    x, y = top_left(region)
-    blender_gui.move(x + region.width // 2, y + region.height // 3)
+    blender_gui.move(*pointer())
     with bpy.context.temp_override(window=bpy.context.window, area=area, region=region):
         op("INVOKE_DEFAULT", **props)
 
 
 def close_dialog():
     """Escape, with the pointer inside the dialog (it opens around where the pointer was)."""
-    area = view3d()
-    region = region_of(area, "WINDOW")
-    x, y = top_left(region)
-    blender_gui.move(x + region.width // 2, y + region.height // 3 + 10)
+    px, py = pointer()
+    blender_gui.move(px, py + 10)
     blender_gui.key("Escape")
 
 
@@ -229,9 +233,27 @@ def s_queue():
     blender_gui.redraw()
 
 
-@step(1.0)
+@step(3.0)  # panels glide to their new places over a few redraws
 def s_queue_snap():
     snap_sidebar("render-queue")
+
+
+@step(0.5)
+def s_tier_menu():
+    # The Quality menu of the active shot, opened where the pointer is (over the sidebar).
+    region = region_of(view3d(), "UI")
+    x, y = top_left(region)
+    blender_gui.move(x + region.width // 2, y + region.height // 2)
+    with bpy.context.temp_override(window=bpy.context.window, area=view3d(), region=region):
+        bpy.ops.wm.context_menu_enum("INVOKE_DEFAULT", data_path="scene.act3_shots[1].tier")
+
+
+@step(1.5)
+def s_tier_menu_snap():
+    region = region_of(view3d(), "UI")
+    x, y = top_left(region)
+    crop("tier-menu", x - 120, y + region.height // 2 - 160, region.width + 120, 330)
+    blender_gui.key("Escape")
     scroll_sidebar(-40)
 
 

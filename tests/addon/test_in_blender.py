@@ -448,3 +448,27 @@ def test_key_file_lives_in_the_extensions_user_folder(shell: Shell):
     folder = Path(shell.module("session").user_dir())
     assert os.path.isdir(folder)
     assert folder == Path(bpy.utils.extension_path_user(blender.PACKAGE))
+
+
+def test_the_monthly_refill_is_announced_once_with_what_rolled_over(shell: Shell, live_server: LiveServer):
+    shell.connect(live_server)
+    c = shell.synced_with(live_server)
+    render_batch(live_server, 3)  # 3 one-second Grok Imagine shots: 23 + 46 + 92 = 161 cr
+    c = shell.synced_with(live_server)
+    left = c["monthly_remaining"]
+    assert left == 875_000 - 161
+    announced: list[str] = []
+    reports = shell.module("generate.ops")
+    original = reports.notify
+    reports.notify = lambda message, level="INFO": (announced.append(message), original(message, level))
+    try:
+        live_server.post("/dev/clock", {"now": f"{c['billing_date']}T00:00:05Z"})
+        shell.until(lambda: announced, "the refill's announcement")
+        shell.until(lambda: shell.state.credits.rollover_bank == left, "the refilled balance")
+    finally:
+        reports.notify = original
+    # Pro rolls over up to 2,187,500 cr: everything left this period goes into the bank.
+    assert announced == [
+        f"Monthly refill: +875,000 cr. {formatting.credits(left)} unused last period rolled into the Rollover Bank."
+    ]
+    assert shell.state.last_message == announced[0]

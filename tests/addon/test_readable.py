@@ -135,7 +135,7 @@ def test_shot_rows_keep_name_tier_and_credits_whole(region, scale):
         texts = row.texts()
         assert line.name in texts
         assert (draw.formatting.credits(line.credits) if line.sendable else "—") in texts
-        if region >= draw.WIDE_LIST:
+        if layouts.is_wide(region):
             assert draw.engine_name(CARD, line.shot.engine) in texts
 
 

@@ -179,3 +179,21 @@ def test_a_failed_shot_is_not_charged_and_retry_sends_a_new_one_shot_job(studio,
         with pytest.raises(RuntimeError, match="has no failed shot"):  # its report, as one line
             bpy.ops.act3.retry_shot(job_id=job_id, shot_index=completed_shots[0]["index"])
         assert set(studio.state.jobs) == jobs_before
+
+
+def test_the_render_queue_lists_jobs_sent_before_this_session_and_from_other_machines(studio, live_server_factory):
+    server: LiveServer = live_server_factory(render_speed=0.01)
+    shots = [{"name": f"old{i}", "engine": "grok-imagine", "tier": "draft", "duration_s": 1} for i in range(2)]
+    earlier = server.post("/jobs", {"name": "from the farm", "shots": shots}, idem="earlier").json()
+    deadline = time.monotonic() + 30
+    while server.get(f"/jobs/{earlier['id']}").json()["status"] != "completed":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    studio.connect(server)
+    generate = studio.module("generate")
+    studio.until(lambda: generate._tick() and earlier["id"] in studio.state.jobs, "the organisation's recent jobs")
+    layout = RecordingLayout()
+    studio.module("generate.draw").draw_render_queue(layout, studio.state, studio.state.rate_card)
+    assert layout.texts()[0] == "from the farm"  # the only job of this organisation
+    (bar,) = layout.of_kind("progress")
+    assert bar.text == "2/2 · 46 cr"  # two one-second Grok Imagine drafts: 23 cr each
