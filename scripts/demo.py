@@ -73,10 +73,28 @@ def start_service(workdir: Path, render_speed: float) -> tuple[subprocess.Popen[
     return proc, url, orgs
 
 
+def _line_of(item: Any) -> Any:
+    """The outermost split an item sits in (one line of the panel), or None."""
+    node, found = item.node, None
+    while node is not None:
+        if node._kind == "split":
+            found = node
+        node = node._parent
+    return found
+
+
 def render(items: list[Any], indent: str = "  ") -> list[str]:
-    """A recorded layout as lines of text: a split's two cells read 'label .... value'."""
+    """A recorded layout as lines of text: the cells of a split read 'label .... value'."""
     lines: list[str] = []
-    pending: list[str] = []
+    cells: list[str] = []
+    line_of: Any = None
+
+    def flush() -> None:
+        nonlocal cells
+        if cells:
+            lines.append(f"{indent}{cells[0]:<28}{' '.join(cells[1:]):>14}" if len(cells) > 1 else indent + cells[0])
+        cells = []
+
     for item in items:
         text = item.text
         if item.kind == "progress":
@@ -90,13 +108,15 @@ def render(items: list[Any], indent: str = "  ") -> list[str]:
             continue
         if item.alert:
             text = f"! {text}"
-        if item.container == "split":
-            pending.append(text)
-            if len(pending) == 2:
-                lines.append(f"{indent}{pending[0]:<28}{pending[1]:>14}")
-                pending = []
+        group = _line_of(item)
+        if group is None or group is not line_of:
+            flush()
+        line_of = group
+        if group is not None:
+            cells.append(text)
             continue
         lines.append(indent + text)
+    flush()
     return lines
 
 

@@ -113,6 +113,10 @@ def render_batch(server: LiveServer, count: int) -> None:
 
 def test_top_bar_shows_the_services_balance_after_connecting(shell: Shell, live_server: LiveServer):
     assert shell.header().operator_button("act3.open_credits").text == "ACT3: set API key"
+    # No key yet: Buy Credits is greyed out, and says why.
+    assert not bpy.ops.act3.buy_credits.poll()
+    with pytest.raises(RuntimeError, match="No ACT3 API key: add one in Preferences"):
+        bpy.ops.act3.buy_credits()
     shell.connect(live_server)
     expected = shell.synced_with(live_server)
     assert expected["available"] == 875_000
