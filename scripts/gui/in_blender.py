@@ -18,6 +18,9 @@ import bpy
 OUT = os.environ.get("BLENDER_GUI_OUT", "/out")
 PREFIX = os.environ.get("ACT3_GUI_PREFIX", "")
 SCALE = float(os.environ.get("ACT3_GUI_SCALE", "1.0"))
+# Where each dialog's Cancel button is, from the pointer that opened it (px at UI scale 1, 1600x900).
+CANCEL_BATCH = (104, 573)
+CANCEL_SHOT = (238, 536)
 SHOTS = [
     (192, "veo-3.1", "standard", "seq010, hero"),
     (144, "veo-3.1", "high", "seq010"),
@@ -139,10 +142,12 @@ def invoke(op, **props):
         op("INVOKE_DEFAULT", **props)
 
 
-def close_dialog():
-    """Escape, with the pointer inside the dialog (it opens around where the pointer was)."""
+def close_dialog(cancel_at):
+    """Click the dialog's Cancel button (at 1600x900 and UI scale 1, where it opens from `pointer()`);
+    Escape does not reach a dialog opened from a script here."""
+    scale = bpy.context.preferences.system.ui_scale / 1.0417
     px, py = pointer()
-    blender_gui.move(px, py + 10)
+    blender_gui.click(px + int(cancel_at[0] * scale), py + int(cancel_at[1] * scale))
     blender_gui.key("Escape")
 
 
@@ -185,6 +190,7 @@ def s_synced():
 
 @step(2.0)
 def s_log():
+    log("pointer for dialogs", pointer())
     s = state()
     region = region_of(view3d(), "UI")
     log(
@@ -248,7 +254,15 @@ def s_tier_menu():
         bpy.ops.wm.context_menu_enum("INVOKE_DEFAULT", data_path="scene.act3_shots[1].tier")
 
 
-@step(1.5)
+@step(0.8)
+def s_tier_menu_pointer():
+    # Off the items (their tooltips would cover the prices), still over the menu.
+    region = region_of(view3d(), "UI")
+    x, y = top_left(region)
+    blender_gui.move(x + region.width // 2 + 60, y + region.height // 2 - 28)
+
+
+@step(1.2)
 def s_tier_menu_snap():
     region = region_of(view3d(), "UI")
     x, y = top_left(region)
@@ -265,7 +279,7 @@ def s_estimate_batch():
 @step(1.5)
 def s_estimate_batch_snap():
     blender_gui.snap(PREFIX + "estimate-batch")
-    close_dialog()
+    close_dialog(CANCEL_BATCH)
 
 
 @step(1.0)
@@ -276,7 +290,7 @@ def s_estimate_shot():
 @step(1.5)
 def s_estimate_shot_snap():
     blender_gui.snap(PREFIX + "estimate-shot")
-    close_dialog()
+    close_dialog(CANCEL_SHOT)
 
 
 @step(1.0)
@@ -287,7 +301,6 @@ def s_buy():
 @step(1.5)
 def s_buy_snap():
     blender_gui.snap(PREFIX + "buy-credits")
-    close_dialog()
 
 
 @step(1.0)

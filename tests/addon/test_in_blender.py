@@ -465,6 +465,8 @@ def test_the_monthly_refill_is_announced_once_with_what_rolled_over(shell: Shell
     reports = shell.module("generate.ops")
     original = reports.notify
     reports.notify = lambda message, level="INFO": (announced.append(message), original(message, level))
+    # The GENERATE timer follows the worker's events; no timer fires headless, so beat it once here.
+    shell.module("generate")._tick()
     try:
         live_server.post("/dev/clock", {"now": f"{c['billing_date']}T00:00:05Z"})
         shell.until(lambda: announced, "the refill's announcement")
