@@ -58,6 +58,7 @@ def main() -> None:
     ap.add_argument("--scale", default="1.0")
     ap.add_argument("--size", default="1600x900")
     ap.add_argument("--plan", default="pro")
+    ap.add_argument("--dialogs", default="batch,shot,buy", help="the dialogs to picture, one Blender run each")
     ap.add_argument("--tool", default=str(ROOT.parent / "shared" / "tools" / "blender-gui"))
     args = ap.parse_args()
     os.environ["PYTHONPATH"] = str(ROOT)  # the service of this checkout, whatever the venv points at
@@ -73,30 +74,18 @@ def main() -> None:
         # The same ledger, served again with renders slow enough to watch a batch in the window.
         proc, url, _orgs = demo.start_service(Path(tmp), render_speed=0.5)
         try:
-            env = dict(
-                os.environ,
-                ACT3_API_URL=url,
-                ACT3_API_KEY=key,
-                ACT3_GUI_SCALE=args.scale,
-                ACT3_GUI_PREFIX=f"{args.size}-{args.scale}-",
-            )
-            subprocess.run(
-                [
-                    args.tool,
-                    "run",
-                    str(ROOT / "scripts" / "gui" / "in_blender.py"),
-                    "--project",
-                    str(ROOT),
-                    "--out",
-                    args.out,
-                    "--size",
-                    args.size,
-                    "--timeout",
-                    "180",
-                ],
-                env=env,
-                check=False,
-            )
+            for dialog in args.dialogs.split(","):  # one dialog a run: it stays open in its picture
+                env = dict(
+                    os.environ,
+                    ACT3_API_URL=url,
+                    ACT3_API_KEY=key,
+                    ACT3_GUI_SCALE=args.scale,
+                    ACT3_GUI_PREFIX=f"{args.size}-{args.scale}-",
+                    ACT3_GUI_DIALOG=dialog,
+                )
+                script = str(ROOT / "scripts" / "gui" / "in_blender.py")
+                run = [args.tool, "run", script, "--project", str(ROOT), "--out", args.out, "--size", args.size]
+                subprocess.run([*run, "--timeout", "180"], env=env, check=False)
         finally:
             proc.terminate()
             proc.wait(10)
