@@ -762,7 +762,7 @@ class Ledger:
             org, acct = self._touch(conn, actor.org_id, now)
             replay = self._replay(conn, org.id, idempotency_key, request_hash)
             if replay is not None:
-                return replay
+                return self._job_as_it_is_now(conn, org.id, replay)
             available = acct["monthly_remaining"] + acct["bank_rolled"] + acct["bank_purchased"] - acct["held"]
             if total > available:
                 raise LedgerError(
@@ -817,6 +817,17 @@ class Ledger:
             result = Result(201, self._job_json(conn, job_id))
             self._remember(conn, org.id, idempotency_key, request_hash, result, now)
             return result
+
+    def _job_as_it_is_now(self, conn: Connection, org_id: int, replay: Result) -> Result:
+        """A replayed `POST /v1/jobs` answers the job as it is now (paused, canceled, rendered...),
+        still marked as a replay: the stored first answer said "queued", which a client retrying
+        after a time-out would take for the truth."""
+        row = conn.execute(
+            select(jobs).where(jobs.c.org_id == org_id, jobs.c.number == replay.body.get("id"))
+        ).first()
+        if row is None:  # cannot happen (jobs are never deleted): the stored answer, as before
+            return replay
+        return Result(replay.status, self._job_rows(conn, [row])[0], replayed=True)
 
     def _note_shot_names(self, conn: Connection, org_id: int, names: Sequence[str]) -> None:
         """Count the job's shot names into `history_shots`, which `shot=` searches first."""
