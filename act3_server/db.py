@@ -6,6 +6,8 @@ PostgreSQL (psycopg 3, `SELECT ... FOR UPDATE` on the org's account row for ever
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 import weakref
 from collections.abc import Iterator
@@ -75,6 +77,12 @@ accounts = Table(
     Column("held", BigInteger, nullable=False),
     Column("period_start", Date, nullable=False),  # the billing date the current allocation belongs to
     Column("version", BigInteger, nullable=False),
+    # Per-org numbering (migration 0004): the last job id, purchase id and event seq given out.
+    # Bumped under this row's lock, so the numbers of an org commit in order and show no other
+    # org's volume.
+    Column("last_job_number", BigInteger, nullable=False, server_default=text("0")),
+    Column("last_purchase_number", BigInteger, nullable=False, server_default=text("0")),
+    Column("last_event_seq", BigInteger, nullable=False, server_default=text("0")),
     CheckConstraint("monthly_remaining >= 0", name="ck_accounts_monthly"),
     CheckConstraint("bank_rolled >= 0", name="ck_accounts_bank_rolled"),
     CheckConstraint("bank_purchased >= 0", name="ck_accounts_bank_purchased"),
@@ -125,8 +133,9 @@ refills = Table(
 jobs = Table(
     "jobs",
     metadata,
-    Column("id", Integer, primary_key=True),
+    Column("id", Integer, primary_key=True),  # internal; the API's job id is `number`
     Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False),
+    Column("number", Integer, nullable=False),  # the job's id in its org: 1, 2, 3, ...
     Column("member_id", Integer, ForeignKey("members.id"), nullable=False),
     Column("member_name", String(200), nullable=False),
     Column("name", String(200), nullable=False),
@@ -148,7 +157,7 @@ jobs = Table(
         "status IN ('queued', 'processing', 'paused', 'completed', 'failed', 'canceled')", name="ck_jobs_status"
     ),
 )
-Index("ix_jobs_org_id_id", jobs.c.org_id, jobs.c.id)
+UniqueConstraint(jobs.c.org_id, jobs.c.number, name="uq_jobs_org_number")
 Index("ix_jobs_status", jobs.c.status)
 
 shots = Table(
@@ -187,7 +196,7 @@ transactions = Table(
     Column("credits", BigInteger, nullable=False),
     Column("monthly_delta", BigInteger, nullable=False),
     Column("bank_delta", BigInteger, nullable=False),
-    Column("job_id", Integer, nullable=True),
+    Column("job_id", Integer, nullable=True),  # the job's number in its org (the id the API shows)
     Column("shot_id", Integer, nullable=True, unique=True),  # a shot is charged at most once
     Column("member", String(200), nullable=True),
     CheckConstraint(
@@ -232,7 +241,7 @@ journal = Table(
     Column("id", Integer, primary_key=True),
     Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False, index=True),
     Column("transaction_id", Integer, ForeignKey("transactions.id"), nullable=True),
-    Column("job_id", Integer, nullable=True),
+    Column("job_id", Integer, nullable=True),  # jobs.id (internal)
     Column("bucket", String(16), nullable=False),
     Column("delta", BigInteger, nullable=False),
     Column("reason", String(16), nullable=False),
@@ -243,8 +252,9 @@ journal = Table(
 purchases = Table(
     "purchases",
     metadata,
-    Column("id", Integer, primary_key=True),
+    Column("id", Integer, primary_key=True),  # internal; the API's purchase id is `number`
     Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False),
+    Column("number", Integer, nullable=False),
     Column("member_id", Integer, ForeignKey("members.id"), nullable=False),
     Column("pack_id", String(32), nullable=False),
     Column("credits", BigInteger, nullable=False),
@@ -253,6 +263,7 @@ purchases = Table(
     Column("payment_brand", String(32), nullable=False),
     Column("payment_last4", String(4), nullable=False),
     Column("at", DateTime, nullable=False),
+    UniqueConstraint("org_id", "number", name="uq_purchases_org_number"),
 )
 
 # The first answer to an Idempotency-Key, stored in the same transaction as its write.
@@ -267,16 +278,16 @@ idempotency = Table(
     Column("created_at", DateTime, nullable=False),
 )
 
+# Numbered per org (accounts.last_event_seq): `seq` is what `GET /v1/events?after=` compares.
 events = Table(
     "events",
     metadata,
-    Column("seq", Integer, primary_key=True),
-    Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False),
+    Column("org_id", Integer, ForeignKey("orgs.id"), primary_key=True),
+    Column("seq", Integer, primary_key=True, autoincrement=False),
     Column("type", String(32), nullable=False),
     Column("at", DateTime, nullable=False),
     Column("data", Text, nullable=False),
 )
-Index("ix_events_org_seq", events.c.org_id, events.c.seq)
 
 
 # --- URLs and engines ------------------------------------------------------------------------------
@@ -306,7 +317,7 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
         if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-            Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+            _private_sqlite_file(Path(url[len("sqlite:///") :].split("?", 1)[0]))
         engine = create_engine(
             url,
             connect_args={"timeout": 60, "check_same_thread": False},
@@ -317,6 +328,29 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
         _install_sqlite_recipe(engine)
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=60, pool_pre_ping=True)
+
+
+def _private_sqlite_file(path: Path) -> None:
+    """Create the database file 0600 before SQLite opens it.
+
+    It holds the demo seed (from which the demo keys are derived), key hashes and every org's
+    books: nobody but the service's user should read it. SQLite creates the -wal and -shm files
+    with the database file's own permissions, so they are 0600 too. A file that already exists
+    and is readable by others (made before this) loses those bits.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        for existing in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            try:
+                mode = existing.stat().st_mode
+                if mode & 0o007:
+                    os.chmod(existing, stat.S_IMODE(mode) & ~0o007)
+            except OSError:  # not there (-wal, -shm) or not ours to change: SQLite says so on open
+                pass
+    else:
+        os.close(fd)
 
 
 def _install_sqlite_recipe(engine: Engine) -> None:

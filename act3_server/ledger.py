@@ -23,7 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from datetime import time as dtime
 from typing import Any
@@ -115,6 +115,7 @@ class Claim:
     shot_index: int
     duration_s: int
     credits: int
+    job_number: int = 0  # the job's id in its org, as the API and events show it
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,64 @@ class Result:
     status: int
     body: dict[str, Any]
     replayed: bool = False
+
+
+@dataclass
+class _TxBuffers:
+    """What a write transaction writes at its end: the accounts it locked (their dicts carry the
+    new balances and counters), journal rows and events."""
+
+    accounts: dict[int, dict[str, Any]] = field(default_factory=dict)
+    read: dict[int, tuple[Any, ...]] = field(default_factory=dict)  # each account as it was read
+    journal: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _buffers(conn: Connection) -> _TxBuffers:
+    tx = conn.info.get("act3_tx")
+    if tx is None:
+        raise RuntimeError("ledger writes run inside Ledger._write()")
+    return tx  # type: ignore[no-any-return]
+
+
+_ACCOUNT_STATE = (
+    "monthly_remaining",
+    "monthly_allocation",
+    "bank_rolled",
+    "bank_purchased",
+    "held",
+    "period_start",
+    "version",
+    "last_job_number",
+    "last_purchase_number",
+    "last_event_seq",
+)
+
+
+def _account_state(acct: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(acct[k] for k in _ACCOUNT_STATE)
+
+
+_LOCK_ACCOUNT = select(accounts).where(accounts.c.org_id == bindparam("org_id")).with_for_update()
+_SAVE_ACCOUNT = (
+    accounts.update()
+    .where(accounts.c.org_id == bindparam("key_org_id"))
+    .values({name: bindparam(name) for name in _ACCOUNT_STATE})
+)
+_INSERT_JOURNAL = journal.insert()
+_INSERT_EVENTS = events.insert()
+
+
+def _flush(conn: Connection, tx: _TxBuffers) -> int:
+    """Write what the transaction gathered; returns how many events it wrote."""
+    if tx.journal:
+        conn.execute(_INSERT_JOURNAL, tx.journal)
+    for org_id, acct in tx.accounts.items():
+        if _account_state(acct) != tx.read.get(org_id):
+            conn.execute(_SAVE_ACCOUNT, {"key_org_id": org_id, **{k: acct[k] for k in _ACCOUNT_STATE}})
+    if tx.events:
+        conn.execute(_INSERT_EVENTS, tx.events)
+    return len(tx.events)
 
 
 def _insert_id(conn: Connection, stmt: Any) -> int:
@@ -159,13 +218,19 @@ class Ledger:
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        """A write transaction; wakes local long polls after it commits events."""
+        """A write transaction; wakes local long polls after it commits events.
+
+        Journal rows, events and the accounts' new balances and counters are gathered while the
+        transaction runs and written at its end, each table in one statement (`_flush`).
+        """
+        wrote = 0
         with write_tx(self.engine) as conn:
-            conn.info["act3_events"] = 0
+            conn.info["act3_tx"] = tx = _TxBuffers()
             try:
                 yield conn
+                wrote = _flush(conn, tx)
             finally:
-                wrote = conn.info.pop("act3_events", 0)
+                conn.info.pop("act3_tx", None)
         if wrote and self.on_event is not None:
             self.on_event()
 
@@ -188,10 +253,18 @@ class Ledger:
         return org
 
     def _lock_account(self, conn: Connection, org_id: int) -> dict[str, Any]:
-        row = conn.execute(select(accounts).where(accounts.c.org_id == org_id).with_for_update()).first()
+        """The org's account row, locked for the transaction; changes to the dict are written at
+        its end (`_flush`)."""
+        tx = _buffers(conn)
+        acct = tx.accounts.get(org_id)
+        if acct is not None:
+            return acct
+        row = conn.execute(_LOCK_ACCOUNT, {"org_id": org_id}).first()
         if row is None:
             raise LedgerError("not_found", f"Organisation {org_id} has no account.")
-        return dict(row._mapping)
+        acct = tx.accounts[org_id] = dict(row._mapping)
+        tx.read[org_id] = _account_state(acct)
+        return acct
 
     def _touch(self, conn: Connection, org_id: int, now: datetime) -> tuple[Org, dict[str, Any]]:
         """Lock the org's account and apply every refill that is due before anything else."""
@@ -200,21 +273,28 @@ class Ledger:
         self._apply_refills(conn, org, acct, now)
         return org, acct
 
-    def _event(self, conn: Connection, org_id: int, type_: str, data: Mapping[str, Any], now: datetime) -> None:
-        conn.execute(events.insert().values(org_id=org_id, type=type_, at=to_db(now), data=json.dumps(data)))
-        conn.info["act3_events"] = conn.info.get("act3_events", 0) + 1
+    def _event(
+        self, conn: Connection, acct: dict[str, Any], type_: str, data: Mapping[str, Any], now: datetime
+    ) -> None:
+        """An event of the account's org, numbered from its counter (the row is locked)."""
+        acct["last_event_seq"] += 1
+        _buffers(conn).events.append(
+            {
+                "org_id": acct["org_id"],
+                "seq": acct["last_event_seq"],
+                "type": type_,
+                "at": to_db(now),
+                "data": json.dumps(data),
+            }
+        )
 
     def _save_account(
         self, conn: Connection, org: Org, acct: dict[str, Any], now: datetime, reason: str
     ) -> dict[str, Any]:
+        """The balances changed: a new version, and its `balance.changed` event."""
         acct["version"] += 1
-        conn.execute(
-            accounts.update()
-            .where(accounts.c.org_id == org.id)
-            .values(**{k: v for k, v in acct.items() if k != "org_id"})
-        )
         balance = self._credits_json(org, acct, now)
-        self._event(conn, org.id, "balance.changed", {"balance": balance, "reason": reason}, now)
+        self._event(conn, acct, "balance.changed", {"balance": balance, "reason": reason}, now)
         return balance
 
     def _credits_json(self, org: Org, acct: Mapping[str, Any], now: datetime) -> dict[str, Any]:
@@ -246,9 +326,10 @@ class Ledger:
         credits: int,
         deltas: Mapping[str, int],
         reason: str,
+        journal_job: int | None = None,
         **fields: Any,
     ) -> int:
-        """One history item plus one journal row per bucket it moved."""
+        """One history item plus one journal row per bucket it moved (`journal_job`: jobs.id)."""
         monthly = deltas.get("monthly", 0)
         bank = deltas.get("bank_rolled", 0) + deltas.get("bank_purchased", 0)
         tx_id = _insert_id(
@@ -265,9 +346,7 @@ class Ledger:
         )
         for bucket, delta in deltas.items():
             if delta:
-                self._journal(
-                    conn, org_id, bucket, delta, reason, at, transaction_id=tx_id, job_id=fields.get("job_id")
-                )
+                self._journal(conn, org_id, bucket, delta, reason, at, transaction_id=tx_id, job_id=journal_job)
         return int(tx_id)
 
     def _journal(
@@ -282,16 +361,16 @@ class Ledger:
         job_id: int | None = None,
     ) -> None:
         assert bucket in BUCKETS
-        conn.execute(
-            journal.insert().values(
-                org_id=org_id,
-                transaction_id=transaction_id,
-                job_id=job_id,
-                bucket=bucket,
-                delta=delta,
-                reason=reason,
-                at=to_db(at),
-            )
+        _buffers(conn).journal.append(
+            {
+                "org_id": org_id,
+                "transaction_id": transaction_id,
+                "job_id": job_id,
+                "bucket": bucket,
+                "delta": delta,
+                "reason": reason,
+                "at": to_db(at),
+            }
         )
 
     # --- set-up ------------------------------------------------------------------------------------
@@ -434,7 +513,7 @@ class Ledger:
             "first_period_start": first.isoformat(),
             "balance": balance,
         }
-        self._event(conn, org.id, "billing.refilled", info, now)
+        self._event(conn, acct, "billing.refilled", info, now)
         return info
 
     def _refill_one(
@@ -477,7 +556,7 @@ class Ledger:
             "balance": balance,
         }
         if not initial:
-            self._event(conn, org.id, "billing.refilled", info, now)
+            self._event(conn, acct, "billing.refilled", info, now)
         return info
 
     def _refill_is_due(self, org_id: int, now: datetime) -> bool:
@@ -683,7 +762,7 @@ class Ledger:
             org, acct = self._touch(conn, actor.org_id, now)
             replay = self._replay(conn, org.id, idempotency_key, request_hash)
             if replay is not None:
-                return replay
+                return self._job_as_it_is_now(conn, org.id, replay)
             available = acct["monthly_remaining"] + acct["bank_rolled"] + acct["bank_purchased"] - acct["held"]
             if total > available:
                 raise LedgerError(
@@ -692,11 +771,14 @@ class Ledger:
                     required_credits=total,
                     current_balance=available,
                 )
+            acct["last_job_number"] += 1
+            number = acct["last_job_number"]
             job_id = int(
                 _insert_id(
                     conn,
                     jobs.insert().values(
                         org_id=org.id,
+                        number=number,
                         member_id=actor.member_id,
                         member_name=actor.member_name,
                         name=name,
@@ -731,10 +813,21 @@ class Ledger:
             acct["held"] += total
             self._journal(conn, org.id, "held", total, "hold", now, job_id=job_id)
             self._save_account(conn, org, acct, now, "hold")
-            self._event(conn, org.id, "job.status", {"job_id": job_id, "status": "queued", "reason": None}, now)
+            self._event(conn, acct, "job.status", {"job_id": number, "status": "queued", "reason": None}, now)
             result = Result(201, self._job_json(conn, job_id))
             self._remember(conn, org.id, idempotency_key, request_hash, result, now)
             return result
+
+    def _job_as_it_is_now(self, conn: Connection, org_id: int, replay: Result) -> Result:
+        """A replayed `POST /v1/jobs` answers the job as it is now (paused, canceled, rendered...),
+        still marked as a replay: the stored first answer said "queued", which a client retrying
+        after a time-out would take for the truth."""
+        row = conn.execute(
+            select(jobs).where(jobs.c.org_id == org_id, jobs.c.number == replay.body.get("id"))
+        ).first()
+        if row is None:  # cannot happen (jobs are never deleted): the stored answer, as before
+            return replay
+        return Result(replay.status, self._job_rows(conn, [row])[0], replayed=True)
 
     def _note_shot_names(self, conn: Connection, org_id: int, names: Sequence[str]) -> None:
         """Count the job's shot names into `history_shots`, which `shot=` searches first."""
@@ -765,7 +858,7 @@ class Ledger:
                 )
         return [
             {
-                "id": j.id,
+                "id": j.number,
                 "name": j.name,
                 "status": j.status,
                 "created_at": iso(j.created_at),
@@ -788,7 +881,7 @@ class Ledger:
         if not 1 <= job_id <= MAX_DB_INT:
             raise LedgerError("not_found", f"Job {job_id} was not found.")
         with read_tx(self.engine) as conn:
-            row = conn.execute(select(jobs).where(jobs.c.id == job_id, jobs.c.org_id == actor.org_id)).first()
+            row = conn.execute(select(jobs).where(jobs.c.org_id == actor.org_id, jobs.c.number == job_id)).first()
             if row is None:
                 raise LedgerError("not_found", f"Job {job_id} was not found.")  # also another org's job
             return self._job_rows(conn, [row])[0]
@@ -798,14 +891,15 @@ class Ledger:
         if status:
             stmt = stmt.where(jobs.c.status == status)
         with read_tx(self.engine) as conn:
-            rows = conn.execute(stmt.order_by(jobs.c.id.desc()).limit(limit)).all()
+            rows = conn.execute(stmt.order_by(jobs.c.number.desc()).limit(limit)).all()
             return self._job_rows(conn, rows)
 
     def _lock_job(self, conn: Connection, actor: Actor, job_id: int) -> Any:
+        """The actor's org's job numbered `job_id` (the API's id), locked."""
         if not 1 <= job_id <= MAX_DB_INT:
             raise LedgerError("not_found", f"Job {job_id} was not found.")
         row = conn.execute(
-            select(jobs).where(jobs.c.id == job_id, jobs.c.org_id == actor.org_id).with_for_update()
+            select(jobs).where(jobs.c.org_id == actor.org_id, jobs.c.number == job_id).with_for_update()
         ).first()
         if row is None:
             raise LedgerError("not_found", f"Job {job_id} was not found.")
@@ -823,13 +917,11 @@ class Ledger:
             if job.status in ENDED:
                 raise LedgerError("invalid_state", f"Job {job_id} already ended ({job.status}); it cannot be paused.")
             if job.status != "paused":
-                self._touch(conn, actor.org_id, now)
-                self._set_job(conn, job_id, now, status="paused")
+                _org, acct = self._touch(conn, actor.org_id, now)
+                self._set_job(conn, job.id, now, status="paused")
                 reason = f"paused by {actor.member_name}"
-                self._event(
-                    conn, actor.org_id, "job.status", {"job_id": job_id, "status": "paused", "reason": reason}, now
-                )
-            return self._job_json(conn, job_id)
+                self._event(conn, acct, "job.status", {"job_id": job_id, "status": "paused", "reason": reason}, now)
+            return self._job_json(conn, job.id)
 
     def resume(self, actor: Actor, job_id: int) -> dict[str, Any]:
         self._require_spender(actor)
@@ -840,16 +932,14 @@ class Ledger:
                 raise LedgerError(
                     "invalid_state", f"Job {job_id} is {job.status}, not paused; only a paused job resumes."
                 )
-            self._touch(conn, actor.org_id, now)
+            _org, acct = self._touch(conn, actor.org_id, now)
             started = conn.execute(
-                select(func.count()).where(shots.c.job_id == job_id, shots.c.status != "queued")
+                select(func.count()).where(shots.c.job_id == job.id, shots.c.status != "queued")
             ).scalar_one()
             status = "processing" if started else "queued"
-            self._set_job(conn, job_id, now, status=status)
-            self._event(
-                conn, actor.org_id, "job.status", {"job_id": job_id, "status": status, "reason": "resumed"}, now
-            )
-            return self._job_json(conn, job_id)
+            self._set_job(conn, job.id, now, status=status)
+            self._event(conn, acct, "job.status", {"job_id": job_id, "status": status, "reason": "resumed"}, now)
+            return self._job_json(conn, job.id)
 
     def cancel(self, actor: Actor, job_id: int) -> dict[str, Any]:
         """Stop now: a shot rendering is canceled and not charged; everything still held is released."""
@@ -862,15 +952,15 @@ class Ledger:
             org, acct = self._touch(conn, actor.org_id, now)
             conn.execute(
                 shots.update()
-                .where(shots.c.job_id == job_id, shots.c.status.in_(RUNNABLE))
+                .where(shots.c.job_id == job.id, shots.c.status.in_(RUNNABLE))
                 .values(status="canceled", error="canceled")
             )
-            self._set_job(conn, job_id, now, status="canceled", held=0, current_shot_id=None, lease_owner=None)
+            self._set_job(conn, job.id, now, status="canceled", held=0, current_shot_id=None, lease_owner=None)
             if job.held:
-                self._release(conn, org, acct, job_id, job.held, now)
+                self._release(conn, org, acct, job.id, job.held, now)
             reason = f"canceled by {actor.member_name}"
-            self._event(conn, org.id, "job.status", {"job_id": job_id, "status": "canceled", "reason": reason}, now)
-            return self._job_json(conn, job_id)
+            self._event(conn, acct, "job.status", {"job_id": job_id, "status": "canceled", "reason": reason}, now)
+            return self._job_json(conn, job.id)
 
     def _require_spender(self, actor: Actor) -> None:
         if not actor.can_spend:
@@ -935,7 +1025,7 @@ class Ledger:
             ).first()
             if shot is None:  # nothing left to render: settle the job instead
                 self._set_job(conn, job.id, now, current_shot_id=None, lease_owner=None, lease_expires=None)
-                self._finish_if_done(conn, org, acct, job.id, now)
+                self._finish_if_done(conn, org, acct, job.id, job.number, now)
                 return None
             conn.execute(
                 shots.update().where(shots.c.id == shot.id).values(status="processing", attempts=shot.attempts + 1)
@@ -950,8 +1040,10 @@ class Ledger:
                 lease_expires=real + lease_s,
             )
             if job.status != "processing":
-                self._event(conn, org.id, "job.status", {"job_id": job.id, "status": "processing", "reason": None}, now)
-            return Claim(worker, job.id, org.id, shot.id, shot.idx, shot.duration_s, shot.credits)
+                self._event(
+                    conn, acct, "job.status", {"job_id": job.number, "status": "processing", "reason": None}, now
+                )
+            return Claim(worker, job.id, org.id, shot.id, shot.idx, shot.duration_s, shot.credits, job.number)
 
     def requeue(self, claim: Claim) -> None:
         """Give a leased shot back to the queue (this process is shutting down)."""
@@ -1026,7 +1118,8 @@ class Ledger:
                 engine=shot.engine,
                 tier=shot.tier,
                 duration_s=shot.duration_s,
-                job_id=job.id,
+                job_id=job.number,
+                journal_job=job.id,
                 shot_id=shot.id,
                 member=job.member_name,
             )
@@ -1047,12 +1140,12 @@ class Ledger:
             balance = self._save_account(conn, org, acct, now, "render")
             self._event(
                 conn,
-                org.id,
+                acct,
                 "job.shot_completed",
-                {"job_id": job.id, "shot_index": shot.idx, "shot": shot.name, "credits": cost, "balance": balance},
+                {"job_id": job.number, "shot_index": shot.idx, "shot": shot.name, "credits": cost, "balance": balance},
                 now,
             )
-            self._finish_if_done(conn, org, acct, job.id, now)
+            self._finish_if_done(conn, org, acct, job.id, job.number, now)
         return True
 
     def fail_shot(self, claim: Claim, error: str = "render failed") -> bool:
@@ -1079,15 +1172,17 @@ class Ledger:
             balance = self._save_account(conn, org, acct, now, "release")
             self._event(
                 conn,
-                org.id,
+                acct,
                 "job.shot_failed",
-                {"job_id": job.id, "shot_index": shot.idx, "shot": shot.name, "error": error, "balance": balance},
+                {"job_id": job.number, "shot_index": shot.idx, "shot": shot.name, "error": error, "balance": balance},
                 now,
             )
-            self._finish_if_done(conn, org, acct, job.id, now)
+            self._finish_if_done(conn, org, acct, job.id, job.number, now)
         return True
 
-    def _finish_if_done(self, conn: Connection, org: Org, acct: dict[str, Any], job_id: int, now: datetime) -> None:
+    def _finish_if_done(
+        self, conn: Connection, org: Org, acct: dict[str, Any], job_id: int, number: int, now: datetime
+    ) -> None:
         counts: dict[str, int] = dict(
             conn.execute(
                 select(shots.c.status, func.count()).where(shots.c.job_id == job_id).group_by(shots.c.status)
@@ -1102,7 +1197,7 @@ class Ledger:
         if job.held:  # estimate == charge makes this zero; release whatever is left so nothing stays held
             self._release(conn, org, acct, job_id, job.held, now)
         self._set_job(conn, job_id, now, status=status, held=0)
-        self._event(conn, org.id, "job.status", {"job_id": job_id, "status": status, "reason": None}, now)
+        self._event(conn, acct, "job.status", {"job_id": number, "status": status, "reason": None}, now)
 
     @staticmethod
     def _take(acct: dict[str, Any], amount: int) -> dict[str, int]:
@@ -1149,20 +1244,20 @@ class Ledger:
             replay = self._replay(conn, org.id, idempotency_key, request_hash)
             if replay is not None:
                 return replay
-            purchase_id = int(
-                _insert_id(
-                    conn,
-                    purchases.insert().values(
-                        org_id=org.id,
-                        member_id=actor.member_id,
-                        pack_id=pack.id,
-                        credits=pack.credits,
-                        price_cents=pack.price_cents,
-                        currency=pack.currency,
-                        payment_brand=org.payment_brand,
-                        payment_last4=org.payment_last4,
-                        at=to_db(now),
-                    ),
+            acct["last_purchase_number"] += 1
+            purchase_id = acct["last_purchase_number"]  # the purchase's id in its org
+            conn.execute(
+                purchases.insert().values(
+                    org_id=org.id,
+                    number=purchase_id,
+                    member_id=actor.member_id,
+                    pack_id=pack.id,
+                    credits=pack.credits,
+                    price_cents=pack.price_cents,
+                    currency=pack.currency,
+                    payment_brand=org.payment_brand,
+                    payment_last4=org.payment_last4,
+                    at=to_db(now),
                 )
             )
             self._history(
@@ -1179,7 +1274,7 @@ class Ledger:
             balance = self._save_account(conn, org, acct, now, "purchase")
             self._event(
                 conn,
-                org.id,
+                acct,
                 "purchase.completed",
                 {"purchase_id": purchase_id, "pack_id": pack.id, "credits": pack.credits, "balance": balance},
                 now,

@@ -33,6 +33,7 @@ import importlib.util
 import json
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -265,6 +266,22 @@ def median_text(values: list[float]) -> str:
 
 
 def speed(baseline: str | None, rounds: int) -> tuple[list[str], list[tuple[str, ...]]]:
+    """Every temporary folder (trees, zips, installs, the children's Blender user folders) in one, removed after."""
+    scratch = tempfile.mkdtemp(prefix="act3-bench-speed-")
+    old_tmpdir = os.environ.get("TMPDIR")
+    tempfile.tempdir, os.environ["TMPDIR"] = scratch, scratch
+    try:
+        return measure_speed(baseline, rounds)
+    finally:
+        tempfile.tempdir = None
+        if old_tmpdir is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = old_tmpdir
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def measure_speed(baseline: str | None, rounds: int) -> tuple[list[str], list[tuple[str, ...]]]:
     trees = {"this tree": source_tree(None)}
     if baseline:
         trees[baseline] = source_tree(baseline)

@@ -174,7 +174,10 @@ class LedgerMachine(RuleBasedStateMachine):
         assert job["estimated_credits"] == sum(prices) == job["held"]
         self.jobs.append(job["id"])
         with db.read_tx(self.ledger.engine) as conn:
-            for sid, idx in conn.execute(select(db.shots.c.id, db.shots.c.idx).where(db.shots.c.job_id == job["id"])):
+            internal = conn.execute(
+                select(db.jobs.c.id).where(db.jobs.c.org_id == self.books.org_id, db.jobs.c.number == job["id"])
+            ).scalar_one()
+            for sid, idx in conn.execute(select(db.shots.c.id, db.shots.c.idx).where(db.shots.c.job_id == internal)):
                 self.model.expected_charges[sid] = prices[idx]
         if key:  # a replay changes nothing
             again = self.ledger.create_job(self.books.editor, "batch", specs, key)
