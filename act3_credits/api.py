@@ -30,12 +30,12 @@ Call everything from Blender's main thread (or the one thread of a plain-Python 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 from . import runtime
+from .core import submission
 from .core.client import (
     Act3Error,
     AuthError,
@@ -223,52 +223,35 @@ def submit(
 ) -> Any:
     """Send a batch to render; the answer is the Job.
 
-    First asks the service for the estimate and refuses (InsufficientCreditsError, or the
-    tier/role refusal) a batch the available balance does not cover; `force=True` skips that check
-    and lets the service decide (it still refuses a hold that does not fit). One idempotency key
-    is made per call (or pass your own to retry safely), so a lost answer never submits twice.
+    The same rules as the Cost Estimate's Confirm (`core.submission`): the service's estimate
+    first, and a batch it refuses (a shot, InsufficientCreditsError when the available balance
+    does not cover it) is not sent; `force=True` lets the service decide about the balance (it
+    still refuses a hold that does not fit). One idempotency key is made per call (or pass your
+    own to retry safely), so a lost answer never submits twice.
+
+    With `callback`, returns the submission at once: ticket-shaped (`done`, `ok`, `result`: the
+    job, `error`), it is handed to `callback` when the job is sent or refused.
     """
-    body = _shots(shots)
-    send = {"name": name or "Blender batch", "shots": body, "idempotency_key": idempotency_key or new_idempotency_key()}
-    if callback is None:
-        if not force:
-            _refuse_what_cannot_be_sent(estimate(body, wait=wait))
-        return _call("submit_job", wait, None, **send)
-    if force:
-        return _call("submit_job", wait, callback, **send)
-
-    # Without blocking: the estimate's answer sends the job; the caller's ticket reports both steps.
-    outer = Ticket(id=0, kind="submit", params=send)
-
-    def finish(ticket: Ticket) -> None:
-        outer.done, outer.ok, outer.result, outer.error = True, ticket.ok, ticket.result, ticket.error
-        _carry_key(outer.error, send)
-        callback(outer)
-
-    def estimated(ticket: Ticket) -> None:
-        try:
-            if ticket.error is not None:
-                raise ticket.error
-            _refuse_what_cannot_be_sent(ticket.result)
-        except Act3Error as refused:
-            finish(Ticket(id=0, kind="submit", params=send, done=True, error=refused))
-            return
-        runtime.worker().request("submit_job", callback=finish, **send)
-
-    runtime.worker().request("estimate", callback=estimated, shots=body)
-    return outer
-
-
-def _refuse_what_cannot_be_sent(answer: dict[str, Any]) -> None:
-    for blocked in answer.get("blocked") or []:
-        cls = TierNotAllowedError if blocked.get("code") == "tier_not_allowed" else ForbiddenError
-        raise cls(str(blocked.get("reason") or "This shot cannot be rendered."), code=str(blocked.get("code")))
-    if int(answer.get("shortfall") or 0) > 0:
-        raise InsufficientCreditsError(
-            f"This batch needs {answer['total']:,} cr but only {answer['available']:,} cr are available.",
-            required_credits=int(answer["total"]),
-            current_balance=int(answer["available"]),
+    sending = submission.Submission(
+        runtime.worker(),
+        name=name or "Blender batch",
+        shots_json=_shots(shots),
+        idempotency_key=idempotency_key or new_idempotency_key(),
+        force=force,
+        on_done=cast(Callable[[submission.Submission], None] | None, callback),  # a Submission is ticket-shaped
+    ).start()
+    if callback is not None:
+        return sending
+    if not sending.wait(wait):
+        raise _carry_key(
+            OfflineError(
+                f"No answer from the ACT3 service within {wait:g} s; it may still be working on it.", code="timeout"
+            ),
+            {"idempotency_key": sending.idempotency_key},
         )
+    if sending.error is not None:
+        raise sending.error
+    return sending.job
 
 
 def jobs(status: str | None = None, limit: int = 50, wait: float = WAIT_S, callback: Callback | None = None) -> Any:
@@ -300,17 +283,13 @@ def test_connection(wait: float = WAIT_S) -> str:
     return runtime.state().last_message or ""
 
 
-def wait(ticket: Ticket, timeout: float = WAIT_S) -> bool:
-    """Drain the sync until `ticket` is answered (its callback has run) or `timeout` passes.
+def wait(ticket: Ticket | submission.Submission, timeout: float = WAIT_S) -> bool:
+    """Drain the sync until `ticket` (or what `submit` returned) is answered, or `timeout` passes.
 
     For scripts and `blender -b`; in the UI the add-on's timer delivers answers by itself.
     """
-    if ticket.id == 0:  # a chained ticket (submit with a callback): it is done when its last step is
-        deadline = time.monotonic() + timeout
-        while not ticket.done and time.monotonic() < deadline:
-            runtime.worker().drain()
-            time.sleep(0.01)
-        return ticket.done
+    if isinstance(ticket, submission.Submission):
+        return ticket.wait(timeout)
     return runtime.worker().wait(ticket, timeout)
 
 

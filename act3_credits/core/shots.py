@@ -278,6 +278,17 @@ class Line:
         return self.included and self.blocked_reason is None
 
 
+def shortfall_message(total: int, available: int) -> str:
+    """'Not enough credits: this needs 12,480 cr, 3,480 cr more than the 9,000 cr available.'
+
+    The one wording of a shortfall: the Cost Estimate, Confirm's report and `api.submit` read it.
+    """
+    return (
+        f"Not enough credits: this needs {formatting.credits(total)}, "
+        f"{formatting.credits(total - available)} more than the {formatting.credits(available)} available."
+    )
+
+
 @value
 @dataclass(init=False, repr=False, eq=False)
 class Estimate:
@@ -351,10 +362,7 @@ class Estimate:
     def shortfall_text(self) -> str | None:
         if self.shortfall <= 0:
             return None
-        return (
-            f"Not enough credits: this needs {formatting.credits(self.total)}, "
-            f"{formatting.credits(self.shortfall)} more than the {formatting.credits(self.available)} available."
-        )
+        return shortfall_message(self.total, self.available or 0)
 
     def why_not(self) -> str | None:
         """The one line that says why Confirm cannot send, or None when it can."""

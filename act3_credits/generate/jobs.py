@@ -1,9 +1,7 @@
-"""Sending a batch and watching it: the Confirm pipeline and the budget guard (no bpy here).
+"""Watching what was sent: the budget guard and the news that is not a job's (no bpy here).
 
-Confirm never talks to the network itself: it queues the worker's `estimate` request and, when the
-service agrees with what the dialog showed and the balance covers it, `submit_job` with the
-idempotency key made once for that confirmation. Every answer arrives in `drain()` on the main
-thread, where the callbacks below run.
+Sending itself is `core.submission` (the rules Confirm and `act3_credits.api` share). The guard
+follows the worker's events in `drain()`, on the main thread.
 """
 
 from __future__ import annotations
@@ -14,120 +12,9 @@ from typing import Any
 
 from .. import runtime
 from ..core import formatting, shots
-from ..core.sync import SyncWorker, Ticket
+from ..core.sync import SyncWorker
 
 log = logging.getLogger("act3_credits")
-
-SHORTFALL_HINT = "Fit to budget, switch to Draft, or buy credits."
-
-
-class Submission:
-    """One confirmation: the service's estimate first, then the job. `done`, `ok` and `message` tell how it went."""
-
-    def __init__(
-        self,
-        worker: SyncWorker,
-        *,
-        name: str,
-        shots_json: list[dict[str, Any]],
-        idempotency_key: str,
-        force: bool = False,
-        shown_total: int | None = None,
-        on_done: Callable[[Submission], None] | None = None,
-    ) -> None:
-        self.worker = worker
-        self.name = name
-        self.shots_json = shots_json
-        self.idempotency_key = idempotency_key
-        self.force = force
-        self.shown_total = shown_total
-        self.on_done = on_done
-        self.done = False
-        self.ok = False
-        self.message = ""
-        self.error_code: str | None = None
-        self.job: dict[str, Any] | None = None
-        self.estimate: dict[str, Any] | None = None
-        self.tickets: list[Ticket] = []
-
-    def start(self) -> Submission:
-        self.tickets.append(self.worker.request("estimate", shots=self.shots_json, callback=self._estimated))
-        return self
-
-    def _estimated(self, ticket: Ticket) -> None:
-        if not ticket.ok:
-            return self._finish(False, str(ticket.error), getattr(ticket.error, "code", None))
-        answer: dict[str, Any] = ticket.result
-        self.estimate = answer
-        blocked = answer.get("blocked") or []
-        if blocked:
-            first = blocked[0]
-            reason = str(first.get("reason") or f"The service refuses shot {first.get('name')}.")
-            return self._finish(False, reason, str(first.get("code") or "forbidden"))
-        total, available = int(answer.get("total") or 0), int(answer.get("available") or 0)
-        if self.shown_total is not None and total != self.shown_total:
-            self.worker.request("refresh")  # the cached rate card is out of date: fetch the new one
-            return self._finish(
-                False,
-                f"The service estimates {formatting.credits(total)}, not the {formatting.credits(self.shown_total)} "
-                "shown: the rate card changed. Nothing was sent; open the estimate again.",
-                "estimate_changed",
-            )
-        shortfall = int(answer.get("shortfall") or 0)
-        if shortfall > 0 and not self.force:
-            return self._finish(
-                False,
-                f"Not enough credits: {self.name} needs {formatting.credits(total)}, "
-                f"{formatting.credits(shortfall)} more than the {formatting.credits(available)} available. "
-                f"Nothing was sent. {SHORTFALL_HINT}",
-                "insufficient_credits",
-            )
-        self.tickets.append(
-            self.worker.request(
-                "submit_job",
-                name=self.name,
-                shots=self.shots_json,
-                idempotency_key=self.idempotency_key,
-                callback=self._submitted,
-            )
-        )
-
-    def _submitted(self, ticket: Ticket) -> None:
-        if not ticket.ok:
-            return self._finish(False, str(ticket.error), getattr(ticket.error, "code", None))
-        job: dict[str, Any] = ticket.result
-        self.job = job
-        count = len(job.get("shots") or [])
-        self._finish(
-            True,
-            f"Sent {job.get('name') or self.name} to ACT3 (job {job.get('id')}): {count} shot{'s' if count != 1 else ''}, "
-            f"{formatting.credits(int(job.get('estimated_credits') or 0))} held.",
-            None,
-        )
-
-    def _finish(self, ok: bool, message: str, code: str | None) -> None:
-        self.done, self.ok, self.message, self.error_code = True, ok, message, code
-        self.worker.state.say(message, "INFO" if ok else "WARNING")
-        if self.on_done is not None:
-            try:
-                self.on_done(self)
-            except Exception:
-                log.exception("ACT3: after sending %s", self.name)
-
-    def wait(self, timeout: float) -> bool:
-        """Block the calling script (never the UI) until the job is sent or refused."""
-        import time
-
-        deadline = time.monotonic() + timeout
-        while not self.done and time.monotonic() < deadline:
-            pending = [t for t in self.tickets if not t.done]
-            if pending:
-                self.worker.wait(pending[-1], max(0.0, deadline - time.monotonic()))
-            else:
-                self.worker.drain()
-                time.sleep(0.01)
-        return self.done
-
 
 # ---------------------------------------------------------------------------------------- budget guard
 

@@ -15,8 +15,7 @@ import bpy
 from bpy.props import BoolProperty, CollectionProperty, IntProperty, StringProperty
 
 from .. import runtime
-from ..core import formatting, shots
-from ..core.client import new_idempotency_key
+from ..core import formatting, shots, submission
 from ..core.shots import Account, Estimate, Shot
 from ..core.sync import SyncWorker, Ticket
 from . import draw, intercept, jobs, props
@@ -25,11 +24,8 @@ log = logging.getLogger("act3_credits")
 
 SCRIPT_WAIT_S = 60.0  # how long a script's call waits for the service in `blender -b`
 
-# Keys of confirmations that did not end in a job we know of, by what they sent: confirming the same
-# shots again reuses the key, so the service replays a job made under it instead of making a second.
-# Any failure counts, not only the ones that look like a lost answer (a gateway's 504, a time-out, a
-# reconnect while it was on its way...): a refusal stores nothing under the key, so reusing it is safe.
-_unsettled_keys: dict[str, str] = {}
+# Confirmations whose answer was lost keep their key: confirming the same shots again replays the job.
+keys = submission.KeyBook()
 
 
 def worker_or_none() -> SyncWorker | None:
@@ -55,17 +51,6 @@ def notify(message: str, level: str = "INFO") -> None:
 def one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
-
-
-def _payload_key(name: str, shots_json: list[dict[str, Any]]) -> str:
-    import json
-
-    return json.dumps([name, shots_json], sort_keys=True)
-
-
-def key_for(name: str, shots_json: list[dict[str, Any]]) -> str:
-    """The idempotency key for confirming these shots: a lost confirmation's key, or a new one."""
-    return _unsettled_keys.get(_payload_key(name, shots_json)) or new_idempotency_key()
 
 
 class ACT3_OT_report(bpy.types.Operator):
@@ -371,8 +356,8 @@ class _CostEstimate(bpy.types.Operator):
         name = self.job_name or self.default_name(context, chosen)
         body = est.request_shots()
         if not self.idempotency_key:
-            self.idempotency_key = key_for(name, body)
-        submission = jobs.Submission(
+            self.idempotency_key = keys.key_for(name, body)
+        sending = submission.Submission(
             worker,
             name=name,
             shots_json=body,
@@ -380,7 +365,7 @@ class _CostEstimate(bpy.types.Operator):
             force=self.force,
             # What the dialog showed must be what the service holds; a script has no dialog to disagree with.
             shown_total=est.total if self.from_dialog else None,
-            on_done=_submitted(context.scene.name, name, body, est.total, [ln.name for ln in est.sent]),
+            on_done=_submitted(context.scene.name, est.total, [ln.name for ln in est.sent]),
         ).start()
         if est.blocked:
             left = ", ".join(ln.name for ln in est.blocked)
@@ -389,13 +374,13 @@ class _CostEstimate(bpy.types.Operator):
             self.report({"INFO"}, f"Sending {name} to ACT3: {formatting.credits(est.total)}…")
             return {"FINISHED"}
         # A script in `blender -b`: no timer drains the worker, so wait here for the answer.
-        if not submission.wait(SCRIPT_WAIT_S):
+        if not sending.wait(SCRIPT_WAIT_S):
             self.report({"ERROR"}, f"No answer from ACT3 within {SCRIPT_WAIT_S:g} s; {name} may still be sent.")
             return {"CANCELLED"}
-        if not submission.ok:
-            self.report({"ERROR"}, submission.message)
+        if not sending.ok:
+            self.report({"ERROR"}, sending.message)
             return {"CANCELLED"}
-        self.report({"INFO"}, submission.message)
+        self.report({"INFO"}, sending.message)
         return {"FINISHED"}
 
     def run_intercepted(self):
@@ -404,13 +389,12 @@ class _CostEstimate(bpy.types.Operator):
         return {"FINISHED"} if ok else {"CANCELLED"}
 
 
-def _submitted(scene_name: str, name: str, body: list[dict[str, Any]], total: int, shot_names: list[str]) -> Any:
+def _submitted(scene_name: str, total: int, shot_names: list[str]) -> Any:
     """After the service answers a confirmation (main thread)."""
-    key = _payload_key(name, body)
 
-    def done(sub: jobs.Submission) -> None:
+    def done(sub: submission.Submission) -> None:
+        keys.settle(sub)
         if sub.ok and sub.job is not None:
-            _unsettled_keys.pop(key, None)
             job_id = int(sub.job["id"])
             jobs.guard.attach(sub.worker)
             jobs.guard.watch(job_id, total)
@@ -419,12 +403,8 @@ def _submitted(scene_name: str, name: str, body: list[dict[str, Any]], total: in
                 for item in scene.act3_shots:
                     if item.name in shot_names:
                         item.last_job_id = job_id
-            if not bpy.app.background:
-                notify(sub.message)
-            return
-        _unsettled_keys[key] = sub.idempotency_key
         if not bpy.app.background:
-            notify(sub.message, "WARNING")
+            notify(sub.message, "INFO" if sub.ok else "WARNING")
 
     return done
 

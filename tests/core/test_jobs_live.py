@@ -53,7 +53,7 @@ def test_a_submitted_batch_renders_and_charges_what_was_estimated(script):
     job = api.submit(shots(3), name="seq010 batch")
     assert job["status"] in ("queued", "processing") and job["estimated_credits"] == 3 * 392
     state = runtime.state()
-    assert state.last_message == "Sent seq010 batch: 3 shots, 1,176 cr held."
+    assert state.last_message == f"Sent seq010 batch to ACT3 (job {job['id']}): 3 shots, 1,176 cr held."
 
     wait_for(lambda: state.jobs[job["id"]]["status"] == "completed" and state.credits.held == 0)
     wait_for(lambda: state.jobs[job["id"]]["charged_credits"] == 1176 and state.jobs[job["id"]]["held"] == 0)
@@ -70,7 +70,8 @@ def test_a_batch_the_balance_does_not_cover_is_refused_before_sending(live_serve
         with pytest.raises(api.InsufficientCreditsError) as err:
             api.submit(batch, name="too big")
         assert (err.value.required_credits, err.value.current_balance) == (249_600, STARTER)
-        assert str(err.value) == "This batch needs 249,600 cr but only 245,000 cr are available."
+        # The same words as the Cost Estimate's (one wording of a shortfall, in core.shots).
+        assert str(err.value) == "Not enough credits: this needs 249,600 cr, 4,600 cr more than the 245,000 cr available."
         assert "POST /v1/jobs" not in live_server.read_log()
 
         with pytest.raises(api.InsufficientCreditsError) as forced:  # the service still refuses the hold
