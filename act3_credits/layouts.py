@@ -16,7 +16,8 @@ from .core.state import HistoryRow, State
 
 ONLINE_ACCESS_HINT = "Turn it on in Preferences > System > Network > Allow Online Access."
 OFFLINE_LINE = "Online access is off: nothing is sent to ACT3."
-CATEGORY = "ACT3"
+CATEGORY = "ACT3"  # the 3D View sidebar tab
+CREDITS_PANEL = "ACT3_PT_credits"  # the Credits Detail panel: the top bar opens it, the others nest in it
 
 
 @dataclass(frozen=True)
@@ -284,7 +285,7 @@ def history_cells(row: HistoryRow, card: pricing.RateCard | None = None) -> Hist
     shot = row.shot if row.kind == "render" and row.shot else KIND_LABELS.get(row.kind, row.kind)
     details = [formatting.day(row.at), shot or ""]
     if row.kind == "render":
-        details += [engine_name(card, row.engine or ""), tier, f"{row.duration_s} s" if row.duration_s else ""]
+        details += [engine_name(row.engine or "", card), tier, f"{row.duration_s} s" if row.duration_s else ""]
     details.append(f"{formatting.signed_credits(row.credits)} cr")
     if row.member:
         details.append(row.member)
@@ -294,17 +295,18 @@ def history_cells(row: HistoryRow, card: pricing.RateCard | None = None) -> Hist
     )
 
 
-def tier_name(tier_id: str) -> str:
-    for t in pricing.TIERS:
-        if t.id == tier_id:
-            return t.name
-    return tier_id
+def tier_name(tier_id: str, card: pricing.RateCard | None = None) -> str:
+    """'High' for 'high' (from the rate card in use when given); an unknown tier reads as its id."""
+    try:
+        return (card or pricing.DEFAULT_RATE_CARD).tier(tier_id).name
+    except pricing.PricingError:
+        return tier_id or "?"
 
 
-def engine_name(card: pricing.RateCard, engine_id: str) -> str:
+def engine_name(engine_id: str, card: pricing.RateCard | None = None) -> str:
     """'Grok Imagine' for 'grok-imagine'; an engine the card does not know reads as its id."""
     try:
-        return card.engine(engine_id).name
+        return (card or pricing.DEFAULT_RATE_CARD).engine(engine_id).name
     except pricing.PricingError:
         return engine_id or "?"
 

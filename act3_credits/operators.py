@@ -17,8 +17,6 @@ from bpy_extras.io_utils import ExportHelper
 from . import export, layouts, prefs, props, session
 from .core.client import new_idempotency_key
 
-PANEL = "ACT3_PT_credits"
-
 
 def online(cls) -> bool:
     """Operators that talk to ACT3 are greyed out with the reason while online access is off."""
@@ -80,7 +78,7 @@ class ACT3_OT_open_credits(bpy.types.Operator):
             return {"FINISHED"}
         area = _view3d_area(context)
         if area is None:
-            bpy.ops.wm.call_panel(name=PANEL, keep_open=True)
+            bpy.ops.wm.call_panel(name=layouts.CREDITS_PANEL, keep_open=True)
             return {"FINISHED"}
         area.spaces.active.show_region_ui = True
         if not _show_act3_tab(area):

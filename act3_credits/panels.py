@@ -8,7 +8,7 @@ from . import layouts, prefs, session
 
 
 class ACT3_PT_credits(bpy.types.Panel):
-    bl_idname = "ACT3_PT_credits"
+    bl_idname = layouts.CREDITS_PANEL
     bl_label = "ACT3 Credits"
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
@@ -26,7 +26,7 @@ class ACT3_PT_history(bpy.types.Panel):
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
     bl_category = layouts.CATEGORY
-    bl_parent_id = "ACT3_PT_credits"
+    bl_parent_id = layouts.CREDITS_PANEL
 
     def draw(self, context):
         ui = getattr(context.window_manager, "act3", None)

@@ -7,11 +7,10 @@ from bpy.props import FloatProperty, IntProperty, PointerProperty, StringPropert
 
 from . import layouts, session
 from .core import keystore
+from .core.client import DEFAULT_BASE_URL
 from .generate import draw as generate_draw
 from .generate import intercept
 from .generate.props import ACT3_PG_generate_settings
-
-DEFAULT_URL = "https://api.act3ai.com/v1"
 
 # What the top bar compares the balance with; kept here so its draw never looks up the preferences.
 THRESHOLDS = layouts.Thresholds()
@@ -83,7 +82,7 @@ class ACT3_AddonPreferences(bpy.types.AddonPreferences):
     service_url: StringProperty(  # type: ignore[valid-type]
         name="Service URL",
         description="The ACT3 API, including /v1 (the ACT3_API_URL environment variable wins over this)",
-        default=DEFAULT_URL,
+        default=DEFAULT_BASE_URL,
         update=_on_service_url,
     )
     api_key: StringProperty(  # type: ignore[valid-type]

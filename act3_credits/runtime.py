@@ -1,8 +1,8 @@
 """The one ACT3 state and sync worker of this Blender process (no bpy here).
 
-The Blender shell calls `start()` in `register()`, `stop()` in `unregister()`, `configure()` when the
-preferences change, and runs a `bpy.app.timers` callback that calls `worker().drain()` and tags a
-redraw when it returns True. `act3_credits.api` reads the same objects.
+Not a door of its own: the Blender shell reaches it through `session` (which starts, configures
+and stops it from the preferences), and `act3_credits.api` reads the same objects, so a script and
+the panels see one balance.
 """
 
 from __future__ import annotations

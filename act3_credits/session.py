@@ -1,4 +1,7 @@
-"""The shell's one door to the core: settings from the preferences, start/stop, requests, the state.
+"""The Blender shell's one door to the core: settings from the preferences, start/stop, requests, the state.
+
+Every bpy module of the add-on (credits and GENERATE alike) goes through here; `runtime` holds the
+process-wide worker behind it, which `act3_credits.api` shares.
 
 Everything here is quick and local (no network): requests are queued for the core's worker thread,
 and `drain()` applies its answers on the main thread.
@@ -15,7 +18,7 @@ from . import runtime
 from .core import keystore
 from .core.client import mask_key
 from .core.state import State
-from .core.sync import Settings, Ticket
+from .core.sync import Settings, SyncWorker, Ticket
 
 log = logging.getLogger("act3_credits")
 
@@ -91,6 +94,11 @@ def drain() -> bool:
     if not runtime.is_running():
         return False
     return runtime.worker().drain()
+
+
+def worker_or_none() -> SyncWorker | None:
+    """The running worker, or None while the add-on is not syncing (disabled, stopped)."""
+    return runtime.worker() if runtime.is_running() else None
 
 
 def request(kind: str, callback: Any = None, **params: Any) -> Ticket:

@@ -22,14 +22,14 @@ def _tick() -> float:
     global _jobs_asked
     import bpy
 
-    from .. import runtime
+    from .. import session
     from . import intercept, jobs, props
 
     try:
-        jobs.guard.attach()
+        worker = session.worker_or_none()
+        jobs.guard.attach(worker)
         intercept.sync(props.settings(bpy.context).intercept_ops)
-        if runtime.is_running():
-            worker = runtime.worker()
+        if worker is not None:
             if worker is not _jobs_asked and worker.state.connection == "ok":
                 _jobs_asked = worker
                 worker.request("jobs", limit=RECENT_JOBS)
@@ -57,7 +57,6 @@ def register() -> None:
     jobs.guard.notify = lambda message: ops.notify(message, "WARNING")
     jobs.guard.announce = lambda message: ops.notify(message, "INFO")
     jobs.guard.on_shot_completed = ops.record_shot_cost
-    jobs.guard.attach()
     if not bpy.app.timers.is_registered(_tick):
         bpy.app.timers.register(_tick, first_interval=0.5, persistent=True)
 

@@ -13,7 +13,7 @@ from typing import Any
 from ..core import formatting, shots
 from ..core.pricing import RateCard
 from ..core.shots import Estimate, JobView, Line
-from ..layouts import is_wide  # one width rule for every sidebar list
+from ..layouts import engine_name, is_wide, tier_name  # one width rule and one naming for every list
 
 ACTIVE_STATUSES = ("queued", "processing", "paused")
 RECENT_ENDED_JOBS = 3  # ended jobs kept in the queue panel (older ones are in the history)
@@ -25,20 +25,6 @@ STATUS_ICONS = {
     "failed": "ERROR",
     "canceled": "CANCEL",
 }
-
-
-def engine_name(card: RateCard, engine_id: str) -> str:
-    try:
-        return card.engine(engine_id).name
-    except Exception:
-        return engine_id or "?"
-
-
-def tier_name(card: RateCard, tier_id: str) -> str:
-    try:
-        return card.tier(tier_id).name
-    except Exception:
-        return tier_id or "?"
 
 
 def _pair(layout: Any, label: str, value: str, alert: bool = False) -> None:
@@ -73,7 +59,7 @@ def snap_note(card: RateCard, line: Line) -> str | None:
         return None
     return (
         f"{line.shot.duration_s:.3g} s → billed as {line.duration_s} s: "
-        f"{engine_name(card, line.shot.engine)} renders {allowed_lengths(card, line.shot.engine)}"
+        f"{engine_name(line.shot.engine, card)} renders {allowed_lengths(card, line.shot.engine)}"
     )
 
 
@@ -146,8 +132,8 @@ def draw_estimate_single(layout: Any, est: Estimate, card: RateCard, *, synced: 
     line = est.lines[0]
     col = layout.column()
     _pair(col, "Shot", line.name)
-    _pair(col, "Engine", engine_name(card, line.shot.engine))
-    _pair(col, "Quality", tier_name(card, line.shot.tier))
+    _pair(col, "Engine", engine_name(line.shot.engine, card))
+    _pair(col, "Quality", tier_name(line.shot.tier, card))
     _pair(col, "Billed length", billed_text(line))
     _pair(col, "Estimated", formatting.credits(line.credits if line.duration_s is not None else None))
     note = snap_note(card, line)
@@ -185,8 +171,8 @@ def draw_estimate_batch(
         first = _cells(
             row,
             None,
-            engine_name(card, line.shot.engine),
-            tier_name(card, line.shot.tier),
+            engine_name(line.shot.engine, card),
+            tier_name(line.shot.tier, card),
             billed_text(line),
             formatting.credits(line.credits) if line.duration_s is not None else "—",
             _row_icon(line, out),
@@ -284,7 +270,7 @@ def _draw_footer(
 def shot_row_texts(line: Line, card: RateCard) -> tuple[str, str, str, str]:
     """(tier, engine, billed duration, estimated credits) as a Shots list row reads them."""
     cost = formatting.credits(line.credits) if line.duration_s is not None else "—"
-    return tier_name(card, line.shot.tier), engine_name(card, line.shot.engine), billed_text(line), cost
+    return tier_name(line.shot.tier, card), engine_name(line.shot.engine, card), billed_text(line), cost
 
 
 def shot_icon(line: Line) -> str:
@@ -446,7 +432,7 @@ def draw_job(
         split.label(text=str(shot.get("name") or f"shot {index + 1}"), icon=STATUS_ICONS.get(status, "DOT"))
         if wide:
             mid = split.split(factor=0.4)
-            mid.label(text=f"{tier_name(card, str(shot.get('tier') or ''))} · {shot.get('duration_s', '?')} s")
+            mid.label(text=f"{tier_name(str(shot.get('tier') or ''), card)} · {shot.get('duration_s', '?')} s")
             split = mid
         right = split.row()
         right.alignment = "RIGHT"

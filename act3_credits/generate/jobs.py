@@ -10,7 +10,6 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from .. import runtime
 from ..core import formatting, shots
 from ..core.sync import SyncWorker
 
@@ -44,12 +43,10 @@ class BudgetGuard:
         self.reasons.clear()
         self.let_run.clear()
 
-    def attach(self, worker: SyncWorker | None = None) -> None:
-        """Follow the events of the current worker (once; a new worker after a restart is followed anew)."""
+    def attach(self, worker: SyncWorker | None) -> None:
+        """Follow the events of this worker (once; a new worker after a restart is followed anew)."""
         if worker is None:
-            if not runtime.is_running():
-                return
-            worker = runtime.worker()
+            return
         if worker is self._worker:
             return
         self.detach()

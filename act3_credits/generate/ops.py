@@ -14,7 +14,7 @@ from typing import Any
 import bpy
 from bpy.props import BoolProperty, CollectionProperty, IntProperty, StringProperty
 
-from .. import runtime
+from .. import session
 from ..core import formatting, shots, submission
 from ..core.shots import Account, Estimate, Shot
 from ..core.sync import SyncWorker, Ticket
@@ -29,20 +29,20 @@ keys = submission.KeyBook()
 
 
 def worker_or_none() -> SyncWorker | None:
-    return runtime.worker() if runtime.is_running() else None
+    return session.worker_or_none()
 
 
 def account() -> Account:
-    return Account.from_state(runtime.state())
+    return Account.from_state(session.state())
 
 
 def synced() -> bool:
-    return runtime.state().rate_card is not None
+    return session.state().rate_card is not None
 
 
 def notify(message: str, level: str = "INFO") -> None:
     """Tell the artist outside an operator (a callback in drain): the timer shows it in the status bar."""
-    runtime.state().say(message, level)
+    session.state().say(message, level)
     log.info("ACT3: %s", message)
     if bpy.app.background:
         print(f"ACT3: {message}")
@@ -504,7 +504,7 @@ class ACT3_OT_retry_shot(_CostEstimate):
     shot_index: IntProperty(name="Shot")  # type: ignore[valid-type]
 
     def failed_shot(self) -> dict[str, Any] | None:
-        job = runtime.state().jobs.get(self.job_id)
+        job = session.state().jobs.get(self.job_id)
         shots_ = (job or {}).get("shots") or []
         found = shots_[self.shot_index] if 0 <= self.shot_index < len(shots_) else None
         # Only a failed shot is retried (it was never charged); a script must not re-render the others.

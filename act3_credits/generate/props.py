@@ -20,7 +20,7 @@ from bpy.props import (
     StringProperty,
 )
 
-from .. import runtime
+from .. import session
 from ..core import formatting, pricing, shots
 
 TIER_ITEMS = [(t.id, t.name, f"{t.name} quality: x{t.multiplier} the Standard rate") for t in pricing.TIERS]
@@ -33,7 +33,7 @@ def engine_number(engine_id: str) -> int:
 
 def rate_card() -> pricing.RateCard:
     """The card the add-on caches from `GET /v1/pricing`, or the built-in one until the first sync."""
-    return runtime.state().rate_card or pricing.DEFAULT_RATE_CARD
+    return session.state().rate_card or pricing.DEFAULT_RATE_CARD
 
 
 # Blender keeps only a pointer to the strings of dynamic enum items: hold on to the list.
@@ -65,7 +65,7 @@ def plans_for(tier_id: str) -> str:
 
 def tier_items(self: Any, _context: Any) -> list[tuple[str, str, str, str, int]]:
     card = rate_card()
-    account = shots.Account.from_state(runtime.state())
+    account = shots.Account.from_state(session.state())
     engine, seconds = shots.DEFAULT_ENGINE, 0.0
     if self is not None:
         try:
@@ -98,7 +98,7 @@ def _shot_tooltip(self: Any) -> str:
     from . import draw
 
     card = rate_card()
-    line = shots.estimate([to_shot(self.id_data, self)], card, shots.Account.from_state(runtime.state())).lines[0]
+    line = shots.estimate([to_shot(self.id_data, self)], card, shots.Account.from_state(session.state())).lines[0]
     return draw.shot_tooltip(line, card)
 
 

@@ -6,12 +6,10 @@ from typing import Any
 
 import bpy
 
-from .. import layouts, runtime
+from .. import layouts, session
 from ..core import shots
 from . import draw, intercept, jobs, ops, props
 from .ops import account
-
-PARENT_PANEL = "ACT3_PT_credits"  # the base shell's main panel
 
 
 class ACT3_UL_shots(bpy.types.UIList):
@@ -70,7 +68,7 @@ class ACT3_PT_render_queue(_SidebarPanel):
     def draw(self, context):
         draw.draw_render_queue(
             self.layout,
-            runtime.state(),
+            session.state(),
             props.rate_card(),
             jobs.guard.reasons,
             ops.expanded_jobs,
@@ -92,7 +90,7 @@ classes: tuple[Any, ...] = (ACT3_UL_shots, ACT3_PT_shots, ACT3_PT_render_queue, 
 
 def attach_to_shell() -> None:
     """Nest the panels under the shell's ACT3 Credits panel when it is there (set before registering)."""
-    parent = PARENT_PANEL if hasattr(bpy.types, PARENT_PANEL) else ""
+    parent = layouts.CREDITS_PANEL if hasattr(bpy.types, layouts.CREDITS_PANEL) else ""
     for cls in (ACT3_PT_shots, ACT3_PT_render_queue):
         if parent:
             cls.bl_parent_id = parent

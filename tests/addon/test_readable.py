@@ -136,7 +136,7 @@ def test_shot_rows_keep_name_tier_and_credits_whole(region, scale):
         assert line.name in texts
         assert (draw.formatting.credits(line.credits) if line.sendable else "—") in texts
         if layouts.is_wide(region):
-            assert draw.engine_name(CARD, line.shot.engine) in texts
+            assert draw.engine_name(line.shot.engine, CARD) in texts
 
 
 @pytest.mark.parametrize("scale", SCALES)
