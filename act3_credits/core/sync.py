@@ -53,26 +53,6 @@ DISABLED_MESSAGE = (
 NO_KEY_MESSAGE = "No ACT3 API key: add one in Preferences > Add-ons > ACT3 Credits (or set ACT3_API_KEY)."
 STOPPED_MESSAGE = "ACT3 sync is stopped."
 
-KINDS = frozenset(
-    {
-        "refresh",  # me + credits + pricing (ETag) + first history page of the current filter
-        "credits",
-        "me",
-        "history",  # (re)load the panel's list: params tier, shot
-        "history_more",  # the panel's next page
-        "history_page",  # a page for a script, not the panel: limit, cursor, tier, shot, kind
-        "packs",
-        "buy",  # pack_id, idempotency_key (made here if not given)
-        "test_connection",
-        "estimate",  # shots
-        "submit_job",  # name, shots, idempotency_key (made here if not given)
-        "jobs",  # status, limit
-        "job",  # job_id
-        "pause_job",
-        "resume_job",
-        "cancel_job",
-    }
-)
 # Errors that say the link (not the request) is broken.
 LINK_ERRORS = (OfflineError, ServerError, AuthError)
 # Events after which the newest history page has rows we do not show yet.
@@ -301,43 +281,40 @@ class _Link:
             client.close()
 
 
+def _refresh(client: Client, p: dict[str, Any]) -> RefreshResult:
+    """me + credits + pricing (ETag) + the first history page of the panel's filter."""
+    me = client.me()
+    credits = client.credits()
+    pricing, etag = client.pricing(p.get("etag"))
+    history = client.history(limit=p["limit"], tier=p.get("tier"), shot=p.get("shot"))
+    return RefreshResult(me, credits, pricing, etag, history)
+
+
+def _history(client: Client, p: dict[str, Any]) -> HistoryPage:
+    return client.history(
+        limit=p["limit"], cursor=p.get("cursor"), tier=p.get("tier"), shot=p.get("shot"), kind=p.get("kind")
+    )
+
+
+class Request:
+    """One kind of request: what the command thread asks the service (`run`, network and parsing
+    only), and what `drain()` does with the answer on the main thread (`apply`, a SyncWorker
+    method; None: the ticket alone carries it)."""
+
+    __slots__ = ("apply", "run")
+
+    def __init__(
+        self,
+        run: Callable[[Client, dict[str, Any]], Any],
+        apply: Callable[[SyncWorker, Any, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.run = run
+        self.apply = apply
+
+
 def _run(client: Client, kind: str, p: dict[str, Any]) -> Any:
-    """One command, on the command thread. Only the network and parsing happen here."""
-    if kind == "refresh":
-        me = client.me()
-        credits = client.credits()
-        pricing, etag = client.pricing(p.get("etag"))
-        history = client.history(limit=p["limit"], tier=p.get("tier"), shot=p.get("shot"))
-        return RefreshResult(me, credits, pricing, etag, history)
-    if kind == "test_connection":
-        return client.me(), client.credits()
-    if kind == "credits":
-        return client.credits()
-    if kind == "me":
-        return client.me()
-    if kind in ("history", "history_more", "history_page"):
-        return client.history(
-            limit=p["limit"], cursor=p.get("cursor"), tier=p.get("tier"), shot=p.get("shot"), kind=p.get("kind")
-        )
-    if kind == "packs":
-        return client.credit_packs()
-    if kind == "buy":
-        return client.purchase(p["pack_id"], p["idempotency_key"])
-    if kind == "estimate":
-        return client.estimate(p["shots"])
-    if kind == "submit_job":
-        return client.submit_job(p["name"], p["shots"], p["idempotency_key"])
-    if kind == "jobs":
-        return client.jobs(status=p.get("status"), limit=p.get("limit", 50))
-    if kind == "job":
-        return client.job(p["job_id"])
-    if kind == "pause_job":
-        return client.pause_job(p["job_id"])
-    if kind == "resume_job":
-        return client.resume_job(p["job_id"])
-    if kind == "cancel_job":
-        return client.cancel_job(p["job_id"])
-    raise ValueError(f"unknown request kind {kind!r}")
+    """One command, on the command thread."""
+    return REQUESTS[kind].run(client, p)
 
 
 class SyncWorker:
@@ -438,8 +415,8 @@ class SyncWorker:
 
     def request(self, kind: str, /, callback: Callable[[Ticket], None] | None = None, **params: Any) -> Ticket:
         """Queue a request; never blocks. The ticket is filled (and `callback(ticket)` run) by `drain()`."""
-        if kind not in KINDS:
-            raise ValueError(f"unknown ACT3 request {kind!r}; known: {', '.join(sorted(KINDS))}")
+        if kind not in REQUESTS:
+            raise ValueError(f"unknown ACT3 request {kind!r}; known: {', '.join(sorted(REQUESTS))}")
         params = self._prepare(kind, params)
         with self._lock:
             ticket = Ticket(next(self._ids), kind, params, callback)
@@ -543,9 +520,10 @@ class SyncWorker:
         if item.error is not None:
             self._apply_error(item)
         else:
-            apply = getattr(self, f"_on_{item.kind.lstrip('_')}", None)
+            known = REQUESTS.get(item.kind)
+            apply = known.apply if known is not None else LINK_RESULTS[item.kind]
             if apply is not None:
-                apply(item.result, ticket.params if ticket else {})
+                apply(self, item.result, ticket.params if ticket else {})
         if ticket is not None:
             ticket.done, ticket.ok = True, item.error is None
             ticket.result, ticket.error = item.result, item.error
@@ -623,7 +601,6 @@ class SyncWorker:
             h.apply_page(page.rows, page.next_cursor, first=p.get("cursor") is None)
         self.state.touch()
 
-    _on_history_more = _on_history
 
     def _on_packs(self, r: dict[str, Any], p: dict[str, Any]) -> None:
         self.state.packs = list(r["packs"])
@@ -645,11 +622,7 @@ class SyncWorker:
         self.state.touch()
 
     def _on_submit_job(self, job: dict[str, Any], p: dict[str, Any]) -> None:
-        self.state.jobs[int(job["id"])] = job
-        self.state.last_message = (
-            f"Sent {job.get('name') or 'the batch'}: {len(job.get('shots') or [])} shots, "
-            f"{formatting.credits(job.get('estimated_credits'))} held."
-        )
+        self.state.jobs[int(job["id"])] = job  # what the artist reads about it is core.submission's
         self.state.touch()
 
     def _on_jobs(self, jobs: list[dict[str, Any]], p: dict[str, Any]) -> None:
@@ -661,16 +634,12 @@ class SyncWorker:
         self.state.jobs[int(job["id"])] = job
         self.state.touch()
 
-    _on_pause_job = _on_resume_job = _on_cancel_job = _on_job
 
     def _on_resync(self, _r: None, _p: dict[str, Any]) -> None:
         """The event stream (re)connected: fetch everything once, then events keep it current."""
         if not self._refreshing:
             self._last_resync = time.monotonic()
             self.request("refresh")
-
-    def _on_link_error(self, _r: None, _p: dict[str, Any]) -> None:
-        pass  # errors go through _apply_error
 
     def _on_events(self, page: EventsPage, _p: dict[str, Any]) -> None:
         if not page.events:
@@ -764,6 +733,35 @@ class SyncWorker:
             log.warning("ACT3: could not save the cache: %s", exc)
         self._cache_dirty = False
         self._cache_saved_at = time.monotonic()
+
+
+# Every request the worker takes, in one place: its service call and what applies the answer.
+REQUESTS: dict[str, Request] = {
+    "refresh": Request(_refresh, SyncWorker._on_refresh),
+    "credits": Request(lambda c, p: c.credits(), SyncWorker._on_credits),
+    "me": Request(lambda c, p: c.me(), SyncWorker._on_me),
+    "test_connection": Request(lambda c, p: (c.me(), c.credits()), SyncWorker._on_test_connection),
+    "history": Request(_history, SyncWorker._on_history),  # (re)load the panel's list: tier, shot
+    "history_more": Request(_history, SyncWorker._on_history),  # the panel's next page
+    "history_page": Request(_history),  # a page for a script: limit, cursor, tier, shot, kind
+    "packs": Request(lambda c, p: c.credit_packs(), SyncWorker._on_packs),
+    "buy": Request(lambda c, p: c.purchase(p["pack_id"], p["idempotency_key"]), SyncWorker._on_buy),
+    "estimate": Request(lambda c, p: c.estimate(p["shots"])),
+    "submit_job": Request(
+        lambda c, p: c.submit_job(p["name"], p["shots"], p["idempotency_key"]), SyncWorker._on_submit_job
+    ),
+    "jobs": Request(lambda c, p: c.jobs(status=p.get("status"), limit=p.get("limit", 50)), SyncWorker._on_jobs),
+    "job": Request(lambda c, p: c.job(p["job_id"]), SyncWorker._on_job),
+    "pause_job": Request(lambda c, p: c.pause_job(p["job_id"]), SyncWorker._on_job),
+    "resume_job": Request(lambda c, p: c.resume_job(p["job_id"]), SyncWorker._on_job),
+    "cancel_job": Request(lambda c, p: c.cancel_job(p["job_id"]), SyncWorker._on_job),
+}
+# What the link's own threads post (never asked for by a caller), applied the same way.
+LINK_RESULTS: dict[str, Callable[[SyncWorker, Any, dict[str, Any]], None] | None] = {
+    "_resync": SyncWorker._on_resync,
+    "_link_error": None,  # errors go through _apply_error
+    "_events": SyncWorker._on_events,
+}
 
 
 def _host(url: str) -> str:
