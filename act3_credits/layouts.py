@@ -13,6 +13,7 @@ from typing import Any
 
 from .core import formatting, pricing
 from .core.state import HistoryRow, State
+from .core.vocabulary import Kind
 
 ONLINE_ACCESS_HINT = "Turn it on in Preferences > System > Network > Allow Online Access."
 OFFLINE_LINE = "Online access is off: nothing is sent to ACT3."
@@ -257,13 +258,13 @@ def billing_line(billing_date: str) -> str:
 TIER_FILTER_ITEMS = [("ALL", "All tiers", "Every quality tier")] + [
     (t.id, t.name, f"Only {t.name} renders") for t in pricing.TIERS
 ]
-KIND_LABELS = {
-    "render": "Render",
-    "purchase": "Purchase",
-    "refill": "Monthly refill",
-    "rollover": "Rollover",
-    "expiry": "Expired",
-    "refund": "Refund",
+KIND_LABELS: dict[str, str] = {
+    Kind.RENDER: "Render",
+    Kind.PURCHASE: "Purchase",
+    Kind.REFILL: "Monthly refill",
+    Kind.ROLLOVER: "Rollover",
+    Kind.EXPIRY: "Expired",
+    Kind.REFUND: "Refund",
 }
 
 
@@ -282,9 +283,9 @@ def history_cells(row: HistoryRow, card: pricing.RateCard | None = None) -> Hist
     """Date, shot (or what the line was: 'Monthly refill'), tier and signed credits; every detail in the tooltip."""
     card = card or pricing.DEFAULT_RATE_CARD
     tier = tier_name(row.tier) if row.tier else ""
-    shot = row.shot if row.kind == "render" and row.shot else KIND_LABELS.get(row.kind, row.kind)
+    shot = row.shot if row.kind == Kind.RENDER and row.shot else KIND_LABELS.get(row.kind, row.kind)
     details = [formatting.day(row.at), shot or ""]
-    if row.kind == "render":
+    if row.kind == Kind.RENDER:
         details += [engine_name(row.engine or "", card), tier, f"{row.duration_s} s" if row.duration_s else ""]
     details.append(f"{formatting.signed_credits(row.credits)} cr")
     if row.member:

@@ -21,6 +21,7 @@ from typing import Any
 from . import formatting
 from .client import Act3Error, Client, new_idempotency_key
 from .keystore import ENV_KEY, ENV_URL, resolve
+from .vocabulary import Kind
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,7 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     h.add_argument("--limit", type=int, default=20)
     h.add_argument("--tier")
     h.add_argument("--shot", help="part of a shot name")
-    h.add_argument("--kind", choices=["render", "purchase", "refill", "rollover", "expiry", "refund"])
+    h.add_argument("--kind", choices=[k.value for k in Kind])
     h.add_argument("--cursor")
     e = sub.add_parser("estimate", help="what shots would cost")
     e.add_argument("engine")

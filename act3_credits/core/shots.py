@@ -18,6 +18,7 @@ from typing import Any
 from . import formatting, pricing
 from .pricing import PricingError, RateCard
 from .values import value
+from .vocabulary import ENDED, RUNNING, Status
 
 DRAFT_TIER = "draft"
 DEFAULT_ENGINE = "veo-3.1"
@@ -558,7 +559,7 @@ def switch_to_draft(shots: Sequence[Shot]) -> list[Shot]:
 
 # ---------------------------------------------------------------------------------------- budget guard
 
-ACTIVE_JOB_STATUSES = frozenset({"queued", "processing"})
+ACTIVE_JOB_STATUSES = RUNNING
 
 
 def guard_decision(
@@ -631,13 +632,13 @@ class JobView:
 
     @property
     def ended(self) -> bool:
-        return self.status in ("completed", "failed", "canceled")
+        return self.status in ENDED
 
     def progress_text(self) -> str:
         return f"{self.done}/{self.total} shots · {formatting.credits(self.charged)} of {formatting.credits(self.estimated)}"
 
 
-SHOT_ENDED = frozenset({"completed", "failed", "canceled"})
+SHOT_ENDED = ENDED
 
 
 def job_view(job: dict[str, Any]) -> JobView:
@@ -646,7 +647,7 @@ def job_view(job: dict[str, Any]) -> JobView:
     return JobView(
         id=int(job.get("id") or 0),
         name=str(job.get("name") or f"Job {job.get('id')}"),
-        status=str(job.get("status") or "queued"),
+        status=str(job.get("status") or Status.QUEUED),
         done=done,
         total=len(shots),
         charged=int(job.get("charged_credits") or 0),
@@ -657,14 +658,14 @@ def job_view(job: dict[str, Any]) -> JobView:
 
 def shot_status_text(shot: dict[str, Any]) -> str:
     """'completed · 2,080 cr', 'failed: engine timed out · not charged', 'queued · 2,080 cr est.'"""
-    status = str(shot.get("status") or "queued")
+    status = str(shot.get("status") or Status.QUEUED)
     credits = int(shot.get("credits") or 0)
-    if status == "completed":
+    if status == Status.COMPLETED:
         return f"completed · {formatting.credits(credits)}"
-    if status == "failed":
+    if status == Status.FAILED:
         error = shot.get("error") or "failed"
         return f"failed: {error} · not charged"
-    if status == "canceled":
+    if status == Status.CANCELED:
         return "canceled · not charged"
     return f"{status} · {formatting.credits(credits)} est."
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from . import formatting
 from .pricing import RateCard
+from .vocabulary import Kind
 
 # The top bar calls the balance stale when the last good sync is older than this.
 STALE_AFTER_S = 60.0
@@ -122,7 +123,7 @@ class History:
         """Credits spent per tier over the loaded render rows (positive numbers)."""
         totals: dict[str, int] = {}
         for row in self.rows:
-            if row.kind == "render" and row.tier:
+            if row.kind == Kind.RENDER and row.tier:
                 totals[row.tier] = totals.get(row.tier, 0) - row.credits
         return totals
 

@@ -44,6 +44,7 @@ from .client import (
 from .pricing import RateCard
 from .state import Credits, History, State
 from .values import value
+from .vocabulary import Event, Status
 
 log = logging.getLogger("act3_credits")
 
@@ -56,7 +57,7 @@ STOPPED_MESSAGE = "ACT3 sync is stopped."
 # Errors that say the link (not the request) is broken.
 LINK_ERRORS = (OfflineError, ServerError, AuthError)
 # Events after which the newest history page has rows we do not show yet.
-HISTORY_EVENTS = frozenset({"job.shot_completed", "purchase.completed", "billing.refilled"})
+HISTORY_EVENTS = frozenset({Event.SHOT_COMPLETED, Event.PURCHASE_COMPLETED, Event.BILLING_REFILLED})
 CACHE_EVERY_S = 2.0
 RESYNC_EVERY_S = 15.0
 
@@ -674,19 +675,19 @@ class SyncWorker:
         job_id = int(data["job_id"])
         job = self.state.jobs.get(job_id)
         if job is not None:
-            if etype == "job.status" and data.get("status"):
+            if etype == Event.JOB_STATUS and data.get("status"):
                 job["status"] = data["status"]
                 job["status_reason"] = data.get("reason")
             index = data.get("shot_index")
             shots = job.get("shots") or []
             if isinstance(index, int) and 0 <= index < len(shots):
-                shots[index]["status"] = "completed" if etype == "job.shot_completed" else "failed"
-                if etype == "job.shot_failed":
+                shots[index]["status"] = Status.COMPLETED if etype == Event.SHOT_COMPLETED else Status.FAILED
+                if etype == Event.SHOT_FAILED:
                     shots[index]["error"] = data.get("error")
                 elif isinstance(data.get("credits"), int):
                     shots[index]["credits"] = data["credits"]
                     job["charged_credits"] = sum(
-                        int(s.get("credits") or 0) for s in shots if s.get("status") == "completed"
+                        int(s.get("credits") or 0) for s in shots if s.get("status") == Status.COMPLETED
                     )
             self.state.touch()
         # The event carries the news; the job itself has the exact held/charged numbers.

@@ -13,17 +13,17 @@ from typing import Any
 from ..core import formatting, shots
 from ..core.pricing import RateCard
 from ..core.shots import Estimate, JobView, Line
+from ..core.vocabulary import ENDED, RUNNING, Status
 from ..layouts import engine_name, is_wide, tier_name  # one width rule and one naming for every list
 
-ACTIVE_STATUSES = ("queued", "processing", "paused")
 RECENT_ENDED_JOBS = 3  # ended jobs kept in the queue panel (older ones are in the history)
-STATUS_ICONS = {
-    "queued": "SORTTIME",
-    "processing": "RENDER_ANIMATION",
-    "paused": "PAUSE",
-    "completed": "CHECKMARK",
-    "failed": "ERROR",
-    "canceled": "CANCEL",
+STATUS_ICONS: dict[str, str] = {
+    Status.QUEUED: "SORTTIME",
+    Status.PROCESSING: "RENDER_ANIMATION",
+    Status.PAUSED: "PAUSE",
+    Status.COMPLETED: "CHECKMARK",
+    Status.FAILED: "ERROR",
+    Status.CANCELED: "CANCEL",
 }
 
 
@@ -341,7 +341,7 @@ def visible_jobs(jobs: dict[int, dict[str, Any]]) -> list[JobView]:
 def job_counts(view: JobView) -> dict[str, int]:
     counts: dict[str, int] = {}
     for shot in view.shots:
-        status = str(shot.get("status") or "queued")
+        status = str(shot.get("status") or Status.QUEUED)
         counts[status] = counts.get(status, 0) + 1
     return counts
 
@@ -350,11 +350,11 @@ def job_summary(view: JobView) -> str:
     """'Processing · 1 failed · 8 to go' (the bar has the done count; a canceled job says how many were canceled)."""
     counts = job_counts(view)
     parts = [view.status.capitalize()]
-    if counts.get("failed"):
+    if counts.get(Status.FAILED):
         parts.append(f"{counts['failed']} failed")
-    if counts.get("canceled"):
+    if counts.get(Status.CANCELED):
         parts.append(f"{counts['canceled']} canceled")
-    to_go = sum(v for k, v in counts.items() if k not in ("completed", "failed", "canceled"))
+    to_go = sum(v for k, v in counts.items() if k not in ENDED)
     if to_go:
         parts.append(f"{to_go} to go")
     return " · ".join(parts)
@@ -362,14 +362,14 @@ def job_summary(view: JobView) -> str:
 
 def job_bar_text(view: JobView) -> str:
     """The progress bar: '3/12 · 6,240 cr' (shots rendered, credits charged so far)."""
-    done = job_counts(view).get("completed", 0)
+    done = job_counts(view).get(Status.COMPLETED, 0)
     return f"{done}/{view.total} · {formatting.credits(view.charged)}"
 
 
 def job_bar_factor(view: JobView) -> float:
     """Rendered or failed shots over all of them: a canceled job's bar stops where it was canceled."""
     counts = job_counts(view)
-    return (counts.get("completed", 0) + counts.get("failed", 0)) / view.total if view.total else 0.0
+    return (counts.get(Status.COMPLETED, 0) + counts.get(Status.FAILED, 0)) / view.total if view.total else 0.0
 
 
 def draw_render_queue(
@@ -403,10 +403,10 @@ def draw_job(
     )
     fold.job_id = view.id
     head.label(text=view.name, icon=STATUS_ICONS.get(view.status, "QUESTION"))
-    if view.status in ("queued", "processing"):
+    if view.status in RUNNING:
         op = head.operator("act3.job_pause", text="", icon="PAUSE")
         op.job_id = view.id
-    if view.status == "paused":
+    if view.status == Status.PAUSED:
         op = head.operator("act3.job_resume", text="", icon="PLAY")
         op.job_id = view.id
     if not view.ended:
@@ -414,7 +414,7 @@ def draw_job(
         op.job_id = view.id
     box.progress(factor=job_bar_factor(view), type="BAR", text=job_bar_text(view))
     line = job_summary(view)
-    if reason and view.status == "paused":
+    if reason and view.status == Status.PAUSED:
         row = box.row()
         row.alert = True
         row.label(text=f"Paused: {reason}", icon="INFO")
@@ -425,9 +425,9 @@ def draw_job(
     col = box.column(align=True)
     wide = is_wide(width)
     for index, shot in enumerate(view.shots[:QUEUE_SHOTS_SHOWN]):
-        status = str(shot.get("status") or "queued")
+        status = str(shot.get("status") or Status.QUEUED)
         row = col.row(align=True)
-        row.alert = status == "failed"
+        row.alert = status == Status.FAILED
         split = row.split(factor=0.5 if not wide else 0.3)
         split.label(text=str(shot.get("name") or f"shot {index + 1}"), icon=STATUS_ICONS.get(status, "DOT"))
         if wide:
@@ -436,16 +436,16 @@ def draw_job(
             split = mid
         right = split.row()
         right.alignment = "RIGHT"
-        if status == "failed":
+        if status == Status.FAILED:
             right.label(text="not charged")
             op = right.operator("act3.retry_shot", text="", icon="FILE_REFRESH")
             op.job_id = view.id
             op.shot_index = index
-        elif status == "canceled":
+        elif status == Status.CANCELED:
             right.label(text="not charged")
         else:
             credits = formatting.credits(int(shot.get("credits") or 0))
-            right.label(text=credits if status == "completed" else f"est. {credits}")
+            right.label(text=credits if status == Status.COMPLETED else f"est. {credits}")
     more = len(view.shots) - QUEUE_SHOTS_SHOWN
     if more > 0:
         col.label(text=f"… and {more} more shots")

@@ -12,6 +12,7 @@ from typing import Any
 
 from ..core import formatting, shots
 from ..core.sync import SyncWorker
+from ..core.vocabulary import Event
 
 log = logging.getLogger("act3_credits")
 
@@ -69,16 +70,16 @@ class BudgetGuard:
 
     def on_event(self, etype: str, data: dict[str, Any]) -> None:
         job_id = data.get("job_id")
-        if etype == "job.shot_completed" and job_id is not None:
+        if etype == Event.SHOT_COMPLETED and job_id is not None:
             jid = int(job_id)
             self.charged[jid] = self.charged.get(jid, 0) + int(data.get("credits") or 0)
             try:
                 self.on_shot_completed(jid, str(data.get("shot") or ""), int(data.get("credits") or 0))
             except Exception:
                 log.exception("ACT3: recording the cost of shot %s", data.get("shot"))
-        if etype == "billing.refilled":
+        if etype == Event.BILLING_REFILLED:
             self.announce(refill_message(data))
-        if etype in ("balance.changed", "job.shot_completed", "job.shot_failed", "job.status"):
+        if etype in (Event.BALANCE_CHANGED, Event.SHOT_COMPLETED, Event.SHOT_FAILED, Event.JOB_STATUS):
             self.check()
 
     def check(self) -> list[str]:

@@ -18,6 +18,7 @@ from .. import session
 from ..core import formatting, shots, submission
 from ..core.shots import Account, Estimate, Shot
 from ..core.sync import SyncWorker, Ticket
+from ..core.vocabulary import Status
 from . import draw, intercept, jobs, props
 
 log = logging.getLogger("act3_credits")
@@ -508,7 +509,7 @@ class ACT3_OT_retry_shot(_CostEstimate):
         shots_ = (job or {}).get("shots") or []
         found = shots_[self.shot_index] if 0 <= self.shot_index < len(shots_) else None
         # Only a failed shot is retried (it was never charged); a script must not re-render the others.
-        return found if found is not None and found.get("status") == "failed" else None
+        return found if found is not None and found.get("status") == Status.FAILED else None
 
     def shot_list(self, context: Any) -> list[Shot]:
         s = self.failed_shot()

@@ -1,0 +1,49 @@
+"""The words the service and the add-on share: job and shot statuses, event types, history kinds.
+
+Each is a `StrEnum`, so a member is the very string the API sends (`Status.QUEUED == "queued"`,
+JSON encodes it as that string) and a search for `Status.PAUSED` finds every place that cares.
+docs/api.md lists the same words; error codes are the service's (act3_server/errors.py) and the
+client's error classes (core/client.py).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    """A job's status, and a shot's (a shot is never paused)."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELED = "canceled"
+
+
+# A job or shot that may still be charged, and one that never will be again.
+RUNNING = frozenset({Status.QUEUED, Status.PROCESSING})
+ENDED = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELED})
+
+
+class Event(StrEnum):
+    """What `GET /v1/events` says happened."""
+
+    BALANCE_CHANGED = "balance.changed"
+    JOB_STATUS = "job.status"
+    SHOT_COMPLETED = "job.shot_completed"
+    SHOT_FAILED = "job.shot_failed"
+    PURCHASE_COMPLETED = "purchase.completed"
+    BILLING_REFILLED = "billing.refilled"
+
+
+class Kind(StrEnum):
+    """What a history row records."""
+
+    RENDER = "render"
+    PURCHASE = "purchase"
+    REFILL = "refill"
+    ROLLOVER = "rollover"
+    EXPIRY = "expiry"
+    REFUND = "refund"
