@@ -13,6 +13,7 @@ from typing import Any
 
 from .core import formatting, pricing
 from .core.state import HistoryRow, State
+from .core.values import value
 from .core.vocabulary import Kind
 
 ONLINE_ACCESS_HINT = "Turn it on in Preferences > System > Network > Allow Online Access."
@@ -21,13 +22,21 @@ CATEGORY = "ACT3"  # the 3D View sidebar tab
 CREDITS_PANEL = "ACT3_PT_credits"  # the Credits Detail panel: the top bar opens it, the others nest in it
 
 
-@dataclass(frozen=True)
+# `@value` over a plain dataclass: a frozen dataclass that costs nothing to define when the add-on
+# is enabled (core/values.py).
+
+
+@value
+@dataclass(init=False, repr=False, eq=False)
 class Thresholds:
     """The low-balance lines from the preferences (fractions of the monthly allocation, and credits)."""
 
-    warn: float = 0.20
-    critical: float = 0.05
-    custom: int = 0
+    warn: float
+    critical: float
+    custom: int
+
+    def __init__(self, warn: float = 0.20, critical: float = 0.05, custom: int = 0) -> None:
+        self.__dict__.update(warn=warn, critical=critical, custom=custom)
 
     def level(self, state: State) -> str:
         return state.alert_level(self.warn, self.critical, self.custom)
@@ -157,14 +166,18 @@ def _percent(fraction: float) -> str:
 # ------------------------------------------------------------------------------ credits panel
 
 
-@dataclass(frozen=True)
+@value
+@dataclass(init=False, repr=False, eq=False)
 class Status:
     """The Credits Detail panel's one status line: a short text, its icon, and the whole story for its tooltip."""
 
     text: str
     icon: str
     tooltip: str
-    alert: bool = False
+    alert: bool
+
+    def __init__(self, text: str, icon: str, tooltip: str, alert: bool = False) -> None:
+        self.__dict__.update(text=text, icon=icon, tooltip=tooltip, alert=alert)
 
 
 def status(state: State, thresholds: Thresholds, online_access: bool) -> Status:
@@ -268,7 +281,8 @@ KIND_LABELS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
+@value
+@dataclass(init=False, repr=False, eq=False)
 class HistoryCells:
     """One history row as the list reads it, and its tooltip."""
 
@@ -276,7 +290,10 @@ class HistoryCells:
     shot: str
     tier: str
     cost: str
-    tooltip: str = ""
+    tooltip: str
+
+    def __init__(self, date: str, shot: str, tier: str, cost: str, tooltip: str = "") -> None:
+        self.__dict__.update(date=date, shot=shot, tier=tier, cost=cost, tooltip=tooltip)
 
 
 def history_cells(row: HistoryRow, card: pricing.RateCard | None = None) -> HistoryCells:

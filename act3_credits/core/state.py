@@ -8,34 +8,72 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 from . import formatting
 from .pricing import RateCard
+from .values import value
 from .vocabulary import Kind
 
 # The top bar calls the balance stale when the last good sync is older than this.
 STALE_AFTER_S = 60.0
 
 
-@dataclass(frozen=True)
+# The classes here are imported when the add-on is enabled: `@value` over a plain dataclass gives a
+# frozen dataclass's meaning without compiling its methods at import (see core/values.py).
+
+
+@value
+@dataclass(init=False, repr=False, eq=False)
 class Credits:
     """`GET /v1/account/credits` (and `balance` in events)."""
 
-    org_id: int = 0
-    plan: str = ""
-    total: int = 0
-    monthly_remaining: int = 0
-    monthly_allocation: int = 0
-    rollover_bank: int = 0
-    rollover_purchased: int = 0
-    rollover_cap: int = 0
-    held: int = 0
-    available: int = 0
-    billing_date: str = ""
-    as_of: str = ""
-    version: int = 0
+    org_id: int
+    plan: str
+    total: int
+    monthly_remaining: int
+    monthly_allocation: int
+    rollover_bank: int
+    rollover_purchased: int
+    rollover_cap: int
+    held: int
+    available: int
+    billing_date: str
+    as_of: str
+    version: int
+
+    def __init__(
+        self,
+        org_id: int = 0,
+        plan: str = "",
+        total: int = 0,
+        monthly_remaining: int = 0,
+        monthly_allocation: int = 0,
+        rollover_bank: int = 0,
+        rollover_purchased: int = 0,
+        rollover_cap: int = 0,
+        held: int = 0,
+        available: int = 0,
+        billing_date: str = "",
+        as_of: str = "",
+        version: int = 0,
+    ) -> None:
+        self.__dict__.update(
+            org_id=org_id,
+            plan=plan,
+            total=total,
+            monthly_remaining=monthly_remaining,
+            monthly_allocation=monthly_allocation,
+            rollover_bank=rollover_bank,
+            rollover_purchased=rollover_purchased,
+            rollover_cap=rollover_cap,
+            held=held,
+            available=available,
+            billing_date=billing_date,
+            as_of=as_of,
+            version=version,
+        )
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Credits:
@@ -57,7 +95,8 @@ class Credits:
         return max(0.0, min(1.0, self.monthly_remaining / self.monthly_allocation))
 
 
-@dataclass(frozen=True)
+@value
+@dataclass(init=False, repr=False, eq=False)
 class HistoryRow:
     id: int
     at: str
@@ -72,6 +111,36 @@ class HistoryRow:
     job_id: int | None
     member: str | None
 
+    def __init__(
+        self,
+        id: int,
+        at: str,
+        kind: str,
+        shot: str | None,
+        engine: str | None,
+        tier: str | None,
+        duration_s: int | None,
+        credits: int,
+        monthly_delta: int,
+        bank_delta: int,
+        job_id: int | None,
+        member: str | None,
+    ) -> None:
+        self.__dict__.update(
+            id=id,
+            at=at,
+            kind=kind,
+            shot=shot,
+            engine=engine,
+            tier=tier,
+            duration_s=duration_s,
+            credits=credits,
+            monthly_delta=monthly_delta,
+            bank_delta=bank_delta,
+            job_id=job_id,
+            member=member,
+        )
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> HistoryRow:
         names = {f.name for f in fields(cls)}
@@ -81,16 +150,24 @@ class HistoryRow:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-@dataclass
 class History:
     """The loaded part of the transaction history, for one filter, newest first."""
 
-    rows: list[HistoryRow] = field(default_factory=list)
-    next_cursor: str | None = None
-    tier: str = ""
-    shot: str = ""
-    loading: bool = False
-    loaded_once: bool = False
+    def __init__(
+        self,
+        rows: list[HistoryRow] | None = None,
+        next_cursor: str | None = None,
+        tier: str = "",
+        shot: str = "",
+        loading: bool = False,
+        loaded_once: bool = False,
+    ) -> None:
+        self.rows: list[HistoryRow] = list(rows or [])
+        self.next_cursor = next_cursor
+        self.tier = tier
+        self.shot = shot
+        self.loading = loading
+        self.loaded_once = loaded_once
 
     @property
     def has_more(self) -> bool:
@@ -128,26 +205,28 @@ class History:
         return totals
 
 
-@dataclass
 class State:
-    credits: Credits | None = None
-    credits_from_cache: bool = False
-    me: dict[str, Any] | None = None
-    history: History = field(default_factory=History)
-    packs: list[dict[str, Any]] = field(default_factory=list)
-    payment_method: dict[str, Any] | None = None
-    jobs: dict[int, dict[str, Any]] = field(default_factory=dict)
-    rate_card: RateCard | None = None
-    pricing_etag: str | None = None
-    allowed_tiers: tuple[str, ...] = ()
-    # Connection: "ok", "connecting", "offline", "auth", "disabled" (online access off), "unconfigured"
-    connection: str = "connecting"
-    last_error: str | None = None  # one readable line, for the panel and reports
-    last_sync_monotonic: float | None = None  # when credits were last confirmed by the service
-    last_sync_wall: dt.datetime | None = None
-    last_message: str | None = None  # last operator outcome (purchase done, job sent...), for Blender's reports
-    message_level: str = "INFO"  # INFO or WARNING: how the shell reports `last_message`
-    change_count: int = 0  # bumped by every change, so waiters and redraws can tell
+    """Everything the add-on knows; written on the main thread only (see the module's docstring)."""
+
+    def __init__(self, credits: Credits | None = None, connection: str = "connecting") -> None:
+        self.credits = credits
+        self.credits_from_cache = False
+        self.me: dict[str, Any] | None = None
+        self.history = History()
+        self.packs: list[dict[str, Any]] = []
+        self.payment_method: dict[str, Any] | None = None
+        self.jobs: dict[int, dict[str, Any]] = {}
+        self.rate_card: RateCard | None = None
+        self.pricing_etag: str | None = None
+        self.allowed_tiers: tuple[str, ...] = ()
+        # Connection: "ok", "connecting", "offline", "auth", "disabled" (online access off), "unconfigured"
+        self.connection = connection
+        self.last_error: str | None = None  # one readable line, for the panel and reports
+        self.last_sync_monotonic: float | None = None  # when credits were last confirmed by the service
+        self.last_sync_wall: dt.datetime | None = None
+        self.last_message: str | None = None  # last outcome (purchase done, job sent...), for Blender's reports
+        self.message_level = "INFO"  # INFO or WARNING: how the shell reports `last_message`
+        self.change_count = 0  # bumped by every change, so waiters and redraws can tell
 
     def touch(self) -> None:
         self.change_count += 1
