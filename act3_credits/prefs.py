@@ -139,7 +139,7 @@ class ACT3_AddonPreferences(bpy.types.AddonPreferences):
         )
         box = self.layout.box()
         box.label(text="Budget Guard and Guarded Operators", icon="LOCKED")
-        generate_draw.draw_generate_settings(box, self.generate, intercept.problems())
+        generate_draw.draw_generate_settings(box, self.generate, intercept.problems(), 600)
 
 
 class ACT3_OT_forget_key(bpy.types.Operator):

@@ -14,7 +14,7 @@ from ..core import formatting, shots
 from ..core.pricing import RateCard
 from ..core.shots import Estimate, JobView, Line
 from ..core.vocabulary import ENDED, RUNNING, Status
-from ..layouts import engine_name, is_wide, tier_name  # one width rule and one naming for every list
+from ..layouts import DEFAULT_SIDEBAR, engine_name, is_wide, tier_name  # one width rule, one naming
 
 RECENT_ENDED_JOBS = 3  # ended jobs kept in the queue panel (older ones are in the history)
 STATUS_ICONS: dict[str, str] = {
@@ -516,10 +516,11 @@ def draw_shots_panel(
     op.tag = settings.tag_filter
 
 
-def draw_generate_settings(layout: Any, settings: Any, problems: Sequence[str] = ()) -> None:
+def draw_generate_settings(layout: Any, settings: Any, problems: Sequence[str] = (), width: float = 0) -> None:
     """The budget guard and the guarded operators (for the preferences or a sub-panel).
 
-    `problems` says which guarded operators are not guarded, so a typo never passes for protection.
+    `problems` says which guarded operators are not guarded, so a typo never passes for protection;
+    each is wrapped to the region's `width` (px at UI scale 1; 0: the sidebar's default).
     """
     col = layout.column()
     col.prop(settings, "guard_enabled")
@@ -528,9 +529,11 @@ def draw_generate_settings(layout: Any, settings: Any, problems: Sequence[str] =
     sub.prop(settings, "guard_min_balance")
     sub.prop(settings, "guard_pause_over_estimate")
     col.separator()
-    col.label(text="Show the cost estimate before these operators run:")
-    col.prop(settings, "intercept_ops", text="")
-    for line in problems:
-        row = col.row()
-        row.alert = True
-        row.label(text=line, icon="ERROR")
+    col.label(text="Cost Estimate first for:")
+    col.prop(settings, "intercept_ops", text="", placeholder="act3ai.generate, …")
+    chars = int(((width or DEFAULT_SIDEBAR) - 80) / 7)
+    for problem in problems:
+        box = col.column(align=True)
+        box.alert = True
+        for i, line in enumerate(textwrap.wrap(problem, width=max(16, chars))):
+            box.label(text=line, icon="ERROR" if i == 0 else "BLANK1")

@@ -82,7 +82,9 @@ class ACT3_PT_generate_settings(_SidebarPanel):
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
-        draw.draw_generate_settings(self.layout, props.settings(context), intercept.problems())
+        draw.draw_generate_settings(
+            self.layout, props.settings(context), intercept.problems(), layouts.region_width(context)
+        )
 
 
 classes: tuple[Any, ...] = (ACT3_UL_shots, ACT3_PT_shots, ACT3_PT_render_queue, ACT3_PT_generate_settings)

@@ -195,3 +195,11 @@ def test_the_top_bar_text_fits_beside_the_scene_and_view_layer_selectors():
     state = state_with()
     assert state.header_text() == "11,220,438 cr · 1,125,240 held"
     assert measure(1.0)(state.header_text()) + 20 + 8 < 250
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_the_budget_guard_panel_reads_whole_at_the_default_width(scale):
+    settings = SimpleNamespace(guard_enabled=True, guard_min_balance=0, guard_pause_over_estimate=True, intercept_ops="")
+    panel = RecordingLayout(width=DEFAULT_SIDEBAR - PANEL_MARGINS)
+    draw.draw_generate_settings(panel, settings, ["act3ai.generte is not an operator: check the id"])
+    assert panel.cut(measure(scale), everything) == []
