@@ -471,6 +471,17 @@ class RawTx:
     def one(self, sql: DriverSql, params: dict[str, Any]) -> Any:
         return self.execute(sql, params).fetchone()
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Statements whose results are not needed, sent together: a psycopg pipeline on
+        PostgreSQL (one round trip for all of them instead of one each); SQLite runs them as they
+        come (it has no round trips)."""
+        if self.sqlite:
+            yield
+            return
+        with self.cursor.connection.pipeline():
+            yield
+
     def executemany(self, sql: DriverSql, rows: list[dict[str, Any]]) -> None:
         if len(rows) == 1:
             self.execute(sql, rows[0])

@@ -1464,81 +1464,84 @@ class Ledger:
                 }
                 for i, (n, p) in enumerate(zip(names, prices, strict=True))
             ]
-            tx.executemany(_INSERT_SHOTS, shot_rows)
-            counts = Counter(names)
-            tx.executemany(
-                _SHOT_NAMES_UPSERT[tx.dialect.name],
-                [{"org_id": org.id, "shot": n, "shot_key": n.lower(), "shots": c} for n, c in counts.items()],
-            )
-            tx.execute(
-                _INSERT_JOURNAL_ROWS,
-                {
-                    "org_id": org.id,
-                    "transaction_id": None,
-                    "job_id": job_id,
-                    "bucket": "held",
-                    "delta": total,
-                    "reason": "hold",
-                    "at": at,
-                },
-            )
-            seq = acct["last_event_seq"]
-            balance = self._credits_json(org, acct, now)
-            tx.executemany(
-                _INSERT_EVENT_ROWS,
-                [
-                    self._event_row(org.id, seq - 1, "balance.changed", {"balance": balance, "reason": "hold"}, now),
-                    self._event_row(
-                        org.id, seq, "job.status", {"job_id": number, "status": "queued", "reason": None}, now
-                    ),
-                ],
-            )
-            stamp = iso(now)
-            body = {
-                "id": number,
-                "name": name,
-                "status": "queued",
-                "created_at": stamp,
-                "updated_at": stamp,
-                "member": actor.member_name,
-                "estimated_credits": total,
-                "charged_credits": 0,
-                "held": total,
-                "shots": [
-                    {
-                        "index": r["idx"],
-                        "name": r["name"],
-                        "engine": r["engine"],
-                        "tier": r["tier"],
-                        "requested_duration_s": r["requested_duration_s"],
-                        "duration_s": r["duration_s"],
-                        "credits": r["credits"],
-                        "status": "queued",
-                        "error": None,
-                        "completed_at": None,
-                    }
-                    for r in shot_rows
-                ],
-            }
-            if idempotency_key is not None:
-                request_hash = _canonical_hash(
-                    "jobs",
-                    {
-                        "name": name,
-                        "shots": [[n, p.engine, p.tier, p.requested_s] for n, p in zip(names, prices, strict=True)],
-                    },
+            with tx.batch():  # nothing below needs an answer: one round trip on PostgreSQL
+                tx.executemany(_INSERT_SHOTS, shot_rows)
+                counts = Counter(names)
+                tx.executemany(
+                    _SHOT_NAMES_UPSERT[tx.dialect.name],
+                    [{"org_id": org.id, "shot": n, "shot_key": n.lower(), "shots": c} for n, c in counts.items()],
                 )
                 tx.execute(
-                    _INSERT_IDEMPOTENCY,
+                    _INSERT_JOURNAL_ROWS,
                     {
                         "org_id": org.id,
-                        "key": idempotency_key,
-                        "request_hash": request_hash,
-                        "status_code": 201,
-                        "response": json.dumps(body),
-                        "created_at": at,
+                        "transaction_id": None,
+                        "job_id": job_id,
+                        "bucket": "held",
+                        "delta": total,
+                        "reason": "hold",
+                        "at": at,
                     },
                 )
+                seq = acct["last_event_seq"]
+                balance = self._credits_json(org, acct, now)
+                tx.executemany(
+                    _INSERT_EVENT_ROWS,
+                    [
+                        self._event_row(
+                            org.id, seq - 1, "balance.changed", {"balance": balance, "reason": "hold"}, now
+                        ),
+                        self._event_row(
+                            org.id, seq, "job.status", {"job_id": number, "status": "queued", "reason": None}, now
+                        ),
+                    ],
+                )
+                stamp = iso(now)
+                body = {
+                    "id": number,
+                    "name": name,
+                    "status": "queued",
+                    "created_at": stamp,
+                    "updated_at": stamp,
+                    "member": actor.member_name,
+                    "estimated_credits": total,
+                    "charged_credits": 0,
+                    "held": total,
+                    "shots": [
+                        {
+                            "index": r["idx"],
+                            "name": r["name"],
+                            "engine": r["engine"],
+                            "tier": r["tier"],
+                            "requested_duration_s": r["requested_duration_s"],
+                            "duration_s": r["duration_s"],
+                            "credits": r["credits"],
+                            "status": "queued",
+                            "error": None,
+                            "completed_at": None,
+                        }
+                        for r in shot_rows
+                    ],
+                }
+                if idempotency_key is not None:
+                    request_hash = _canonical_hash(
+                        "jobs",
+                        {
+                            "name": name,
+                            "shots": [[n, p.engine, p.tier, p.requested_s] for n, p in zip(names, prices, strict=True)],
+                        },
+                    )
+                    tx.execute(
+                        _INSERT_IDEMPOTENCY,
+                        {
+                            "org_id": org.id,
+                            "key": idempotency_key,
+                            "request_hash": request_hash,
+                            "status_code": 201,
+                            "response": json.dumps(body),
+                            "created_at": at,
+                        },
+                    )
         self._events_written()
         return Result(201, body)
 
@@ -1638,43 +1641,44 @@ class Ledger:
                     "member": member,
                 },
             )[0]
-            moves = [*deltas.items(), ("held", -cost)]
-            tx.executemany(
-                _INSERT_JOURNAL_ROWS,
-                [
-                    {
-                        "org_id": org.id,
-                        "transaction_id": tx_id,
-                        "job_id": job_id,
-                        "bucket": bucket,
-                        "delta": delta,
-                        "reason": "render",
-                        "at": at,
-                    }
-                    for bucket, delta in moves
-                ],
-            )
-            tx.execute(
-                _CHARGE_JOB,
-                {"job_id": job_id, "cost": cost, "status": "completed" if finishing else status, "now": at},
-            )
-            tx.execute(_SAVE_ACCOUNT_ROW, _save_account_params(acct))
-            seq = acct["last_event_seq"] - (3 if finishing else 2)
-            balance = self._credits_json(org, acct, now)
-            rows = [
-                self._event_row(org.id, seq + 1, "balance.changed", {"balance": balance, "reason": "render"}, now),
-                self._event_row(
-                    org.id,
-                    seq + 2,
-                    "job.shot_completed",
-                    {"job_id": number, "shot_index": idx, "shot": shot_name, "credits": cost, "balance": balance},
-                    now,
-                ),
-            ]
-            if finishing:
-                data = {"job_id": number, "status": "completed", "reason": None}
-                rows.append(self._event_row(org.id, seq + 3, "job.status", data, now))
-            tx.executemany(_INSERT_EVENT_ROWS, rows)
+            with tx.batch():  # nothing below needs an answer: one round trip on PostgreSQL
+                moves = [*deltas.items(), ("held", -cost)]
+                tx.executemany(
+                    _INSERT_JOURNAL_ROWS,
+                    [
+                        {
+                            "org_id": org.id,
+                            "transaction_id": tx_id,
+                            "job_id": job_id,
+                            "bucket": bucket,
+                            "delta": delta,
+                            "reason": "render",
+                            "at": at,
+                        }
+                        for bucket, delta in moves
+                    ],
+                )
+                tx.execute(
+                    _CHARGE_JOB,
+                    {"job_id": job_id, "cost": cost, "status": "completed" if finishing else status, "now": at},
+                )
+                tx.execute(_SAVE_ACCOUNT_ROW, _save_account_params(acct))
+                seq = acct["last_event_seq"] - (3 if finishing else 2)
+                balance = self._credits_json(org, acct, now)
+                rows = [
+                    self._event_row(org.id, seq + 1, "balance.changed", {"balance": balance, "reason": "render"}, now),
+                    self._event_row(
+                        org.id,
+                        seq + 2,
+                        "job.shot_completed",
+                        {"job_id": number, "shot_index": idx, "shot": shot_name, "credits": cost, "balance": balance},
+                        now,
+                    ),
+                ]
+                if finishing:
+                    data = {"job_id": number, "status": "completed", "reason": None}
+                    rows.append(self._event_row(org.id, seq + 3, "job.status", data, now))
+                tx.executemany(_INSERT_EVENT_ROWS, rows)
         self._events_written()
         return True
 
