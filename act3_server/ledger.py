@@ -339,6 +339,27 @@ _TAKE_EVENT_SEQ = DriverSql(
     .returning(_A.c.last_event_seq)
 )
 
+# PostgreSQL: the same, numbered and written by one statement (a data-modifying WITH).
+_NEXT_SEQ = (
+    _A.update()
+    .where(_A.c.org_id == _bp("org_id"))
+    .values(last_event_seq=_A.c.last_event_seq + 1)
+    .returning(_A.c.last_event_seq)
+    .cte("next_seq")
+)
+_INSERT_NUMBERED_EVENT = DriverSql(
+    events.insert().from_select(
+        ["org_id", "seq", "type", "at", "data"],
+        select(
+            _bp("org_id", Integer()),
+            _NEXT_SEQ.c.last_event_seq,
+            _bp("type", String()),
+            _bp("at", events.c.at.type),
+            _bp("data", events.c.data.type),
+        ),
+    )
+)
+
 # The charge.
 _LOCK_CLAIMED_JOB = DriverSql(
     select(
@@ -1565,15 +1586,25 @@ class Ledger:
             if shot is None:
                 raise _Fallback  # nothing left to render: the general path settles the job
             shot_id, idx, duration_s, credits = shot
-            tx.execute(
-                _LEASE_JOB,
-                {"job_id": job_id, "shot_id": shot_id, "worker": worker, "expires": real + lease_s, "now": to_db(now)},
-            )
+            lease = {
+                "job_id": job_id,
+                "shot_id": shot_id,
+                "worker": worker,
+                "expires": real + lease_s,
+                "now": to_db(now),
+            }
             wrote = status != "processing"
-            if wrote:
-                seq = tx.one(_TAKE_EVENT_SEQ, {"org_id": org_id})[0]
-                data = {"job_id": number, "status": "processing", "reason": None}
-                tx.execute(_INSERT_EVENT_ROWS, self._event_row(org_id, seq, "job.status", data, now))
+            data = {"job_id": number, "status": "processing", "reason": None}
+            if tx.sqlite:
+                tx.execute(_LEASE_JOB, lease)
+                if wrote:
+                    seq = tx.one(_TAKE_EVENT_SEQ, {"org_id": org_id})[0]
+                    tx.execute(_INSERT_EVENT_ROWS, self._event_row(org_id, seq, "job.status", data, now))
+            else:
+                with tx.batch():  # the lease and the event (numbered in SQL): one round trip
+                    tx.execute(_LEASE_JOB, lease)
+                    if wrote:
+                        tx.execute(_INSERT_NUMBERED_EVENT, self._event_row(org_id, 0, "job.status", data, now))
         if wrote:
             self._events_written()
         return Claim(worker, job_id, org_id, shot_id, idx, duration_s, credits, number)

@@ -329,12 +329,18 @@ class RawDriver:
             shot = self.run(cur, L._START_SHOT, {"job_id": job_id}).fetchone()
             now = datetime.now(UTC).replace(tzinfo=None)
             lease = {"job_id": job_id, "shot_id": shot[0], "worker": worker, "expires": real + 10, "now": now}
-            self.run(cur, L._LEASE_JOB, lease)
-            if status != "processing":
-                seq = self.run(cur, L._TAKE_EVENT_SEQ, {"org_id": org_id}).fetchone()[0]
-                data = json.dumps({"job_id": number, "status": "processing", "reason": None})
-                event = {"org_id": org_id, "seq": seq, "type": "job.status", "at": now, "data": data}
-                self.run(cur, L._INSERT_EVENT_ROWS, event)
+            data = json.dumps({"job_id": number, "status": "processing", "reason": None})
+            event = {"org_id": org_id, "type": "job.status", "at": now, "data": data}
+            if self.sqlite:
+                self.run(cur, L._LEASE_JOB, lease)
+                if status != "processing":
+                    seq = self.run(cur, L._TAKE_EVENT_SEQ, {"org_id": org_id}).fetchone()[0]
+                    self.run(cur, L._INSERT_EVENT_ROWS, {**event, "seq": seq})
+            else:
+                with self.batch(cur):
+                    self.run(cur, L._LEASE_JOB, lease)
+                    if status != "processing":
+                        self.run(cur, L._INSERT_NUMBERED_EVENT, event)
             return (job_id, org_id, number, shot[0], worker)
 
         return self.tx(conn, work)  # type: ignore[no-any-return]
