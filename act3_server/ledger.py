@@ -3,12 +3,17 @@
 Plain Python over SQLAlchemy Core, so tests drive it directly and the HTTP layer is a thin shell.
 Rules that keep the books right:
 - every balance change runs in one write transaction that first locks the org's account row
-  (BEGIN IMMEDIATE on SQLite, SELECT ... FOR UPDATE on PostgreSQL) and applies any due refill;
+  (BEGIN IMMEDIATE on SQLite; SELECT ... FOR UPDATE, or UPDATE ... RETURNING, on PostgreSQL) and
+  applies any due refill (or, on the driver path, finds none due);
 - a job row is always locked before its org's account row (one lock order, no deadlocks);
-- events are written in the same transaction as the change, after the account lock, so their
-  sequence numbers commit in order for each org;
+- job ids, purchase ids and event numbers are counted per org on the account row, under its lock,
+  so they commit in order for each org and show nothing of other orgs; events are written in the
+  same transaction as their change;
 - every movement of a bucket (monthly, bank_rolled, bank_purchased, held) is a journal row, so the
   balances can be replayed from the journal.
+The hold, the claim and the charge have a second implementation on the driver (`_create_job_fast`,
+`_claim_fast`, `_complete_fast`, see _Fallback) for their common case; the general methods
+(`_create_job`, `_claim`, `_complete`) are the reference and take every other case.
 Credits are integers everywhere; every price comes from act3_credits.core.pricing.
 """
 
