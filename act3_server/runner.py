@@ -15,9 +15,12 @@ import threading
 import time
 import uuid
 
+from .errors import is_database_unavailable
 from .ledger import Claim, Ledger
 
 log = logging.getLogger("act3_server.runner")
+
+IDLE_WORKER_S = 5.0  # an idle worker that is not the scout looks by itself this often at most
 
 
 class Runner:
@@ -40,6 +43,8 @@ class Runner:
         self.rng = rng or random.Random()
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._scout = threading.Lock()
+        self._db_down = False
         self._threads: list[threading.Thread] = []
         self._id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -64,19 +69,40 @@ class Runner:
         while not self._stop.is_set():
             try:
                 claim = self.ledger.claim_next_shot(worker, self.lease_s) if self.ledger.has_runnable() else None
-            except Exception:
-                log.exception("claiming a shot failed; retrying")
+                self._db_down = False
+            except Exception as exc:
+                if not is_database_unavailable(exc):
+                    log.exception("claiming a shot failed; retrying")
+                elif not self._db_down:  # one line per outage, not one per worker per second
+                    self._db_down = True
+                    log.warning("the database is unavailable; the runner retries every second")
                 claim = None
                 self._stop.wait(1.0)
             if claim is None:
-                self._wake.wait(self.poll_s)
-                self._wake.clear()
+                self._idle()
                 continue
+            self._wake.set()  # there may be more: idle workers look too
             try:
                 self._render(claim)
-            except Exception:
+            except Exception as exc:
                 # The lease runs out and another worker picks the shot up again.
-                log.exception("rendering shot %s of job %s failed", claim.shot_index, claim.job_id)
+                if is_database_unavailable(exc):
+                    log.warning("shot %s of job %s: the database is unavailable", claim.shot_index, claim.job_id)
+                else:
+                    log.exception("rendering shot %s of job %s failed", claim.shot_index, claim.job_id)
+
+    def _idle(self) -> None:
+        """Wait for work. One idle worker (the scout) looks every `poll_s` (work queued by another
+        process, a lease that ran out); the others sleep until it, a local change or a claim wakes
+        them, so an idle process reads once per `poll_s`, not once per worker."""
+        if self._scout.acquire(blocking=False):
+            try:
+                self._wake.wait(self.poll_s)
+            finally:
+                self._scout.release()
+        else:
+            self._wake.wait(IDLE_WORKER_S)
+        self._wake.clear()
 
     def _render(self, claim: Claim) -> None:
         seconds = claim.duration_s * self.render_speed
