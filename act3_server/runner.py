@@ -1,8 +1,8 @@
 """The job runner: background threads in every serve process that render (simulate) shots.
 
 A shot takes duration_s x render_speed seconds and fails with probability fail_rate. Each worker
-leases one shot at a time (Ledger.claim_next_shot); the lease is renewed while rendering, so a shot
-whose process died is re-queued for another process once its lease expires.
+leases one shot at a time (Ledger.claim_next_shot); the lease is short and renewed while rendering,
+so a shot whose process died is rendered by another process within about two seconds.
 """
 
 from __future__ import annotations
@@ -22,6 +22,13 @@ log = logging.getLogger("act3_server.runner")
 
 IDLE_WORKER_S = 5.0  # an idle worker that is not the scout looks by itself this often at most
 
+# A lease is short and renewed often: a shot whose process died (SIGKILL, power) is rendered by
+# another process LEASE_S + poll_s after its last renewal at most (about 2.2 s), while a renewal
+# may come 1.5 s late (a busy database) before the lease is lost. Leases compare real time
+# (time.time()) across processes: serve processes on several machines need synchronised clocks.
+LEASE_S = 2.0
+RENEW_S = 0.5
+
 
 class Runner:
     def __init__(
@@ -31,7 +38,8 @@ class Runner:
         fail_rate: float = 0.0,
         workers: int = 4,
         poll_s: float = 0.2,
-        lease_s: float = 10.0,
+        lease_s: float = LEASE_S,
+        renew_s: float = RENEW_S,
         rng: random.Random | None = None,
     ) -> None:
         self.ledger = ledger
@@ -40,6 +48,7 @@ class Runner:
         self.workers = workers
         self.poll_s = poll_s
         self.lease_s = lease_s
+        self.renew_s = min(renew_s, lease_s / 2)
         self.rng = rng or random.Random()
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -115,12 +124,12 @@ class Runner:
             if self._stop.wait(min(left, 0.1)):
                 self.ledger.requeue(claim)  # shutting down: hand the shot back at once
                 return
-            if not self.ledger.still_rendering(claim):
-                return  # canceled (or re-queued after our lease ran out): charge nothing
-            if time.monotonic() - renewed > self.lease_s / 3:
+            if time.monotonic() - renewed >= self.renew_s:
                 if not self.ledger.renew_lease(claim, self.lease_s):
-                    return
+                    return  # canceled (or re-queued after our lease ran out): charge nothing
                 renewed = time.monotonic()
+            elif not self.ledger.still_rendering(claim):
+                return
         if self.fail_rate and self.rng.random() < self.fail_rate:
             self.ledger.fail_shot(claim, "simulated render failure")
         else:
