@@ -1,4 +1,4 @@
-"""`act3-server`: serve, init-demo, keys create, billing run."""
+"""`act3-server`: serve, init-demo, keys create/list/revoke, billing run."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 from .db import default_database_url
 
@@ -83,6 +84,19 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--name", default=None, help="a new member of this name (default: the org's first member of that role)"
     )
+    create.add_argument(
+        "--member", type=int, default=None, help="a key for this existing member (instead of --org/--role): rotation"
+    )
+    listing = keys_sub.add_parser("list", help="list keys: id, member, role, label, created, revoked (never a key)")
+    db_arg(listing)
+    listing.add_argument("--org", type=int, default=None, help="only this organisation's keys")
+    listing.add_argument("--active", action="store_true", help="leave out revoked keys")
+    listing.add_argument("--json", action="store_true", help="JSON instead of a table")
+    revoke = keys_sub.add_parser(
+        "revoke", help="revoke a key by its id (see `keys list`); refused from the next request"
+    )
+    db_arg(revoke)
+    revoke.add_argument("key_id", type=int, metavar="ID")
 
     bill = sub.add_parser("billing", help="billing")
     bill_sub = bill.add_subparsers(dest="billing_command", required=True)
@@ -106,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
 
         print(json.dumps(init_demo(ledger), indent=2))
     elif args.command == "keys":
+        if args.keys_command == "list":
+            return _keys_list(ledger.engine, args)
+        if args.keys_command == "revoke":
+            return _keys_revoke(ledger, args)
         return _keys_create(ledger, args)
     elif args.command == "billing":
         at = None
@@ -128,8 +146,18 @@ def _keys_create(ledger: object, args: argparse.Namespace) -> int:
     from .ledger import Ledger, LedgerError
 
     assert isinstance(ledger, Ledger)
-    if args.org is None or args.role is None:
-        print("error: give --org and --role", file=sys.stderr)
+    if args.member is not None:
+        if args.org is not None or args.role is not None or args.name is not None:
+            print("error: --member names the member already; leave out --org, --role and --name", file=sys.stderr)
+            return 2
+        with ledger._write() as conn:
+            row = conn.execute(select(members.c.org_id, members.c.role).where(members.c.id == args.member)).first()
+            if row is None:
+                print(f"error: there is no member {args.member}", file=sys.stderr)
+                return 2
+            args.org, args.role = row.org_id, row.role
+    elif args.org is None or args.role is None:
+        print("error: give --org and --role (or --member)", file=sys.stderr)
         return 2
     try:
         ledger.org(args.org)
@@ -138,8 +166,8 @@ def _keys_create(ledger: object, args: argparse.Namespace) -> int:
         return 2
     key = new_random_key()
     with ledger._write() as conn:
-        member_id = None
-        if args.name is None:
+        member_id = args.member
+        if member_id is None and args.name is None:
             member_id = conn.execute(
                 select(members.c.id)
                 .where(members.c.org_id == args.org, members.c.role == args.role)
@@ -155,6 +183,40 @@ def _keys_create(ledger: object, args: argparse.Namespace) -> int:
         f"key {key_id} for member {member_id} ({args.role}) of org {args.org}; it will not be shown again",
         file=sys.stderr,
     )
+    return 0
+
+
+def _keys_list(engine: Any, args: argparse.Namespace) -> int:
+    from .keys import list_keys
+
+    found = list_keys(engine, org_id=args.org, include_revoked=not args.active)
+    if args.json:
+        print(json.dumps({"keys": [k.to_json() for k in found]}, indent=2))
+        return 0
+    head = ("id", "org", "member", "role", "label", "created", "revoked")
+    rows = [
+        (str(k.id), str(k.org_id), f"{k.member} (#{k.member_id})", k.role, k.label, k.created or "", k.revoked or "-")
+        for k in found
+    ]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(head)]
+    for line in [head, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+    return 0
+
+
+def _keys_revoke(ledger: Any, args: argparse.Namespace) -> int:
+    from .keys import KeyNotFound, revoke_key
+
+    try:
+        info, done = revoke_key(ledger.engine, args.key_id, ledger.now())
+    except KeyNotFound:
+        print(f"error: there is no key {args.key_id} (see `act3-server keys list`)", file=sys.stderr)
+        return 2
+    who = f"key {info.id} of {info.member} ({info.role}, org {info.org_id})"
+    if done:
+        print(f"revoked {who} at {info.revoked}; every request with it is refused from now on")
+    else:
+        print(f"{who} was already revoked at {info.revoked}; nothing changed")
     return 0
 
 
