@@ -4,7 +4,6 @@ Endpoints that touch the database are plain `def` (FastAPI runs them in its thre
 events long poll, which is `async` and only borrows a thread for each short database read.
 """
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -23,10 +22,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from act3_credits.core import pricing
 
+from . import longpoll
 from .auth import parse_bearer
 from .clock import ClockMovedBack, DbClock
-from .errors import ApiError, error_response
+from .errors import ApiError, error_response, is_database_unavailable, unavailable_response
 from .events import EventBus
+from .keys import KeyCheck
 from .ledger import MAX_DB_INT, Actor, Ledger, LedgerError, Result
 
 log = logging.getLogger("act3_server")
@@ -90,6 +91,26 @@ def _idempotency_key(value: str | None) -> str:
     return value
 
 
+def _database_errors() -> tuple[type[Exception], ...]:
+    """Errors of the database layer, answered by their own handler (no traceback per request
+    while the database is away): SQLAlchemy's, and the drivers' own from the raw key check."""
+    import sqlite3
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    found: list[type[Exception]] = [SQLAlchemyError, sqlite3.Error]
+    try:
+        import psycopg
+
+        found.append(psycopg.Error)
+    except ImportError:  # pragma: no cover - SQLite-only installs
+        pass
+    return tuple(found)
+
+
+DATABASE_ERRORS = _database_errors()
+
+
 # 200 shots take about 30 KB of JSON; anything far beyond that is refused before it is read.
 MAX_BODY_BYTES = 1 << 20
 
@@ -147,12 +168,14 @@ def create_app(
     on_start: Callable[[], None] | None = None,
     on_stop: Callable[[], None] | None = None,
 ) -> FastAPI:
-    bus = bus or EventBus()
+    events_bus = bus or EventBus(ledger.engine)
+    keys = KeyCheck(ledger.engine)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         # Long polls each borrow a worker thread only briefly, but sync endpoints share the pool.
         anyio.to_thread.current_default_thread_limiter().total_tokens = 64
+        events_bus.start()
         if on_start:
             on_start()
         try:
@@ -160,6 +183,7 @@ def create_app(
         finally:
             if on_stop:
                 on_stop()
+            events_bus.stop()
 
     app = FastAPI(
         title="ACT3 credits API",
@@ -169,6 +193,19 @@ def create_app(
         strict_content_type=False,  # a JSON body is JSON even without Content-Type: application/json
     )
     app.add_middleware(BodyLimit)
+
+    def unexpected(exc: BaseException) -> JSONResponse:
+        if is_database_unavailable(exc):
+            # One line, no traceback: while the database is away every request lands here.
+            log.warning("database unavailable: %s: %s", type(exc).__name__, str(exc).strip().splitlines()[:1])
+            return unavailable_response()
+        log.error("unexpected error", exc_info=exc)  # details go to the log, never into the body
+        return error_response("internal_error", "Something went wrong on our side; nothing was changed.", 500)
+
+    # Outermost of ours: the idle long polls' cheap path (the route below stays the reference).
+    app.add_middleware(
+        longpoll.EventsFastPath, ledger=ledger, bus=events_bus, authenticate=keys.authenticate, on_error=unexpected
+    )
 
     # --- errors ------------------------------------------------------------------------------------
 
@@ -200,15 +237,21 @@ def create_app(
             return error_response("malformed_json", "The request body is not valid JSON.")
         return error_response("bad_request", str(exc.detail), exc.status_code)
 
+    async def _database_error(_r: Request, exc: Exception) -> JSONResponse:
+        return unexpected(exc)  # 503 when the database is away, else 500
+
+    for db_error in DATABASE_ERRORS:
+        app.add_exception_handler(db_error, _database_error)
+
     @app.exception_handler(Exception)
     async def _unexpected(_r: Request, exc: Exception) -> JSONResponse:
-        log.exception("unexpected error")  # details go to the log, never into the body
-        return error_response("internal_error", "Something went wrong on our side; nothing was changed.", 500)
+        return unexpected(exc)
 
     # --- auth --------------------------------------------------------------------------------------
 
     def actor(authorization: Annotated[str | None, Header(include_in_schema=False)] = None) -> Actor:
-        who = ledger.authenticate(parse_bearer(authorization))
+        # Checked against the database on every request: a revoked key fails from the next one on.
+        who = keys.authenticate(parse_bearer(authorization))
         if who is None:
             raise ApiError("unauthorized", "Send a valid API key as 'Authorization: Bearer KEY'.")
         return who
@@ -289,15 +332,7 @@ def create_app(
     ) -> dict[str, Any]:
         if after is None:
             return {"events": [], "last_seq": await run_in_threadpool(ledger.last_seq, who.org_id)}
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        while True:
-            found = await run_in_threadpool(ledger.events_after, who.org_id, after)
-            left = deadline - loop.time()
-            if found or left <= 0:
-                break
-            await bus.wait(left)
-        return {"events": found, "last_seq": found[-1]["seq"] if found else after}
+        return await longpoll.answer(ledger, events_bus, who.org_id, after, wait)
 
     @app.get("/v1/credit-packs", tags=["purchases"])
     def credit_packs(who: Who) -> dict[str, Any]:

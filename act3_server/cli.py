@@ -1,4 +1,4 @@
-"""`act3-server`: serve, init-demo, keys create, billing run."""
+"""`act3-server`: serve, init-demo, keys create/list/revoke, billing run."""
 
 from __future__ import annotations
 
@@ -7,8 +7,19 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from typing import Any
 
 from .db import default_database_url
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0.01 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0.01 and 3600 seconds")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,6 +41,36 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--render-speed", type=float, default=1.0, help="real seconds per rendered second")
     serve.add_argument("--fail-rate", type=float, default=0.0, help="probability that a shot fails")
     serve.add_argument("--workers", type=int, default=4, help="render threads in this process")
+    serve.add_argument(
+        "--header-timeout",
+        type=_seconds,
+        default=10.0,
+        metavar="S",
+        help="close a connection whose request head is not in within S seconds (default: 10)",
+    )
+    serve.add_argument(
+        "--body-timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="S",
+        help="close a connection whose request body is not in within S seconds of its head (default: 30)",
+    )
+    serve.add_argument(
+        "--events-recheck",
+        type=_seconds,
+        default=0.1,
+        metavar="S",
+        help="while long polls wait, look for events written by other processes every S seconds "
+        "(SQLite; on PostgreSQL only while LISTEN is down) (default: 0.1)",
+    )
+    serve.add_argument(
+        "--events-backstop",
+        type=_seconds,
+        default=2.0,
+        metavar="S",
+        help="PostgreSQL: other serve processes wake long polls at once (LISTEN/NOTIFY); also look "
+        "every S seconds for events written without a NOTIFY (default: 2)",
+    )
 
     demo = sub.add_parser("init-demo", help="create the demo orgs and print their keys as JSON")
     db_arg(demo)
@@ -38,9 +79,24 @@ def _parser() -> argparse.ArgumentParser:
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a random key and print it once")
     db_arg(create)
-    create.add_argument("--org", type=int, required=True)
-    create.add_argument("--role", required=True, choices=["owner", "admin", "editor", "viewer"])
-    create.add_argument("--name", default=None, help="member name (default: a new member named after the role)")
+    create.add_argument("--org", type=int, default=None)
+    create.add_argument("--role", default=None, choices=["owner", "admin", "editor", "viewer"])
+    create.add_argument(
+        "--name", default=None, help="a new member of this name (default: the org's first member of that role)"
+    )
+    create.add_argument(
+        "--member", type=int, default=None, help="a key for this existing member (instead of --org/--role): rotation"
+    )
+    listing = keys_sub.add_parser("list", help="list keys: id, member, role, label, created, revoked (never a key)")
+    db_arg(listing)
+    listing.add_argument("--org", type=int, default=None, help="only this organisation's keys")
+    listing.add_argument("--active", action="store_true", help="leave out revoked keys")
+    listing.add_argument("--json", action="store_true", help="JSON instead of a table")
+    revoke = keys_sub.add_parser(
+        "revoke", help="revoke a key by its id (see `keys list`); refused from the next request"
+    )
+    db_arg(revoke)
+    revoke.add_argument("key_id", type=int, metavar="ID")
 
     bill = sub.add_parser("billing", help="billing")
     bill_sub = bill.add_subparsers(dest="billing_command", required=True)
@@ -64,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
 
         print(json.dumps(init_demo(ledger), indent=2))
     elif args.command == "keys":
+        if args.keys_command == "list":
+            return _keys_list(ledger.engine, args)
+        if args.keys_command == "revoke":
+            return _keys_revoke(ledger, args)
         return _keys_create(ledger, args)
     elif args.command == "billing":
         at = None
@@ -81,11 +141,24 @@ def main(argv: list[str] | None = None) -> int:
 def _keys_create(ledger: object, args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from .auth import new_random_key
-    from .db import members
+    from .auth import hash_key, new_random_key
+    from .db import api_keys, members
     from .ledger import Ledger, LedgerError
 
     assert isinstance(ledger, Ledger)
+    if args.member is not None:
+        if args.org is not None or args.role is not None or args.name is not None:
+            print("error: --member names the member already; leave out --org, --role and --name", file=sys.stderr)
+            return 2
+        with ledger._write() as conn:
+            row = conn.execute(select(members.c.org_id, members.c.role).where(members.c.id == args.member)).first()
+            if row is None:
+                print(f"error: there is no member {args.member}", file=sys.stderr)
+                return 2
+            args.org, args.role = row.org_id, row.role
+    elif args.org is None or args.role is None:
+        print("error: give --org and --role (or --member)", file=sys.stderr)
+        return 2
     try:
         ledger.org(args.org)
     except LedgerError as exc:
@@ -93,8 +166,8 @@ def _keys_create(ledger: object, args: argparse.Namespace) -> int:
         return 2
     key = new_random_key()
     with ledger._write() as conn:
-        member_id = None
-        if args.name is None:
+        member_id = args.member
+        if member_id is None and args.name is None:
             member_id = conn.execute(
                 select(members.c.id)
                 .where(members.c.org_id == args.org, members.c.role == args.role)
@@ -104,15 +177,64 @@ def _keys_create(ledger: object, args: argparse.Namespace) -> int:
             name = args.name or f"{args.role.title()} ({args.role})"
             member_id = ledger.add_member_in(conn, args.org, name, args.role)
         ledger.add_key_in(conn, member_id, key, "random")
+        key_id = conn.execute(select(api_keys.c.id).where(api_keys.c.key_hash == hash_key(key))).scalar_one()
     print(key)  # shown once; only its hash is stored
-    print(f"key for member {member_id} ({args.role}) of org {args.org}; it will not be shown again", file=sys.stderr)
+    print(
+        f"key {key_id} for member {member_id} ({args.role}) of org {args.org}; it will not be shown again",
+        file=sys.stderr,
+    )
     return 0
+
+
+def _keys_list(engine: Any, args: argparse.Namespace) -> int:
+    from .keys import list_keys
+
+    found = list_keys(engine, org_id=args.org, include_revoked=not args.active)
+    if args.json:
+        print(json.dumps({"keys": [k.to_json() for k in found]}, indent=2))
+        return 0
+    head = ("id", "org", "member", "role", "label", "created", "revoked")
+    rows = [
+        (str(k.id), str(k.org_id), f"{k.member} (#{k.member_id})", k.role, k.label, k.created or "", k.revoked or "-")
+        for k in found
+    ]
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(head)]
+    for line in [head, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+    return 0
+
+
+def _keys_revoke(ledger: Any, args: argparse.Namespace) -> int:
+    from .keys import KeyNotFound, revoke_key
+
+    try:
+        info, done = revoke_key(ledger.engine, args.key_id, ledger.now())
+    except KeyNotFound:
+        print(f"error: there is no key {args.key_id} (see `act3-server keys list`)", file=sys.stderr)
+        return 2
+    who = f"key {info.id} of {info.member} ({info.role}, org {info.org_id})"
+    if done:
+        print(f"revoked {who} at {info.revoked}; every request with it is refused from now on")
+    else:
+        print(f"{who} was already revoked at {info.revoked}; nothing changed")
+    return 0
+
+
+class _QuietLongPolls(logging.Filter):
+    """Drops `GET /v1/events?...` answered 200 from the access log; errors stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and args[4] == 200 and args[1] == "GET":
+            path = str(args[2])
+            return not (path == "/v1/events" or path.startswith("/v1/events?"))
+        return True
 
 
 def _serve(args: argparse.Namespace, url: str) -> int:
     import uvicorn
 
-    from .server import build_service
+    from .server import MAX_HEAD_BYTES, build_service, guarded_protocol
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     service = build_service(
@@ -121,10 +243,24 @@ def _serve(args: argparse.Namespace, url: str) -> int:
         render_speed=args.render_speed,
         fail_rate=args.fail_rate,
         workers=args.workers,
+        events_recheck_s=args.events_recheck,
+        events_backstop_s=args.events_backstop,
     )
     # uvicorn's access log prints the request line only (never headers), so keys stay out of logs.
+    # An answered long poll is not logged: each idle Blender session makes one every 10 s.
+    logging.getLogger("uvicorn.access").addFilter(_QuietLongPolls())
     # A long poll may wait 30 s; on shutdown give requests 2 s, then close.
+    # Slow clients: every request's head and body have a deadline, a head is at most 16 KiB
+    # (larger is 400), and an idle keep-alive connection is closed after 5 s.
     uvicorn.run(
-        service.app, host=args.host, port=args.port, log_level="info", access_log=True, timeout_graceful_shutdown=2
+        service.app,
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        access_log=True,
+        timeout_graceful_shutdown=2,
+        http=guarded_protocol(args.header_timeout, args.body_timeout),
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        timeout_keep_alive=5,
     )
     return 0

@@ -3,12 +3,17 @@
 Plain Python over SQLAlchemy Core, so tests drive it directly and the HTTP layer is a thin shell.
 Rules that keep the books right:
 - every balance change runs in one write transaction that first locks the org's account row
-  (BEGIN IMMEDIATE on SQLite, SELECT ... FOR UPDATE on PostgreSQL) and applies any due refill;
+  (BEGIN IMMEDIATE on SQLite; SELECT ... FOR UPDATE, or UPDATE ... RETURNING, on PostgreSQL) and
+  applies any due refill (or, on the driver path, finds none due);
 - a job row is always locked before its org's account row (one lock order, no deadlocks);
-- events are written in the same transaction as the change, after the account lock, so their
-  sequence numbers commit in order for each org;
+- job ids, purchase ids and event numbers are counted per org on the account row, under its lock,
+  so they commit in order for each org and show nothing of other orgs; events are written in the
+  same transaction as their change;
 - every movement of a bucket (monthly, bank_rolled, bank_purchased, held) is a journal row, so the
   balances can be replayed from the journal.
+The hold, the claim and the charge have a second implementation on the driver (`_create_job_fast`,
+`_claim_fast`, `_complete_fast`, see _Fallback) for their common case; the general methods
+(`_create_job`, `_claim`, `_complete`) are the reference and take every other case.
 Credits are integers everywhere; every price comes from act3_credits.core.pricing.
 """
 
@@ -28,10 +33,24 @@ from datetime import UTC, date, datetime
 from datetime import time as dtime
 from typing import Any
 
-from sqlalchemy import Integer, bindparam, func, literal_column, or_, select, text, true, tuple_
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    Integer,
+    String,
+    bindparam,
+    func,
+    literal_column,
+    or_,
+    select,
+    text,
+    true,
+    tuple_,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 
 from act3_credits.core import pricing
 
@@ -41,6 +60,8 @@ from .clock import utcnow
 from .db import (
     BUCKETS,
     NOT_RENDER,
+    DriverSql,
+    RawTx,
     accounts,
     api_keys,
     events,
@@ -53,6 +74,7 @@ from .db import (
     members,
     orgs,
     purchases,
+    raw_write_tx,
     read_tx,
     refills,
     shots,
@@ -183,6 +205,247 @@ def _flush(conn: Connection, tx: _TxBuffers) -> int:
     if tx.events:
         conn.execute(_INSERT_EVENTS, tx.events)
     return len(tx.events)
+
+
+# --- the charge path on the driver ------------------------------------------------------------------
+# create_job, claim_next_shot and complete_shot run these, built once, on the DBAPI cursor
+# (db.raw_write_tx). Each covers the common case in as few statements as it can (UPDATE ...
+# RETURNING takes the account's lock, checks it and changes it at once); anything else (a refill
+# due, a 402 to explain, a replay, an expired lease, a job ending with credits still held) raises
+# _Fallback, which rolls the transaction back and runs the general method instead.
+
+
+class _Fallback(Exception):
+    pass
+
+
+def _bp(name: str, type_: Any = None) -> Any:
+    return bindparam(name, type_=type_) if type_ is not None else bindparam(name)
+
+
+_A = accounts
+_STATE_COLUMNS = [_A.c[k] for k in _ACCOUNT_STATE]
+_QUEUED: Any = literal_column("'queued'")
+_PROCESSING: Any = literal_column("'processing'")
+_RUNNABLE_SQL = or_(jobs.c.status == _QUEUED, jobs.c.status == _PROCESSING)
+
+# The hold: lock the account, check the refill is done and the credits are there, hold them, and
+# take the job's number and two event numbers, in one statement.
+_HOLD = DriverSql(
+    _A.update()
+    .where(
+        _A.c.org_id == _bp("org_id"),
+        _A.c.period_start >= _bp("due", _A.c.period_start.type),
+        _A.c.monthly_remaining + _A.c.bank_rolled + _A.c.bank_purchased - _A.c.held >= _bp("total", BigInteger()),
+    )
+    .values(
+        held=_A.c.held + _bp("total", BigInteger()),
+        version=_A.c.version + 1,
+        last_job_number=_A.c.last_job_number + 1,
+        last_event_seq=_A.c.last_event_seq + 2,
+    )
+    .returning(*_STATE_COLUMNS)
+)
+_KNOWN_KEY = DriverSql(
+    select(literal_column("1")).where(idempotency.c.org_id == _bp("org_id"), idempotency.c.key == _bp("key"))
+)
+_JOB_COLUMNS = (
+    "org_id",
+    "number",
+    "member_id",
+    "member_name",
+    "name",
+    "status",
+    "created_at",
+    "updated_at",
+    "estimated_credits",
+    "charged_credits",
+    "held",
+)
+_INSERT_JOB = DriverSql(jobs.insert().values({c: _bp(c, jobs.c[c].type) for c in _JOB_COLUMNS}).returning(jobs.c.id))
+_SHOT_COLUMNS = (
+    "job_id",
+    "idx",
+    "name",
+    "engine",
+    "tier",
+    "requested_duration_s",
+    "duration_s",
+    "credits",
+    "status",
+    "attempts",
+)
+_INSERT_SHOTS = DriverSql(shots.insert().values({c: _bp(c, shots.c[c].type) for c in _SHOT_COLUMNS}))
+_INSERT_JOURNAL_ROWS = DriverSql(
+    journal.insert().values(
+        {
+            c: _bp(c, journal.c[c].type)
+            for c in ("org_id", "transaction_id", "job_id", "bucket", "delta", "reason", "at")
+        }
+    )
+)
+_INSERT_EVENT_ROWS = DriverSql(
+    events.insert().values({c: _bp(c, events.c[c].type) for c in ("org_id", "seq", "type", "at", "data")})
+)
+_INSERT_IDEMPOTENCY = DriverSql(
+    idempotency.insert().values(
+        {
+            c: _bp(c, idempotency.c[c].type)
+            for c in ("org_id", "key", "request_hash", "status_code", "response", "created_at")
+        }
+    )
+)
+_SAVE_ACCOUNT_ROW = DriverSql(_SAVE_ACCOUNT)
+
+# The claim: the first runnable job without a live lease, skipping jobs another worker holds.
+_PROBE_RUNNABLE = DriverSql(
+    select(jobs.c.id)
+    .where(_RUNNABLE_SQL, or_(jobs.c.current_shot_id.is_(None), jobs.c.lease_expires < _bp("real", Float())))
+    .limit(literal_column("1"))
+)
+_CLAIM_JOB = DriverSql(
+    select(jobs.c.id, jobs.c.org_id, jobs.c.number, jobs.c.status, jobs.c.current_shot_id)
+    .where(_RUNNABLE_SQL, or_(jobs.c.current_shot_id.is_(None), jobs.c.lease_expires < _bp("real", Float())))
+    .order_by(jobs.c.id)
+    .limit(literal_column("1"))
+    .with_for_update(skip_locked=True)
+)
+_NEXT = shots.alias("next_shot")
+_START_SHOT = DriverSql(
+    shots.update()
+    .where(
+        shots.c.id
+        == select(_NEXT.c.id)
+        .where(_NEXT.c.job_id == _bp("job_id"), _NEXT.c.status == _QUEUED)
+        .order_by(_NEXT.c.idx)
+        .limit(literal_column("1"))
+        .scalar_subquery()
+    )
+    .values(status=_PROCESSING, attempts=shots.c.attempts + 1)
+    .returning(shots.c.id, shots.c.idx, shots.c.duration_s, shots.c.credits)
+)
+_LEASE_JOB = DriverSql(
+    jobs.update()
+    .where(jobs.c.id == _bp("job_id"))
+    .values(
+        status=_PROCESSING,
+        current_shot_id=_bp("shot_id", Integer()),
+        lease_owner=_bp("worker", String()),
+        lease_expires=_bp("expires", Float()),
+        updated_at=_bp("now", jobs.c.updated_at.type),
+    )
+)
+# Event numbers for a change that does not touch the balances: the account row is locked only
+# from here to the commit, one statement later.
+_TAKE_EVENT_SEQ = DriverSql(
+    _A.update()
+    .where(_A.c.org_id == _bp("org_id"))
+    .values(last_event_seq=_A.c.last_event_seq + 1)
+    .returning(_A.c.last_event_seq)
+)
+
+# PostgreSQL: the same, numbered and written by one statement (a data-modifying WITH).
+_NEXT_SEQ = (
+    _A.update()
+    .where(_A.c.org_id == _bp("org_id"))
+    .values(last_event_seq=_A.c.last_event_seq + 1)
+    .returning(_A.c.last_event_seq)
+    .cte("next_seq")
+)
+_INSERT_NUMBERED_EVENT = DriverSql(
+    events.insert().from_select(
+        ["org_id", "seq", "type", "at", "data"],
+        select(
+            _bp("org_id", Integer()),
+            _NEXT_SEQ.c.last_event_seq,
+            _bp("type", String()),
+            _bp("at", events.c.at.type),
+            _bp("data", events.c.data.type),
+        ),
+    )
+)
+
+# The charge.
+_LOCK_CLAIMED_JOB = DriverSql(
+    select(
+        jobs.c.id,
+        jobs.c.number,
+        jobs.c.status,
+        jobs.c.current_shot_id,
+        jobs.c.lease_owner,
+        jobs.c.held,
+        jobs.c.charged_credits,
+        jobs.c.member_name,
+    )
+    .where(jobs.c.id == _bp("job_id"))
+    .with_for_update()
+)
+_COMPLETE_SHOT = DriverSql(
+    shots.update()
+    .where(shots.c.id == _bp("shot_id"), shots.c.status == _PROCESSING)
+    .values(status=literal_column("'completed'"), completed_at=_bp("now", shots.c.completed_at.type))
+    .returning(shots.c.idx, shots.c.name, shots.c.engine, shots.c.tier, shots.c.duration_s, shots.c.credits)
+)
+_OPEN_SHOTS = DriverSql(
+    select(func.count()).where(
+        shots.c.job_id == _bp("job_id"), or_(shots.c.status == _QUEUED, shots.c.status == _PROCESSING)
+    )
+)
+_LOCK_FOR_CHARGE = DriverSql(
+    _A.update()
+    .where(_A.c.org_id == _bp("org_id"), _A.c.period_start >= _bp("due", _A.c.period_start.type))
+    .values(version=_A.c.version + 1, last_event_seq=_A.c.last_event_seq + _bp("events", BigInteger()))
+    .returning(*_STATE_COLUMNS)
+)
+_INSERT_RENDER = DriverSql(
+    transactions.insert()
+    .values(
+        {
+            c: _bp(c, transactions.c[c].type)
+            for c in (
+                "org_id",
+                "at",
+                "kind",
+                "shot",
+                "engine",
+                "tier",
+                "duration_s",
+                "credits",
+                "monthly_delta",
+                "bank_delta",
+                "job_id",
+                "shot_id",
+                "member",
+            )
+        }
+    )
+    .returning(transactions.c.id)
+)
+_CHARGE_JOB = DriverSql(
+    jobs.update()
+    .where(jobs.c.id == _bp("job_id"))
+    .values(
+        charged_credits=jobs.c.charged_credits + _bp("cost", BigInteger()),
+        held=jobs.c.held - _bp("cost", BigInteger()),
+        status=_bp("status", String()),
+        current_shot_id=None,
+        lease_owner=None,
+        lease_expires=None,
+        updated_at=_bp("now", jobs.c.updated_at.type),
+    )
+)
+
+
+def _account_from_row(tx: RawTx, org_id: int, row: Sequence[Any]) -> dict[str, Any]:
+    acct = dict(zip(_ACCOUNT_STATE, row, strict=True))
+    acct["org_id"] = org_id
+    if tx.sqlite and isinstance(acct["period_start"], str):
+        acct["period_start"] = date.fromisoformat(acct["period_start"])
+    return acct
+
+
+def _save_account_params(acct: Mapping[str, Any]) -> dict[str, Any]:
+    return {"key_org_id": acct["org_id"], **{k: acct[k] for k in _ACCOUNT_STATE}}
 
 
 def _insert_id(conn: Connection, stmt: Any) -> int:
@@ -751,6 +1014,22 @@ class Ledger:
             if why:
                 extra = {"tier": p.tier, "plan": org.plan} if why[0] == "tier_not_allowed" else {}
                 raise LedgerError(why[0], why[1], **extra)
+        try:
+            return self._create_job_fast(actor, org, name, shot_specs, prices, idempotency_key)
+        except (_Fallback, IntegrityError):  # a replay, a refill or a 402 to explain, a key raced
+            return self._create_job(actor, name, shot_specs, idempotency_key)
+
+    def _create_job(
+        self, actor: Actor, name: str, shot_specs: Sequence[Mapping[str, Any]], idempotency_key: str | None = None
+    ) -> Result:
+        """create_job, every case (the reference for `_create_job_fast`)."""
+        prices = self.price_shots(shot_specs)
+        org = self.org(actor.org_id)
+        for p in prices:
+            why = self._blocked_reason(actor, org, p.tier)
+            if why:
+                extra = {"tier": p.tier, "plan": org.plan} if why[0] == "tier_not_allowed" else {}
+                raise LedgerError(why[0], why[1], **extra)
         total = pricing.batch_total(prices)
         names = [str(spec.get("name", "")) for spec in shot_specs]
         request_hash = _canonical_hash(
@@ -822,9 +1101,7 @@ class Ledger:
         """A replayed `POST /v1/jobs` answers the job as it is now (paused, canceled, rendered...),
         still marked as a replay: the stored first answer said "queued", which a client retrying
         after a time-out would take for the truth."""
-        row = conn.execute(
-            select(jobs).where(jobs.c.org_id == org_id, jobs.c.number == replay.body.get("id"))
-        ).first()
+        row = conn.execute(select(jobs).where(jobs.c.org_id == org_id, jobs.c.number == replay.body.get("id"))).first()
         if row is None:  # cannot happen (jobs are never deleted): the stored answer, as before
             return replay
         return Result(replay.status, self._job_rows(conn, [row])[0], replayed=True)
@@ -978,19 +1255,10 @@ class Ledger:
     # --- the runner's side -------------------------------------------------------------------------
 
     def has_runnable(self) -> bool:
-        """A cheap read before taking a write lock to claim."""
-        with read_tx(self.engine) as conn:
-            return (
-                conn.execute(
-                    select(jobs.c.id)
-                    .where(
-                        jobs.c.status.in_(RUNNABLE),
-                        or_(jobs.c.current_shot_id.is_(None), jobs.c.lease_expires < time.time()),
-                    )
-                    .limit(1)
-                ).first()
-                is not None
-            )
+        """Kept for callers that ask first: the claim now makes that check itself (on SQLite a
+        read before it takes the write lock, on PostgreSQL the claim's SKIP LOCKED select), so a
+        separate read would only be a second round trip."""
+        return True
 
     def claim_next_shot(self, worker: str, lease_s: float = 10.0) -> Claim | None:
         """Lease the next queued shot of a runnable job that has no live shot rendering.
@@ -998,6 +1266,13 @@ class Ledger:
         One shot per job at a time (a job's shots render in order); different jobs in parallel.
         A shot whose lease expired (its worker died) goes back to the queue and is claimed again.
         """
+        try:
+            return self._claim_fast(worker, lease_s)
+        except _Fallback:  # an expired lease to take over, or a job with nothing left to render
+            return self._claim(worker, lease_s)
+
+    def _claim(self, worker: str, lease_s: float = 10.0) -> Claim | None:
+        """claim_next_shot, every case (the reference for `_claim_fast`)."""
         now = self.now()
         with self._write() as conn:
             real = time.time()
@@ -1094,6 +1369,13 @@ class Ledger:
 
     def complete_shot(self, claim: Claim) -> bool:
         """Charge the shot its estimate from the job's hold: monthly first, then the bank."""
+        try:
+            return self._complete_fast(claim)
+        except _Fallback:  # a refill due first, or a job that ends with credits still held
+            return self._complete(claim)
+
+    def _complete(self, claim: Claim) -> bool:
+        """complete_shot, every case (the reference for `_complete_fast`)."""
         now = self.now()
         with self._write() as conn:
             job = self._lock_claimed(conn, claim)
@@ -1146,6 +1428,294 @@ class Ledger:
                 now,
             )
             self._finish_if_done(conn, org, acct, job.id, job.number, now)
+        return True
+
+    # --- the charge path on the driver (see _HOLD and _Fallback) ----------------------------------
+
+    def _event_row(self, org_id: int, seq: int, type_: str, data: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+        return {"org_id": org_id, "seq": seq, "type": type_, "at": to_db(now), "data": json.dumps(data)}
+
+    def _create_job_fast(
+        self,
+        actor: Actor,
+        org: Org,
+        name: str,
+        shot_specs: Sequence[Mapping[str, Any]],
+        prices: Sequence[pricing.ShotPrice],
+        idempotency_key: str | None,
+    ) -> Result:
+        total = pricing.batch_total(prices)
+        names = [str(spec.get("name", "")) for spec in shot_specs]
+        now = self.now()
+        at = to_db(now)
+        with raw_write_tx(self.engine) as tx:
+            if idempotency_key is not None and tx.one(_KNOWN_KEY, {"org_id": org.id, "key": idempotency_key}):
+                raise _Fallback  # a replay (or a conflict): the general path answers it
+            row = tx.one(
+                _HOLD,
+                {"org_id": org.id, "due": billing.period_start(now.date(), org.billing_day), "total": total},
+            )
+            if row is None:
+                raise _Fallback  # a refill is due first, or the credits are not there (a 402 to explain)
+            acct = _account_from_row(tx, org.id, row)
+            number = acct["last_job_number"]
+            job_id = tx.one(
+                _INSERT_JOB,
+                {
+                    "org_id": org.id,
+                    "number": number,
+                    "member_id": actor.member_id,
+                    "member_name": actor.member_name,
+                    "name": name,
+                    "status": "queued",
+                    "created_at": at,
+                    "updated_at": at,
+                    "estimated_credits": total,
+                    "charged_credits": 0,
+                    "held": total,
+                },
+            )[0]
+            shot_rows = [
+                {
+                    "job_id": job_id,
+                    "idx": i,
+                    "name": n,
+                    "engine": p.engine,
+                    "tier": p.tier,
+                    "requested_duration_s": float(p.requested_s),
+                    "duration_s": p.duration_s,
+                    "credits": p.credits,
+                    "status": "queued",
+                    "attempts": 0,
+                }
+                for i, (n, p) in enumerate(zip(names, prices, strict=True))
+            ]
+            with tx.batch():  # nothing below needs an answer: one round trip on PostgreSQL
+                tx.executemany(_INSERT_SHOTS, shot_rows)
+                counts = Counter(names)
+                tx.executemany(
+                    _SHOT_NAMES_UPSERT[tx.dialect.name],
+                    [{"org_id": org.id, "shot": n, "shot_key": n.lower(), "shots": c} for n, c in counts.items()],
+                )
+                tx.execute(
+                    _INSERT_JOURNAL_ROWS,
+                    {
+                        "org_id": org.id,
+                        "transaction_id": None,
+                        "job_id": job_id,
+                        "bucket": "held",
+                        "delta": total,
+                        "reason": "hold",
+                        "at": at,
+                    },
+                )
+                seq = acct["last_event_seq"]
+                balance = self._credits_json(org, acct, now)
+                tx.executemany(
+                    _INSERT_EVENT_ROWS,
+                    [
+                        self._event_row(
+                            org.id, seq - 1, "balance.changed", {"balance": balance, "reason": "hold"}, now
+                        ),
+                        self._event_row(
+                            org.id, seq, "job.status", {"job_id": number, "status": "queued", "reason": None}, now
+                        ),
+                    ],
+                )
+                stamp = iso(now)
+                body = {
+                    "id": number,
+                    "name": name,
+                    "status": "queued",
+                    "created_at": stamp,
+                    "updated_at": stamp,
+                    "member": actor.member_name,
+                    "estimated_credits": total,
+                    "charged_credits": 0,
+                    "held": total,
+                    "shots": [
+                        {
+                            "index": r["idx"],
+                            "name": r["name"],
+                            "engine": r["engine"],
+                            "tier": r["tier"],
+                            "requested_duration_s": r["requested_duration_s"],
+                            "duration_s": r["duration_s"],
+                            "credits": r["credits"],
+                            "status": "queued",
+                            "error": None,
+                            "completed_at": None,
+                        }
+                        for r in shot_rows
+                    ],
+                }
+                if idempotency_key is not None:
+                    request_hash = _canonical_hash(
+                        "jobs",
+                        {
+                            "name": name,
+                            "shots": [[n, p.engine, p.tier, p.requested_s] for n, p in zip(names, prices, strict=True)],
+                        },
+                    )
+                    tx.execute(
+                        _INSERT_IDEMPOTENCY,
+                        {
+                            "org_id": org.id,
+                            "key": idempotency_key,
+                            "request_hash": request_hash,
+                            "status_code": 201,
+                            "response": json.dumps(body),
+                            "created_at": at,
+                        },
+                    )
+        self._events_written()
+        return Result(201, body)
+
+    def _events_written(self) -> None:
+        if self.on_event is not None:
+            self.on_event()
+
+    def _claim_fast(self, worker: str, lease_s: float) -> Claim | None:
+        real = time.time()
+        if self.engine.dialect.name == "sqlite" and not self._anything_runnable(real):
+            return None  # idle: no write lock taken just to find nothing
+        now = self.now()
+        with raw_write_tx(self.engine) as tx:
+            job = tx.one(_CLAIM_JOB, {"real": real})
+            if job is None:
+                return None
+            job_id, org_id, number, status, current = job
+            if current is not None:
+                raise _Fallback  # its lease ran out: the general path puts that shot back first
+            shot = tx.one(_START_SHOT, {"job_id": job_id})
+            if shot is None:
+                raise _Fallback  # nothing left to render: the general path settles the job
+            shot_id, idx, duration_s, credits = shot
+            lease = {
+                "job_id": job_id,
+                "shot_id": shot_id,
+                "worker": worker,
+                "expires": real + lease_s,
+                "now": to_db(now),
+            }
+            wrote = status != "processing"
+            data = {"job_id": number, "status": "processing", "reason": None}
+            if tx.sqlite:
+                tx.execute(_LEASE_JOB, lease)
+                if wrote:
+                    seq = tx.one(_TAKE_EVENT_SEQ, {"org_id": org_id})[0]
+                    tx.execute(_INSERT_EVENT_ROWS, self._event_row(org_id, seq, "job.status", data, now))
+            else:
+                with tx.batch():  # the lease and the event (numbered in SQL): one round trip
+                    tx.execute(_LEASE_JOB, lease)
+                    if wrote:
+                        tx.execute(_INSERT_NUMBERED_EVENT, self._event_row(org_id, 0, "job.status", data, now))
+        if wrote:
+            self._events_written()
+        return Claim(worker, job_id, org_id, shot_id, idx, duration_s, credits, number)
+
+    def _anything_runnable(self, real: float) -> bool:
+        raw = self.engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            text_, names, own = _PROBE_RUNNABLE.compiled(self.engine.dialect)
+            cursor.execute(text_, RawTx._params(names, own, {"real": real}))
+            found = cursor.fetchone() is not None
+            cursor.close()
+            return found
+        finally:
+            raw.close()
+
+    def _complete_fast(self, claim: Claim) -> bool:
+        now = self.now()
+        at = to_db(now)
+        org = self.org(claim.org_id)
+        with raw_write_tx(self.engine) as tx:
+            job = tx.one(_LOCK_CLAIMED_JOB, {"job_id": claim.job_id})
+            if job is None:
+                return False
+            job_id, number, status, current, owner, held, _charged, member = job
+            if current != claim.shot_id or owner != claim.worker:
+                return False  # canceled, or re-queued after the lease ran out: charge nothing
+            shot = tx.one(_COMPLETE_SHOT, {"shot_id": claim.shot_id, "now": at})
+            if shot is None:
+                return False
+            idx, shot_name, engine, tier, duration_s, cost = shot
+            if cost > held:  # the CHECK constraints would refuse it anyway
+                raise RuntimeError(f"shot {claim.shot_id} costs {cost} but job {job_id} holds {held}")
+            finishing = tx.one(_OPEN_SHOTS, {"job_id": job_id})[0] == 0
+            if finishing and held != cost:
+                raise _Fallback  # the job ends with credits still held: the general path releases them
+            row = tx.one(
+                _LOCK_FOR_CHARGE,
+                {
+                    "org_id": org.id,
+                    "due": billing.period_start(now.date(), org.billing_day),
+                    "events": 3 if finishing else 2,
+                },
+            )
+            if row is None:
+                raise _Fallback  # a refill is due first
+            acct = _account_from_row(tx, org.id, row)
+            deltas = self._take(acct, cost)
+            acct["held"] -= cost
+            tx_id = tx.one(
+                _INSERT_RENDER,
+                {
+                    "org_id": org.id,
+                    "at": at,
+                    "kind": "render",
+                    "shot": shot_name,
+                    "engine": engine,
+                    "tier": tier,
+                    "duration_s": duration_s,
+                    "credits": -cost,
+                    "monthly_delta": deltas.get("monthly", 0),
+                    "bank_delta": deltas.get("bank_rolled", 0) + deltas.get("bank_purchased", 0),
+                    "job_id": number,
+                    "shot_id": claim.shot_id,
+                    "member": member,
+                },
+            )[0]
+            with tx.batch():  # nothing below needs an answer: one round trip on PostgreSQL
+                moves = [*deltas.items(), ("held", -cost)]
+                tx.executemany(
+                    _INSERT_JOURNAL_ROWS,
+                    [
+                        {
+                            "org_id": org.id,
+                            "transaction_id": tx_id,
+                            "job_id": job_id,
+                            "bucket": bucket,
+                            "delta": delta,
+                            "reason": "render",
+                            "at": at,
+                        }
+                        for bucket, delta in moves
+                    ],
+                )
+                tx.execute(
+                    _CHARGE_JOB,
+                    {"job_id": job_id, "cost": cost, "status": "completed" if finishing else status, "now": at},
+                )
+                tx.execute(_SAVE_ACCOUNT_ROW, _save_account_params(acct))
+                seq = acct["last_event_seq"] - (3 if finishing else 2)
+                balance = self._credits_json(org, acct, now)
+                rows = [
+                    self._event_row(org.id, seq + 1, "balance.changed", {"balance": balance, "reason": "render"}, now),
+                    self._event_row(
+                        org.id,
+                        seq + 2,
+                        "job.shot_completed",
+                        {"job_id": number, "shot_index": idx, "shot": shot_name, "credits": cost, "balance": balance},
+                        now,
+                    ),
+                ]
+                if finishing:
+                    data = {"job_id": number, "status": "completed", "reason": None}
+                    rows.append(self._event_row(org.id, seq + 3, "job.status", data, now))
+                tx.executemany(_INSERT_EVENT_ROWS, rows)
+        self._events_written()
         return True
 
     def fail_shot(self, claim: Claim, error: str = "render failed") -> bool:
@@ -1407,13 +1977,23 @@ def _page_stmt(tier: bool, kind: str | None, after: bool, route: str) -> Any:
     if route in ("in", "in_names"):
         in_names = _T.c.shot.in_(bindparam("names", expanding=True) if route == "in_names" else _MATCHING_NAMES)
         return select(*HISTORY_COLUMNS).where(*conds, in_names).order_by(*_NEWEST_FIRST).limit(n)
-    if route == "scan":
-        # The newest rows of the range, in order, filtered, with no ORDER BY outside, so that the
-        # scan stops at the n-th match (both databases stream a LIMIT subquery in its own order;
-        # the caller sorts the rows again all the same).
+    if route in ("scan", "scan_ordered"):
+        # The newest rows of the range, in order, each checked against the names by a correlated
+        # subquery with a LIMIT, which no planner turns into a join (a join with the names could
+        # come out in the names' order, and the scan would stop at the wrong rows). PostgreSQL
+        # knows the subquery's order, so its ORDER BY outside costs no sort ("scan_ordered");
+        # SQLite would sort all `budget` rows for it, so there the scan's own order is used (the
+        # caller sorts the rows it gets again).
         budget = bindparam("budget", type_=Integer)
         recent = select(*HISTORY_COLUMNS).where(*conds).order_by(*_NEWEST_FIRST).limit(budget).subquery()
-        return select(recent).where(recent.c.shot.in_(_MATCHING_NAMES)).limit(n)
+        named = (
+            select(literal_column("1"))
+            .where(_HS.c.org_id == bindparam("org_id"), _HS.c.shot == recent.c.shot, _MATCHING[1])
+            .limit(1)
+            .scalar_subquery()
+        )
+        stmt = select(recent).where(named.is_not(None)).limit(n)
+        return stmt.order_by(recent.c.at.desc(), recent.c.id.desc()) if route == "scan_ordered" else stmt
     if route == "sort":
         # Ordering by an expression keeps PostgreSQL from walking the whole history in order.
         return (
@@ -1450,6 +2030,9 @@ def shot_names_upsert(dialect: str) -> Any:
     )
 
 
+_SHOT_NAMES_UPSERT = {d: DriverSql(shot_names_upsert(d)) for d in ("sqlite", "postgresql")}
+
+
 def _like_pattern(needle: str) -> str:
     escaped = needle.replace("/", "//").replace("%", "/%").replace("_", "/_")
     return f"%{escaped}%"
@@ -1483,7 +2066,8 @@ def history_page(
     if not names:
         return []
     if names > direct:
-        found = conn.execute(_page_stmt(*shape, "scan"), {**params, "budget": SHOT_SCAN_BUDGET}).all()
+        scan = "scan_ordered" if postgres else "scan"
+        found = conn.execute(_page_stmt(*shape, scan), {**params, "budget": SHOT_SCAN_BUDGET}).all()
         if len(found) == n:
             return sorted(found, key=lambda r: (r.at, r.id), reverse=True)
         if not postgres:

@@ -1,8 +1,8 @@
 """The job runner: background threads in every serve process that render (simulate) shots.
 
 A shot takes duration_s x render_speed seconds and fails with probability fail_rate. Each worker
-leases one shot at a time (Ledger.claim_next_shot); the lease is renewed while rendering, so a shot
-whose process died is re-queued for another process once its lease expires.
+leases one shot at a time (Ledger.claim_next_shot); the lease is short and renewed while rendering,
+so a shot whose process died is rendered by another process within about two seconds.
 """
 
 from __future__ import annotations
@@ -15,9 +15,19 @@ import threading
 import time
 import uuid
 
+from .errors import is_database_unavailable
 from .ledger import Claim, Ledger
 
 log = logging.getLogger("act3_server.runner")
+
+IDLE_WORKER_S = 5.0  # an idle worker that is not the scout looks by itself this often at most
+
+# A lease is short and renewed often: a shot whose process died (SIGKILL, power) is rendered by
+# another process LEASE_S + poll_s after its last renewal at most (about 2.2 s), while a renewal
+# may come 1.5 s late (a busy database) before the lease is lost. Leases compare real time
+# (time.time()) across processes: serve processes on several machines need synchronised clocks.
+LEASE_S = 2.0
+RENEW_S = 0.5
 
 
 class Runner:
@@ -28,7 +38,8 @@ class Runner:
         fail_rate: float = 0.0,
         workers: int = 4,
         poll_s: float = 0.2,
-        lease_s: float = 10.0,
+        lease_s: float = LEASE_S,
+        renew_s: float = RENEW_S,
         rng: random.Random | None = None,
     ) -> None:
         self.ledger = ledger
@@ -37,9 +48,12 @@ class Runner:
         self.workers = workers
         self.poll_s = poll_s
         self.lease_s = lease_s
+        self.renew_s = min(renew_s, lease_s / 2)
         self.rng = rng or random.Random()
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._scout = threading.Lock()
+        self._db_down = False
         self._threads: list[threading.Thread] = []
         self._id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -64,19 +78,40 @@ class Runner:
         while not self._stop.is_set():
             try:
                 claim = self.ledger.claim_next_shot(worker, self.lease_s) if self.ledger.has_runnable() else None
-            except Exception:
-                log.exception("claiming a shot failed; retrying")
+                self._db_down = False
+            except Exception as exc:
+                if not is_database_unavailable(exc):
+                    log.exception("claiming a shot failed; retrying")
+                elif not self._db_down:  # one line per outage, not one per worker per second
+                    self._db_down = True
+                    log.warning("the database is unavailable; the runner retries every second")
                 claim = None
                 self._stop.wait(1.0)
             if claim is None:
-                self._wake.wait(self.poll_s)
-                self._wake.clear()
+                self._idle()
                 continue
+            self._wake.set()  # there may be more: idle workers look too
             try:
                 self._render(claim)
-            except Exception:
+            except Exception as exc:
                 # The lease runs out and another worker picks the shot up again.
-                log.exception("rendering shot %s of job %s failed", claim.shot_index, claim.job_id)
+                if is_database_unavailable(exc):
+                    log.warning("shot %s of job %s: the database is unavailable", claim.shot_index, claim.job_id)
+                else:
+                    log.exception("rendering shot %s of job %s failed", claim.shot_index, claim.job_id)
+
+    def _idle(self) -> None:
+        """Wait for work. One idle worker (the scout) looks every `poll_s` (work queued by another
+        process, a lease that ran out); the others sleep until it, a local change or a claim wakes
+        them, so an idle process reads once per `poll_s`, not once per worker."""
+        if self._scout.acquire(blocking=False):
+            try:
+                self._wake.wait(self.poll_s)
+            finally:
+                self._scout.release()
+        else:
+            self._wake.wait(IDLE_WORKER_S)
+        self._wake.clear()
 
     def _render(self, claim: Claim) -> None:
         seconds = claim.duration_s * self.render_speed
@@ -89,12 +124,12 @@ class Runner:
             if self._stop.wait(min(left, 0.1)):
                 self.ledger.requeue(claim)  # shutting down: hand the shot back at once
                 return
-            if not self.ledger.still_rendering(claim):
-                return  # canceled (or re-queued after our lease ran out): charge nothing
-            if time.monotonic() - renewed > self.lease_s / 3:
+            if time.monotonic() - renewed >= self.renew_s:
                 if not self.ledger.renew_lease(claim, self.lease_s):
-                    return
+                    return  # canceled (or re-queued after our lease ran out): charge nothing
                 renewed = time.monotonic()
+            elif not self.ledger.still_rendering(claim):
+                return
         if self.fail_rate and self.rng.random() < self.fail_rate:
             self.ledger.fail_shot(claim, "simulated render failure")
         else:

@@ -2,22 +2,129 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from dataclasses import dataclass
+from typing import Any
 
+import h11
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from . import migrate
 from .app import create_app
 from .clock import DbClock, utcnow
 from .db import make_engine
+from .errors import is_database_unavailable
 from .events import EventBus
 from .ledger import Ledger
 from .runner import Runner
 
 log = logging.getLogger("act3_server")
+
+# Each request's head must arrive within HEADER_TIMEOUT_S of the connection being ready for it, and
+# its body within BODY_TIMEOUT_S after the head; a head is at most MAX_HEAD_BYTES.
+HEADER_TIMEOUT_S = 10.0
+BODY_TIMEOUT_S = 30.0
+MAX_HEAD_BYTES = 16 * 1024
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with deadlines for what the client sends.
+
+    uvicorn closes a keep-alive connection that stays silent, but a client that trickles a request
+    (a byte now and then: a slowloris) or never finishes its body would hold its connection for
+    ever. Here each request's head and body have a deadline; past it the connection is closed (a
+    408 first when no request has started). A response being computed, or a long poll waiting, is
+    not limited: the deadlines cover only what the client still owes."""
+
+    header_timeout_s = HEADER_TIMEOUT_S
+    body_timeout_s = BODY_TIMEOUT_S
+    max_head_bytes = MAX_HEAD_BYTES
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._owed: str | None = None  # "head", "body" or None (the client owes nothing now)
+        self._head_bytes = 0
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._watch()
+
+    def data_received(self, data: bytes) -> None:
+        if self._owed == "head":
+            # h11 bounds only a head that arrives in pieces; count this one whichever way it comes.
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_head_bytes:
+                self._refuse(431, _HEAD_TOO_LARGE_BODY, "request head too large")
+                return
+        super().data_received(data)
+        self._watch()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._watch()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel()
+        super().connection_lost(exc)
+
+    def _watch(self) -> None:
+        state = self.conn.their_state
+        owed = "head" if state is h11.IDLE else "body" if state is h11.SEND_BODY else None
+        if owed == self._owed:
+            return
+        self._cancel()
+        self._owed = owed
+        self._head_bytes = 0
+        if owed is not None and not self.transport.is_closing():
+            timeout = self.header_timeout_s if owed == "head" else self.body_timeout_s
+            self._deadline = self.loop.call_later(timeout, self._expired)
+
+    def _cancel(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if self._owed == "head" and (self.cycle is None or self.cycle.response_complete):
+            # Nothing of ours is under way: say why before closing.
+            self._refuse(408, _TIMEOUT_BODY, f"{self._owed} not received in time")
+        else:
+            self.logger.info("closed a connection that sent too slowly (%s not received in time)", self._owed)
+            self.transport.close()
+
+    def _refuse(self, status: int, body: bytes, why: str) -> None:
+        """Answer `status` with `body` and close, outside h11 (which has no request to answer)."""
+        self._cancel()
+        reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s"
+            % (status, reason, len(body), body)
+        )
+        self.logger.info("closed a connection: %s", why)
+        self.transport.close()
+
+
+_TIMEOUT_BODY = b'{"error":{"code":"request_timeout","message":"The request was not received in time."}}'
+_HEAD_TOO_LARGE_BODY = (
+    b'{"error":{"code":"headers_too_large","message":"The request line and headers are over 16 KiB."}}'
+)
+
+
+def guarded_protocol(header_timeout_s: float, body_timeout_s: float) -> type[GuardedH11Protocol]:
+    """The protocol class for uvicorn's `http=` with these deadlines."""
+    return type(
+        "GuardedH11Protocol",
+        (GuardedH11Protocol,),
+        {"header_timeout_s": header_timeout_s, "body_timeout_s": body_timeout_s},
+    )
 
 
 class Biller:
@@ -51,8 +158,11 @@ class Biller:
         while not self._stop.is_set():
             try:
                 self.ledger.refill_due()
-            except Exception:  # a database hiccup must not end billing for good
-                log.exception("billing refills failed; retrying")
+            except Exception as exc:  # a database hiccup must not end billing for good
+                if is_database_unavailable(exc):
+                    log.warning("billing refills: the database is unavailable; retrying")
+                else:
+                    log.exception("billing refills failed; retrying")
             self._nudge.wait(self.interval_s)
             self._nudge.clear()
 
@@ -82,9 +192,11 @@ def build_service(
     fail_rate: float = 0.0,
     workers: int = 4,
     run_jobs: bool = True,
+    events_recheck_s: float = 0.1,
+    events_backstop_s: float = 2.0,
 ) -> Service:
     ledger, clock = open_ledger(database_url, dev_clock)
-    bus = EventBus()
+    bus = EventBus(ledger.engine, recheck_s=events_recheck_s, backstop_s=events_backstop_s)
     runner = Runner(ledger, render_speed=render_speed, fail_rate=fail_rate, workers=workers) if run_jobs else None
     # Background work (rendering, billing) runs in `serve`; tests that drive the ledger by hand opt out.
     biller = Biller(ledger) if run_jobs else None

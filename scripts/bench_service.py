@@ -1,37 +1,545 @@
 #!/usr/bin/env python3
-"""Benchmark the reference service: concurrent clients against a live `act3-server serve`.
+"""Benchmark the reference service: concurrent clients against a live `act3-server serve`, and the
+same writes done by the raw database driver in the same run.
 
-    .venv/bin/python scripts/bench_service.py [--clients 16] [--jobs-per-client 40] [--wakes 30] [--backend sqlite|postgres|both]
+    .venv/bin/python scripts/bench_service.py [--clients 16] [--jobs-per-client 40] [--wakes 30]
+        [--backend sqlite|postgres|both] [--skip-latency]
 
-For each backend (SQLite file, embedded PostgreSQL) it starts a real server, then measures
-- POST /v1/jobs (one 196 cr shot each, its own Idempotency-Key) from N concurrent clients:
-  throughput and p50/p95 latency;
-- event wake-up latency: a long poll (`GET /v1/events?wait=10`) waiting while a purchase is made;
-  the time from sending the purchase to the long poll's answer (p50/p95);
-and asserts that nothing was overspent (the balance equals the allocation plus purchases minus the
-charges, nothing stays held once the jobs are done, and every job was held exactly its estimate).
+For each backend (SQLite file, embedded PostgreSQL) it makes one database and:
+
+1. **Charge path vs raw** (render time 0, so the database and the service's own work are all
+   there is): N clients each `POST /v1/jobs` (one 196 cr shot, its own Idempotency-Key) in a loop
+   while the server's runner (4 threads) claims and charges them; the figure is jobs held, claimed
+   and charged per second, from the first POST to the last charge. Once with every client on one
+   org, once with each client on its own org (sixteen). Then the server is stopped and the same
+   writes run straight on the driver (sqlite3 / psycopg, no SQLAlchemy, no HTTP) from N client
+   threads and 4 runner threads on fresh orgs of the same database: the statements the service
+   runs (the ledger's compiled SQL text), the same three transactions per job, the same locking
+   (SQLite: one writer at a time, queued on a lock, BEGIN IMMEDIATE; PostgreSQL: the account row
+   lock, SKIP LOCKED claims). Between the two, the service's own ledger runs the same load in this
+   process without HTTP (`Ledger.create_job` from N threads, claim + charge from 4), which tells the
+   ledger's share from the HTTP layer's. It prints all three and the ratios to raw.
+2. **Latency** (unless --skip-latency; render speed 0.001 as before): POST /v1/jobs p50/p95/max
+   from N clients on one org, and the wake-up of a waiting long poll by a purchase.
+
+Every run asserts that nothing was overspent: each org's balance is its allocation minus 196 cr per
+job, nothing stays held, and every job was charged exactly once.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import shutil
 import sys
+import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import requests
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from support.servers import LiveServer, PostgresCluster, sqlite_url
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+from support.servers import LiveServer, PostgresCluster, sqlite_url  # noqa: E402
+
+from act3_server import billing  # noqa: E402
+from act3_server import ledger as L  # noqa: E402
+from act3_server.auth import new_random_key  # noqa: E402
+from act3_server.db import DriverSql, make_engine, normalize_url  # noqa: E402
+from act3_server.server import open_ledger  # noqa: E402
 
 SHOT = {"name": "bench", "engine": "veo-3.1-fast", "tier": "draft", "duration_s": 4}  # 196 cr
+ALLOCATION = 5_000_000  # Enterprise
+RUNNERS = 4  # the service's default render threads
 
 
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+# --- orgs --------------------------------------------------------------------------------------------
+
+
+def make_orgs(url: str, n: int, tag: str) -> list[dict[str, Any]]:
+    """`n` fresh Enterprise orgs, each with an editor key."""
+    ledger, _clock = open_ledger(url, dev_clock=False)
+    out = []
+    for i in range(n):
+        org_id = ledger.create_org(f"bench {tag} {i} {uuid.uuid4().hex[:8]}", "enterprise", 1)
+        member_id = ledger.add_member(org_id, "Cleo (editor)", "editor")
+        key = new_random_key()
+        ledger.add_key(member_id, key, "bench")
+        out.append({"org_id": org_id, "member_id": member_id, "key": key})
+    ledger.engine.dispose()
+    return out
+
+
+def check_books(url: str, orgs: list[dict[str, Any]], jobs_per_org: list[int]) -> None:
+    """No overspend: each org lost exactly 196 cr per job it created, nothing is held, and every
+    job has exactly one render in the history."""
+    ledger, _clock = open_ledger(url, dev_clock=False)
+    try:
+        for org, n in zip(orgs, jobs_per_org, strict=True):
+            acct = ledger.account_row(org["org_id"])
+            total = acct["monthly_remaining"] + acct["bank_rolled"] + acct["bank_purchased"]
+            assert acct["held"] == 0, acct
+            assert total == ALLOCATION - 196 * n, (org, total, n)
+            renders = ledger.history(org["org_id"], limit=200, kind="render")["items"]
+            assert len(renders) == min(n, 200) and len({r["job_id"] for r in renders}) == len(renders)
+            assert ledger.replay_journal(org["org_id"])["held"] == 0
+    finally:
+        ledger.engine.dispose()
+
+
+# --- the service ----------------------------------------------------------------------------------
+
+
+def service_run(srv: LiveServer, orgs: list[dict[str, Any]], clients: int, per_client: int) -> tuple[float, list[int]]:
+    """Jobs per second from the first POST to the last charge; and how many jobs each org got."""
+    per_org = [0] * len(orgs)
+    lock = threading.Lock()
+
+    def client(c: int) -> None:
+        o = c % len(orgs)
+        s = requests.Session()
+        headers = {"Authorization": f"Bearer {orgs[o]['key']}"}
+        for _ in range(per_client):
+            r = s.post(
+                srv.url + "/jobs",
+                json={"name": "bench", "shots": [SHOT]},
+                headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
+                timeout=60,
+            )
+            assert r.status_code == 201, r.text
+        with lock:
+            per_org[o] += per_client
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Then until every job is charged: each org's balance is down 196 cr a job, nothing held.
+    s = requests.Session()
+    deadline = time.monotonic() + 300
+    pending = list(range(len(orgs)))
+    while pending and time.monotonic() < deadline:
+        o = pending[0]
+        c = s.get(srv.url + "/account/credits", headers={"Authorization": f"Bearer {orgs[o]['key']}"}).json()
+        if c["held"] == 0 and c["total"] == ALLOCATION - 196 * per_org[o]:
+            pending.pop(0)
+        else:
+            time.sleep(0.01)
+    elapsed = time.perf_counter() - start
+    assert not pending, "jobs were not all charged in time"
+    return clients * per_client / elapsed, per_org
+
+
+# --- the same writes on the raw driver ---------------------------------------------------------------
+
+
+class RawDriver:
+    """The service's three transactions per job, straight on sqlite3 / psycopg: the ledger's own
+    statements (their compiled SQL text), no SQLAlchemy, no HTTP, no service logic beyond what the
+    writes need."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalize_url(url)
+        self.sqlite = self.url.startswith("sqlite")
+        # Only to turn the ledger's statements into this database's SQL text, as the service does.
+        engine = make_engine(url, pool_size=1)
+        with engine.connect():
+            self.dialect = engine.dialect
+        engine.dispose()
+        self.writer = threading.Lock()  # SQLite: one writer at a time, queued (as db.write_tx)
+
+    def connect(self) -> Any:
+        if self.sqlite:
+            import sqlite3
+
+            conn = sqlite3.connect(self.url[len("sqlite:///") :], isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA busy_timeout=60000")
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            return conn
+        import psycopg
+
+        return psycopg.connect(self.url.replace("postgresql+psycopg://", "postgresql://"))
+
+    def sql(self, stmt: DriverSql) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
+        return stmt.compiled(self.dialect)
+
+    def run(self, cur: Any, stmt: DriverSql, params: dict[str, Any]) -> Any:
+        text, names, own = self.sql(stmt)
+        if names is None:
+            cur.execute(text, {**own, **params})
+        else:
+            cur.execute(text, tuple(self.value(params[n] if n in params else own[n]) for n in names))
+        return cur
+
+    def many(self, cur: Any, stmt: DriverSql, rows: list[dict[str, Any]]) -> None:
+        text, names, own = self.sql(stmt)
+        if names is None:
+            cur.executemany(text, [{**own, **r} for r in rows])
+        else:
+            cur.executemany(text, [tuple(self.value(r[n] if n in r else own[n]) for n in names) for r in rows])
+
+    def batch(self, cur: Any) -> Any:
+        """As RawTx.batch: a pipeline on PostgreSQL for the statements whose answers are not read."""
+        return contextlib.nullcontext() if self.sqlite else cur.connection.pipeline()
+
+    def value(self, v: Any) -> Any:
+        if isinstance(v, datetime):
+            return v.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return v.isoformat() if hasattr(v, "isoformat") else v
+
+    def tx(self, conn: Any, work: Callable[[Any], Any]) -> Any:
+        if self.sqlite:
+            with self.writer:
+                cur = conn.cursor()
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    out = work(cur)
+                    conn.commit()
+                    return out
+                except BaseException:
+                    conn.rollback()
+                    raise
+        cur = conn.cursor()
+        try:
+            out = work(cur)
+            conn.commit()
+            return out
+        except BaseException:
+            conn.rollback()
+            raise
+
+    def balance_json(self, org_id: int, acct: list[Any]) -> str:
+        # The size and shape of the service's balance.changed payload.
+        m, alloc, rolled, bought, held, _ps, version = acct[:7]
+        total = m + rolled + bought
+        return json.dumps(
+            {
+                "balance": {
+                    "org_id": org_id,
+                    "plan": "enterprise",
+                    "total": total,
+                    "monthly_remaining": m,
+                    "monthly_allocation": alloc,
+                    "rollover_bank": rolled + bought,
+                    "rollover_purchased": bought,
+                    "rollover_cap": 12_500_000,
+                    "held": held,
+                    "available": total - held,
+                    "billing_date": "2026-12-01",
+                    "as_of": "2026-11-30T12:00:00Z",
+                    "version": version,
+                },
+                "reason": "render",
+            }
+        )
+
+    # One job: the hold (a client's request) ...
+    def create(self, cur: Any, org: dict[str, Any], key: str) -> None:
+        now = datetime.now(UTC).replace(tzinfo=None)
+        due = billing.period_start(now.date(), 1)
+        assert self.run(cur, L._KNOWN_KEY, {"org_id": org["org_id"], "key": key}).fetchone() is None
+        acct = self.run(cur, L._HOLD, {"org_id": org["org_id"], "due": due, "total": 196}).fetchone()
+        assert acct is not None
+        number, seq = acct[7], acct[9]
+        job = {
+            "org_id": org["org_id"],
+            "number": number,
+            "member_id": org["member_id"],
+            "member_name": "Cleo (editor)",
+            "name": "bench",
+            "status": "queued",
+            "created_at": now,
+            "updated_at": now,
+            "estimated_credits": 196,
+            "charged_credits": 0,
+            "held": 196,
+        }
+        job_id = self.run(cur, L._INSERT_JOB, job).fetchone()[0]
+        shot = {
+            "job_id": job_id,
+            "idx": 0,
+            "name": "bench",
+            "engine": "veo-3.1-fast",
+            "tier": "draft",
+            "requested_duration_s": 4.0,
+            "duration_s": 4,
+            "credits": 196,
+            "status": "queued",
+            "attempts": 0,
+        }
+        with self.batch(cur):
+            self.run(cur, L._INSERT_SHOTS, shot)
+            names = {"org_id": org["org_id"], "shot": "bench", "shot_key": "bench", "shots": 1}
+            self.run(cur, L._SHOT_NAMES_UPSERT["sqlite" if self.sqlite else "postgresql"], names)
+            row = {"org_id": org["org_id"], "transaction_id": None, "job_id": job_id, "bucket": "held"}
+            self.run(cur, L._INSERT_JOURNAL_ROWS, {**row, "delta": 196, "reason": "hold", "at": now})
+            data = self.balance_json(org["org_id"], list(acct))
+            status = json.dumps({"job_id": number, "status": "queued", "reason": None})
+            self.many(
+                cur,
+                L._INSERT_EVENT_ROWS,
+                [
+                    {"org_id": org["org_id"], "seq": seq - 1, "type": "balance.changed", "at": now, "data": data},
+                    {"org_id": org["org_id"], "seq": seq, "type": "job.status", "at": now, "data": status},
+                ],
+            )
+            answer = json.dumps({**job, "created_at": None, "updated_at": None, "shots": [shot]})
+            self.run(
+                cur,
+                L._INSERT_IDEMPOTENCY,
+                {
+                    "org_id": org["org_id"],
+                    "key": key,
+                    "request_hash": "0" * 64,
+                    "status_code": 201,
+                    "response": answer,
+                    "created_at": now,
+                },
+            )
+
+    # ... the claim (a runner thread) ...
+    def claim(self, conn: Any, worker: str) -> tuple[Any, ...] | None:
+        real = time.time()
+        if self.sqlite:  # the service reads first and takes the write lock only for work
+            cur = conn.cursor()
+            if self.run(cur, L._PROBE_RUNNABLE, {"real": real}).fetchone() is None:
+                return None
+
+        def work(cur: Any) -> tuple[Any, ...] | None:
+            job = self.run(cur, L._CLAIM_JOB, {"real": real}).fetchone()
+            if job is None:
+                return None
+            job_id, org_id, number, status, _current = job
+            shot = self.run(cur, L._START_SHOT, {"job_id": job_id}).fetchone()
+            now = datetime.now(UTC).replace(tzinfo=None)
+            lease = {"job_id": job_id, "shot_id": shot[0], "worker": worker, "expires": real + 10, "now": now}
+            data = json.dumps({"job_id": number, "status": "processing", "reason": None})
+            event = {"org_id": org_id, "type": "job.status", "at": now, "data": data}
+            if self.sqlite:
+                self.run(cur, L._LEASE_JOB, lease)
+                if status != "processing":
+                    seq = self.run(cur, L._TAKE_EVENT_SEQ, {"org_id": org_id}).fetchone()[0]
+                    self.run(cur, L._INSERT_EVENT_ROWS, {**event, "seq": seq})
+            else:
+                with self.batch(cur):
+                    self.run(cur, L._LEASE_JOB, lease)
+                    if status != "processing":
+                        self.run(cur, L._INSERT_NUMBERED_EVENT, event)
+            return (job_id, org_id, number, shot[0], worker)
+
+        return self.tx(conn, work)  # type: ignore[no-any-return]
+
+    # ... and the charge (the same runner thread).
+    def complete(self, cur: Any, claim: tuple[Any, ...]) -> None:
+        job_id, org_id, number, shot_id, worker = claim
+        now = datetime.now(UTC).replace(tzinfo=None)
+        job = self.run(cur, L._LOCK_CLAIMED_JOB, {"job_id": job_id}).fetchone()
+        assert job[3] == shot_id and job[4] == worker
+        shot = self.run(cur, L._COMPLETE_SHOT, {"shot_id": shot_id, "now": now}).fetchone()
+        idx, name, engine, tier, duration_s, cost = shot
+        finishing = self.run(cur, L._OPEN_SHOTS, {"job_id": job_id}).fetchone()[0] == 0
+        due = billing.period_start(now.date(), 1)
+        events = 3 if finishing else 2
+        acct = list(self.run(cur, L._LOCK_FOR_CHARGE, {"org_id": org_id, "due": due, "events": events}).fetchone())
+        take = min(cost, acct[0])
+        acct[0] -= take
+        acct[4] -= cost
+        render = {
+            "org_id": org_id,
+            "at": now,
+            "kind": "render",
+            "shot": name,
+            "engine": engine,
+            "tier": tier,
+            "duration_s": duration_s,
+            "credits": -cost,
+            "monthly_delta": -take,
+            "bank_delta": 0,
+            "job_id": number,
+            "shot_id": shot_id,
+            "member": "Cleo (editor)",
+        }
+        tx_id = self.run(cur, L._INSERT_RENDER, render).fetchone()[0]
+        with self.batch(cur):
+            row = {"org_id": org_id, "transaction_id": tx_id, "job_id": job_id, "reason": "render", "at": now}
+            self.many(
+                cur,
+                L._INSERT_JOURNAL_ROWS,
+                [{**row, "bucket": "monthly", "delta": -take}, {**row, "bucket": "held", "delta": -cost}],
+            )
+            status = "completed" if finishing else "processing"
+            self.run(cur, L._CHARGE_JOB, {"job_id": job_id, "cost": cost, "status": status, "now": now})
+            state = dict(zip(L._ACCOUNT_STATE, acct, strict=True))
+            self.run(cur, L._SAVE_ACCOUNT_ROW, {"key_org_id": org_id, **state})
+            seq = acct[9] - events
+            data = self.balance_json(org_id, acct)
+            done = json.dumps({"job_id": number, "shot_index": idx, "shot": name, "credits": cost, "balance": data})
+            rows = [
+                {"org_id": org_id, "seq": seq + 1, "type": "balance.changed", "at": now, "data": data},
+                {"org_id": org_id, "seq": seq + 2, "type": "job.shot_completed", "at": now, "data": done},
+            ]
+            if finishing:
+                status_data = json.dumps({"job_id": number, "status": "completed", "reason": None})
+                rows.append({"org_id": org_id, "seq": seq + 3, "type": "job.status", "at": now, "data": status_data})
+            self.many(cur, L._INSERT_EVENT_ROWS, rows)
+
+
+def raw_run(url: str, orgs: list[dict[str, Any]], clients: int, per_client: int) -> tuple[float, list[int]]:
+    raw = RawDriver(url)
+    per_org = [0] * len(orgs)
+    created = threading.Event()
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def client(c: int) -> None:
+        try:
+            o = c % len(orgs)
+            conn = raw.connect()
+            for _ in range(per_client):
+                raw.tx(conn, lambda cur, o=o: raw.create(cur, orgs[o], uuid.uuid4().hex))
+            conn.close()
+            with lock:
+                per_org[o] += per_client
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    charged = [0]
+
+    def runner(w: int) -> None:
+        try:
+            conn = raw.connect()
+            total = clients * per_client
+            while True:
+                claim = raw.claim(conn, f"raw:{w}")
+                if claim is None:
+                    with lock:
+                        if created.is_set() and charged[0] >= total:
+                            break
+                    time.sleep(0.001)
+                    continue
+                raw.tx(conn, lambda cur, claim=claim: raw.complete(cur, claim))
+                with lock:
+                    charged[0] += 1
+            conn.close()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    start = time.perf_counter()
+    runners = [threading.Thread(target=runner, args=(w,)) for w in range(RUNNERS)]
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    for t in runners + threads:
+        t.start()
+    for t in threads:
+        t.join()
+    created.set()
+    for t in runners:
+        t.join(300)
+    elapsed = time.perf_counter() - start
+    assert not errors, errors
+    return clients * per_client / elapsed, per_org
+
+
+def ledger_run(url: str, orgs: list[dict[str, Any]], clients: int, per_client: int) -> tuple[float, list[int]]:
+    """The service's own charge path without HTTP: `Ledger.create_job` from N client threads and
+    claim + charge from 4 runner threads, in this process (what a serve process does per job,
+    less FastAPI and uvicorn)."""
+    from act3_server.db import make_engine as engine_for
+    from act3_server.ledger import Actor, Ledger
+
+    engine = engine_for(url, pool_size=clients + RUNNERS)
+    ledger = Ledger(engine)
+    per_org = [0] * len(orgs)
+    lock = threading.Lock()
+    created = threading.Event()
+    charged = [0]
+    errors: list[BaseException] = []
+    total = clients * per_client
+
+    def client(c: int) -> None:
+        try:
+            o = c % len(orgs)
+            actor = Actor(orgs[o]["org_id"], orgs[o]["member_id"], "Cleo (editor)", "editor")
+            for _ in range(per_client):
+                assert ledger.create_job(actor, "bench", [SHOT], uuid.uuid4().hex).status == 201
+            with lock:
+                per_org[o] += per_client
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    def runner(w: int) -> None:
+        try:
+            while True:
+                claim = ledger.claim_next_shot(f"bench:{w}")
+                if claim is None:
+                    with lock:
+                        if created.is_set() and charged[0] >= total:
+                            return
+                    time.sleep(0.001)
+                    continue
+                assert ledger.complete_shot(claim)
+                with lock:
+                    charged[0] += 1
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    start = time.perf_counter()
+    runners = [threading.Thread(target=runner, args=(w,)) for w in range(RUNNERS)]
+    threads = [threading.Thread(target=client, args=(c,)) for c in range(clients)]
+    for t in runners + threads:
+        t.start()
+    for t in threads:
+        t.join()
+    created.set()
+    for t in runners:
+        t.join(300)
+    elapsed = time.perf_counter() - start
+    engine.dispose()
+    assert not errors, errors
+    return total / elapsed, per_org
+
+
+def charge_path(backend: str, url: str, args: argparse.Namespace) -> None:
+    for n_orgs in (1, args.clients):
+        srv = LiveServer(database_url=url, render_speed=0.0, dev_clock=False)
+        service_orgs = make_orgs(url, n_orgs, "service")
+        srv.start()
+        try:
+            service, service_jobs = service_run(srv, service_orgs, args.clients, args.jobs_per_client)
+        finally:
+            srv.stop()
+            shutil.rmtree(srv.workdir, ignore_errors=True)
+        check_books(url, service_orgs, service_jobs)
+        ledger_orgs = make_orgs(url, n_orgs, "ledger")
+        in_process, ledger_jobs = ledger_run(url, ledger_orgs, args.clients, args.jobs_per_client)
+        check_books(url, ledger_orgs, ledger_jobs)
+        raw_orgs = make_orgs(url, n_orgs, "raw")
+        raw, raw_jobs = raw_run(url, raw_orgs, args.clients, args.jobs_per_client)
+        check_books(url, raw_orgs, raw_jobs)
+        jobs = args.clients * args.jobs_per_client
+        print(
+            f"| {backend} | {n_orgs} | {args.clients} | {jobs} | {service:.0f} | {in_process:.0f} | {raw:.0f} | "
+            f"{100 * service / raw:.0f} % | {100 * in_process / raw:.0f} % |",
+            flush=True,
+        )
+
+
+# --- latency and wake-ups (as before) -----------------------------------------------------------------
 
 
 def bench_jobs(srv: LiveServer, clients: int, per_client: int) -> dict[str, float]:
@@ -114,12 +622,12 @@ def check_no_overspend(srv: LiveServer, jobs: int, purchases: int) -> None:
             break
         time.sleep(0.2)
     assert c["held"] == 0, c
-    expected = 5_000_000 + purchases * 50_000 - jobs * 196
+    expected = ALLOCATION + purchases * 50_000 - jobs * 196
     # Every job held and was charged exactly its 196 cr estimate; nothing more left the account.
     assert c["total"] == expected and c["available"] == expected, (c, expected)
 
 
-def run(backend: str, url: str, args: argparse.Namespace) -> None:
+def latency(backend: str, url: str, args: argparse.Namespace) -> str:
     srv = LiveServer(database_url=url, render_speed=0.001)
     srv.start()
     try:
@@ -129,10 +637,9 @@ def run(backend: str, url: str, args: argparse.Namespace) -> None:
         check_no_overspend(srv, jobs["requests"], args.wakes)
     finally:
         srv.cleanup()
-    print(
+    return (
         f"| {backend} | {args.clients} | {jobs['requests']} | {jobs['throughput_rps']:.0f} | {jobs['p50_ms']:.1f} | "
-        f"{jobs['p95_ms']:.1f} | {jobs['max_ms']:.0f} | {wakes['p50_ms']:.1f} | {wakes['p95_ms']:.1f} |",
-        flush=True,
+        f"{jobs['p95_ms']:.1f} | {jobs['max_ms']:.0f} | {wakes['p50_ms']:.1f} | {wakes['p95_ms']:.1f} |"
     )
 
 
@@ -142,25 +649,35 @@ def main() -> int:
     ap.add_argument("--jobs-per-client", type=int, default=40)
     ap.add_argument("--wakes", type=int, default=30)
     ap.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    ap.add_argument("--skip-latency", action="store_true")
     args = ap.parse_args()
-    print("| backend | clients | POST /v1/jobs | jobs/s | p50 ms | p95 ms | max ms | wake p50 ms | wake p95 ms |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    backends: list[tuple[str, Callable[[], str], Callable[[str], None]]] = []
     if args.backend in ("sqlite", "both"):
-        import shutil
-        import tempfile
-
         tmp = tempfile.mkdtemp(prefix="act3-bench-")
-        try:
-            run("SQLite (WAL)", sqlite_url(tmp), args)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        backends.append(("SQLite (WAL)", lambda: sqlite_url(tmp), lambda _url: shutil.rmtree(tmp, ignore_errors=True)))
     if args.backend in ("postgres", "both"):
         cluster = PostgresCluster.shared()
-        url = cluster.new_database()
+        backends.append(("PostgreSQL 18", cluster.new_database, cluster.drop_database))
+    print(
+        "| backend | orgs | clients | jobs | service (HTTP) jobs/s | ledger in-process jobs/s | raw driver jobs/s "
+        "| service / raw | ledger / raw |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    latencies = []
+    for name, make, drop in backends:
+        url = make()
         try:
-            run("PostgreSQL 18", url, args)
+            charge_path(name, url, args)
+            if not args.skip_latency:
+                latencies.append(latency(name, url, args))
         finally:
-            cluster.drop_database(url)
+            drop(url)
+    if latencies:
+        print()
+        print("| backend | clients | POST /v1/jobs | jobs/s | p50 ms | p95 ms | max ms | wake p50 ms | wake p95 ms |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for line in latencies:
+            print(line, flush=True)
     return 0
 
 

@@ -118,8 +118,13 @@ def test_failed_shots_charge_nothing(live_server_factory) -> None:
     assert len(failed) == 10 and failed[-1]["data"]["balance"]["held"] == 0
 
 
-def test_long_poll_wakes_fast_and_times_out_without_events(live_server: LiveServer) -> None:
-    srv = live_server
+# Re-checks so rare that a long poll answering within the test's bound can only have been woken by
+# a notification (the local commit hook, or LISTEN/NOTIFY between processes), never by a re-read.
+NO_RECHECK = ("--events-recheck", "60", "--events-backstop", "60")
+
+
+def test_long_poll_wakes_fast_and_times_out_without_events(live_server_factory) -> None:
+    srv = live_server_factory(extra_args=NO_RECHECK)
     last = srv.get("/events").json()["last_seq"]
     t0 = time.monotonic()
     quiet = srv.get(f"/events?after={last}&wait=0.5").json()
@@ -137,11 +142,27 @@ def test_long_poll_wakes_fast_and_times_out_without_events(live_server: LiveServ
     r = srv.post("/purchases", {"pack_id": "pack-50k"}, idem="wake")
     committed = time.monotonic()
     assert r.status_code == 201
-    waiter.join(10)
+    waiter.join(25)
+    assert not waiter.is_alive() and "answer" in got, "the long poll was never woken"
+    # Woken by the purchase's own commit: without the notification it would sleep the 60 s re-check.
     assert got["at"] - committed < 0.5
-    types = [e["type"] for e in got["answer"]["events"]]
-    assert "purchase.completed" in types or "balance.changed" in types
-    assert got["answer"]["last_seq"] == got["answer"]["events"][-1]["seq"]
+    events = got["answer"]["events"]
+    assert [e["type"] for e in events] == ["balance.changed", "purchase.completed"]
+    assert events[1]["data"]["credits"] == 50_000 and events[0]["data"]["reason"] == "purchase"
+    assert got["answer"]["last_seq"] == events[-1]["seq"] > last
+
+    # A poll of another organisation is not woken by this one's events.
+    other_last = srv.get("/events", plan="starter").json()["last_seq"]
+    t0 = time.monotonic()
+    other: dict[str, Any] = {}
+    poller = threading.Thread(
+        target=lambda: other.update(srv.get(f"/events?after={other_last}&wait=1.5", plan="starter").json())
+    )
+    poller.start()
+    time.sleep(0.2)
+    assert srv.post("/purchases", {"pack_id": "pack-50k"}, idem="wake-2").status_code == 201
+    poller.join(10)
+    assert other == {"events": [], "last_seq": other_last} and time.monotonic() - t0 >= 1.4
 
 
 def test_no_key_in_the_server_log(live_server: LiveServer) -> None:
@@ -171,8 +192,9 @@ def test_dev_clock_is_404_on_a_server_without_the_flag(live_server_factory) -> N
 def test_two_servers_on_one_postgres_render_each_shot_once_and_wake_each_other(
     live_server_factory, fresh_postgres_url: str
 ) -> None:
+    # B re-checks only every 60 s: waking within the bound below takes A's NOTIFY reaching B.
     a = live_server_factory(database_url=fresh_postgres_url, render_speed=0.005)
-    b = live_server_factory(database_url=fresh_postgres_url, render_speed=0.005)
+    b = live_server_factory(database_url=fresh_postgres_url, render_speed=0.005, extra_args=NO_RECHECK)
     b.orgs = a.orgs
     assert a.orgs["orgs"][1]["keys"] == b.orgs["orgs"][1]["keys"]
 
@@ -189,8 +211,10 @@ def test_two_servers_on_one_postgres_render_each_shot_once_and_wake_each_other(
     time.sleep(0.3)
     assert a.post("/purchases", {"pack_id": "pack-50k"}, idem="from-a").status_code == 201
     committed = time.monotonic()
-    waiter.join(10)
-    assert got["answer"]["events"] and got["at"] - committed < 0.5
+    waiter.join(25)
+    assert not waiter.is_alive() and "answer" in got, "B's long poll was never woken"
+    assert [e["type"] for e in got["answer"]["events"]] == ["balance.changed", "purchase.completed"]
+    assert got["at"] - committed < 0.5
 
     # Jobs created through both; both processes' runners share the work; each shot charged once.
     jobs = [make_job(srv, 12, name=f"j{i}", duration_s=4) for i in range(3) for srv in (a, b)]
