@@ -8,7 +8,7 @@ import time
 import pytest
 from support.faults import FaultServer, closed_port_url
 
-from act3_credits.core.client import Act3Error, AuthError, Client, EventsPage, OfflineError, ServerError
+from act3_credits.core.client import AuthError, Client, EventsPage, OfflineError, ServerError
 from act3_credits.core.state import Credits, State
 from act3_credits.core.sync import Settings, SyncWorker
 
@@ -178,8 +178,10 @@ def test_stop_returns_at_once_while_a_request_hangs_and_the_state_is_left_alone(
         worker = hung_worker(srv.url, secret)
         worker.configure(Settings(srv.url, secret, read_timeout=30, events_wait=10))  # everything hangs long
         ticket = worker.request("refresh")
-        time.sleep(0.2)
-        assert srv.request_count >= 1
+        deadline = time.monotonic() + 5
+        while srv.request_count < 1:  # the refresh is on its way and hangs
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         start = time.perf_counter()
         worker.stop()
         assert time.perf_counter() - start < 0.5
@@ -218,20 +220,52 @@ def test_the_event_stream_backs_off_while_the_service_is_away(secret):
             worker.stop()
 
 
-def test_errors_from_callbacks_and_subscribers_do_not_escape_drain(secret, drain_until):
+def test_an_error_from_a_callback_does_not_escape_drain_nor_stop_the_next_answer(secret, drain_until):
     with FaultServer("500") as srv:
         worker = hung_worker(srv.url, secret)
         try:
+            calls: list[str] = []
 
             def explode(_ticket):
+                calls.append("explode")
                 raise RuntimeError("a buggy operator callback")
 
-            ticket = worker.request("credits", callback=explode)
-            drain_until(worker, lambda: ticket.done)
-            assert isinstance(ticket.error, ServerError)
-            assert isinstance(ticket.error, Act3Error)
+            first = worker.request("credits", callback=explode)
+            second = worker.request("me", callback=lambda t: calls.append("second"))
+            drain_until(worker, lambda: first.done and second.done)  # drain() itself never raised
+            assert calls == ["explode", "second"]
+            assert type(first.error) is ServerError and not first.ok
+            said = f"ACT3 service error at 127.0.0.1:{srv.port} (HTTP 500): Something broke."
+            assert str(first.error) == str(second.error) == said
         finally:
             worker.stop()
+
+
+def test_an_error_from_a_subscriber_does_not_escape_drain_nor_hide_events_from_the_others(
+    secret, drain_until, live_server
+):
+    worker = SyncWorker(State())
+    worker.configure(Settings(live_server.url, live_server.key("pro", "owner"), events_wait=1, read_timeout=5))
+    calls: list[str] = []
+    seen: list[str] = []
+
+    def explode(kind, _data):
+        calls.append(kind)
+        raise RuntimeError("a buggy add-on's subscriber")
+
+    worker.subscribe(explode)  # first, so a subscriber after it only sees events if drain goes on
+    worker.subscribe(lambda kind, _data: seen.append(kind))
+    worker.start()
+    try:
+        drain_until(worker, lambda: worker.state.credits is not None, timeout=15)
+        assert worker.state.credits.total == 875_000
+        r = live_server.post("/purchases", {"pack_id": "pack-50k"}, idem="subscribers")
+        assert r.status_code == 201
+        drain_until(worker, lambda: "purchase.completed" in seen, timeout=15)
+        assert sorted(seen) == sorted(calls) == ["balance.changed", "purchase.completed"]
+        assert worker.state.credits.total == 875_000 + 50_000
+    finally:
+        worker.stop()
 
 
 @pytest.mark.parametrize(
