@@ -14,6 +14,7 @@ from fractions import Fraction
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support import prices
 
 from act3_credits.core import pricing, shots
 from act3_credits.core.pricing import DEFAULT_RATE_CARD as CARD
@@ -107,6 +108,39 @@ def test_prices_worked_by_hand(engine, tier, requested_s, snapped, credits):
     price = CARD.price(engine, tier, requested_s)
     assert (price.duration_s, price.credits) == (snapped, credits)
     assert reference_price(CARD, engine, tier, requested_s) == (snapped, credits)
+
+
+def test_the_default_card_is_the_published_price_list():
+    assert [(e.id, e.rate_per_second, e.allowed_durations()) for e in CARD.engines] == [
+        (engine, prices.RATE[engine], prices.DURATIONS[engine]) for engine in prices.ENGINES
+    ]
+    assert [(t.id, t.multiplier) for t in CARD.tiers] == list(prices.MULTIPLIER.items())
+    for engine, table in prices.STANDARD.items():  # the typed-out table is rate x seconds
+        assert table == {s: prices.RATE[engine] * s for s in prices.DURATIONS[engine]}
+
+
+def test_every_engine_tier_and_duration_costs_what_the_price_list_says():
+    checked = 0
+    for engine, table in prices.STANDARD.items():
+        for snapped, standard in table.items():
+            assert CARD.price(engine, "standard", snapped).credits == standard
+            assert CARD.price(engine, "draft", snapped).credits == (standard + 1) // 2  # half, rounded up
+            assert CARD.price(engine, "high", snapped).credits == 2 * standard
+            assert CARD.price(engine, "4k", snapped).credits == 4 * standard
+            checked += 4
+    assert checked == 4 * (3 + 3 + 12 + 3 + 15)
+
+
+def test_requests_at_every_usual_frame_rate_snap_and_cost_as_the_price_list_says():
+    for fps, fps_base in [(24, 1.001), (24, 1.0), (25, 1.0), (30, 1.001), (30, 1.0), (50, 1.0), (60, 1.001)]:
+        for frames in range(1, int(16 * fps) + 1, 7):
+            requested = seconds(frames, fps, fps_base)
+            for engine in prices.ENGINES:
+                for tier in prices.TIERS:
+                    price = CARD.price(engine, tier, requested)
+                    assert (price.duration_s, price.credits) == prices.price(engine, tier, requested), (
+                        engine, tier, frames, fps, fps_base,
+                    )  # fmt: skip
 
 
 ODD_CARD = RateCard(

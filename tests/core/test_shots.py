@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from support import prices
 
 from act3_credits.core import pricing, shots
 from act3_credits.core.pricing import DEFAULT_RATE_CARD as CARD
@@ -71,7 +72,7 @@ def test_durations_snap_as_the_service_will_charge(engine, fps, fps_base, frames
     seconds = shots.duration_s(1, frames, fps, fps_base)
     est = shots.estimate([Shot("sh", engine, "standard", seconds)], CARD, PRO_EDITOR)
     assert est.lines[0].duration_s == snapped
-    assert est.lines[0].credits == CARD.engine(engine).rate_per_second * snapped
+    assert est.lines[0].credits == prices.STANDARD[engine][snapped]
 
 
 def test_duration_text_shows_what_is_charged_and_what_was_asked():
@@ -153,15 +154,27 @@ def test_tags_are_free_text_comma_separated_and_case_insensitive():
 # ------------------------------------------------------------------ estimates
 
 
-def test_estimate_lines_use_the_one_pricing_module_on_every_engine_and_tier():
+# 7.3 s on every engine and tier, worked by hand: Veo and Veo Fast snap to 8 s, Seedance to 7 s,
+# Wan to 5 s (7.3 is below the 7.5 tie), Grok to 7 s. Draft is half, rounded up (857.5 -> 858).
+AT_7_3_S = {  # engine: (snapped s, Draft, Standard, High, 4K)
+    "veo-3.1": (8, 1_040, 2_080, 4_160, 8_320),
+    "veo-3.1-fast": (8, 392, 784, 1_568, 3_136),
+    "seedance-2.0": (7, 858, 1_715, 3_430, 6_860),
+    "wan-2.6": (5, 245, 490, 980, 1_960),
+    "grok-imagine": (7, 161, 322, 644, 1_288),
+}
+
+
+def test_estimate_lines_cost_what_the_price_list_says_on_every_engine_and_tier():
     ent = Account(plan="enterprise", role="owner", allowed_tiers=("draft", "standard", "high", "4k"), available=10**9)
-    batch = [Shot(f"{e.id}-{t.id}", e.id, t.id, 7.3) for e in CARD.engines for t in CARD.tiers]
+    tiers = ("draft", "standard", "high", "4k")
+    batch = [Shot(f"{engine}-{tier}", engine, tier, 7.3) for engine in AT_7_3_S for tier in tiers]
     est = shots.estimate(batch, CARD, ent)
-    for line, shot in zip(est.lines, batch, strict=True):
-        price = CARD.price(shot.engine, shot.tier, shot.duration_s)
-        assert (line.duration_s, line.credits) == (price.duration_s, price.credits)
-        assert line.draft_credits == CARD.price(shot.engine, "draft", shot.duration_s).credits
-    assert est.total == pricing.batch_total(CARD.price(s.engine, s.tier, s.duration_s) for s in batch)
+    got = {(ln.shot.engine, ln.shot.tier): (ln.duration_s, ln.credits, ln.draft_credits) for ln in est.lines}
+    assert got == {
+        (engine, tier): (row[0], row[1 + k], row[1]) for engine, row in AT_7_3_S.items() for k, tier in enumerate(tiers)
+    }
+    assert est.total == 15_600 + 5_880 + 12_863 + 3_675 + 2_415 == 40_433  # the rows above, added up
 
 
 def test_draft_first_says_what_the_same_shots_cost_at_draft():

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import requests
-from support import blender
+from support import blender, prices
 from support.servers import LiveServer
 
 from act3_credits.core import pricing
@@ -21,18 +21,41 @@ bpy = blender.import_bpy()
 
 CARD = pricing.DEFAULT_RATE_CARD
 ODD_DURATIONS = [0.9, 3.5, 5.005, 6.006, 7.5, 9.2, 12.49, 16.0]
+# What each engine renders for those requests, worked by hand: the nearest allowed duration, a tie
+# (3.5 s for Grok, 7.5 s for Seedance and Wan) to the longer one, the engine's range at either end.
+SNAPPED = {
+    "veo-3.1": [4, 4, 6, 6, 8, 8, 8, 8],
+    "veo-3.1-fast": [4, 4, 6, 6, 8, 8, 8, 8],
+    "seedance-2.0": [4, 4, 5, 6, 8, 9, 12, 15],
+    "wan-2.6": [5, 5, 5, 5, 10, 10, 10, 15],
+    "grok-imagine": [1, 4, 5, 6, 8, 9, 12, 15],
+}
 
 
 def test_every_engine_and_tier_estimates_as_the_service_does(live_server: LiveServer):
-    shots = [Shot(f"{e.id}-{t.id}-{d}", e.id, t.id, d) for e in CARD.engines for t in CARD.tiers for d in ODD_DURATIONS]
+    shots, expected = [], {}
+    for engine, row in SNAPPED.items():
+        for tier in prices.TIERS:
+            for requested, snapped in zip(ODD_DURATIONS, row, strict=True):
+                shots.append(Shot(f"{engine}-{tier}-{requested}", engine, tier, requested))
+                expected[shots[-1].name] = (snapped, prices.cost(engine, tier, snapped))
+    assert len(expected) == 5 * 4 * 8
+    assert expected["seedance-2.0-draft-5.005"] == (5, 613)  # 245 x 1/2 x 5 = 612.5, rounded up
+    assert expected["veo-3.1-4k-16.0"] == (8, 8_320)
     ours = estimate(shots, CARD, Account(plan="enterprise", role="owner", available=5_000_000))
+    assert {ln.name: (ln.duration_s, ln.credits) for ln in ours.lines} == expected
+    theirs = {}
     for start in range(0, len(shots), 200):
         chunk = shots[start : start + 200]
         answer = live_server.post("/estimates", {"shots": [s.request_json() for s in chunk]}, plan="enterprise").json()
-        for line, theirs in zip(ours.lines[start : start + 200], answer["shots"], strict=True):
-            assert (line.duration_s, line.credits) == (theirs["duration_s"], theirs["credits"]), line.name
-    # ... and the service's card is the one the add-on falls back on
+        theirs |= {s["name"]: (s["duration_s"], s["credits"]) for s in answer["shots"]}
+    assert theirs == expected
+    # ... and the service's card is the price list the add-on falls back on
     card = pricing.RateCard.from_json(live_server.get("/pricing").json())
+    assert [(e.id, e.rate_per_second, e.allowed_durations()) for e in card.engines] == [
+        (e, prices.RATE[e], prices.DURATIONS[e]) for e in prices.ENGINES
+    ]
+    assert [(t.id, t.multiplier) for t in card.tiers] == list(prices.MULTIPLIER.items())
     assert card.engines == CARD.engines and card.tiers == CARD.tiers
 
 
@@ -66,6 +89,8 @@ def test_shots_at_every_frame_rate_are_charged_what_the_list_said(studio, live_s
     assert job["estimated_credits"] == job["charged_credits"] == ours.total
     charged = {s["name"]: (s["duration_s"], s["credits"]) for s in job["shots"]}
     assert charged == {ln.name: (ln.duration_s, ln.credits) for ln in ours.lines}
+    # ... and both are the price list's, for the shot's length in seconds at this frame rate
+    assert charged == {n: prices.price(e, t, (b - a + 1) * fps_base / fps) for n, a, b, e, t in specs}
     history = server.get("/account/credits/history", "enterprise", params={"kind": "render", "limit": 200}).json()
     assert {r["shot"]: -r["credits"] for r in history["items"] if r["job_id"] == job_id} == {
         ln.name: ln.credits for ln in ours.lines

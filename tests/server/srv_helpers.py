@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
+from support import prices
 
-from act3_credits.core import pricing
 from act3_server import db
 from act3_server.ledger import Actor, Ledger
 
@@ -92,7 +92,8 @@ def shot(name: str = "sh010", engine: str = "veo-3.1", tier: str = "standard", d
 
 
 def price(spec: dict[str, Any]) -> int:
-    return pricing.DEFAULT_RATE_CARD.price(spec["engine"], spec["tier"], spec["duration_s"]).credits
+    """What the price list says the shot costs (worked out in support.prices, not by the product)."""
+    return prices.credits(spec)
 
 
 def shots_costing(target: int, allowed_tiers: tuple[str, ...] = ("draft", "standard", "high")) -> list[dict[str, Any]]:
@@ -102,12 +103,11 @@ def shots_costing(target: int, allowed_tiers: tuple[str, ...] = ("draft", "stand
 @functools.lru_cache(maxsize=64)
 def _shots_costing(target: int, allowed_tiers: tuple[str, ...]) -> tuple[dict[str, Any], ...]:
     """Shot specs whose prices add up to exactly `target` credits (greedy, then exact change)."""
-    card = pricing.DEFAULT_RATE_CARD
-    menu: dict[int, dict[str, Any]] = {}
-    for e in card.engines:
+    menu: dict[int, dict[str, Any]] = {}  # credits -> a shot costing that much on the price list
+    for e in prices.ENGINES:
         for t in allowed_tiers:
-            for d in e.allowed_durations():
-                menu.setdefault(card.price(e.id, t, d).credits, shot(f"fill-{e.id}-{t}-{d}", e.id, t, d))
+            for d in prices.DURATIONS[e]:
+                menu.setdefault(prices.cost(e, t, d), shot(f"fill-{e}-{t}-{d}", e, t, d))
     coins = sorted(menu)
     out: list[dict[str, Any]] = []
     while target > 10_000:

@@ -23,14 +23,14 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import func, select
 from srv_helpers import Books, ManualClock, make_books
+from support import prices
 
 from act3_credits.core import pricing
 from act3_server import db
 from act3_server.ledger import Claim, Ledger, LedgerError
 
-CARD = pricing.DEFAULT_RATE_CARD
-ENGINES = [e.id for e in CARD.engines]
-TIERS = [t.id for t in CARD.tiers]
+ENGINES = list(prices.ENGINES)
+TIERS = list(prices.TIERS)
 
 shot_specs = st.fixed_dictionaries(
     {
@@ -131,8 +131,8 @@ class LedgerMachine(RuleBasedStateMachine):
         assert self.books and self.model
         self.model.apply_due(self.clock.now)
         est = self.ledger.estimate(self.books.editor, specs)
-        prices = [CARD.price(s["engine"], s["tier"], s["duration_s"]).credits for s in specs]
-        assert [s["credits"] for s in est["shots"]] == prices and est["total"] == sum(prices)
+        costs = [prices.credits(s) for s in specs]  # from the price list, by hand
+        assert [s["credits"] for s in est["shots"]] == costs and est["total"] == sum(costs)
         assert est["available"] == self.model.available
         allowed = self.model.plan.allowed_tiers
         assert [b["name"] for b in est["blocked"]] == [s["name"] for s in specs if s["tier"] not in allowed]
@@ -155,7 +155,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def _create(self, specs: list[dict[str, Any]], idem: bool) -> None:
         assert self.books and self.model
-        prices = [CARD.price(s["engine"], s["tier"], s["duration_s"]).credits for s in specs]
+        costs = [prices.credits(s) for s in specs]  # from the price list, by hand
         self.model.apply_due(self.clock.now)
         key = uuid.uuid4().hex if idem else None
         try:
@@ -165,20 +165,20 @@ class LedgerMachine(RuleBasedStateMachine):
                 assert any(s["tier"] not in self.model.plan.allowed_tiers for s in specs)
             else:
                 assert err.code == "insufficient_credits"
-                assert sum(prices) > self.model.available
+                assert sum(costs) > self.model.available
             return
         assert all(s["tier"] in self.model.plan.allowed_tiers for s in specs)
-        assert sum(prices) <= self.model.available
-        self.model.held += sum(prices)
+        assert sum(costs) <= self.model.available
+        self.model.held += sum(costs)
         job = result.body
-        assert job["estimated_credits"] == sum(prices) == job["held"]
+        assert job["estimated_credits"] == sum(costs) == job["held"]
         self.jobs.append(job["id"])
         with db.read_tx(self.ledger.engine) as conn:
             internal = conn.execute(
                 select(db.jobs.c.id).where(db.jobs.c.org_id == self.books.org_id, db.jobs.c.number == job["id"])
             ).scalar_one()
             for sid, idx in conn.execute(select(db.shots.c.id, db.shots.c.idx).where(db.shots.c.job_id == internal)):
-                self.model.expected_charges[sid] = prices[idx]
+                self.model.expected_charges[sid] = costs[idx]
         if key:  # a replay changes nothing
             again = self.ledger.create_job(self.books.editor, "batch", specs, key)
             assert again.replayed and again.body == job
