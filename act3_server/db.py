@@ -472,15 +472,19 @@ class RawTx:
         return self.execute(sql, params).fetchone()
 
     @contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self, commit: bool = False) -> Iterator[None]:
         """Statements whose results are not needed, sent together: a psycopg pipeline on
-        PostgreSQL (one round trip for all of them instead of one each); SQLite runs them as they
-        come (it has no round trips)."""
+        PostgreSQL (one round trip for all of them instead of one each), with the COMMIT in it
+        when `commit` (the last thing the transaction does: its locks go one round trip sooner);
+        SQLite runs them as they come (it has no round trips) and commits at the end as usual."""
         if self.sqlite:
             yield
             return
-        with self.cursor.connection.pipeline():
+        connection = self.cursor.connection
+        with connection.pipeline():
             yield
+            if commit:
+                connection.commit()  # queued in the pipeline; raw_write_tx's own commit is then a no-op
 
     def executemany(self, sql: DriverSql, rows: list[dict[str, Any]]) -> None:
         if len(rows) == 1:

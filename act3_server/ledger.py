@@ -246,6 +246,58 @@ _HOLD = DriverSql(
     )
     .returning(*_STATE_COLUMNS)
 )
+# PostgreSQL: the hold and the job's row in one statement (data-modifying WITHs), so the account row
+# is locked one round trip later and released one sooner; no row back: a refill is due, or a 402.
+_HELD = (
+    _A.update()
+    .where(
+        _A.c.org_id == _bp("org_id"),
+        _A.c.period_start >= _bp("due", _A.c.period_start.type),
+        _A.c.monthly_remaining + _A.c.bank_rolled + _A.c.bank_purchased - _A.c.held >= _bp("total", BigInteger()),
+    )
+    .values(
+        held=_A.c.held + _bp("total", BigInteger()),
+        version=_A.c.version + 1,
+        last_job_number=_A.c.last_job_number + 1,
+        last_event_seq=_A.c.last_event_seq + 2,
+    )
+    .returning(*_STATE_COLUMNS)
+    .cte("held")
+)
+_NEW_JOB = (
+    jobs.insert()
+    .from_select(
+        [
+            "org_id",
+            "number",
+            "member_id",
+            "member_name",
+            "name",
+            "status",
+            "created_at",
+            "updated_at",
+            "estimated_credits",
+            "charged_credits",
+            "held",
+        ],
+        select(
+            _bp("org_id", Integer()),
+            _HELD.c.last_job_number,
+            _bp("member_id", Integer()),
+            _bp("member_name", String()),
+            _bp("name", String()),
+            _QUEUED,
+            _bp("created_at", jobs.c.created_at.type),
+            _bp("created_at", jobs.c.created_at.type),
+            _bp("total", BigInteger()),
+            literal_column("0"),
+            _bp("total", BigInteger()),
+        ),
+    )
+    .returning(jobs.c.id)
+    .cte("new_job")
+)
+_HOLD_AND_JOB = DriverSql(select(_NEW_JOB.c.id, *[_HELD.c[k] for k in _ACCOUNT_STATE]))
 _KNOWN_KEY = DriverSql(
     select(literal_column("1")).where(idempotency.c.org_id == _bp("org_id"), idempotency.c.key == _bp("key"))
 )
@@ -420,6 +472,58 @@ _INSERT_RENDER = DriverSql(
         }
     )
     .returning(transactions.c.id)
+)
+# PostgreSQL: the render and its journal rows in one statement (the rows' transaction_id from the
+# render's RETURNING); buckets that did not move are left out.
+_RENDER = (
+    transactions.insert()
+    .values(
+        {
+            c: _bp(c, transactions.c[c].type)
+            for c in (
+                "org_id",
+                "at",
+                "kind",
+                "shot",
+                "engine",
+                "tier",
+                "duration_s",
+                "credits",
+                "monthly_delta",
+                "bank_delta",
+                "job_id",
+                "shot_id",
+                "member",
+            )
+        }
+    )
+    .returning(transactions.c.id)
+    .cte("render")
+)
+_MOVES = (
+    select(literal_column("'monthly'").label("bucket"), _bp("d_monthly", BigInteger()).label("delta"))
+    .union_all(
+        select(literal_column("'bank_rolled'"), _bp("d_bank_rolled", BigInteger())),
+        select(literal_column("'bank_purchased'"), _bp("d_bank_purchased", BigInteger())),
+        select(literal_column("'held'"), _bp("d_held", BigInteger())),
+    )
+    .subquery("moves")
+)
+_RENDER_AND_JOURNAL = DriverSql(
+    journal.insert().from_select(
+        ["org_id", "transaction_id", "job_id", "bucket", "delta", "reason", "at"],
+        select(
+            _bp("org_id", Integer()),
+            _RENDER.c.id,
+            _bp("journal_job_id", Integer()),
+            _MOVES.c.bucket,
+            _MOVES.c.delta,
+            literal_column("'render'"),
+            _bp("at", journal.c.at.type),
+        )
+        .select_from(_RENDER.join(_MOVES, true()))
+        .where(_MOVES.c.delta != 0),
+    )
 )
 _CHARGE_JOB = DriverSql(
     jobs.update()
@@ -1451,30 +1555,31 @@ class Ledger:
         with raw_write_tx(self.engine) as tx:
             if idempotency_key is not None and tx.one(_KNOWN_KEY, {"org_id": org.id, "key": idempotency_key}):
                 raise _Fallback  # a replay (or a conflict): the general path answers it
-            row = tx.one(
-                _HOLD,
-                {"org_id": org.id, "due": billing.period_start(now.date(), org.billing_day), "total": total},
-            )
-            if row is None:
-                raise _Fallback  # a refill is due first, or the credits are not there (a 402 to explain)
-            acct = _account_from_row(tx, org.id, row)
+            hold = {"org_id": org.id, "due": billing.period_start(now.date(), org.billing_day), "total": total}
+            job = {
+                "org_id": org.id,
+                "member_id": actor.member_id,
+                "member_name": actor.member_name,
+                "name": name,
+                "status": "queued",
+                "created_at": at,
+                "updated_at": at,
+                "estimated_credits": total,
+                "charged_credits": 0,
+                "held": total,
+            }
+            if tx.sqlite:
+                row = tx.one(_HOLD, hold)
+                if row is None:
+                    raise _Fallback  # a refill is due first, or the credits are not there (a 402 to explain)
+                acct = _account_from_row(tx, org.id, row)
+                job_id = tx.one(_INSERT_JOB, {**job, "number": acct["last_job_number"]})[0]
+            else:
+                row = tx.one(_HOLD_AND_JOB, {**hold, **job})
+                if row is None:
+                    raise _Fallback  # as above
+                job_id, acct = row[0], _account_from_row(tx, org.id, row[1:])
             number = acct["last_job_number"]
-            job_id = tx.one(
-                _INSERT_JOB,
-                {
-                    "org_id": org.id,
-                    "number": number,
-                    "member_id": actor.member_id,
-                    "member_name": actor.member_name,
-                    "name": name,
-                    "status": "queued",
-                    "created_at": at,
-                    "updated_at": at,
-                    "estimated_credits": total,
-                    "charged_credits": 0,
-                    "held": total,
-                },
-            )[0]
             shot_rows = [
                 {
                     "job_id": job_id,
@@ -1490,7 +1595,7 @@ class Ledger:
                 }
                 for i, (n, p) in enumerate(zip(names, prices, strict=True))
             ]
-            with tx.batch():  # nothing below needs an answer: one round trip on PostgreSQL
+            with tx.batch(commit=True):  # nothing below needs an answer: one round trip on PostgreSQL
                 tx.executemany(_INSERT_SHOTS, shot_rows)
                 counts = Counter(names)
                 tx.executemany(
@@ -1606,7 +1711,7 @@ class Ledger:
                     seq = tx.one(_TAKE_EVENT_SEQ, {"org_id": org_id})[0]
                     tx.execute(_INSERT_EVENT_ROWS, self._event_row(org_id, seq, "job.status", data, now))
             else:
-                with tx.batch():  # the lease and the event (numbered in SQL): one round trip
+                with tx.batch(commit=True):  # the lease and the event (numbered in SQL): one round trip
                     tx.execute(_LEASE_JOB, lease)
                     if wrote:
                         tx.execute(_INSERT_NUMBERED_EVENT, self._event_row(org_id, 0, "job.status", data, now))
@@ -1659,41 +1764,42 @@ class Ledger:
             acct = _account_from_row(tx, org.id, row)
             deltas = self._take(acct, cost)
             acct["held"] -= cost
-            tx_id = tx.one(
-                _INSERT_RENDER,
-                {
-                    "org_id": org.id,
-                    "at": at,
-                    "kind": "render",
-                    "shot": shot_name,
-                    "engine": engine,
-                    "tier": tier,
-                    "duration_s": duration_s,
-                    "credits": -cost,
-                    "monthly_delta": deltas.get("monthly", 0),
-                    "bank_delta": deltas.get("bank_rolled", 0) + deltas.get("bank_purchased", 0),
-                    "job_id": number,
-                    "shot_id": claim.shot_id,
-                    "member": member,
-                },
-            )[0]
-            with tx.batch():  # nothing below needs an answer: one round trip on PostgreSQL
+            render = {
+                "org_id": org.id,
+                "at": at,
+                "kind": "render",
+                "shot": shot_name,
+                "engine": engine,
+                "tier": tier,
+                "duration_s": duration_s,
+                "credits": -cost,
+                "monthly_delta": deltas.get("monthly", 0),
+                "bank_delta": deltas.get("bank_rolled", 0) + deltas.get("bank_purchased", 0),
+                "job_id": number,
+                "shot_id": claim.shot_id,
+                "member": member,
+            }
+            if tx.sqlite:
+                tx_id = tx.one(_INSERT_RENDER, render)[0]
                 moves = [*deltas.items(), ("held", -cost)]
-                tx.executemany(
-                    _INSERT_JOURNAL_ROWS,
-                    [
-                        {
-                            "org_id": org.id,
-                            "transaction_id": tx_id,
-                            "job_id": job_id,
-                            "bucket": bucket,
-                            "delta": delta,
-                            "reason": "render",
-                            "at": at,
-                        }
-                        for bucket, delta in moves
-                    ],
-                )
+                journal_rows = [
+                    {
+                        "org_id": org.id,
+                        "transaction_id": tx_id,
+                        "job_id": job_id,
+                        "bucket": bucket,
+                        "delta": delta,
+                        "reason": "render",
+                        "at": at,
+                    }
+                    for bucket, delta in moves
+                ]
+            with tx.batch(commit=True):  # nothing below needs an answer: one round trip on PostgreSQL
+                if tx.sqlite:
+                    tx.executemany(_INSERT_JOURNAL_ROWS, journal_rows)
+                else:  # the render and its journal rows in one statement
+                    moved = {f"d_{b}": deltas.get(b, 0) for b in ("monthly", "bank_rolled", "bank_purchased")}
+                    tx.execute(_RENDER_AND_JOURNAL, {**render, **moved, "d_held": -cost, "journal_job_id": job_id})
                 tx.execute(
                     _CHARGE_JOB,
                     {"job_id": job_id, "cost": cost, "status": "completed" if finishing else status, "now": at},

@@ -194,9 +194,17 @@ class RawDriver:
         else:
             cur.executemany(text, [tuple(self.value(r[n] if n in r else own[n]) for n in names) for r in rows])
 
-    def batch(self, cur: Any) -> Any:
-        """As RawTx.batch: a pipeline on PostgreSQL for the statements whose answers are not read."""
-        return contextlib.nullcontext() if self.sqlite else cur.connection.pipeline()
+    @contextlib.contextmanager
+    def batch(self, cur: Any, commit: bool = False) -> Any:
+        """As RawTx.batch: a pipeline on PostgreSQL for the statements whose answers are not read,
+        with the COMMIT in it when `commit`."""
+        if self.sqlite:
+            yield
+            return
+        with cur.connection.pipeline():
+            yield
+            if commit:
+                cur.connection.commit()
 
     def value(self, v: Any) -> Any:
         if isinstance(v, datetime):
@@ -254,12 +262,9 @@ class RawDriver:
         now = datetime.now(UTC).replace(tzinfo=None)
         due = billing.period_start(now.date(), 1)
         assert self.run(cur, L._KNOWN_KEY, {"org_id": org["org_id"], "key": key}).fetchone() is None
-        acct = self.run(cur, L._HOLD, {"org_id": org["org_id"], "due": due, "total": 196}).fetchone()
-        assert acct is not None
-        number, seq = acct[7], acct[9]
+        hold = {"org_id": org["org_id"], "due": due, "total": 196}
         job = {
             "org_id": org["org_id"],
-            "number": number,
             "member_id": org["member_id"],
             "member_name": "Cleo (editor)",
             "name": "bench",
@@ -270,7 +275,15 @@ class RawDriver:
             "charged_credits": 0,
             "held": 196,
         }
-        job_id = self.run(cur, L._INSERT_JOB, job).fetchone()[0]
+        if self.sqlite:
+            acct = self.run(cur, L._HOLD, hold).fetchone()
+            job["number"] = acct[7]
+            job_id = self.run(cur, L._INSERT_JOB, job).fetchone()[0]
+        else:  # the hold and the job's row in one statement, as the service does there
+            row = self.run(cur, L._HOLD_AND_JOB, {**hold, **job}).fetchone()
+            job_id, acct = row[0], row[1:]
+            job["number"] = acct[7]
+        number, seq = acct[7], acct[9]
         shot = {
             "job_id": job_id,
             "idx": 0,
@@ -283,7 +296,7 @@ class RawDriver:
             "status": "queued",
             "attempts": 0,
         }
-        with self.batch(cur):
+        with self.batch(cur, commit=True):
             self.run(cur, L._INSERT_SHOTS, shot)
             names = {"org_id": org["org_id"], "shot": "bench", "shot_key": "bench", "shots": 1}
             self.run(cur, L._SHOT_NAMES_UPSERT["sqlite" if self.sqlite else "postgresql"], names)
@@ -337,7 +350,7 @@ class RawDriver:
                     seq = self.run(cur, L._TAKE_EVENT_SEQ, {"org_id": org_id}).fetchone()[0]
                     self.run(cur, L._INSERT_EVENT_ROWS, {**event, "seq": seq})
             else:
-                with self.batch(cur):
+                with self.batch(cur, commit=True):
                     self.run(cur, L._LEASE_JOB, lease)
                     if status != "processing":
                         self.run(cur, L._INSERT_NUMBERED_EVENT, event)
@@ -375,14 +388,19 @@ class RawDriver:
             "shot_id": shot_id,
             "member": "Cleo (editor)",
         }
-        tx_id = self.run(cur, L._INSERT_RENDER, render).fetchone()[0]
-        with self.batch(cur):
-            row = {"org_id": org_id, "transaction_id": tx_id, "job_id": job_id, "reason": "render", "at": now}
-            self.many(
-                cur,
-                L._INSERT_JOURNAL_ROWS,
-                [{**row, "bucket": "monthly", "delta": -take}, {**row, "bucket": "held", "delta": -cost}],
-            )
+        if self.sqlite:
+            tx_id = self.run(cur, L._INSERT_RENDER, render).fetchone()[0]
+        with self.batch(cur, commit=True):
+            if self.sqlite:
+                row = {"org_id": org_id, "transaction_id": tx_id, "job_id": job_id, "reason": "render", "at": now}
+                self.many(
+                    cur,
+                    L._INSERT_JOURNAL_ROWS,
+                    [{**row, "bucket": "monthly", "delta": -take}, {**row, "bucket": "held", "delta": -cost}],
+                )
+            else:  # the render and its journal rows in one statement, as the service does there
+                moves = {"d_monthly": -take, "d_bank_rolled": 0, "d_bank_purchased": 0, "d_held": -cost}
+                self.run(cur, L._RENDER_AND_JOURNAL, {**render, **moves, "journal_job_id": job_id})
             status = "completed" if finishing else "processing"
             self.run(cur, L._CHARGE_JOB, {"job_id": job_id, "cost": cost, "status": status, "now": now})
             state = dict(zip(L._ACCOUNT_STATE, acct, strict=True))

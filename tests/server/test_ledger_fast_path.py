@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from srv_helpers import Books, ManualClock, make_books, shot
 
 from act3_server import db
@@ -126,3 +126,22 @@ def test_the_driver_path_writes_what_the_general_path_writes(
         assert got[part] == want[part], part
     fast.assert_books_balance()
     slow.assert_books_balance()
+
+
+def test_driver_errors_come_out_as_sqlalchemy_errors_and_roll_back(books: Books) -> None:
+    """A failing statement on the driver path raises SQLAlchemy's error type (what the HTTP layer
+    maps), rolls its transaction back and frees the writer for the next one."""
+    from sqlalchemy.exc import IntegrityError
+
+    engine = books.ledger.engine
+    stmt = db.DriverSql(db.settings.insert().values(key=bindparam("k"), value=bindparam("v")))
+    with db.raw_write_tx(engine) as tx:
+        tx.execute(stmt, {"k": "fast-path-test", "v": "1"})
+    with pytest.raises(IntegrityError):
+        with db.raw_write_tx(engine) as tx:
+            tx.execute(stmt, {"k": "fast-path-test-2", "v": "2"})  # rolled back with the next one
+            tx.execute(stmt, {"k": "fast-path-test", "v": "3"})  # the same key again
+    with db.read_tx(engine) as conn:
+        keys = conn.execute(select(db.settings.c.key).where(db.settings.c.key.like("fast-path-test%"))).scalars()
+        assert sorted(keys) == ["fast-path-test"]
+    books.job(shot("after"))  # the writer is free
