@@ -37,6 +37,22 @@ class KeyCheck:
         self._sql = compiled.string
         self._positional = bool(compiled.positional)
 
+    def _invalidate(self, conn: Any, exc: Exception) -> None:
+        """Never reuse a connection that failed. When the database dropped it (restarted, went
+        away), every pooled connection is as dead: have the pool replace them all, as SQLAlchemy's
+        own execution does for a disconnect, rather than fail one request per pooled connection."""
+        dbapi_conn = conn.dbapi_connection
+        disconnect = False
+        try:
+            disconnect = bool(self.engine.dialect.is_disconnect(exc, dbapi_conn, None))  # type: ignore[arg-type]
+        except Exception:
+            pass
+        pool_invalidate = getattr(self.engine.pool, "_invalidate", None)
+        if disconnect and pool_invalidate is not None:
+            pool_invalidate(conn, exc)
+        else:
+            conn.invalidate(exc)
+
     def authenticate(self, key: str | None) -> Actor | None:
         if not key:
             return None
@@ -51,7 +67,7 @@ class KeyCheck:
             finally:
                 cur.close()
         except Exception as exc:
-            conn.invalidate(exc)  # maybe a connection the database dropped: never reuse it
+            self._invalidate(conn, exc)
             raise
         finally:
             conn.close()
