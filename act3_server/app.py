@@ -365,7 +365,7 @@ def create_app(
                     details=[{"loc": ["body", "now"], "msg": "too far in the future"}],
                 )
             try:
-                moved = clock.set(wanted)
+                moved = clock.set(wanted, actor=who)  # owners and admins only
             except ClockMovedBack as exc:
                 raise ApiError("clock_moved_back", str(exc), 422) from None
             # Billing dates the move passed over are due now, for every organisation, as at midnight.

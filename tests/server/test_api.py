@@ -309,6 +309,12 @@ def test_history_over_http(api: Api) -> None:
 
 
 def test_dev_clock_moves_forward_only_and_refills(api: Api) -> None:
+    # It moves every organisation's clock: an editor's or a viewer's key may not, and nothing moves.
+    for role in ("editor", "viewer"):
+        r = api.client.post("/v1/dev/clock", json={"now": "2031-03-01T00:00:01Z"}, headers=api.headers(role=role))
+        assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    before = api.client.get("/v1/account/credits", headers=api.headers("starter")).json()["billing_date"]
+    assert before < "2031-01-01"
     r = api.client.post("/v1/dev/clock", json={"now": "2031-03-01T00:00:01Z"}, headers=api.headers())
     assert r.status_code == 200 and r.json()["now"] == "2031-03-01T00:00:01Z"
     credits = api.client.get("/v1/account/credits", headers=api.headers("starter")).json()
