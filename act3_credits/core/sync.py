@@ -84,7 +84,7 @@ class Settings:
         online_access: bool = True,
         connect_timeout: float = CONNECT_TIMEOUT_S,
         read_timeout: float = READ_TIMEOUT_S,
-        events_wait: float = 10.0,
+        events_wait: float = 30.0,  # the API's longest: an idle Blender asks the service twice a minute
         history_limit: int = 50,
         retries: int = 2,
         max_backoff: float = 30.0,
