@@ -231,7 +231,7 @@ _RUNNABLE_SQL = or_(jobs.c.status == _QUEUED, jobs.c.status == _PROCESSING)
 
 # The hold: lock the account, check the refill is done and the credits are there, hold them, and
 # take the job's number and two event numbers, in one statement.
-_HOLD = DriverSql(
+_HOLD_UPDATE = (
     _A.update()
     .where(
         _A.c.org_id == _bp("org_id"),
@@ -246,24 +246,10 @@ _HOLD = DriverSql(
     )
     .returning(*_STATE_COLUMNS)
 )
+_HOLD = DriverSql(_HOLD_UPDATE)
 # PostgreSQL: the hold and the job's row in one statement (data-modifying WITHs), so the account row
 # is locked one round trip later and released one sooner; no row back: a refill is due, or a 402.
-_HELD = (
-    _A.update()
-    .where(
-        _A.c.org_id == _bp("org_id"),
-        _A.c.period_start >= _bp("due", _A.c.period_start.type),
-        _A.c.monthly_remaining + _A.c.bank_rolled + _A.c.bank_purchased - _A.c.held >= _bp("total", BigInteger()),
-    )
-    .values(
-        held=_A.c.held + _bp("total", BigInteger()),
-        version=_A.c.version + 1,
-        last_job_number=_A.c.last_job_number + 1,
-        last_event_seq=_A.c.last_event_seq + 2,
-    )
-    .returning(*_STATE_COLUMNS)
-    .cte("held")
-)
+_HELD = _HOLD_UPDATE.cte("held")
 _NEW_JOB = (
     jobs.insert()
     .from_select(
