@@ -54,7 +54,7 @@ from sqlalchemy.exc import IntegrityError
 
 from act3_credits.core import pricing
 
-from . import billing
+from . import billing, rules
 from .auth import hash_key
 from .clock import utcnow
 from .db import (
@@ -801,8 +801,8 @@ class Ledger:
         for n in range(1, due + 1):
             start = billing.nth_period_after(last_start, n, org.billing_day)
             left = due - n + 1
-            repeats = acct["monthly_remaining"] == plan.monthly_allocation and (
-                plan.monthly_allocation == 0 or acct["bank_rolled"] >= plan.rollover_cap
+            repeats = rules.refills_repeat(
+                acct["monthly_remaining"], acct["bank_rolled"], plan.monthly_allocation, plan.rollover_cap
             )
             if repeats and left >= 2:
                 end = billing.nth_period_after(last_start, due, org.billing_day)
@@ -818,7 +818,7 @@ class Ledger:
         bank is at its cap) and refills it; the balances end as they began."""
         plan = pricing.plan(org.plan)
         at = datetime.combine(last, dtime(0), UTC)
-        expired = plan.monthly_allocation * periods
+        expired = rules.repeated_expiry(plan.monthly_allocation, periods)
         conn.execute(
             refills.insert().values(
                 org_id=org.id,
@@ -852,10 +852,8 @@ class Ledger:
     ) -> dict[str, Any]:
         plan = pricing.plan(org.plan)
         at = datetime.combine(start, dtime(0), UTC)
-        left = acct["monthly_remaining"]
-        room = max(0, plan.rollover_cap - acct["bank_rolled"])  # purchased credits do not count
-        rolled = min(left, room)
-        expired = left - rolled
+        step = rules.refill(acct["monthly_remaining"], acct["bank_rolled"], plan.monthly_allocation, plan.rollover_cap)
+        rolled, expired = step.rolled, step.expired
         # The unique (org, period_start) row: a period refills once even if two processes race.
         conn.execute(
             refills.insert().values(
@@ -874,10 +872,7 @@ class Ledger:
         self._history(
             conn, org.id, at, "refill", plan.monthly_allocation, {"monthly": plan.monthly_allocation}, "refill"
         )
-        acct["bank_rolled"] += rolled
-        acct["monthly_remaining"] = plan.monthly_allocation
-        acct["monthly_allocation"] = plan.monthly_allocation
-        acct["period_start"] = start
+        acct.update(step.after(acct), period_start=start)
         balance = self._save_account(conn, org, acct, now, "refill")
         info = {
             "period_start": start.isoformat(),
@@ -1029,7 +1024,7 @@ class Ledger:
                 }
             )
         total = pricing.batch_total(prices)
-        shortfall = max(0, total - available)
+        shortfall = rules.shortfall(total, available)
         return {
             "shots": out_shots,
             "total": total,
@@ -1110,7 +1105,7 @@ class Ledger:
             replay = self._replay(conn, org.id, idempotency_key, request_hash)
             if replay is not None:
                 return self._job_as_it_is_now(conn, org.id, replay)
-            available = acct["monthly_remaining"] + acct["bank_rolled"] + acct["bank_purchased"] - acct["held"]
+            available = rules.available(acct)
             if total > available:
                 raise LedgerError(
                     "insufficient_credits",
@@ -1841,21 +1836,9 @@ class Ledger:
 
     @staticmethod
     def _take(acct: dict[str, Any], amount: int) -> dict[str, int]:
-        """Spend `amount`: monthly first, then rolled-over bank, then purchased bank."""
-        deltas: dict[str, int] = {}
-        left = amount
-        for bucket, column in (
-            ("monthly", "monthly_remaining"),
-            ("bank_rolled", "bank_rolled"),
-            ("bank_purchased", "bank_purchased"),
-        ):
-            take = min(left, acct[column])
-            if take:
-                acct[column] -= take
-                deltas[bucket] = -take
-                left -= take
-        if left:
-            raise RuntimeError("charge exceeds the balance")  # held <= total makes this unreachable
+        """Spend `amount` in the spending order (rules.spend) and move the account's buckets."""
+        deltas = rules.spend(acct, amount)  # held <= total makes an overdraft unreachable
+        rules.apply(acct, deltas)
         return deltas
 
     # --- purchases ---------------------------------------------------------------------------------
