@@ -54,7 +54,7 @@ from sqlalchemy.exc import IntegrityError
 
 from act3_credits.core import pricing
 
-from . import billing, rules
+from . import billing, rules, shapes
 from .auth import hash_key
 from .clock import utcnow
 from .db import (
@@ -68,7 +68,6 @@ from .db import (
     from_db,
     history_shots,
     idempotency,
-    iso,
     jobs,
     journal,
     members,
@@ -82,6 +81,7 @@ from .db import (
     transactions,
     write_tx,
 )
+from .shapes import encode_cursor
 
 ENDED = ("completed", "failed", "canceled")
 # Ids and event sequence numbers are INTEGER columns (32-bit on PostgreSQL): a bigger number from a
@@ -624,29 +624,9 @@ class Ledger:
     ) -> dict[str, Any]:
         """The balances changed: a new version, and its `balance.changed` event."""
         acct["version"] += 1
-        balance = self._credits_json(org, acct, now)
+        balance = shapes.credits_json(org, acct, now)
         self._event(conn, acct, "balance.changed", {"balance": balance, "reason": reason}, now)
         return balance
-
-    def _credits_json(self, org: Org, acct: Mapping[str, Any], now: datetime) -> dict[str, Any]:
-        plan = pricing.plan(org.plan)
-        bank = acct["bank_rolled"] + acct["bank_purchased"]
-        total = acct["monthly_remaining"] + bank
-        return {
-            "org_id": org.id,
-            "plan": org.plan,
-            "total": total,
-            "monthly_remaining": acct["monthly_remaining"],
-            "monthly_allocation": acct["monthly_allocation"],
-            "rollover_bank": bank,
-            "rollover_purchased": acct["bank_purchased"],
-            "rollover_cap": plan.rollover_cap,
-            "held": acct["held"],
-            "available": total - acct["held"],
-            "billing_date": billing.next_billing_date(now.date(), org.billing_day).isoformat(),
-            "as_of": iso(now),
-            "version": acct["version"],
-        }
 
     def _history(
         self,
@@ -936,7 +916,7 @@ class Ledger:
         if acct["period_start"] < billing.period_start(now.date(), org.billing_day):
             self.refill_due(org_id, now)
             acct = self._read_account(org_id)
-        return self._credits_json(org, acct, now)
+        return shapes.credits_json(org, acct, now)
 
     def _read_account(self, org_id: int) -> dict[str, Any]:
         with read_tx(self.engine) as conn:
@@ -1182,35 +1162,8 @@ class Ledger:
         by_job: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
         if ids:
             for s in conn.execute(select(shots).where(shots.c.job_id.in_(ids)).order_by(shots.c.job_id, shots.c.idx)):
-                by_job[s.job_id].append(
-                    {
-                        "index": s.idx,
-                        "name": s.name,
-                        "engine": s.engine,
-                        "tier": s.tier,
-                        "requested_duration_s": s.requested_duration_s,
-                        "duration_s": s.duration_s,
-                        "credits": s.credits,
-                        "status": s.status,
-                        "error": s.error,
-                        "completed_at": iso(s.completed_at),
-                    }
-                )
-        return [
-            {
-                "id": j.number,
-                "name": j.name,
-                "status": j.status,
-                "created_at": iso(j.created_at),
-                "updated_at": iso(j.updated_at),
-                "member": j.member_name,
-                "estimated_credits": j.estimated_credits,
-                "charged_credits": j.charged_credits,
-                "held": j.held,
-                "shots": by_job[j.id],
-            }
-            for j in job_rows
-        ]
+                by_job[s.job_id].append(shapes.shot_json(s))
+        return [shapes.job_json(j, by_job[j.id]) for j in job_rows]
 
     def _job_json(self, conn: Connection, job_id: int) -> dict[str, Any]:
         row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
@@ -1574,7 +1527,7 @@ class Ledger:
                     },
                 )
                 seq = acct["last_event_seq"]
-                balance = self._credits_json(org, acct, now)
+                balance = shapes.credits_json(org, acct, now)
                 tx.executemany(
                     _INSERT_EVENT_ROWS,
                     [
@@ -1586,33 +1539,7 @@ class Ledger:
                         ),
                     ],
                 )
-                stamp = iso(now)
-                body = {
-                    "id": number,
-                    "name": name,
-                    "status": "queued",
-                    "created_at": stamp,
-                    "updated_at": stamp,
-                    "member": actor.member_name,
-                    "estimated_credits": total,
-                    "charged_credits": 0,
-                    "held": total,
-                    "shots": [
-                        {
-                            "index": r["idx"],
-                            "name": r["name"],
-                            "engine": r["engine"],
-                            "tier": r["tier"],
-                            "requested_duration_s": r["requested_duration_s"],
-                            "duration_s": r["duration_s"],
-                            "credits": r["credits"],
-                            "status": "queued",
-                            "error": None,
-                            "completed_at": None,
-                        }
-                        for r in shot_rows
-                    ],
-                }
+                body = shapes.queued_job_json(number, name, actor.member_name, total, now, shot_rows)
                 if idempotency_key is not None:
                     request_hash = _canonical_hash(
                         "jobs",
@@ -1765,7 +1692,7 @@ class Ledger:
                 )
                 tx.execute(_SAVE_ACCOUNT_ROW, _save_account_params(acct))
                 seq = acct["last_event_seq"] - (3 if finishing else 2)
-                balance = self._credits_json(org, acct, now)
+                balance = shapes.credits_json(org, acct, now)
                 rows = [
                     self._event_row(org.id, seq + 1, "balance.changed", {"balance": balance, "reason": "render"}, now),
                     self._event_row(
@@ -1902,18 +1829,7 @@ class Ledger:
                 {"purchase_id": purchase_id, "pack_id": pack.id, "credits": pack.credits, "balance": balance},
                 now,
             )
-            body = {
-                "purchase": {
-                    "id": purchase_id,
-                    "pack_id": pack.id,
-                    "credits": pack.credits,
-                    "price_cents": pack.price_cents,
-                    "currency": pack.currency,
-                    "payment_method": {"brand": org.payment_brand, "last4": org.payment_last4},
-                    "at": iso(now),
-                },
-                "balance": balance,
-            }
+            body = shapes.purchase_json(purchase_id, pack, org.payment_brand, org.payment_last4, now, balance)
             result = Result(201, body)
             self._remember(conn, org.id, idempotency_key, request_hash, result, now)
             return result
@@ -1936,11 +1852,11 @@ class Ledger:
         with read_tx(self.engine) as conn:
             if not self._refill_due_in(conn, org_id, now):
                 rows = history_page(conn, org_id, limit + 1, after, tier=tier, kind=kind, shot=shot)
-                return _history_json(rows, limit)
+                return shapes.history_json(rows, limit)
         self.refill_due(org_id, now)
         with read_tx(self.engine) as conn:
             rows = history_page(conn, org_id, limit + 1, after, tier=tier, kind=kind, shot=shot)
-        return _history_json(rows, limit)
+        return shapes.history_json(rows, limit)
 
     # --- events ------------------------------------------------------------------------------------
 
@@ -1952,7 +1868,7 @@ class Ledger:
                 .order_by(events.c.seq)
                 .limit(limit)
             ).all()
-        return [{"seq": r.seq, "type": r.type, "at": iso(r.at), "data": json.loads(r.data)} for r in rows]
+        return [shapes.event_json(r) for r in rows]
 
     def last_seq(self, org_id: int) -> int:
         with read_tx(self.engine) as conn:
@@ -2132,46 +2048,9 @@ def history_page(
     return conn.execute(_page_stmt(*shape, "in_names"), params).all()
 
 
-HISTORY_KEYS = (
-    "id",
-    "at",
-    "kind",
-    "shot",
-    "engine",
-    "tier",
-    "duration_s",
-    "credits",
-    "monthly_delta",
-    "bank_delta",
-    "job_id",
-    "member",
-)
-
-
-def _iso_z(dt: datetime) -> str:
-    # Stored times are naive UTC; isoformat is several times cheaper than strftime, for 200 rows.
-    return dt.isoformat(timespec="seconds") + "Z" if dt.tzinfo is None else str(iso(dt))
-
-
-def _history_json(rows: Sequence[Any], limit: int) -> dict[str, Any]:
-    more = len(rows) > limit
-    rows = rows[:limit]
-    items = []
-    for row in rows:
-        item = dict(zip(HISTORY_KEYS, row, strict=True))
-        item["at"] = _iso_z(row[1])
-        items.append(item)
-    return {"items": items, "next_cursor": encode_cursor(rows[-1].at, rows[-1].id) if more else None}
-
-
 def as_utc(dt: datetime) -> datetime:
     """An aware UTC datetime (a naive one is taken as UTC), so that `.date()` is the UTC date."""
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
-def encode_cursor(at: datetime, row_id: int) -> str:
-    raw = json.dumps([to_db(at).isoformat(), row_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
@@ -2199,4 +2078,15 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         ) from exc
 
 
-__all__ = ["MAX_DB_INT", "Actor", "Claim", "Ledger", "LedgerError", "Org", "Result", "from_db"]
+__all__ = [
+    "MAX_DB_INT",
+    "Actor",
+    "Claim",
+    "Ledger",
+    "LedgerError",
+    "Org",
+    "Result",
+    "decode_cursor",
+    "encode_cursor",
+    "from_db",
+]
