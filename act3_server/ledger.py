@@ -14,7 +14,9 @@ Rules that keep the books right:
 The hold, the claim and the charge have a second implementation on the driver (`_create_job_fast`,
 `_claim_fast`, `_complete_fast`, see _Fallback) for their common case; the general methods
 (`_create_job`, `_claim`, `_complete`) are the reference and take every other case.
-Credits are integers everywhere; every price comes from act3_credits.core.pricing.
+Credits are integers everywhere; every price comes from act3_credits.core.pricing. The arithmetic
+(spending order, rollover, what is available) is act3_server/rules.py; the JSON answers are shaped
+by act3_server/shapes.py; statuses, event types and history kinds are act3_credits.core.vocabulary's.
 """
 
 from __future__ import annotations
@@ -52,7 +54,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from act3_credits.core import pricing
+from act3_credits.core import pricing, vocabulary
+from act3_credits.core.vocabulary import Event, Kind, Status
 
 from . import billing, rules, shapes
 from .auth import hash_key
@@ -83,11 +86,12 @@ from .db import (
 )
 from .shapes import encode_cursor
 
-ENDED = ("completed", "failed", "canceled")
+# The vocabulary's sets as tuples in one order, for SQL's IN.
+ENDED = tuple(sorted(vocabulary.ENDED))
 # Ids and event sequence numbers are INTEGER columns (32-bit on PostgreSQL): a bigger number from a
 # client can name no row, and must not reach the database (it would fail there, as a 500).
 MAX_DB_INT = 2**31 - 1
-RUNNABLE = ("queued", "processing")
+RUNNABLE = tuple(sorted(vocabulary.RUNNING))
 
 
 class LedgerError(Exception):
@@ -225,8 +229,8 @@ def _bp(name: str, type_: Any = None) -> Any:
 
 _A = accounts
 _STATE_COLUMNS = [_A.c[k] for k in _ACCOUNT_STATE]
-_QUEUED: Any = literal_column("'queued'")
-_PROCESSING: Any = literal_column("'processing'")
+_QUEUED: Any = literal_column(f"'{Status.QUEUED}'")
+_PROCESSING: Any = literal_column(f"'{Status.PROCESSING}'")
 _RUNNABLE_SQL = or_(jobs.c.status == _QUEUED, jobs.c.status == _PROCESSING)
 
 # The hold: lock the account, check the refill is done and the credits are there, hold them, and
@@ -421,7 +425,7 @@ _LOCK_CLAIMED_JOB = DriverSql(
 _COMPLETE_SHOT = DriverSql(
     shots.update()
     .where(shots.c.id == _bp("shot_id"), shots.c.status == _PROCESSING)
-    .values(status=literal_column("'completed'"), completed_at=_bp("now", shots.c.completed_at.type))
+    .values(status=literal_column(f"'{Status.COMPLETED}'"), completed_at=_bp("now", shots.c.completed_at.type))
     .returning(shots.c.idx, shots.c.name, shots.c.engine, shots.c.tier, shots.c.duration_s, shots.c.credits)
 )
 _OPEN_SHOTS = DriverSql(
@@ -482,7 +486,7 @@ _RENDER_AND_JOURNAL = DriverSql(
             _bp("journal_job_id", Integer()),
             _MOVES.c.bucket,
             _MOVES.c.delta,
-            literal_column("'render'"),
+            literal_column(f"'{Kind.RENDER}'"),
             _bp("at", journal.c.at.type),
         )
         .select_from(_RENDER.join(_MOVES, true()))
@@ -625,7 +629,7 @@ class Ledger:
         """The balances changed: a new version, and its `balance.changed` event."""
         acct["version"] += 1
         balance = shapes.credits_json(org, acct, now)
-        self._event(conn, acct, "balance.changed", {"balance": balance, "reason": reason}, now)
+        self._event(conn, acct, Event.BALANCE_CHANGED, {"balance": balance, "reason": reason}, now)
         return balance
 
     def _history(
@@ -811,8 +815,8 @@ class Ledger:
             )
         )
         if expired:
-            self._history(conn, org.id, at, "expiry", -expired, {"monthly": -expired}, "expiry")
-            self._history(conn, org.id, at, "refill", expired, {"monthly": expired}, "refill")
+            self._history(conn, org.id, at, Kind.EXPIRY, -expired, {"monthly": -expired}, "expiry")
+            self._history(conn, org.id, at, Kind.REFILL, expired, {"monthly": expired}, "refill")
         acct["period_start"] = last
         balance = self._save_account(conn, org, acct, now, "refill")
         info = {
@@ -824,7 +828,7 @@ class Ledger:
             "first_period_start": first.isoformat(),
             "balance": balance,
         }
-        self._event(conn, acct, "billing.refilled", info, now)
+        self._event(conn, acct, Event.BILLING_REFILLED, info, now)
         return info
 
     def _refill_one(
@@ -846,11 +850,13 @@ class Ledger:
             )
         )
         if rolled:
-            self._history(conn, org.id, at, "rollover", rolled, {"monthly": -rolled, "bank_rolled": rolled}, "rollover")
+            self._history(
+                conn, org.id, at, Kind.ROLLOVER, rolled, {"monthly": -rolled, "bank_rolled": rolled}, "rollover"
+            )
         if expired:
-            self._history(conn, org.id, at, "expiry", -expired, {"monthly": -expired}, "expiry")
+            self._history(conn, org.id, at, Kind.EXPIRY, -expired, {"monthly": -expired}, "expiry")
         self._history(
-            conn, org.id, at, "refill", plan.monthly_allocation, {"monthly": plan.monthly_allocation}, "refill"
+            conn, org.id, at, Kind.REFILL, plan.monthly_allocation, {"monthly": plan.monthly_allocation}, "refill"
         )
         acct.update(step.after(acct), period_start=start)
         balance = self._save_account(conn, org, acct, now, "refill")
@@ -862,7 +868,7 @@ class Ledger:
             "balance": balance,
         }
         if not initial:
-            self._event(conn, acct, "billing.refilled", info, now)
+            self._event(conn, acct, Event.BILLING_REFILLED, info, now)
         return info
 
     def _refill_is_due(self, org_id: int, now: datetime) -> bool:
@@ -1104,7 +1110,7 @@ class Ledger:
                         member_id=actor.member_id,
                         member_name=actor.member_name,
                         name=name,
-                        status="queued",
+                        status=Status.QUEUED,
                         created_at=to_db(now),
                         updated_at=to_db(now),
                         estimated_credits=total,
@@ -1125,7 +1131,7 @@ class Ledger:
                         "requested_duration_s": p.requested_s,
                         "duration_s": p.duration_s,
                         "credits": p.credits,
-                        "status": "queued",
+                        "status": Status.QUEUED,
                         "attempts": 0,
                     }
                     for i, (n, p) in enumerate(zip(names, prices, strict=True))
@@ -1135,7 +1141,7 @@ class Ledger:
             acct["held"] += total
             self._journal(conn, org.id, "held", total, "hold", now, job_id=job_id)
             self._save_account(conn, org, acct, now, "hold")
-            self._event(conn, acct, "job.status", {"job_id": number, "status": "queued", "reason": None}, now)
+            self._event(conn, acct, Event.JOB_STATUS, {"job_id": number, "status": Status.QUEUED, "reason": None}, now)
             result = Result(201, self._job_json(conn, job_id))
             self._remember(conn, org.id, idempotency_key, request_hash, result, now)
             return result
@@ -1209,11 +1215,13 @@ class Ledger:
             job = self._lock_job(conn, actor, job_id)
             if job.status in ENDED:
                 raise LedgerError("invalid_state", f"Job {job_id} already ended ({job.status}); it cannot be paused.")
-            if job.status != "paused":
+            if job.status != Status.PAUSED:
                 _org, acct = self._touch(conn, actor.org_id, now)
-                self._set_job(conn, job.id, now, status="paused")
+                self._set_job(conn, job.id, now, status=Status.PAUSED)
                 reason = f"paused by {actor.member_name}"
-                self._event(conn, acct, "job.status", {"job_id": job_id, "status": "paused", "reason": reason}, now)
+                self._event(
+                    conn, acct, Event.JOB_STATUS, {"job_id": job_id, "status": Status.PAUSED, "reason": reason}, now
+                )
             return self._job_json(conn, job.id)
 
     def resume(self, actor: Actor, job_id: int) -> dict[str, Any]:
@@ -1221,17 +1229,17 @@ class Ledger:
         now = self.now()
         with self._write() as conn:
             job = self._lock_job(conn, actor, job_id)
-            if job.status != "paused":
+            if job.status != Status.PAUSED:
                 raise LedgerError(
                     "invalid_state", f"Job {job_id} is {job.status}, not paused; only a paused job resumes."
                 )
             _org, acct = self._touch(conn, actor.org_id, now)
             started = conn.execute(
-                select(func.count()).where(shots.c.job_id == job.id, shots.c.status != "queued")
+                select(func.count()).where(shots.c.job_id == job.id, shots.c.status != Status.QUEUED)
             ).scalar_one()
-            status = "processing" if started else "queued"
+            status = Status.PROCESSING if started else Status.QUEUED
             self._set_job(conn, job.id, now, status=status)
-            self._event(conn, acct, "job.status", {"job_id": job_id, "status": status, "reason": "resumed"}, now)
+            self._event(conn, acct, Event.JOB_STATUS, {"job_id": job_id, "status": status, "reason": "resumed"}, now)
             return self._job_json(conn, job.id)
 
     def cancel(self, actor: Actor, job_id: int) -> dict[str, Any]:
@@ -1246,13 +1254,15 @@ class Ledger:
             conn.execute(
                 shots.update()
                 .where(shots.c.job_id == job.id, shots.c.status.in_(RUNNABLE))
-                .values(status="canceled", error="canceled")
+                .values(status=Status.CANCELED, error="canceled")
             )
-            self._set_job(conn, job.id, now, status="canceled", held=0, current_shot_id=None, lease_owner=None)
+            self._set_job(conn, job.id, now, status=Status.CANCELED, held=0, current_shot_id=None, lease_owner=None)
             if job.held:
                 self._release(conn, org, acct, job.id, job.held, now)
             reason = f"canceled by {actor.member_name}"
-            self._event(conn, acct, "job.status", {"job_id": job_id, "status": "canceled", "reason": reason}, now)
+            self._event(
+                conn, acct, Event.JOB_STATUS, {"job_id": job_id, "status": Status.CANCELED, "reason": reason}, now
+            )
             return self._job_json(conn, job.id)
 
     def _require_spender(self, actor: Actor) -> None:
@@ -1308,31 +1318,38 @@ class Ledger:
             if job.current_shot_id is not None:
                 conn.execute(
                     shots.update()
-                    .where(shots.c.id == job.current_shot_id, shots.c.status == "processing")
-                    .values(status="queued")
+                    .where(shots.c.id == job.current_shot_id, shots.c.status == Status.PROCESSING)
+                    .values(status=Status.QUEUED)
                 )
             shot = conn.execute(
-                select(shots).where(shots.c.job_id == job.id, shots.c.status == "queued").order_by(shots.c.idx).limit(1)
+                select(shots)
+                .where(shots.c.job_id == job.id, shots.c.status == Status.QUEUED)
+                .order_by(shots.c.idx)
+                .limit(1)
             ).first()
             if shot is None:  # nothing left to render: settle the job instead
                 self._set_job(conn, job.id, now, current_shot_id=None, lease_owner=None, lease_expires=None)
                 self._finish_if_done(conn, org, acct, job.id, job.number, now)
                 return None
             conn.execute(
-                shots.update().where(shots.c.id == shot.id).values(status="processing", attempts=shot.attempts + 1)
+                shots.update().where(shots.c.id == shot.id).values(status=Status.PROCESSING, attempts=shot.attempts + 1)
             )
             self._set_job(
                 conn,
                 job.id,
                 now,
-                status="processing",
+                status=Status.PROCESSING,
                 current_shot_id=shot.id,
                 lease_owner=worker,
                 lease_expires=real + lease_s,
             )
-            if job.status != "processing":
+            if job.status != Status.PROCESSING:
                 self._event(
-                    conn, acct, "job.status", {"job_id": job.number, "status": "processing", "reason": None}, now
+                    conn,
+                    acct,
+                    Event.JOB_STATUS,
+                    {"job_id": job.number, "status": Status.PROCESSING, "reason": None},
+                    now,
                 )
             return Claim(worker, job.id, org.id, shot.id, shot.idx, shot.duration_s, shot.credits, job.number)
 
@@ -1341,7 +1358,7 @@ class Ledger:
         with self._write() as conn:
             if self._lock_claimed(conn, claim) is None:
                 return
-            conn.execute(shots.update().where(shots.c.id == claim.shot_id).values(status="queued"))
+            conn.execute(shots.update().where(shots.c.id == claim.shot_id).values(status=Status.QUEUED))
             conn.execute(
                 jobs.update()
                 .where(jobs.c.id == claim.job_id)
@@ -1381,7 +1398,7 @@ class Ledger:
         if job is None or job.current_shot_id != claim.shot_id or job.lease_owner != claim.worker:
             return None
         shot = conn.execute(select(shots.c.status).where(shots.c.id == claim.shot_id)).scalar_one()
-        return job if shot == "processing" else None
+        return job if shot == Status.PROCESSING else None
 
     def complete_shot(self, claim: Claim) -> bool:
         """Charge the shot its estimate from the job's hold: monthly first, then the bank."""
@@ -1408,7 +1425,7 @@ class Ledger:
                 conn,
                 org.id,
                 now,
-                "render",
+                Kind.RENDER,
                 -cost,
                 deltas,
                 "render",
@@ -1423,7 +1440,7 @@ class Ledger:
             )
             self._journal(conn, org.id, "held", -cost, "render", now, transaction_id=tx_id, job_id=job.id)
             conn.execute(
-                shots.update().where(shots.c.id == shot.id).values(status="completed", completed_at=to_db(now))
+                shots.update().where(shots.c.id == shot.id).values(status=Status.COMPLETED, completed_at=to_db(now))
             )
             self._set_job(
                 conn,
@@ -1439,7 +1456,7 @@ class Ledger:
             self._event(
                 conn,
                 acct,
-                "job.shot_completed",
+                Event.SHOT_COMPLETED,
                 {"job_id": job.number, "shot_index": shot.idx, "shot": shot.name, "credits": cost, "balance": balance},
                 now,
             )
@@ -1473,7 +1490,7 @@ class Ledger:
                 "member_id": actor.member_id,
                 "member_name": actor.member_name,
                 "name": name,
-                "status": "queued",
+                "status": Status.QUEUED,
                 "created_at": at,
                 "updated_at": at,
                 "estimated_credits": total,
@@ -1502,7 +1519,7 @@ class Ledger:
                     "requested_duration_s": float(p.requested_s),
                     "duration_s": p.duration_s,
                     "credits": p.credits,
-                    "status": "queued",
+                    "status": Status.QUEUED,
                     "attempts": 0,
                 }
                 for i, (n, p) in enumerate(zip(names, prices, strict=True))
@@ -1532,10 +1549,14 @@ class Ledger:
                     _INSERT_EVENT_ROWS,
                     [
                         self._event_row(
-                            org.id, seq - 1, "balance.changed", {"balance": balance, "reason": "hold"}, now
+                            org.id, seq - 1, Event.BALANCE_CHANGED, {"balance": balance, "reason": "hold"}, now
                         ),
                         self._event_row(
-                            org.id, seq, "job.status", {"job_id": number, "status": "queued", "reason": None}, now
+                            org.id,
+                            seq,
+                            Event.JOB_STATUS,
+                            {"job_id": number, "status": Status.QUEUED, "reason": None},
+                            now,
                         ),
                     ],
                 )
@@ -1589,18 +1610,18 @@ class Ledger:
                 "expires": real + lease_s,
                 "now": to_db(now),
             }
-            wrote = status != "processing"
-            data = {"job_id": number, "status": "processing", "reason": None}
+            wrote = status != Status.PROCESSING
+            data = {"job_id": number, "status": Status.PROCESSING, "reason": None}
             if tx.sqlite:
                 tx.execute(_LEASE_JOB, lease)
                 if wrote:
                     seq = tx.one(_TAKE_EVENT_SEQ, {"org_id": org_id})[0]
-                    tx.execute(_INSERT_EVENT_ROWS, self._event_row(org_id, seq, "job.status", data, now))
+                    tx.execute(_INSERT_EVENT_ROWS, self._event_row(org_id, seq, Event.JOB_STATUS, data, now))
             else:
                 with tx.batch(commit=True):  # the lease and the event (numbered in SQL): one round trip
                     tx.execute(_LEASE_JOB, lease)
                     if wrote:
-                        tx.execute(_INSERT_NUMBERED_EVENT, self._event_row(org_id, 0, "job.status", data, now))
+                        tx.execute(_INSERT_NUMBERED_EVENT, self._event_row(org_id, 0, Event.JOB_STATUS, data, now))
         if wrote:
             self._events_written()
         return Claim(worker, job_id, org_id, shot_id, idx, duration_s, credits, number)
@@ -1653,7 +1674,7 @@ class Ledger:
             render = {
                 "org_id": org.id,
                 "at": at,
-                "kind": "render",
+                "kind": Kind.RENDER,
                 "shot": shot_name,
                 "engine": engine,
                 "tier": tier,
@@ -1688,24 +1709,26 @@ class Ledger:
                     tx.execute(_RENDER_AND_JOURNAL, {**render, **moved, "d_held": -cost, "journal_job_id": job_id})
                 tx.execute(
                     _CHARGE_JOB,
-                    {"job_id": job_id, "cost": cost, "status": "completed" if finishing else status, "now": at},
+                    {"job_id": job_id, "cost": cost, "status": Status.COMPLETED if finishing else status, "now": at},
                 )
                 tx.execute(_SAVE_ACCOUNT_ROW, _save_account_params(acct))
                 seq = acct["last_event_seq"] - (3 if finishing else 2)
                 balance = shapes.credits_json(org, acct, now)
                 rows = [
-                    self._event_row(org.id, seq + 1, "balance.changed", {"balance": balance, "reason": "render"}, now),
+                    self._event_row(
+                        org.id, seq + 1, Event.BALANCE_CHANGED, {"balance": balance, "reason": "render"}, now
+                    ),
                     self._event_row(
                         org.id,
                         seq + 2,
-                        "job.shot_completed",
+                        Event.SHOT_COMPLETED,
                         {"job_id": number, "shot_index": idx, "shot": shot_name, "credits": cost, "balance": balance},
                         now,
                     ),
                 ]
                 if finishing:
-                    data = {"job_id": number, "status": "completed", "reason": None}
-                    rows.append(self._event_row(org.id, seq + 3, "job.status", data, now))
+                    data = {"job_id": number, "status": Status.COMPLETED, "reason": None}
+                    rows.append(self._event_row(org.id, seq + 3, Event.JOB_STATUS, data, now))
                 tx.executemany(_INSERT_EVENT_ROWS, rows)
         self._events_written()
         return True
@@ -1719,7 +1742,7 @@ class Ledger:
                 return False
             org, acct = self._touch(conn, claim.org_id, now)
             shot = conn.execute(select(shots).where(shots.c.id == claim.shot_id)).one()
-            conn.execute(shots.update().where(shots.c.id == shot.id).values(status="failed", error=error))
+            conn.execute(shots.update().where(shots.c.id == shot.id).values(status=Status.FAILED, error=error))
             self._set_job(
                 conn,
                 job.id,
@@ -1735,7 +1758,7 @@ class Ledger:
             self._event(
                 conn,
                 acct,
-                "job.shot_failed",
+                Event.SHOT_FAILED,
                 {"job_id": job.number, "shot_index": shot.idx, "shot": shot.name, "error": error, "balance": balance},
                 now,
             )
@@ -1750,16 +1773,16 @@ class Ledger:
                 select(shots.c.status, func.count()).where(shots.c.job_id == job_id).group_by(shots.c.status)
             ).all()
         )
-        if counts.get("queued") or counts.get("processing"):
+        if counts.get(Status.QUEUED) or counts.get(Status.PROCESSING):
             return
         job = conn.execute(select(jobs.c.held, jobs.c.status).where(jobs.c.id == job_id)).one()
         if job.status in ENDED:
             return
-        status = "completed" if counts.get("completed") else "failed"
+        status = Status.COMPLETED if counts.get(Status.COMPLETED) else Status.FAILED
         if job.held:  # estimate == charge makes this zero; release whatever is left so nothing stays held
             self._release(conn, org, acct, job_id, job.held, now)
         self._set_job(conn, job_id, now, status=status, held=0)
-        self._event(conn, acct, "job.status", {"job_id": number, "status": status, "reason": None}, now)
+        self._event(conn, acct, Event.JOB_STATUS, {"job_id": number, "status": status, "reason": None}, now)
 
     @staticmethod
     def _take(acct: dict[str, Any], amount: int) -> dict[str, int]:
@@ -1814,7 +1837,7 @@ class Ledger:
                 conn,
                 org.id,
                 now,
-                "purchase",
+                Kind.PURCHASE,
                 pack.credits,
                 {"bank_purchased": pack.credits},
                 "purchase",
@@ -1825,7 +1848,7 @@ class Ledger:
             self._event(
                 conn,
                 acct,
-                "purchase.completed",
+                Event.PURCHASE_COMPLETED,
                 {"purchase_id": purchase_id, "pack_id": pack.id, "credits": pack.credits, "balance": balance},
                 now,
             )
@@ -2021,7 +2044,7 @@ def history_page(
     params: dict[str, Any] = {"org_id": org_id, "n": n, "tier": tier, "kind": kind}
     if after is not None:
         params["after_at"], params["after_id"] = after
-    shape = (bool(tier), None if not kind else "render" if kind == "render" else "other", after is not None)
+    shape = (bool(tier), None if not kind else "render" if kind == Kind.RENDER else "other", after is not None)
     if not shot:
         return conn.execute(_page_stmt(*shape, "plain"), params).all()
     params["pattern"] = _like_pattern(shot.lower())
