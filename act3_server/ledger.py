@@ -55,6 +55,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from act3_credits.core import pricing, vocabulary
+from act3_credits.core.shots import shortfall_message
 from act3_credits.core.vocabulary import Event, Kind, Status
 
 from . import billing, rules, shapes
@@ -1095,7 +1096,7 @@ class Ledger:
             if total > available:
                 raise LedgerError(
                     "insufficient_credits",
-                    f"This batch needs {total:,} credits but only {available:,} are available.",
+                    shortfall_message(total, available),
                     required_credits=total,
                     current_balance=available,
                 )
