@@ -22,6 +22,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _processes(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"{text} is not between 1 and 64")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="act3-server", description="The reference ACT3 credits service.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -43,7 +53,14 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--fail-every", type=int, default=0, metavar="N", help="fail every Nth shot of a job (the Nth, 2Nth, ...)"
     )
-    serve.add_argument("--workers", type=int, default=4, help="render threads in this process")
+    serve.add_argument("--workers", type=int, default=4, help="render threads in each serve process")
+    serve.add_argument(
+        "--processes",
+        type=_processes,
+        default=1,
+        metavar="N",
+        help="serve processes sharing the port, each with its own --workers render threads (default: 1)",
+    )
     serve.add_argument(
         "--header-timeout",
         type=_seconds,
@@ -235,11 +252,21 @@ class _QuietLongPolls(logging.Filter):
 
 
 def _serve(args: argparse.Namespace, url: str) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.processes == 1:
+        _serve_one(args, url, None)
+        return 0
+    from .server import run_processes
+
+    return run_processes(args.host, args.port, args.processes, lambda sock: _serve_one(args, url, sock))
+
+
+def _serve_one(args: argparse.Namespace, url: str, sock: Any) -> None:
+    """One serve process: on its own port, or on `sock` (a listening socket shared by --processes)."""
     import uvicorn
 
     from .server import MAX_HEAD_BYTES, build_service, guarded_protocol
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     service = build_service(
         url,
         dev_clock=args.dev_clock,
@@ -256,7 +283,7 @@ def _serve(args: argparse.Namespace, url: str) -> int:
     # A long poll may wait 30 s; on shutdown give requests 2 s, then close.
     # Slow clients: every request's head and body have a deadline, a head is at most 16 KiB
     # (larger is 400), and an idle keep-alive connection is closed after 5 s.
-    uvicorn.run(
+    config = uvicorn.Config(
         service.app,
         host=args.host,
         port=args.port,
@@ -267,4 +294,4 @@ def _serve(args: argparse.Namespace, url: str) -> int:
         h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         timeout_keep_alive=5,
     )
-    return 0
+    uvicorn.Server(config).run(sockets=None if sock is None else [sock])

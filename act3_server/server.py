@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,6 +129,82 @@ def guarded_protocol(header_timeout_s: float, body_timeout_s: float) -> type[Gua
         (GuardedH11Protocol,),
         {"header_timeout_s": header_timeout_s, "body_timeout_s": body_timeout_s},
     )
+
+
+def run_processes(host: str, port: int, processes: int, serve: Callable[[socket.socket], None]) -> int:
+    """`serve --processes N`: N serve processes on one port, each with its own event loop, engine
+    and runner (the GIL lets one Python process use about one core).
+
+    Each process has its own listening socket in one SO_REUSEPORT group, so the kernel spreads new
+    connections over them (a shared socket would let whichever loop wakes first take every
+    keep-alive connection). The sockets are bound here, before forking and before any engine or
+    thread exists, so the port is held from the start. This process only supervises: SIGTERM or
+    SIGINT is passed on as SIGTERM (a graceful stop), and when one process ends the others are
+    stopped too, so whatever runs the service sees it stop rather than half of it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sockets = []
+    for _ in range(processes):
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(2048)
+        sock.set_inheritable(True)
+        sockets.append(sock)
+    children: list[int] = []
+    for sock in sockets:
+        pid = os.fork()
+        if pid == 0:  # a serve process: its socket only, default signals until uvicorn sets its own
+            code = 0
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                for other in sockets:
+                    if other is not sock:
+                        other.close()
+                serve(sock)
+            except BaseException:
+                log.exception("serve process %d failed", os.getpid())
+                code = 1
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        children.append(pid)
+    for sock in sockets:
+        sock.close()
+    log.info("serving on %s:%d with %d processes (%s)", host, port, processes, ", ".join(map(str, children)))
+
+    stopping = False
+
+    def stop(_sig: int = signal.SIGTERM, _frame: Any = None) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    failed = False
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        if pid in children:
+            children.remove(pid)
+            code = os.waitstatus_to_exitcode(status)
+            if not stopping:
+                log.error("serve process %d exited (%d); stopping the others", pid, code)
+                failed = True
+                stop()
+    return 1 if failed else 0
 
 
 class Biller:
