@@ -36,6 +36,11 @@ class KeyCheck:
         compiled = _AUTH.compile(dialect=engine.dialect)
         self._sql = compiled.string
         self._positional = bool(compiled.positional)
+        # psycopg opens a transaction with its own BEGIN round trip before the first statement, and
+        # the pool's reset sends a ROLLBACK for it on return: three round trips for one read. In
+        # autocommit the SELECT is the only one (its snapshot is the statement's, as in a transaction
+        # of one statement). sqlite3 opens no transaction for a SELECT either way.
+        self._autocommit = engine.dialect.name == "postgresql"
 
     def _invalidate(self, conn: Any, exc: Exception) -> None:
         """Never reuse a connection that failed. When the database dropped it (restarted, went
@@ -60,12 +65,16 @@ class KeyCheck:
         params: Any = (h,) if self._positional else {"key_hash": h}
         conn = self.engine.raw_connection()  # from the pool; returned (and rolled back) on close
         try:
+            if self._autocommit:
+                conn.dbapi_connection.autocommit = True  # type: ignore[union-attr]
             cur = conn.cursor()
             try:
                 cur.execute(self._sql, params)
                 row = cur.fetchone()
             finally:
                 cur.close()
+            if self._autocommit:  # the pool's other users expect transactions
+                conn.dbapi_connection.autocommit = False  # type: ignore[union-attr]
         except Exception as exc:
             self._invalidate(conn, exc)
             raise
