@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,7 @@ class GuardedH11Protocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self._owed: str | None = None  # "head", "body" or None (the client owes nothing now)
         self._head_bytes = 0
+        self._head_tail = b""
         self._deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -57,7 +59,11 @@ class GuardedH11Protocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         if self._owed == "head":
             # h11 bounds only a head that arrives in pieces; count this one whichever way it comes.
-            self._head_bytes += len(data)
+            # Only the head: a body that came in the same read (a 30 KB job often does) is not one.
+            seen = self._head_tail + data
+            end = _HEAD_END.search(seen)
+            self._head_bytes += len(data) if end is None else max(0, end.end() - len(self._head_tail))
+            self._head_tail = seen[-2:]  # the end of a head may straddle two reads
             if self._head_bytes > self.max_head_bytes:
                 self._refuse(431, _HEAD_TOO_LARGE_BODY, "request head too large")
                 return
@@ -80,6 +86,7 @@ class GuardedH11Protocol(H11Protocol):
         self._cancel()
         self._owed = owed
         self._head_bytes = 0
+        self._head_tail = b""
         if owed is not None and not self.transport.is_closing():
             timeout = self.header_timeout_s if owed == "head" else self.body_timeout_s
             self._deadline = self.loop.call_later(timeout, self._expired)
@@ -112,6 +119,8 @@ class GuardedH11Protocol(H11Protocol):
         self.transport.close()
 
 
+# Where a head ends, as h11 finds it (a bare LF ends a line too).
+_HEAD_END = re.compile(rb"\n\r?\n")
 _TIMEOUT_BODY = b'{"error":{"code":"request_timeout","message":"The request was not received in time."}}'
 _HEAD_TOO_LARGE_BODY = (
     b'{"error":{"code":"headers_too_large","message":"The request line and headers are over 16 KiB."}}'
