@@ -49,6 +49,10 @@ Text = Annotated[str, AfterValidator(_no_nul), Field(json_schema_extra=_NO_NUL)]
 OptText = Annotated[str | None, AfterValidator(_no_nul)]
 
 
+def _text_query(max_length: int, description: str) -> Any:
+    return Query(max_length=max_length, json_schema_extra=_NO_NUL, description=description)
+
+
 class _Strict(BaseModel):
     # Strict: "8" is not a duration and 8 is not a name; unknown fields are ignored.
     model_config = ConfigDict(strict=True, extra="ignore")
@@ -303,19 +307,10 @@ def create_app(
     def history(
         who: Who,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
-        cursor: Annotated[
-            OptText,
-            Query(max_length=500, json_schema_extra=_NO_NUL, description="a `next_cursor` this service gave out"),
-        ] = None,
-        tier: Annotated[
-            OptText, Query(max_length=32, json_schema_extra=_NO_NUL, description="a tier id (exact)")
-        ] = None,
-        shot: Annotated[
-            OptText, Query(max_length=200, json_schema_extra=_NO_NUL, description="part of a shot name (any case)")
-        ] = None,
-        kind: Annotated[
-            OptText, Query(max_length=16, json_schema_extra=_NO_NUL, description="one of: " + ", ".join(Kind))
-        ] = None,
+        cursor: Annotated[OptText, _text_query(500, "a `next_cursor` this service gave out")] = None,
+        tier: Annotated[OptText, _text_query(32, "a tier id (exact)")] = None,
+        shot: Annotated[OptText, _text_query(200, "part of a shot name (any case)")] = None,
+        kind: Annotated[OptText, _text_query(16, "one of: " + ", ".join(Kind))] = None,
     ) -> JSONResponse:
         return JSONResponse(ledger.history(who.org_id, limit=limit, cursor=cursor, tier=tier, shot=shot, kind=kind))
 
