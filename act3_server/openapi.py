@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -206,11 +206,89 @@ class JobList(_Out):
     jobs: list[Job]
 
 
-class EventOut(_Out):
+class _EventBase(_Out):
     seq: int
-    type: Event
     at: datetime
-    data: dict[str, Any] = Field(description="by type, as docs/api.md lists")
+
+
+class BalanceChangedData(_Out):
+    balance: Credits
+    reason: str = Field(description="render, hold, release, purchase or refill")
+
+
+class BalanceChanged(_EventBase):
+    type: Literal[Event.BALANCE_CHANGED]
+    data: BalanceChangedData
+
+
+class ShotCompletedData(_Out):
+    job_id: int
+    shot_index: int
+    shot: str
+    credits: int
+    balance: Credits
+
+
+class ShotCompleted(_EventBase):
+    type: Literal[Event.SHOT_COMPLETED]
+    data: ShotCompletedData
+
+
+class ShotFailedData(_Out):
+    job_id: int
+    shot_index: int
+    shot: str
+    error: str | None
+    balance: Credits
+
+
+class ShotFailed(_EventBase):
+    type: Literal[Event.SHOT_FAILED]
+    data: ShotFailedData
+
+
+class JobStatusData(_Out):
+    job_id: int
+    status: Status
+    reason: str | None = Field(description="e.g. why it paused")
+
+
+class JobStatus(_EventBase):
+    type: Literal[Event.JOB_STATUS]
+    data: JobStatusData
+
+
+class PurchaseCompletedData(_Out):
+    purchase_id: int
+    pack_id: PackId
+    credits: int
+    balance: Credits
+
+
+class PurchaseCompleted(_EventBase):
+    type: Literal[Event.PURCHASE_COMPLETED]
+    data: PurchaseCompletedData
+
+
+class BillingRefilledData(_Out):
+    period_start: date
+    monthly_allocation: int
+    rolled_over: int
+    expired: int
+    balance: Credits
+    periods: int | None = Field(None, description="a dev clock jump over many periods: how many")
+    first_period_start: date | None = None
+
+
+class BillingRefilled(_EventBase):
+    type: Literal[Event.BILLING_REFILLED]
+    data: BillingRefilledData
+
+
+EventOut = Annotated[
+    BalanceChanged | ShotCompleted | ShotFailed | JobStatus | PurchaseCompleted | BillingRefilled,
+    Field(discriminator="type"),
+]
 
 
 class EventsPage(_Out):

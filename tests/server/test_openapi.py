@@ -16,6 +16,8 @@ out (400), and for the dev clock 422 `clock_moved_back` (any time before the clo
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -114,6 +116,24 @@ def test_sequences_of_calls_answer_as_the_schema_says(api_schema: Any, server: L
     assert ("POST /v1/jobs", 201) in answered
     followed = {label for label, status in answered if label.startswith("POST /v1/jobs/{job_id}/") and status != 404}
     assert followed, answered
+
+
+def test_the_events_a_client_reads_are_as_the_schema_says(api_schema: Any, server: LiveServer) -> None:
+    # Each event type has its own `data` schema: read a job's and a purchase's events through it.
+    auth = server.auth("enterprise", "owner")
+    start = requests.get(server.url + "/events", headers=auth, timeout=10).json()["last_seq"]
+    shot = {"name": "sh010", "engine": "veo-3.1", "tier": "draft", "duration_s": 4}
+    job = server.post("/jobs", {"name": "events", "shots": [shot]}, plan="enterprise", idem=uuid.uuid4().hex)
+    assert job.status_code == 201, job.text
+    assert server.post("/purchases", {"pack_id": "pack-50k"}, plan="enterprise", idem=uuid.uuid4().hex).ok
+    deadline = time.monotonic() + 30
+    while server.get(f"/jobs/{job.json()['id']}", plan="enterprise").json()["status"] != "completed":
+        assert time.monotonic() < deadline, "the job did not complete"
+        time.sleep(0.05)
+    case = api_schema["/v1/events"]["GET"].Case(query={"after": start})
+    answer = case.call_and_validate(headers=auth, timeout=10)
+    types = [e["type"] for e in answer.json()["events"]]
+    assert {"job.status", "balance.changed", "job.shot_completed", "purchase.completed"} <= set(types), types
 
 
 def test_a_method_a_path_does_not_answer_is_405_with_allow(server: LiveServer) -> None:
