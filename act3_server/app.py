@@ -213,10 +213,16 @@ def create_app(
         log.error("unexpected error", exc_info=exc)  # details go to the log, never into the body
         return error_response(ErrorCode.INTERNAL_ERROR, "Something went wrong on our side; nothing was changed.", 500)
 
-    # Outermost of ours: the idle long polls' cheap path (the route below stays the reference).
-    app.add_middleware(
-        longpoll.EventsFastPath, ledger=ledger, bus=events_bus, authenticate=keys.authenticate, on_error=unexpected
-    )
+    # Outermost of all, before Starlette's own error and body-limit layers: the idle long polls'
+    # cheap path (the route below stays the reference and answers everything it hands on).
+    build_stack = app.build_middleware_stack
+
+    def with_fast_path() -> Any:
+        return longpoll.EventsFastPath(
+            build_stack(), ledger=ledger, bus=events_bus, authenticate=keys.authenticate, on_error=unexpected
+        )
+
+    app.build_middleware_stack = with_fast_path  # type: ignore[method-assign]
 
     # --- errors ------------------------------------------------------------------------------------
 
