@@ -87,13 +87,21 @@ def test_a_job_is_read_once_and_gives_back_the_apis_shape_without_the_unknown_fi
     [
         ({**JOB, "id": "12"}, "job.id is not an integer"),
         ({k: v for k, v in JOB.items() if k != "held"}, "job.held is not an integer"),
-        ({**JOB, "status": "exploded"}, "not a status"),
+        ({**JOB, "status": 3}, "job.status is not a string"),
         ({**JOB, "shots": [{**JOB["shots"][0], "credits": None}]}, "shot.credits is not an integer"),
     ],
 )
 def test_a_job_without_what_the_add_on_reads_is_refused(broken, why):
     with pytest.raises(TypeError, match=why):
         Job.from_json(broken)
+
+
+def test_a_status_a_newer_service_added_is_kept_and_is_neither_running_nor_ended():
+    from act3_credits.core.vocabulary import ENDED, RUNNING
+
+    job = Job.from_json({**JOB, "status": "archived"})
+    assert job.status == "archived" and job.status not in RUNNING and job.status not in ENDED
+    assert job.to_json()["status"] == "archived"
 
 
 def test_the_services_estimate_and_me():
