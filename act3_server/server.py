@@ -163,8 +163,8 @@ def run_processes(host: str, port: int, processes: int, serve: Callable[[socket.
     and runner (the GIL lets one Python process use about one core).
 
     Each process has its own listening socket in one SO_REUSEPORT group, so the kernel spreads new
-    connections over them (a shared socket would let whichever loop wakes first take every
-    keep-alive connection). The sockets are bound here, before forking and before any engine or
+    connections over them (with a shared socket whichever loop wakes first may accept a whole
+    burst of keep-alive connections). The sockets are bound here, before forking and before any engine or
     thread exists, so the port is held from the start. This process only supervises: SIGTERM or
     SIGINT is passed on as SIGTERM (a graceful stop), and when one process ends the others are
     stopped too, so whatever runs the service sees it stop rather than half of it."""
