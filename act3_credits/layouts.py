@@ -278,6 +278,8 @@ KIND_LABELS: dict[str, str] = {
     Kind.ROLLOVER: "Rollover",
     Kind.EXPIRY: "Expired",
     Kind.REFUND: "Refund",
+    Kind.FAILED: "Failed",
+    Kind.CANCELED: "Canceled",
 }
 
 
