@@ -76,7 +76,9 @@ def _fill_usage_shots(day: str) -> None:
     """Each org's renders per billing period and shot name (the period needs the org's billing
     day, whose 29-31 falls on shorter months' last day: worked out in Python, not SQL)."""
     conn = op.get_bind()
-    billing_days = dict(conn.execute(sa.text("SELECT id, billing_day FROM orgs")).all())
+    billing_days: dict[int, int] = {
+        int(i): int(d) for i, d in conn.execute(sa.text("SELECT id, billing_day FROM orgs"))
+    }
     per_day = conn.execute(
         sa.text(
             f"SELECT org_id, {day} AS day, COALESCE(shot, ''), -SUM(credits), COUNT(*), COALESCE(SUM(duration_s), 0)"
