@@ -317,13 +317,23 @@ def usage(
 
     periods = _whole_periods(start, end, billing_day) if group_by == "shot" and not (tier or engine) else None
     if periods is not None:  # whole billing periods: usage_shots, a row per shot name and period
-        found = conn.execute(
-            select(_S.c.shot, func.sum(_S.c.credits), func.sum(_S.c.shots), func.sum(_S.c.seconds))
-            .where(_S.c.org_id == org_id, _S.c.period_start >= periods[0], _S.c.period_start < periods[1])
+        # Only the `limit` largest come back (sorted by the database); the total is one more sum.
+        where = (_S.c.org_id == org_id, _S.c.period_start >= periods[0], _S.c.period_start < periods[1])
+        credits = func.sum(_S.c.credits)
+        top = conn.execute(
+            select(_S.c.shot, credits, func.sum(_S.c.shots), func.sum(_S.c.seconds))
+            .where(*where)
             .group_by(_S.c.shot)
-        )
-        for k, c, n, s in found:
-            sums[key_of(k, None)].add(c, n, s)
+            .order_by(credits.desc(), _S.c.shot)
+            .limit(limit)
+        ).all()
+        c, n, s = conn.execute(
+            select(func.sum(_S.c.credits), func.sum(_S.c.shots), func.sum(_S.c.seconds)).where(*where)
+        ).one()
+        everything = _Sum()
+        everything.add(c or 0, n or 0, s or 0)
+        ranked = [(str(k), _Sum(int(c), int(n), int(s))) for k, c, n, s in top]
+        return _answer(start, end, group_by, [{"key": k, **v.json()} for k, v in ranked], everything)
     elif group_by == "shot":  # any other range, or filtered: the render rows of the whole range
         for k, c, n, s in _from_rows(conn, org_id, (start, end), "shot", tier, engine):
             sums[key_of(k, None)].add(c, n, s)
@@ -351,13 +361,11 @@ def usage(
     else:
         ranked = sorted(sums.items(), key=lambda kv: (-kv[1].credits, kv[0]))[:limit]
         groups = [{"key": k, **v.json()} for k, v in ranked]
-    return {
-        "from": _iso(start),
-        "to": _iso(end),
-        "group_by": group_by,
-        "groups": groups,
-        "total": total.json(),
-    }
+    return _answer(start, end, group_by, groups, total)
+
+
+def _answer(start: datetime, end: datetime, group_by: str, groups: list[dict[str, Any]], total: _Sum) -> dict[str, Any]:
+    return {"from": _iso(start), "to": _iso(end), "group_by": group_by, "groups": groups, "total": total.json()}
 
 
 def check_range(start: datetime, end: datetime) -> None:
