@@ -262,17 +262,33 @@ def _from_rows(
     return conn.execute(select(key, *sums).where(*where).group_by(key)).all()  # type: ignore[return-value]
 
 
-def charged(conn: Connection, org_id: int, start: datetime, end: datetime) -> int:
-    """Credits charged for renders in [start, end) (naive UTC): the forecast's pace."""
-    days, parts = _pieces(start, end)
-    total = _Sum()
+def pace(conn: Connection, org_id: int, now: datetime) -> tuple[int, int]:
+    """Credits charged for renders in the last 7 and the last 30 days to `now` (naive UTC): the
+    whole days of the 30 in one read of `usage_days` (the 7's whole days are among them), and the
+    parts of days at the ends (the one today ends both) from the render rows."""
+    start_30, start_7 = now - timedelta(days=30), now - timedelta(days=7)
+    days, parts = _pieces(start_30, now)
+    per_day: dict[date, int] = {}
     if days:
-        for _k, c, n, s in _from_days(conn, org_id, days, None, None, None):
-            total.add(c, n, s)
+        found = conn.execute(
+            select(_U.c.day, func.sum(_U.c.credits))
+            .where(_U.c.org_id == org_id, _U.c.day >= days[0], _U.c.day < days[1])
+            .group_by(_U.c.day)
+        )
+        per_day = {d: int(c) for d, c in found}
+    first_whole_7 = start_7.date() if start_7.time() == time(0) else start_7.date() + timedelta(days=1)
+    last_30 = sum(per_day.values())
+    last_7 = sum(c for d, c in per_day.items() if d >= first_whole_7)
+    head_7 = datetime.combine(first_whole_7, time(0))
+    if start_7 < head_7:
+        parts.append((start_7, head_7))
     for part in parts:
-        for _k, c, n, s in _from_rows(conn, org_id, part, None, None, None):
-            total.add(c, n, s)
-    return total.credits
+        credits = sum(int(c) for _k, c, _n, _s in _from_rows(conn, org_id, part, None, None, None))
+        if part[0] >= start_7:  # today's part, or the 7 days' first part: the 7 days' own
+            last_7 += credits
+        if part[0] < start_7 or part[1] == now:  # the 30 days' first part, or today's
+            last_30 += credits
+    return last_7, last_30
 
 
 def _whole_periods(start: datetime, end: datetime, billing_day: int | None) -> tuple[date, date] | None:
@@ -412,8 +428,7 @@ def answer_forecast(ledger: Ledger, org_id: int) -> dict[str, Any]:
     now = ledger.now()
     end = to_db(now)
     with read_tx(ledger.engine) as conn:
-        last_7 = charged(conn, org_id, end - timedelta(days=7), end)
-        last_30 = charged(conn, org_id, end - timedelta(days=30), end)
+        last_7, last_30 = pace(conn, org_id, end)
     plan = pricing.plan(balance["plan"])
     result = forecast.forecast(
         monthly_remaining=balance["monthly_remaining"],
