@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Integer, String, bindparam, func, literal, select
+from sqlalchemy import Integer, String, and_, bindparam, case, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -282,12 +282,21 @@ def pace(conn: Connection, org_id: int, now: datetime) -> tuple[int, int]:
     head_7 = datetime.combine(first_whole_7, time(0))
     if start_7 < head_7:
         parts.append((start_7, head_7))
-    for part in parts:
-        credits = sum(int(c) for _k, c, _n, _s in _from_rows(conn, org_id, part, None, None, None))
-        if part[0] >= start_7:  # today's part, or the 7 days' first part: the 7 days' own
-            last_7 += credits
-        if part[0] < start_7 or part[1] == now:  # the 30 days' first part, or today's
-            last_30 += credits
+    if parts:  # the parts in one statement (an OR of index ranges), each row summed where it belongs
+        today = datetime.combine(now.date(), time(0))
+        spent = -_T.c.credits
+        seven, thirty = conn.execute(
+            select(
+                func.coalesce(func.sum(case((_T.c.at >= start_7, spent), else_=0)), 0),
+                func.coalesce(func.sum(case((or_(_T.c.at < start_7, _T.c.at >= today), spent), else_=0)), 0),
+            ).where(
+                _T.c.org_id == org_id,
+                _T.c.kind == "render",
+                or_(*[and_(_T.c.at >= a, _T.c.at < b) for a, b in parts]),
+            )
+        ).one()
+        last_7 += int(seven)
+        last_30 += int(thirty)
     return last_7, last_30
 
 
