@@ -322,28 +322,36 @@ def create_app(
 
     # --- usage and the runway forecast (act3_server/usage.py; any member may read them) ------------
 
-    @app.get("/v1/account/usage", tags=["account"])
+    @app.get(
+        "/v1/account/usage",
+        tags=["account"],
+        response_model=oa.Usage,
+        responses=oa.errors(ErrorCode.VALIDATION_ERROR),
+    )
     def get_usage(
         who: Who,
-        from_: Annotated[OptText, Query(alias="from", max_length=64)] = None,
-        to: Annotated[OptText, Query(max_length=64)] = None,
-        group_by: Annotated[str, Query(max_length=16)] = "day",
-        tier: Annotated[OptText, Query(max_length=32)] = None,
-        engine: Annotated[OptText, Query(max_length=64)] = None,
+        from_: Annotated[
+            OptText, Query(alias="from", max_length=64, description="ISO 8601 date or time, inclusive")
+        ] = None,
+        to: Annotated[OptText, Query(max_length=64, description="ISO 8601 date or time, exclusive")] = None,
+        group_by: Annotated[str, Query(pattern="^(" + "|".join(usage.GROUPS) + ")$")] = "day",
+        tier: Annotated[OptText, _text_query(32, "a tier id (exact)")] = None,
+        engine: Annotated[OptText, _text_query(64, "an engine id (exact)")] = None,
         limit: Annotated[int, Query(ge=1, le=usage.MAX_LIMIT)] = usage.DEFAULT_LIMIT,
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         try:
-            return usage.answer_usage(
+            answer = usage.answer_usage(
                 ledger, who.org_id, from_=from_, to=to, group_by=group_by, tier=tier, engine=engine, limit=limit
             )
         except usage.UsageError as exc:
             raise ApiError(
-                "validation_error", str(exc), details=[{"loc": ["query", exc.field], "msg": str(exc)}]
+                ErrorCode.VALIDATION_ERROR, str(exc), details=[{"loc": ["query", exc.field], "msg": str(exc)}]
             ) from None
+        return JSONResponse(answer)
 
-    @app.get("/v1/account/forecast", tags=["account"])
-    def get_forecast(who: Who) -> dict[str, Any]:
-        return usage.answer_forecast(ledger, who.org_id)
+    @app.get("/v1/account/forecast", tags=["account"], response_model=oa.Forecast, responses=oa.errors())
+    def get_forecast(who: Who) -> JSONResponse:
+        return JSONResponse(usage.answer_forecast(ledger, who.org_id))
 
     @app.get("/v1/pricing", tags=["pricing"], response_model=oa.RateCardOut, responses=oa.PRICING_ANSWERS)
     def get_pricing(who: Who, if_none_match: Annotated[str | None, Header()] = None) -> Response:
