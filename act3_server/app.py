@@ -24,7 +24,7 @@ from starlette.routing import Match
 from act3_credits.core import pricing
 from act3_credits.core.vocabulary import ErrorCode, Kind, Status
 
-from . import longpoll
+from . import longpoll, usage
 from . import openapi as oa
 from .auth import parse_bearer
 from .clock import ClockMovedBack, DbClock
@@ -319,6 +319,39 @@ def create_app(
         kind: Annotated[OptText, _text_query(16, "one of: " + ", ".join(Kind))] = None,
     ) -> JSONResponse:
         return JSONResponse(ledger.history(who.org_id, limit=limit, cursor=cursor, tier=tier, shot=shot, kind=kind))
+
+    # --- usage and the runway forecast (act3_server/usage.py; any member may read them) ------------
+
+    @app.get(
+        "/v1/account/usage",
+        tags=["account"],
+        response_model=oa.Usage,
+        responses=oa.errors(ErrorCode.VALIDATION_ERROR),
+    )
+    def get_usage(
+        who: Who,
+        from_: Annotated[
+            OptText, Query(alias="from", max_length=64, description="ISO 8601 date or time, inclusive")
+        ] = None,
+        to: Annotated[OptText, Query(max_length=64, description="ISO 8601 date or time, exclusive")] = None,
+        group_by: Annotated[str, Query(pattern="^(" + "|".join(usage.GROUPS) + ")$")] = "day",
+        tier: Annotated[OptText, _text_query(32, "a tier id (exact)")] = None,
+        engine: Annotated[OptText, _text_query(64, "an engine id (exact)")] = None,
+        limit: Annotated[int, Query(ge=1, le=usage.MAX_LIMIT)] = usage.DEFAULT_LIMIT,
+    ) -> JSONResponse:
+        try:
+            answer = usage.answer_usage(
+                ledger, who.org_id, from_=from_, to=to, group_by=group_by, tier=tier, engine=engine, limit=limit
+            )
+        except usage.UsageError as exc:
+            raise ApiError(
+                ErrorCode.VALIDATION_ERROR, str(exc), details=[{"loc": ["query", exc.field], "msg": str(exc)}]
+            ) from None
+        return JSONResponse(answer)
+
+    @app.get("/v1/account/forecast", tags=["account"], response_model=oa.Forecast, responses=oa.errors())
+    def get_forecast(who: Who) -> JSONResponse:
+        return JSONResponse(usage.answer_forecast(ledger, who.org_id))
 
     @app.get("/v1/pricing", tags=["pricing"], response_model=oa.RateCardOut, responses=oa.PRICING_ANSWERS)
     def get_pricing(who: Who, if_none_match: Annotated[str | None, Header()] = None) -> Response:

@@ -58,7 +58,7 @@ from act3_credits.core import pricing, vocabulary
 from act3_credits.core.shots import shortfall_message
 from act3_credits.core.vocabulary import Event, Kind, Status
 
-from . import billing, rules, shapes
+from . import billing, rules, shapes, usage
 from .auth import hash_key
 from .clock import utcnow
 from .db import (
@@ -1252,6 +1252,11 @@ class Ledger:
             if job.status in ENDED:
                 raise LedgerError("invalid_state", f"Job {job_id} already ended ({job.status}); it cannot be canceled.")
             org, acct = self._touch(conn, actor.org_id, now)
+            reason = f"canceled by {actor.member_name}"
+            # The shot being rendered leaves a history row; queued shots never started, so none.
+            rendering = select(shots).where(shots.c.job_id == job.id, shots.c.status == Status.PROCESSING)
+            for shot in conn.execute(rendering):
+                self._uncharged(conn, org.id, now, Kind.CANCELED, shot, job, reason)
             conn.execute(
                 shots.update()
                 .where(shots.c.job_id == job.id, shots.c.status.in_(RUNNABLE))
@@ -1260,11 +1265,23 @@ class Ledger:
             self._set_job(conn, job.id, now, status=Status.CANCELED, held=0, current_shot_id=None, lease_owner=None)
             if job.held:
                 self._release(conn, org, acct, job.id, job.held, now)
-            reason = f"canceled by {actor.member_name}"
             self._event(
                 conn, acct, Event.JOB_STATUS, {"job_id": job_id, "status": Status.CANCELED, "reason": reason}, now
             )
             return self._job_json(conn, job.id)
+
+    def _uncharged(
+        self, conn: Connection, org_id: int, now: datetime, kind: str, shot: Any, job: Any, reason: str
+    ) -> None:
+        """A history row (credits 0, with the reason) for a shot that ended without a charge."""
+        # No bucket moved, so no journal row: the hold's release is journaled on its own.
+        conn.execute(
+            transactions.insert().values(
+                org_id=org_id, at=to_db(now), kind=kind, credits=0, monthly_delta=0, bank_delta=0, shot=shot.name,
+                engine=shot.engine, tier=shot.tier, duration_s=shot.duration_s, job_id=job.number,
+                member=job.member_name, reason=reason[:200],
+            )
+        )  # fmt: skip
 
     def _require_spender(self, actor: Actor) -> None:
         if not actor.can_spend:
@@ -1439,6 +1456,11 @@ class Ledger:
                 shot_id=shot.id,
                 member=job.member_name,
             )
+            usage.count_charge(
+                conn, org.id, now, billing.period_start(now.date(), org.billing_day), tier=shot.tier,
+                engine=shot.engine, member=job.member_name, job_number=job.number, shot=shot.name, credits=cost,
+                duration_s=shot.duration_s,
+            )  # fmt: skip
             self._journal(conn, org.id, "held", -cost, "render", now, transaction_id=tx_id, job_id=job.id)
             conn.execute(
                 shots.update().where(shots.c.id == shot.id).values(status=Status.COMPLETED, completed_at=to_db(now))
@@ -1712,6 +1734,12 @@ class Ledger:
                     _CHARGE_JOB,
                     {"job_id": job_id, "cost": cost, "status": Status.COMPLETED if finishing else status, "now": at},
                 )
+                for stmt, counted in usage.charge_rows(
+                    self.engine.dialect.name, org.id, now, billing.period_start(now.date(), org.billing_day),
+                    tier=tier, engine=engine, member=member, job_number=number, shot=shot_name, credits=cost,
+                    duration_s=duration_s,
+                ):  # fmt: skip
+                    tx.execute(stmt, counted)
                 tx.execute(_SAVE_ACCOUNT_ROW, _save_account_params(acct))
                 seq = acct["last_event_seq"] - (3 if finishing else 2)
                 balance = shapes.credits_json(org, acct, now)
@@ -1744,6 +1772,7 @@ class Ledger:
             org, acct = self._touch(conn, claim.org_id, now)
             shot = conn.execute(select(shots).where(shots.c.id == claim.shot_id)).one()
             conn.execute(shots.update().where(shots.c.id == shot.id).values(status=Status.FAILED, error=error))
+            self._uncharged(conn, org.id, now, Kind.FAILED, shot, job, error)
             self._set_job(
                 conn,
                 job.id,
@@ -1919,6 +1948,7 @@ HISTORY_COLUMNS = (
     _T.c.bank_delta,
     _T.c.job_id,
     _T.c.member,
+    _T.c.reason,
 )
 _NEWEST_FIRST = (_T.c.at.desc(), _T.c.id.desc())
 # How a shot search reads the history, once it knows how many names match (measured at 1M rows of

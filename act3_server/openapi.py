@@ -120,11 +120,48 @@ class HistoryItem(_Out):
     bank_delta: int
     job_id: int | None
     member: str | None
+    reason: str | None = Field(None, description="why a failed or canceled shot was not charged; else null")
 
 
 class HistoryPage(_Out):
     items: list[HistoryItem]
     next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last")
+
+
+class UsageSums(_Out):
+    credits: int = Field(description="charged renders, positive")
+    shots: int
+    seconds: int = Field(description="their billed durations")
+
+
+class UsageGroup(UsageSums):
+    key: str = Field(description="a day or a week's Monday (ISO date), tier, engine, shot, member, job id or project")
+
+
+class Usage(_Out):
+    from_: datetime = Field(alias="from")
+    to: datetime
+    group_by: str
+    groups: list[UsageGroup]
+    total: UsageSums
+
+
+class PacePerDay(_Out):
+    d7: int = Field(alias="7d", description="credits charged per day over the last 7 days")
+    d30: int = Field(alias="30d", description="the same over the last 30 days")
+
+
+class Forecast(_Out):
+    as_of: datetime
+    pace_per_day: PacePerDay
+    available: int
+    held: int
+    next_refill_at: datetime
+    runs_out_at: datetime | None = Field(description="null: no pace, or beyond a year")
+    days_left: float | None
+    monthly_left_at_refill: int
+    will_roll_over: int
+    will_expire: int
 
 
 class EngineOut(_Out):

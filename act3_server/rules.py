@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from act3_credits.core import billing
+
 # The spending order: each bucket's journal name and its column on the account row.
 SPENDING_ORDER = (
     ("monthly", "monthly_remaining"),
@@ -82,9 +84,8 @@ class Refill:
 def refill(monthly_remaining: int, bank_rolled: int, allocation: int, rollover_cap: int) -> Refill:
     """The rollover rule: the month's remaining credits roll into the bank until the rolled-over
     part reaches the plan's cap (purchased credits do not count against it); the rest expires."""
-    room = max(0, rollover_cap - bank_rolled)
-    rolled = min(monthly_remaining, room)
-    return Refill(rolled=rolled, expired=monthly_remaining - rolled, allocation=allocation)
+    rolled, expired = billing.refill_split(monthly_remaining, bank_rolled, rollover_cap)  # shared with the forecast
+    return Refill(rolled=rolled, expired=expired, allocation=allocation)
 
 
 def refills_repeat(monthly_remaining: int, bank_rolled: int, allocation: int, rollover_cap: int) -> bool:

@@ -150,6 +150,7 @@ HISTORY_KEYS = (
     "bank_delta",
     "job_id",
     "member",
+    "reason",  # why a `failed` or `canceled` shot was not charged; None for other kinds
 )
 
 

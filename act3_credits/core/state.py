@@ -113,6 +113,7 @@ class HistoryRow:
     bank_delta: int
     job_id: int | None
     member: str | None
+    reason: str | None  # why a `failed` or `canceled` shot was not charged; None for other kinds
 
     def __init__(
         self,
@@ -128,6 +129,7 @@ class HistoryRow:
         bank_delta: int,
         job_id: int | None,
         member: str | None,
+        reason: str | None = None,
     ) -> None:
         self.__dict__.update(
             id=id,
@@ -142,6 +144,7 @@ class HistoryRow:
             bank_delta=bank_delta,
             job_id=job_id,
             member=member,
+            reason=reason,
         )
 
     @classmethod
