@@ -11,8 +11,8 @@ Inside Blender import it as ``bl_ext.<repository>.act3_credits.api`` (for exampl
     for row in api.history(limit=20, tier="high")["items"]:
         print(row["at"], row["shot"], row["credits"])
 
-Two ways to call what asks the service (`history`, `credit_packs`, `buy`, `estimate`, `submit`,
-`jobs`, `job`, `pause`, `resume`, `cancel`, `test_connection`):
+Two ways to call what asks the service (`history`, `usage`, `forecast`, `credit_packs`, `buy`,
+`estimate`, `submit`, `jobs`, `job`, `pause`, `resume`, `cancel`, `test_connection`):
 
 - with `callback=fn`: the call returns a `Ticket` at once and never blocks; `fn(ticket)` runs on
   Blender's main thread when the answer has arrived (`ticket.ok`, `ticket.result`, `ticket.error`).
@@ -75,6 +75,7 @@ __all__ = [
     "credit_packs",
     "credits",
     "estimate",
+    "forecast",
     "header_text",
     "history",
     "job",
@@ -87,6 +88,7 @@ __all__ = [
     "subscribe",
     "test_connection",
     "unsubscribe",
+    "usage",
     "wait",
 ]
 
@@ -187,6 +189,36 @@ def history(
 
 def _history_json(page: HistoryPage) -> dict[str, Any]:
     return {"items": [row.to_json() for row in page.rows], "next_cursor": page.next_cursor}
+
+
+def usage(
+    start: str | None = None,
+    end: str | None = None,
+    group_by: str = "day",
+    *,
+    tier: str | None = None,
+    engine: str | None = None,
+    limit: int = 50,
+    wait: float = WAIT_S,
+    callback: Callback | None = None,
+) -> Any:
+    """What charged renders cost, grouped: a `core.usage.Usage` (`groups` of `UsageGroup`: `key`,
+    `credits`, `shots`, `seconds`; and `total`).
+
+    `start` (inclusive) and `end` (exclusive) are ISO 8601 dates or times in UTC (default: the
+    current billing period); `group_by` is day, week, tier, engine, shot, member, job or project;
+    `tier` and `engine` filter; `limit` caps the groups other than day and week. Failed and canceled
+    shots cost nothing and are not counted. Waits.
+    """
+    return _call(
+        "usage", wait, callback, start=start, end=end, group_by=group_by, tier=tier, engine=engine, limit=limit
+    )
+
+
+def forecast(wait: float = WAIT_S, callback: Callback | None = None) -> Any:
+    """The runway at the recent pace: a `core.forecast.Forecast` (`runs_out_at`, `days_left`,
+    `next_refill_at`, `monthly_left_at_refill`, `will_roll_over`, `will_expire`, ...). Waits."""
+    return _call("forecast", wait, callback)
 
 
 def credit_packs(wait: float = WAIT_S, callback: Callback | None = None) -> Any:

@@ -21,8 +21,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from act3_credits.core import pricing
+from act3_credits.core.vocabulary import Kind
 
-from . import longpoll
+from . import longpoll, usage
 from .auth import parse_bearer
 from .clock import ClockMovedBack, DbClock
 from .errors import ApiError, error_response, is_database_unavailable, unavailable_response
@@ -33,7 +34,7 @@ from .ledger import MAX_DB_INT, Actor, Ledger, LedgerError, Result
 log = logging.getLogger("act3_server")
 
 JOB_STATUSES = ("queued", "processing", "paused", "completed", "failed", "canceled")
-HISTORY_KINDS = ("render", "purchase", "refill", "rollover", "expiry", "refund")
+HISTORY_KINDS = tuple(Kind)
 
 
 def _no_nul(value: str | None) -> str | None:
@@ -278,6 +279,31 @@ def create_app(
         kind: Annotated[OptText, Query(max_length=16)] = None,
     ) -> dict[str, Any]:
         return ledger.history(who.org_id, limit=limit, cursor=cursor, tier=tier, shot=shot, kind=kind)
+
+    # --- usage and the runway forecast (act3_server/usage.py; any member may read them) ------------
+
+    @app.get("/v1/account/usage", tags=["account"])
+    def get_usage(
+        who: Who,
+        from_: Annotated[OptText, Query(alias="from", max_length=64)] = None,
+        to: Annotated[OptText, Query(max_length=64)] = None,
+        group_by: Annotated[str, Query(max_length=16)] = "day",
+        tier: Annotated[OptText, Query(max_length=32)] = None,
+        engine: Annotated[OptText, Query(max_length=64)] = None,
+        limit: Annotated[int, Query(ge=1, le=usage.MAX_LIMIT)] = usage.DEFAULT_LIMIT,
+    ) -> dict[str, Any]:
+        try:
+            return usage.answer_usage(
+                ledger, who.org_id, from_=from_, to=to, group_by=group_by, tier=tier, engine=engine, limit=limit
+            )
+        except usage.UsageError as exc:
+            raise ApiError(
+                "validation_error", str(exc), details=[{"loc": ["query", exc.field], "msg": str(exc)}]
+            ) from None
+
+    @app.get("/v1/account/forecast", tags=["account"])
+    def get_forecast(who: Who) -> dict[str, Any]:
+        return usage.answer_forecast(ledger, who.org_id)
 
     @app.get("/v1/pricing", tags=["pricing"])
     def get_pricing(who: Who, if_none_match: Annotated[str | None, Header(include_in_schema=False)] = None) -> Response:

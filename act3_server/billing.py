@@ -1,62 +1,22 @@
-"""Billing dates: the calendar side of refills.
+"""Billing dates: the service's name for the calendar in act3_credits/core/billing.py (one place for
+the rule, shared with the runway forecast the add-on draws)."""
 
-An org refills at 00:00 UTC on its billing day each month; a billing day of 29-31 falls on the last
-day of shorter months (day 31 is 28 or 29 February, 30 April, ...).
-"""
+from act3_credits.core.billing import (
+    billing_date,
+    next_billing_date,
+    nth_period_after,
+    period_start,
+    periods_between,
+    periods_due,
+    refill_split,
+)
 
-from __future__ import annotations
-
-import calendar
-from collections.abc import Iterator
-from datetime import date, datetime
-
-
-def billing_date(year: int, month: int, billing_day: int) -> date:
-    return date(year, month, min(billing_day, calendar.monthrange(year, month)[1]))
-
-
-def _shift(year: int, month: int, by: int) -> tuple[int, int]:
-    m = year * 12 + (month - 1) + by
-    return m // 12, m % 12 + 1
-
-
-def period_start(today: date, billing_day: int) -> date:
-    """The latest billing date on or before `today`: the start of the period `today` is in."""
-    this_month = billing_date(today.year, today.month, billing_day)
-    if this_month <= today:
-        return this_month
-    y, m = _shift(today.year, today.month, -1)
-    return billing_date(y, m, billing_day)
-
-
-def next_billing_date(today: date, billing_day: int) -> date:
-    """The first billing date strictly after `today`: when the next refill happens."""
-    start = period_start(today, billing_day)
-    y, m = _shift(start.year, start.month, 1)
-    return billing_date(y, m, billing_day)
-
-
-def periods_between(last_start: date, now: datetime | date, billing_day: int) -> Iterator[date]:
-    """Every billing date after `last_start` up to and including `now`'s day, oldest first."""
-    today = now.date() if isinstance(now, datetime) else now
-    current = period_start(today, billing_day)
-    y, m = last_start.year, last_start.month
-    while True:
-        y, m = _shift(y, m, 1)
-        d = billing_date(y, m, billing_day)
-        if d > current:
-            return
-        yield d
-
-
-def periods_due(last_start: date, now: datetime | date, billing_day: int) -> int:
-    """How many billing dates `periods_between` would yield, counted without walking them."""
-    today = now.date() if isinstance(now, datetime) else now
-    current = period_start(today, billing_day)
-    return max(0, (current.year * 12 + current.month) - (last_start.year * 12 + last_start.month))
-
-
-def nth_period_after(last_start: date, n: int, billing_day: int) -> date:
-    """The n-th billing date after `last_start` (n >= 1): what `periods_between` yields n-th."""
-    y, m = _shift(last_start.year, last_start.month, n)
-    return billing_date(y, m, billing_day)
+__all__ = [
+    "billing_date",
+    "next_billing_date",
+    "nth_period_after",
+    "period_start",
+    "periods_between",
+    "periods_due",
+    "refill_split",
+]

@@ -181,6 +181,9 @@ shots = Table(
     CheckConstraint("status IN ('queued', 'processing', 'completed', 'failed', 'canceled')", name="ck_shots_status"),
 )
 
+# The kinds a history row can have (act3_credits.core.vocabulary.Kind says the same words).
+TRANSACTION_KINDS = "kind IN ('render', 'purchase', 'refill', 'rollover', 'expiry', 'refund', 'failed', 'canceled')"
+
 # History items ("transactions"); `journal` holds their per-bucket movements.
 transactions = Table(
     "transactions",
@@ -199,9 +202,9 @@ transactions = Table(
     Column("job_id", Integer, nullable=True),  # the job's number in its org (the id the API shows)
     Column("shot_id", Integer, nullable=True, unique=True),  # a shot is charged at most once
     Column("member", String(200), nullable=True),
-    CheckConstraint(
-        "kind IN ('render', 'purchase', 'refill', 'rollover', 'expiry', 'refund')", name="ck_transactions_kind"
-    ),
+    # Why a shot ended uncharged (kinds 'failed' and 'canceled', migration 0005); None otherwise.
+    Column("reason", String(200), nullable=True),
+    CheckConstraint(TRANSACTION_KINDS, name="ck_transactions_kind"),
 )
 # History pages are keyset ranges `(at, id) < (:at, :id)` of one org (migration 0002 says why each).
 Index("ix_transactions_org_at_id", transactions.c.org_id, transactions.c.at, transactions.c.id)
@@ -219,6 +222,27 @@ Index(
 )
 Index(
     "ix_transactions_org_shot_at_id", transactions.c.org_id, transactions.c.shot, transactions.c.at, transactions.c.id
+)
+
+# Charged renders summed per UTC day and per everything usage groups or filters by except the shot
+# name (migration 0005): `GET /v1/account/usage` and the forecast's pace read these instead of the
+# render rows, so a period costs tens of rows a day, whatever was rendered. Written in the charge's
+# own transaction (act3_server/usage.py); `credits` is positive. `job_id` is the job's number in
+# its org (0: none); `project` is the job's project ('' until jobs carry one).
+usage_days = Table(
+    "usage_days",
+    metadata,
+    Column("org_id", Integer, ForeignKey("orgs.id"), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("tier", String(32), primary_key=True),
+    Column("engine", String(64), primary_key=True),
+    Column("member", String(200), primary_key=True),
+    Column("job_id", Integer, primary_key=True, autoincrement=False),
+    Column("project", String(200), primary_key=True),
+    Column("credits", BigInteger, nullable=False),
+    Column("shots", BigInteger, nullable=False),
+    Column("seconds", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 # Every shot name an org has queued, with its lower-case form (Python's, the same on both

@@ -54,7 +54,7 @@ from sqlalchemy.exc import IntegrityError
 
 from act3_credits.core import pricing
 
-from . import billing
+from . import billing, usage
 from .auth import hash_key
 from .clock import utcnow
 from .db import (
@@ -1295,6 +1295,10 @@ class Ledger:
             if job.status in ENDED:
                 raise LedgerError("invalid_state", f"Job {job_id} already ended ({job.status}); it cannot be canceled.")
             org, acct = self._touch(conn, actor.org_id, now)
+            reason = f"canceled by {actor.member_name}"
+            # The shot being rendered leaves a history row; queued shots never started, so none.
+            for shot in conn.execute(select(shots).where(shots.c.job_id == job.id, shots.c.status == "processing")):
+                self._uncharged(conn, org.id, now, "canceled", shot, job, reason)
             conn.execute(
                 shots.update()
                 .where(shots.c.job_id == job.id, shots.c.status.in_(RUNNABLE))
@@ -1303,9 +1307,21 @@ class Ledger:
             self._set_job(conn, job.id, now, status="canceled", held=0, current_shot_id=None, lease_owner=None)
             if job.held:
                 self._release(conn, org, acct, job.id, job.held, now)
-            reason = f"canceled by {actor.member_name}"
             self._event(conn, acct, "job.status", {"job_id": job_id, "status": "canceled", "reason": reason}, now)
             return self._job_json(conn, job.id)
+
+    def _uncharged(
+        self, conn: Connection, org_id: int, now: datetime, kind: str, shot: Any, job: Any, reason: str
+    ) -> None:
+        """A history row (credits 0, with the reason) for a shot that ended without a charge."""
+        # No bucket moved, so no journal row: the hold's release is journaled on its own.
+        conn.execute(
+            transactions.insert().values(
+                org_id=org_id, at=to_db(now), kind=kind, credits=0, monthly_delta=0, bank_delta=0, shot=shot.name,
+                engine=shot.engine, tier=shot.tier, duration_s=shot.duration_s, job_id=job.number,
+                member=job.member_name, reason=reason[:200],
+            )
+        )  # fmt: skip
 
     def _require_spender(self, actor: Actor) -> None:
         if not actor.can_spend:
@@ -1473,6 +1489,7 @@ class Ledger:
                 shot_id=shot.id,
                 member=job.member_name,
             )
+            usage.count_charge(conn, _usage_row(org.id, now, shot, job.number, job.member_name, cost))
             self._journal(conn, org.id, "held", -cost, "render", now, transaction_id=tx_id, job_id=job.id)
             conn.execute(
                 shots.update().where(shots.c.id == shot.id).values(status="completed", completed_at=to_db(now))
@@ -1768,6 +1785,11 @@ class Ledger:
                     _CHARGE_JOB,
                     {"job_id": job_id, "cost": cost, "status": "completed" if finishing else status, "now": at},
                 )
+                charged = usage.charge_row(
+                    org.id, now, tier=tier, engine=engine, member=member, job_number=number, credits=cost,
+                    duration_s=duration_s,
+                )  # fmt: skip
+                tx.execute(usage.upsert_sql(self.engine.dialect.name), charged)
                 tx.execute(_SAVE_ACCOUNT_ROW, _save_account_params(acct))
                 seq = acct["last_event_seq"] - (3 if finishing else 2)
                 balance = self._credits_json(org, acct, now)
@@ -1798,6 +1820,7 @@ class Ledger:
             org, acct = self._touch(conn, claim.org_id, now)
             shot = conn.execute(select(shots).where(shots.c.id == claim.shot_id)).one()
             conn.execute(shots.update().where(shots.c.id == shot.id).values(status="failed", error=error))
+            self._uncharged(conn, org.id, now, "failed", shot, job, error)
             self._set_job(
                 conn,
                 job.id,
@@ -1996,6 +2019,7 @@ HISTORY_COLUMNS = (
     _T.c.bank_delta,
     _T.c.job_id,
     _T.c.member,
+    _T.c.reason,
 )
 _NEWEST_FIRST = (_T.c.at.desc(), _T.c.id.desc())
 # How a shot search reads the history, once it knows how many names match (measured at 1M rows of
@@ -2162,6 +2186,7 @@ HISTORY_KEYS = (
     "bank_delta",
     "job_id",
     "member",
+    "reason",
 )
 
 
@@ -2179,6 +2204,13 @@ def _history_json(rows: Sequence[Any], limit: int) -> dict[str, Any]:
         item["at"] = _iso_z(row[1])
         items.append(item)
     return {"items": items, "next_cursor": encode_cursor(rows[-1].at, rows[-1].id) if more else None}
+
+
+def _usage_row(org_id: int, now: datetime, shot: Any, job_number: int, member: str, cost: int) -> dict[str, Any]:
+    return usage.charge_row(
+        org_id, now, tier=shot.tier, engine=shot.engine, member=member, job_number=job_number, credits=cost,
+        duration_s=shot.duration_s,
+    )  # fmt: skip
 
 
 def as_utc(dt: datetime) -> datetime:

@@ -10,7 +10,8 @@ or PostgreSQL `COPY`, so 1,000,000 rows take well under a minute. The items cove
 up to the service's clock: renders of 2,000 shot names (`sq010_sh0010` ... `sq400_sh0500`, never
 containing `sh999`) in every tier (4k is 1 %), a refill, rollover and expiry on each billing date,
 and a purchase every ~5,000 items. They are history rows only (no jobs, shots or journal behind
-them, and the balance does not add up to them): enough to measure history pages, nothing else.
+them, and the balance does not add up to them), plus `usage_days` filled as the charges would have
+filled it: enough to measure history pages, usage and the forecast, nothing else.
 
 Prints JSON: {"org_id", "other_org_id", "key", "rows", "other_rows", "seconds"}. Never commit the
 database it makes; run it again instead.
@@ -31,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from act3_server.auth import new_random_key
-from act3_server.db import normalize_url, to_db, write_tx
+from act3_server.db import normalize_url, to_db, usage_days, write_tx
 from act3_server.ledger import shot_names_upsert
 from act3_server.server import open_ledger
 
@@ -180,11 +181,19 @@ def main() -> int:
         every,
     )
     names: Counter[tuple[int, str]] = Counter()
+    days: dict[tuple[object, ...], list[int]] = {}
 
     def counted(rows: Iterator[tuple[object, ...]]) -> Iterator[tuple[object, ...]]:
         for row in rows:
             if row[3] is not None:
                 names[(row[0], row[3])] += 1  # type: ignore[index]
+            if row[2] == "render":  # what the charge adds to usage_days
+                org, at, _k, _s, engine, tier, duration, credits = row[:8]
+                key = (org, at.date(), tier, engine, row[12] or "", row[10] or 0, "")  # type: ignore[attr-defined]
+                sums = days.setdefault(key, [0, 0, 0])
+                sums[0] -= credits  # type: ignore[operator]
+                sums[1] += 1
+                sums[2] += duration  # type: ignore[operator]
             yield row
 
     url = normalize_url(args.database)
@@ -192,12 +201,22 @@ def main() -> int:
         n = seed_sqlite(url[len("sqlite:///") :], counted(rows))
     else:
         n = seed_postgres(url, counted(rows))
-    # The shot names the rows use, as create_job would have counted them (shot= searches these).
+    # The shot names the rows use, as create_job would have counted them (shot= searches these),
+    # and the renders per day, as each charge would have added them (usage reads these).
+    columns = ("org_id", "day", "tier", "engine", "member", "job_id", "project")
     with write_tx(ledger.engine) as conn:
         conn.execute(
             shot_names_upsert(conn.dialect.name),
             [{"org_id": o, "shot": s, "shot_key": s.lower(), "shots": c} for (o, s), c in names.items()],
         )
+        conn.execute(
+            usage_days.insert(),
+            [
+                {**dict(zip(columns, k, strict=True)), "credits": v[0], "shots": v[1], "seconds": v[2]}
+                for k, v in days.items()
+            ],
+        )
+        conn.exec_driver_sql("ANALYZE usage_days")
     ledger.engine.dispose()
     out = {
         "org_id": org_id,

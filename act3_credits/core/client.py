@@ -29,6 +29,9 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     import requests
 
+    from .forecast import Forecast
+    from .usage import Usage
+
 from .pricing import RateCard
 from .state import Credits, HistoryRow
 from .values import value
@@ -340,6 +343,35 @@ class Client:
         return self._check(
             data, lambda d: HistoryPage([HistoryRow.from_json(r) for r in d["items"]], d.get("next_cursor"))
         )
+
+    def usage(
+        self,
+        start: str | None = None,
+        end: str | None = None,
+        group_by: str = "day",
+        tier: str | None = None,
+        engine: str | None = None,
+        limit: int = 50,
+    ) -> Usage:
+        """What charged renders cost over [start, end) (ISO 8601 dates or times; default: the
+        current billing period), grouped by day, week, tier, engine, shot, member, job or project."""
+        from .usage import Usage
+
+        params = {
+            "from": start or None,
+            "to": end or None,
+            "group_by": group_by,
+            "tier": tier or None,
+            "engine": engine or None,
+            "limit": limit,
+        }
+        return self._check(self._get("/account/usage", params=params), Usage.from_json)
+
+    def forecast(self) -> Forecast:
+        """The runway at the recent pace: when the credits run out, what the next refill will do."""
+        from .forecast import Forecast
+
+        return self._check(self._get("/account/forecast"), Forecast.from_json)
 
     def pricing(self, etag: str | None = None) -> tuple[dict[str, Any] | None, str | None]:
         """The rate card JSON and its ETag; `(None, etag)` when the card did not change (304)."""

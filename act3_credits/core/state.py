@@ -110,6 +110,7 @@ class HistoryRow:
     bank_delta: int
     job_id: int | None
     member: str | None
+    reason: str | None  # why a `failed` or `canceled` shot was not charged; None for other kinds
 
     def __init__(
         self,
@@ -125,6 +126,7 @@ class HistoryRow:
         bank_delta: int,
         job_id: int | None,
         member: str | None,
+        reason: str | None = None,
     ) -> None:
         self.__dict__.update(
             id=id,
@@ -139,6 +141,7 @@ class HistoryRow:
             bank_delta=bank_delta,
             job_id=job_id,
             member=member,
+            reason=reason,
         )
 
     @classmethod

@@ -756,6 +756,12 @@ REQUESTS: dict[str, Request] = {
     "pause_job": Request(lambda c, p: c.pause_job(p["job_id"]), SyncWorker._on_job),
     "resume_job": Request(lambda c, p: c.resume_job(p["job_id"]), SyncWorker._on_job),
     "cancel_job": Request(lambda c, p: c.cancel_job(p["job_id"]), SyncWorker._on_job),
+    # For scripts (api.usage, api.forecast): the typed answer on the ticket.
+    "usage": Request(
+        lambda c, p: c.usage(p.get("start"), p.get("end"), p.get("group_by", "day"), p.get("tier"), p.get("engine"),
+                             p.get("limit", 50))
+    ),  # fmt: skip
+    "forecast": Request(lambda c, p: c.forecast()),
 }
 # What the link's own threads post (never asked for by a caller), applied the same way.
 LINK_RESULTS: dict[str, Callable[[SyncWorker, Any, dict[str, Any]], None] | None] = {

@@ -47,3 +47,7 @@ class Kind(StrEnum):
     ROLLOVER = "rollover"
     EXPIRY = "expiry"
     REFUND = "refund"
+    # A shot that ended without a charge (credits 0, with the reason): the artist reads
+    # "Failed: not charged". Usage never counts them.
+    FAILED = "failed"
+    CANCELED = "canceled"

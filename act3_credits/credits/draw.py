@@ -243,6 +243,8 @@ KIND_LABELS: dict[str, str] = {
     Kind.ROLLOVER: "Rollover",
     Kind.EXPIRY: "Expired",
     Kind.REFUND: "Refund",
+    Kind.FAILED: "Failed",
+    Kind.CANCELED: "Canceled",
 }
 
 

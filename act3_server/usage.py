@@ -1,0 +1,380 @@
+"""Usage (`GET /v1/account/usage`) and the forecast's pace: what charged renders cost, grouped.
+
+The numbers are the render rows of the history (`transactions`, kind 'render'): for any range and
+filters, `total.credits` is minus the sum of those rows. Whole UTC days are read from `usage_days`
+(db.py; one row per day, tier, engine, member, job and project, added to in the charge's own
+transaction by `count_charge`), and the part of a day at either end of a range that is not whole
+from the render rows themselves, so a range of any length costs a few thousand rows at most. The
+one grouping `usage_days` cannot answer is by shot name (its rows would be as many as the renders):
+`group_by=shot` sums the render rows of the range (docs/benchmarks.md has both costs).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Integer, String, bindparam, func, literal, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+
+from act3_credits.core import billing, forecast, pricing
+
+from .db import DriverSql, read_tx, to_db, transactions, usage_days
+
+if TYPE_CHECKING:
+    from .ledger import Ledger
+
+GROUPS = ("day", "week", "tier", "engine", "shot", "member", "job", "project")
+MAX_RANGE = timedelta(days=366)
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 1000
+
+_U = usage_days
+_T = transactions
+
+
+class UsageError(ValueError):
+    """A request usage cannot answer (the service answers 422 with `field` named)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+# --- writing: one charge ---------------------------------------------------------------------------
+
+
+@functools.cache
+def _upsert(dialect: str) -> Any:
+    insert = sqlite_insert if dialect == "sqlite" else pg_insert
+    stmt = insert(_U).values(
+        org_id=bindparam("org_id", type_=Integer),
+        day=bindparam("day", type_=_U.c.day.type),
+        tier=bindparam("tier", type_=String),
+        engine=bindparam("engine", type_=String),
+        member=bindparam("member", type_=String),
+        job_id=bindparam("job_id", type_=Integer),
+        project=bindparam("project", type_=String),
+        credits=bindparam("credits", type_=_U.c.credits.type),
+        shots=literal(1, _U.c.shots.type),
+        seconds=bindparam("seconds", type_=_U.c.seconds.type),
+    )
+    return stmt.on_conflict_do_update(
+        index_elements=list(_U.primary_key.columns),
+        set_={
+            "credits": _U.c.credits + stmt.excluded.credits,
+            "shots": _U.c.shots + 1,
+            "seconds": _U.c.seconds + stmt.excluded.seconds,
+        },
+    )
+
+
+_UPSERT = {d: DriverSql(_upsert(d)) for d in ("sqlite", "postgresql")}
+
+
+def charge_row(
+    org_id: int,
+    at: datetime,
+    *,
+    tier: str,
+    engine: str,
+    member: str | None,
+    job_number: int | None,
+    credits: int,
+    duration_s: int | None,
+    project: str = "",
+) -> dict[str, Any]:
+    """The parameters `count_charge` adds for one charged render (`credits` positive).
+
+    Hook: `project` is '' until jobs carry one; the charge then passes the job's project here.
+    """
+    return {
+        "org_id": org_id,
+        "day": to_db(at).date(),
+        "tier": tier or "",
+        "engine": engine or "",
+        "member": member or "",
+        "job_id": job_number or 0,
+        "project": project,
+        "credits": credits,
+        "seconds": duration_s or 0,
+    }
+
+
+def count_charge(conn: Connection, row: Mapping[str, Any]) -> None:
+    """Add one charged render to its day (in the charge's transaction; SQLAlchemy connection)."""
+    conn.execute(_upsert(conn.dialect.name), dict(row))
+
+
+def upsert_sql(dialect_name: str) -> DriverSql:
+    """The same statement for the driver path (`RawTx.execute`)."""
+    return _UPSERT[dialect_name]
+
+
+# --- reading ---------------------------------------------------------------------------------------
+
+
+def parse_bound(field: str, value: str) -> datetime:
+    """An ISO 8601 date (midnight UTC) or time (UTC when it names no offset), as naive UTC."""
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time(0))
+        parsed = datetime.fromisoformat(value)
+        return to_db(parsed)
+    except (ValueError, OverflowError):
+        raise UsageError(field, f"{field} must be an ISO 8601 date or time, such as 2026-11-01.") from None
+
+
+def default_range(now: datetime, billing_day: int) -> tuple[datetime, datetime]:
+    """The current billing period: from its billing date to the next, 00:00 UTC each."""
+    today = to_db(now).date()
+    start = billing.period_start(today, billing_day)
+    end = billing.next_billing_date(today, billing_day)
+    return datetime.combine(start, time(0)), datetime.combine(end, time(0))
+
+
+@dataclass
+class _Sum:
+    credits: int = 0
+    shots: int = 0
+    seconds: int = 0
+
+    def add(self, credits: int, shots: int, seconds: int) -> None:
+        self.credits += int(credits)
+        self.shots += int(shots)
+        self.seconds += int(seconds)
+
+    def json(self) -> dict[str, int]:
+        return {"credits": self.credits, "shots": self.shots, "seconds": self.seconds}
+
+
+def _pieces(start: datetime, end: datetime) -> tuple[tuple[date, date] | None, list[tuple[datetime, datetime]]]:
+    """[start, end) as whole days (first, last + 1) and the parts of days around them, each
+    within one day."""
+    first_whole = start.date() if start.time() == time(0) else start.date() + timedelta(days=1)
+    end_whole = end.date()
+    if first_whole >= end_whole:  # no whole day: the range, cut at midnights
+        parts = []
+        at = start
+        while at < end:
+            midnight = datetime.combine(at.date() + timedelta(days=1), time(0))
+            parts.append((at, min(end, midnight)))
+            at = midnight
+        return None, parts
+    parts = []
+    head = datetime.combine(first_whole, time(0))
+    if start < head:
+        parts.append((start, head))
+    tail = datetime.combine(end_whole, time(0))
+    if tail < end:
+        parts.append((tail, end))
+    return (first_whole, end_whole), parts
+
+
+def _aggregate_key(group: str) -> Any:
+    return {
+        "day": _U.c.day,
+        "week": _U.c.day,
+        "tier": _U.c.tier,
+        "engine": _U.c.engine,
+        "member": _U.c.member,
+        "job": _U.c.job_id,
+        "project": _U.c.project,
+    }[group]
+
+
+def _raw_key(group: str) -> Any:
+    return {
+        "tier": func.coalesce(_T.c.tier, ""),
+        "engine": func.coalesce(_T.c.engine, ""),
+        "member": func.coalesce(_T.c.member, ""),
+        "job": func.coalesce(_T.c.job_id, 0),
+        "shot": func.coalesce(_T.c.shot, ""),
+        # Hook: '' until jobs carry a project; then the job's project (a join on jobs.number).
+        "project": literal(""),
+    }[group]
+
+
+def _filters(table: Any, tier: str | None, engine: str | None) -> list[Any]:
+    conds = []
+    if tier:
+        conds.append(table.c.tier == tier)
+    if engine:
+        conds.append(table.c.engine == engine)
+    return conds
+
+
+def _from_days(
+    conn: Connection, org_id: int, days: tuple[date, date], group: str | None, tier: str | None, engine: str | None
+) -> Iterable[tuple[Any, int, int, int]]:
+    sums = (func.sum(_U.c.credits), func.sum(_U.c.shots), func.sum(_U.c.seconds))
+    where = [_U.c.org_id == org_id, _U.c.day >= days[0], _U.c.day < days[1], *_filters(_U, tier, engine)]
+    if group is None:
+        return [(None, *r) for r in conn.execute(select(*sums).where(*where)).all() if r[0] is not None]
+    key = _aggregate_key(group)
+    return conn.execute(select(key, *sums).where(*where).group_by(key)).all()  # type: ignore[return-value]
+
+
+def _from_rows(
+    conn: Connection,
+    org_id: int,
+    part: tuple[datetime, datetime],
+    group: str | None,
+    tier: str | None,
+    engine: str | None,
+) -> Iterable[tuple[Any, int, int, int]]:
+    sums = (-func.sum(_T.c.credits), func.count(), func.coalesce(func.sum(_T.c.duration_s), 0))
+    where = [
+        _T.c.org_id == org_id,
+        _T.c.at >= part[0],
+        _T.c.at < part[1],
+        _T.c.kind == "render",
+        *_filters(_T, tier, engine),
+    ]
+    if group is None:
+        return [(None, *r) for r in conn.execute(select(*sums).where(*where)).all() if r[1]]
+    key = _raw_key(group)
+    return conn.execute(select(key, *sums).where(*where).group_by(key)).all()  # type: ignore[return-value]
+
+
+def charged(conn: Connection, org_id: int, start: datetime, end: datetime) -> int:
+    """Credits charged for renders in [start, end) (naive UTC): the forecast's pace."""
+    days, parts = _pieces(start, end)
+    total = _Sum()
+    if days:
+        for _k, c, n, s in _from_days(conn, org_id, days, None, None, None):
+            total.add(c, n, s)
+    for part in parts:
+        for _k, c, n, s in _from_rows(conn, org_id, part, None, None, None):
+            total.add(c, n, s)
+    return total.credits
+
+
+def _week(d: date) -> date:
+    return d - timedelta(days=d.weekday())  # ISO weeks: the Monday names the week
+
+
+def usage(
+    conn: Connection,
+    org_id: int,
+    start: datetime,
+    end: datetime,
+    group_by: str,
+    *,
+    tier: str | None = None,
+    engine: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> dict[str, Any]:
+    """The usage answer for [start, end) (naive UTC, checked by `check_range`)."""
+    sums: dict[str, _Sum] = defaultdict(_Sum)
+    days, parts = _pieces(start, end)
+    timeline = group_by in ("day", "week")
+
+    def key_of(raw: Any, part_day: date | None) -> str:
+        if timeline:
+            d = part_day if part_day is not None else raw
+            return (_week(d) if group_by == "week" else d).isoformat()
+        if group_by == "job":
+            return str(raw) if raw else ""
+        return str(raw)
+
+    if group_by == "shot":  # not in usage_days: the render rows of the whole range
+        for k, c, n, s in _from_rows(conn, org_id, (start, end), "shot", tier, engine):
+            sums[key_of(k, None)].add(c, n, s)
+    else:
+        if days:
+            for k, c, n, s in _from_days(conn, org_id, days, group_by, tier, engine):
+                sums[key_of(k, None)].add(c, n, s)
+        for part in parts:
+            raw_group = None if timeline else group_by
+            for k, c, n, s in _from_rows(conn, org_id, part, raw_group, tier, engine):
+                sums[key_of(k, part[0].date())].add(c, n, s)
+    total = _Sum()
+    for one in sums.values():
+        total.add(one.credits, one.shots, one.seconds)
+    if timeline:
+        keys: list[str] = []
+        d = start.date()
+        last = (end - timedelta(microseconds=1)).date()
+        while d <= last:
+            k = (_week(d) if group_by == "week" else d).isoformat()
+            if not keys or keys[-1] != k:
+                keys.append(k)
+            d += timedelta(days=1)
+        groups = [{"key": k, **sums.get(k, _Sum()).json()} for k in keys]
+    else:
+        ranked = sorted(sums.items(), key=lambda kv: (-kv[1].credits, kv[0]))[:limit]
+        groups = [{"key": k, **v.json()} for k, v in ranked]
+    return {
+        "from": _iso(start),
+        "to": _iso(end),
+        "group_by": group_by,
+        "groups": groups,
+        "total": total.json(),
+    }
+
+
+def check_range(start: datetime, end: datetime) -> None:
+    if end <= start:
+        raise UsageError("to", "to must be after from.")
+    if end - start > MAX_RANGE:
+        raise UsageError("to", "A usage range is at most 366 days; ask for a shorter one.")
+
+
+def _iso(dt: datetime) -> str:
+    return dt.replace(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- the service's answers -------------------------------------------------------------------------
+
+
+def answer_usage(
+    ledger: Ledger,
+    org_id: int,
+    *,
+    from_: str | None,
+    to: str | None,
+    group_by: str,
+    tier: str | None,
+    engine: str | None,
+    limit: int,
+) -> dict[str, Any]:
+    """`GET /v1/account/usage`: the current billing period unless `from`/`to` say otherwise."""
+    if group_by not in GROUPS:
+        raise UsageError("group_by", f"group_by must be one of {', '.join(GROUPS)}.")
+    period = default_range(ledger.now(), ledger.org(org_id).billing_day)
+    start = parse_bound("from", from_) if from_ else period[0]
+    end = parse_bound("to", to) if to else period[1]
+    check_range(start, end)
+    with read_tx(ledger.engine) as conn:
+        return usage(conn, org_id, start, end, group_by, tier=tier, engine=engine, limit=limit)
+
+
+def answer_forecast(ledger: Ledger, org_id: int) -> dict[str, Any]:
+    """`GET /v1/account/forecast`: the balance (any refill due applied first) and the pace of the
+    last 7 and 30 days, through the core's pure forecast."""
+    balance = ledger.credits(org_id)
+    now = ledger.now()
+    end = to_db(now)
+    with read_tx(ledger.engine) as conn:
+        last_7 = charged(conn, org_id, end - timedelta(days=7), end)
+        last_30 = charged(conn, org_id, end - timedelta(days=30), end)
+    plan = pricing.plan(balance["plan"])
+    result = forecast.forecast(
+        monthly_remaining=balance["monthly_remaining"],
+        bank_rolled=balance["rollover_bank"] - balance["rollover_purchased"],
+        bank_purchased=balance["rollover_purchased"],
+        held=balance["held"],
+        monthly_allocation=plan.monthly_allocation,
+        rollover_cap=plan.rollover_cap,
+        billing_day=ledger.org(org_id).billing_day,
+        pace=forecast.Pace(last_7, last_30),
+        now=now,
+    )
+    return result.to_json()

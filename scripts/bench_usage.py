@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Benchmark usage and the forecast at depth: 1,000,000 history items of one org, server-side time.
+
+    .venv/bin/python scripts/bench_usage.py [--backend sqlite|postgres|both] [--rows 1000000] [--repeat 30]
+    .venv/bin/python scripts/bench_usage.py --database URL --org-id N   # an already seeded database
+
+Seeds a fresh database per backend with scripts/seed_history.py (two years of items up to now,
+about 41,000 renders a month, and `usage_days` as the charges would have filled it), then times
+what `GET /v1/account/usage` and `GET /v1/account/forecast` run (`usage.answer_usage` and
+`usage.answer_forecast`: from reading the org to the JSON-ready answer; HTTP and JSON encoding
+excluded), `--repeat` times after two warm-up calls, and prints the median, p95 and max wall time
+and the median CPU time of this process in milliseconds. Every answer's total is checked once
+against the render rows summed directly (`SUM(credits)` over `transactions`), so a fast wrong
+answer cannot pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from bench_history import pct, seed, timed  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
+
+from act3_server import usage  # noqa: E402
+from act3_server.db import make_engine, read_tx, to_db, transactions  # noqa: E402
+from act3_server.ledger import Ledger  # noqa: E402
+
+
+def direct_total(ledger: Ledger, org_id: int, start: datetime, end: datetime, **where: str) -> int:
+    t = transactions
+    stmt = select(func.coalesce(-func.sum(t.c.credits), 0)).where(
+        t.c.org_id == org_id, t.c.kind == "render", t.c.at >= start, t.c.at < end
+    )
+    for col, value in where.items():
+        stmt = stmt.where(t.c[col] == value)
+    with read_tx(ledger.engine) as conn:
+        return int(conn.execute(stmt).scalar_one())
+
+
+def run(backend: str, url: str, org_id: int, repeat: int) -> None:
+    engine = make_engine(url, pool_size=2)
+    ledger = Ledger(engine)
+    now = to_db(ledger.now())
+    year_ago = (now - timedelta(days=365)).date().isoformat()
+    today = now.date().isoformat()
+    part = (now - timedelta(days=30, hours=5)).isoformat(timespec="seconds")
+    cases: list[tuple[str, dict[str, Any]]] = [
+        (f"period, group_by={g}", {"group_by": g})
+        for g in ("day", "week", "tier", "engine", "member", "job", "project")
+    ]
+    cases += [
+        ("period, group_by=shot", {"group_by": "shot"}),
+        ("period, group_by=tier, tier=high, engine=kling-3", {"group_by": "tier", "tier": "high", "engine": "kling-3"}),
+        ("period, group_by=shot, tier=4k", {"group_by": "shot", "tier": "4k"}),
+        ("30 days from a time (parts of days at both ends), by day", {"group_by": "day", "from_": part}),
+        ("365 days, group_by=day", {"group_by": "day", "from_": year_ago, "to": today}),
+        ("365 days, group_by=week", {"group_by": "week", "from_": year_ago, "to": today}),
+        ("365 days, group_by=member", {"group_by": "member", "from_": year_ago, "to": today}),
+        ("365 days, group_by=shot", {"group_by": "shot", "from_": year_ago, "to": today}),
+    ]
+    for label, kw in cases:
+        args = {"from_": None, "to": None, "tier": None, "engine": None, "limit": 50, **kw}
+        times, cpu, answer = timed(lambda args=args: usage.answer_usage(ledger, org_id, **args), repeat)
+        start = datetime.fromisoformat(answer["from"].replace("Z", ""))
+        end = datetime.fromisoformat(answer["to"].replace("Z", ""))
+        where = {k: v for k, v in (("tier", args["tier"]), ("engine", args["engine"])) if v}
+        want = direct_total(ledger, org_id, start, end, **where)
+        assert answer["total"]["credits"] == want, (label, answer["total"], want)
+        print(
+            f"| {backend} | {label} | {len(answer['groups'])} | {statistics.median(times):.2f} | "
+            f"{pct(times, 95):.2f} | {max(times):.2f} | {statistics.median(cpu):.2f} |",
+            flush=True,
+        )
+    times, cpu, fc = timed(lambda: usage.answer_forecast(ledger, org_id), repeat)
+    end = to_db(ledger.now())
+    charged_30d = direct_total(ledger, org_id, end - timedelta(days=30), end)
+    assert fc["pace_per_day"]["30d"] == (2 * charged_30d + 30) // 60  # to the nearest credit, halves up
+    print(
+        f"| {backend} | forecast (7- and 30-day pace, runway) | - | {statistics.median(times):.2f} | "
+        f"{pct(times, 95):.2f} | {max(times):.2f} | {statistics.median(cpu):.2f} |",
+        flush=True,
+    )
+    engine.dispose()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=30)
+    ap.add_argument("--database", help="an already seeded database (with --org-id)")
+    ap.add_argument("--org-id", type=int)
+    args = ap.parse_args()
+    print("| backend | answer | groups | median ms | p95 ms | max ms | CPU median ms |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    if args.database:
+        run("given", args.database, args.org_id, args.repeat)
+        return 0
+    if args.backend in ("sqlite", "both"):
+        tmp = tempfile.mkdtemp(prefix="act3-usage-")
+        try:
+            url = f"sqlite:///{tmp}/usage.db"
+            seeded = seed(url, args.rows)
+            print(f"<!-- SQLite seeded {seeded['rows']:,} rows in {seeded['seconds']} s -->", flush=True)
+            run("SQLite", url, seeded["org_id"], args.repeat)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if args.backend in ("postgres", "both"):
+        from support.servers import PostgresCluster
+
+        cluster = PostgresCluster.shared()
+        url = cluster.new_database()
+        try:
+            seeded = seed(url, args.rows)
+            print(f"<!-- PostgreSQL seeded {seeded['rows']:,} rows in {seeded['seconds']} s -->", flush=True)
+            run("PostgreSQL", url, seeded["org_id"], args.repeat)
+        finally:
+            cluster.drop_database(url)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,280 @@
+"""Usage and the forecast on both databases: every grouping and filter sums exactly the history's
+render items of its range, a few totals are checked against prices worked out from the price list,
+failed and canceled shots leave uncharged history items the usage does not count, and bad ranges
+are refused.
+
+The charges go through the real paths: the driver's fast charge, and the general one (the first
+charge after a billing date, which applies the refill first)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from srv_helpers import Api, Books, price, shot
+
+from act3_server import db, usage
+
+V, S, K = "veo-3.1", "seedance-2.0", "veo-3.1-fast"
+
+# (when, who, shots): every job is rendered at once at its time.
+PLAN = [
+    (datetime(2026, 11, 25, 12, 0, tzinfo=UTC), "editor", [shot("sq010_sh010", V, "draft", 8), shot("sq010_sh020", V, "high", 8)]),
+    (datetime(2026, 11, 25, 23, 59, 59, tzinfo=UTC), "owner", [shot("sq010_sh010", S, "standard", 5)]),
+    (datetime(2026, 11, 26, 0, 0, tzinfo=UTC), "editor", [shot("sq020_sh010", K, "high", 4), shot("sq020_sh020", V, "standard", 6)]),
+    (datetime(2026, 11, 28, 10, 30, tzinfo=UTC), "owner", [shot("sq010_sh020", V, "high", 8), shot("sq030_sh010", S, "draft", 10)]),
+    # After the billing date: the first charge applies the refill first (the general charge path).
+    (datetime(2026, 12, 1, 0, 30, tzinfo=UTC), "editor", [shot("sq010_sh010", V, "high", 6), shot("sq040_sh010", K, "standard", 8)]),
+    (datetime(2026, 12, 2, 9, 15, tzinfo=UTC), "owner", [shot("sq040_sh010", K, "draft", 4)]),
+]  # fmt: skip
+
+
+def render_plan(books: Books) -> None:
+    for when, who, specs in PLAN:
+        books.clock.set(when)
+        books.job(*specs, actor=books.actors[who])
+        assert len(books.run_all()) == len(specs)
+
+
+def history_renders(books: Books) -> list[dict[str, Any]]:
+    rows, cursor = [], None
+    while True:
+        page = books.ledger.history(books.org_id, limit=200, cursor=cursor, kind="render")
+        rows += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return rows
+
+
+def key_of(row: dict[str, Any], group: str) -> str:
+    day = date.fromisoformat(row["at"][:10])
+    return {
+        "day": day.isoformat(),
+        "week": (day - timedelta(days=day.weekday())).isoformat(),
+        "tier": row["tier"],
+        "engine": row["engine"],
+        "shot": row["shot"],
+        "member": row["member"],
+        "job": str(row["job_id"]),
+        "project": "",
+    }[group]
+
+
+def expected_usage(rows: list[dict[str, Any]], start: datetime, end: datetime, group: str, **where: str) -> Any:
+    """The same answer worked out from the history's render items alone."""
+    sums: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for r in rows:
+        at = datetime.fromisoformat(r["at"].replace("Z", "+00:00"))
+        if not start <= at < end or any(r[k] != v for k, v in where.items()):
+            continue
+        s = sums[key_of(r, group)]
+        s[0] -= r["credits"]
+        s[1] += 1
+        s[2] += r["duration_s"]
+    total = [sum(s[i] for s in sums.values()) for i in range(3)]
+    return {k: tuple(v) for k, v in sums.items()}, tuple(total)
+
+
+RANGES = [
+    ("the billing period of 25 Nov", None, None),
+    ("whole days", "2026-11-25", "2026-12-02"),
+    ("parts of days at both ends", "2026-11-25T18:00:00Z", "2026-12-01T00:30:00Z"),
+    ("inside one day", "2026-11-25T12:00:00", "2026-11-25T23:59:59"),
+    ("across one midnight", "2026-11-25T23:00:00+00:00", "2026-11-26T00:00:01Z"),
+    ("the last week with offsets", "2026-11-28T11:00:00+01:00", "2026-12-03"),
+]
+FILTERS: list[dict[str, str]] = [{}, {"tier": "high"}, {"engine": V}, {"tier": "draft", "engine": K}]
+
+
+@pytest.mark.parametrize("group", usage.GROUPS)
+def test_usage_sums_the_history_renders_for_every_grouping_range_and_filter(books: Books, group: str) -> None:
+    render_plan(books)
+    rows = history_renders(books)
+    assert len(rows) == sum(len(p[2]) for p in PLAN)
+    books.clock.set(datetime(2026, 11, 30, 8, 0, tzinfo=UTC))  # "now" only picks the default period
+    for label, start_s, end_s in RANGES:
+        for where in FILTERS:
+            got = usage.answer_usage(
+                books.ledger, books.org_id, from_=start_s, to=end_s, group_by=group, limit=50, **_filters(where)
+            )
+            start = _bound(start_s, datetime(2026, 11, 1, tzinfo=UTC))
+            end = _bound(end_s, datetime(2026, 12, 1, tzinfo=UTC))
+            groups, total = expected_usage(rows, start, end, group, **where)
+            what = f"{label}, {where}"
+            assert (got["total"]["credits"], got["total"]["shots"], got["total"]["seconds"]) == total, what
+            seen = {g["key"]: (g["credits"], g["shots"], g["seconds"]) for g in got["groups"]}
+            assert {k: v for k, v in seen.items() if v != (0, 0, 0)} == groups, what
+            keys = [g["key"] for g in got["groups"]]
+            if group in ("day", "week"):  # every day (week) the range touches, in order, zeros too
+                days = []
+                d = start.date()
+                while d < end.date() or (d == end.date() and end.time() != datetime.min.time()):
+                    days.append(d)
+                    d += timedelta(days=1)
+                want = sorted({(x - timedelta(days=x.weekday())) if group == "week" else x for x in days})
+                assert keys == [x.isoformat() for x in want], what
+            else:
+                assert keys == sorted(keys, key=lambda k: (-seen[k][0], k)), what
+
+
+def _filters(where: dict[str, str]) -> dict[str, str | None]:
+    return {"tier": where.get("tier"), "engine": where.get("engine")}
+
+
+def _bound(s: str | None, default: datetime) -> datetime:
+    if s is None:
+        return default
+    if len(s) == 10:
+        return datetime.fromisoformat(s).replace(tzinfo=UTC)
+    dt = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def test_usage_by_tier_is_what_the_price_list_says(books: Books) -> None:
+    render_plan(books)
+    got = usage.answer_usage(
+        books.ledger, books.org_id, from_="2026-11-01", to="2026-12-01", group_by="tier", tier=None, engine=None,
+        limit=50,
+    )  # fmt: skip
+    # November's shots by tier, priced by hand from the price list (rate x tier x seconds):
+    # high: veo 8 s 260*2*8 = 4,160, veo-fast 4 s 98*2*4 = 784, veo 8 s 4,160   -> 9,104, 3 shots, 20 s
+    # draft: veo 8 s 260/2*8 = 1,040, seedance 10 s 245/2*10 = 1,225            -> 2,265, 2 shots, 18 s
+    # standard: seedance 5 s 245*5 = 1,225, veo 6 s 260*6 = 1,560               -> 2,785, 2 shots, 11 s
+    assert got["groups"] == [
+        {"key": "high", "credits": 9_104, "shots": 3, "seconds": 20},
+        {"key": "standard", "credits": 2_785, "shots": 2, "seconds": 11},
+        {"key": "draft", "credits": 2_265, "shots": 2, "seconds": 18},
+    ]
+    assert got["total"] == {"credits": 14_154, "shots": 7, "seconds": 49}
+    assert price(shot("x", V, "high", 8)) == 4_160  # the price list agrees with the hand arithmetic
+    assert got["from"] == "2026-11-01T00:00:00Z" and got["to"] == "2026-12-01T00:00:00Z"
+
+
+def test_failed_and_canceled_shots_leave_uncharged_items_that_usage_does_not_count(books: Books) -> None:
+    ledger = books.ledger
+    books.clock.set(datetime(2026, 11, 26, 10, 0, tzinfo=UTC))
+    books.job(shot("sq050_sh010", V, "high", 8), shot("sq050_sh020", V, "draft", 8))
+    claim = ledger.claim_next_shot(books.worker)
+    assert claim is not None
+    assert ledger.fail_shot(claim, "engine timed out")
+    assert len(books.run_all()) == 1  # the draft shot: 1,040
+    job = books.job(shot("sq060_sh010", S, "standard", 6), shot("sq060_sh020", S, "standard", 6))
+    claim = ledger.claim_next_shot(books.worker)
+    assert claim is not None
+    ledger.cancel(books.owner, job["id"])
+    assert not ledger.complete_shot(claim)  # canceled while rendering: never charged
+
+    items = ledger.history(books.org_id, limit=10)["items"]
+    uncharged = [(i["kind"], i["shot"], i["tier"], i["credits"], i["reason"]) for i in items if i["credits"] == 0]
+    assert uncharged == [
+        ("canceled", "sq060_sh010", "standard", 0, "canceled by Ana (owner)"),
+        ("failed", "sq050_sh010", "high", 0, "engine timed out"),
+    ]
+    assert [i["reason"] for i in items if i["kind"] == "render"] == [None]
+    # Nothing was held or charged for them: the balance is the allocation less the one draft shot.
+    acct = books.account()
+    assert (acct["monthly_remaining"], acct["held"]) == (875_000 - 1_040, 0)
+    books.assert_books_balance()
+    got = usage.answer_usage(
+        ledger, books.org_id, from_=None, to=None, group_by="shot", tier=None, engine=None, limit=50
+    )
+    assert got["groups"] == [{"key": "sq050_sh020", "credits": 1_040, "shots": 1, "seconds": 8}]
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("from=2026-11-10&to=2026-11-10", "to"),
+        ("from=2026-11-10&to=2026-11-09", "to"),
+        ("from=2025-11-01&to=2026-11-03", "to"),  # 367 days
+        ("from=yesterday", "from"),
+        ("from=2026-11-01&to=2026-13-01", "to"),
+        ("group_by=month", "group_by"),
+    ],
+)
+def test_a_bad_range_or_grouping_is_a_422_that_says_which(api: Api, query: str, field: str) -> None:
+    r = api.client.get(f"/v1/account/usage?{query}", headers=api.headers(role="viewer"))
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["code"] == "validation_error" and err["details"][0]["loc"] == ["query", field]
+
+
+def test_the_longest_range_is_366_days_and_any_member_may_read(api: Api) -> None:
+    r = api.client.get(
+        "/v1/account/usage?from=2025-11-01&to=2026-11-02&group_by=day", headers=api.headers(role="viewer")
+    )
+    assert r.status_code == 200, r.text
+    assert len(r.json()["groups"]) == 366
+    assert api.client.get("/v1/account/forecast", headers=api.headers(role="viewer")).status_code == 200
+
+
+def test_the_forecast_uses_the_pace_of_the_journal(books: Books) -> None:
+    # 7 charges of 2 x veo-3.1 standard 8 s (2,080 each = 4,160 a day), one a day, the last on
+    # 24 Nov 12:00; now 25 Nov 12:00: 7 days hold 7 x 4,160 = 29,120 -> 4,160 a day; 30 days the
+    # same 29,120 -> 970.67, shown 971.
+    ledger = books.ledger
+    for d in range(18, 25):
+        books.clock.set(datetime(2026, 11, d, 12, 0, tzinfo=UTC))
+        books.job(shot("a", V, "standard", 8), shot("b", V, "standard", 8))
+        books.run_all()
+    books.clock.set(datetime(2026, 11, 25, 12, 0, tzinfo=UTC))
+    got = usage.answer_forecast(ledger, books.org_id)
+    # available 875,000 - 29,120 = 845,880. To 1 Dec 00:00 is 5.5 days: 5.5 x 4,160 = 22,880 spent,
+    # 823,000 left; the bank (0) has room for 2,187,500, so all of it rolls over. December:
+    # 875,000 + 823,000 = 1,698,000 at 4,160 a day lasts 408 days, beyond the year: no date.
+    assert got == {
+        "as_of": "2026-11-25T12:00:00Z",
+        "pace_per_day": {"7d": 4_160, "30d": 971},
+        "available": 845_880,
+        "held": 0,
+        "next_refill_at": "2026-12-01T00:00:00Z",
+        "runs_out_at": None,
+        "days_left": None,
+        "monthly_left_at_refill": 823_000,
+        "will_roll_over": 823_000,
+        "will_expire": 0,
+    }
+    # A week later nothing was charged in the last 7 days: the 30-day pace, 971 a day, is used.
+    books.clock.set(datetime(2026, 12, 2, 12, 0, tzinfo=UTC))
+    got = usage.answer_forecast(ledger, books.org_id)
+    assert got["pace_per_day"] == {"7d": 0, "30d": 971}
+    assert got["available"] == 875_000 + 823_000 + 22_880  # nothing was spent after all: 845,880 rolled
+
+
+def test_the_migration_fills_usage_from_the_render_rows_already_there(database_url: str) -> None:
+    from alembic import command
+
+    from act3_server import migrate
+
+    engine = db.make_engine(database_url)
+    try:
+        cfg = migrate.alembic_config()
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0004")
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "INSERT INTO orgs (id, name, plan, billing_day, payment_brand, payment_last4, created_at)"
+                " VALUES (1, 'Old', 'pro', 1, 'Visa', '4242', '2026-01-01 00:00:00')"
+            )
+            for at, tier, credits, seconds in (
+                ("2026-11-03 10:00:00.000000", "high", -4160, 8),
+                ("2026-11-03 23:00:00.000000", "high", -1040, 2),
+                ("2026-11-04 01:00:00.000000", "draft", -520, 4),
+            ):
+                conn.exec_driver_sql(
+                    "INSERT INTO transactions (org_id, at, kind, shot, engine, tier, duration_s, credits,"
+                    " monthly_delta, bank_delta, job_id, member) VALUES"
+                    f" (1, '{at}', 'render', 's', 'veo-3.1', '{tier}', {seconds}, {credits}, {credits}, 0, 3, 'Ana')"
+                )
+        migrate.upgrade(engine)
+        with db.read_tx(engine) as conn:
+            got = usage.usage(conn, 1, datetime(2026, 11, 3), datetime(2026, 11, 5), "day")
+        assert [(g["key"], g["credits"], g["shots"], g["seconds"]) for g in got["groups"]] == [
+            ("2026-11-03", 5_200, 2, 10),
+            ("2026-11-04", 520, 1, 4),
+        ]
+    finally:
+        engine.dispose()
