@@ -284,7 +284,7 @@ def runway(state: State) -> Runway:
     if f.pace_7d <= 0 and f.pace_30d <= 0 and f.runs_out_at is None:
         text, said = "Runway: no spend in 30 days", "no renders charged in the last 30 days, so no runway"
     elif f.days_left is None:
-        text = f"Lasts over a year at {pace}"
+        text = f"Over a year at {pace}"
         said = text[0].lower() + text[1:]
     else:
         text = f"{days_text(f.days_left)} at {pace}"
@@ -450,7 +450,7 @@ def draw_spend(
     if not spend.top_shots.groups:
         box.label(text="No renders charged yet")
     for g in spend.top_shots.groups:
-        split = box.split(factor=0.55)
+        split = box.split(factor=0.6)
         sub = split.row()
         sub.enabled = g.key in here
         op = sub.operator("act3.select_shot", text=g.key or "(no name)", icon="RESTRICT_SELECT_OFF")

@@ -18,6 +18,7 @@ import bpy
 OUT = os.environ.get("BLENDER_GUI_OUT", "/out")
 PREFIX = os.environ.get("ACT3_GUI_PREFIX", "")
 SCALE = float(os.environ.get("ACT3_GUI_SCALE", "1.0"))
+SPEND_NOTCHES = int(os.environ.get("ACT3_GUI_SPEND_NOTCHES", "8"))  # wheel notches down to the Spend panel
 SHOTS = [
     (192, "veo-3.1", "standard", "seq010, hero"),
     (144, "veo-3.1", "high", "seq010"),
@@ -198,6 +199,19 @@ def s_log():
 def s_credits():
     snap_sidebar("credits-panel")
     snap_topbar("topbar-idle")
+
+
+@step(0.5)
+def s_spend_scroll():
+    # The Spend sub-panel sits under Credits Detail: scroll it to the top of the sidebar.
+    log("spend", json.dumps(module("credits.draw").spend_table(state())))
+    scroll_sidebar(SPEND_NOTCHES)
+
+
+@step(1.5)
+def s_spend():
+    snap_sidebar("spend")
+    scroll_sidebar(-SPEND_NOTCHES)
 
 
 @step(0.5)

@@ -97,11 +97,11 @@ def test_the_runway_under_the_monthly_allocation_reads_the_forecast(shell: Shell
     # credits are left then, and the bank is at its cap: all of them lapse.
     panel = shell.panel("ACT3_PT_credits")
     line = panel.operator_button("act3.runway")
-    assert (line.text, line.alert) == ("Lasts over a year at this week's pace", False)
+    assert (line.text, line.alert) == ("Over a year at this week's pace", False)
     assert ("Lapses at refill", "841,887 cr") in pairs(panel)
     tooltip = bpy.types.ACT3_OT_runway.description(bpy.context, None)
     assert tooltip.splitlines()[0] == (
-        "Lasts over a year at this week's pace · refills 1 Apr · 841,887 cr over the cap will lapse"
+        "Over a year at this week's pace · refills 1 Apr · 841,887 cr over the cap will lapse"
     )
     assert "Pace: 1,162 cr a day (the last 7 days)" in tooltip
 
@@ -188,7 +188,7 @@ def test_in_background_mode_the_spend_prints_as_a_table(shell: Shell, capsys):
     assert bpy.ops.act3.print_spend() == {"FINISHED"}
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "ACT3 spend 1 Mar – 31 Mar (charged renders)"
-    assert lines[1].startswith("Lasts over a year at this week's pace · refills 1 Apr · 841,887 cr")
+    assert lines[1].startswith("Over a year at this week's pace · refills 1 Apr · 841,887 cr")
     assert [line.split() for line in lines[3:7]] == [
         ["Draft", "1,063", "2"],
         ["Standard", "2,450", "2"],
