@@ -245,6 +245,21 @@ usage_days = Table(
     sqlite_with_rowid=False,
 )
 
+# Charged renders summed per billing period and shot name (migration 0005): `group_by=shot` over
+# whole billing periods (the default range: the current one) reads these, a row per shot name,
+# where a day-by-day sum would hold nearly a row per render. Written with `usage_days`.
+usage_shots = Table(
+    "usage_shots",
+    metadata,
+    Column("org_id", Integer, ForeignKey("orgs.id"), primary_key=True),
+    Column("period_start", Date, primary_key=True),  # the billing date the period began
+    Column("shot", String(200), primary_key=True),
+    Column("credits", BigInteger, nullable=False),
+    Column("shots", BigInteger, nullable=False),
+    Column("seconds", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 # Every shot name an org has queued, with its lower-case form (Python's, the same on both
 # databases) and how many shots were queued under it: `shot=` searches this, then the history.
 history_shots = Table(

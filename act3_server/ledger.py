@@ -1489,7 +1489,11 @@ class Ledger:
                 shot_id=shot.id,
                 member=job.member_name,
             )
-            usage.count_charge(conn, _usage_row(org.id, now, shot, job.number, job.member_name, cost))
+            usage.count_charge(
+                conn, org.id, now, billing.period_start(now.date(), org.billing_day), tier=shot.tier,
+                engine=shot.engine, member=job.member_name, job_number=job.number, shot=shot.name, credits=cost,
+                duration_s=shot.duration_s,
+            )  # fmt: skip
             self._journal(conn, org.id, "held", -cost, "render", now, transaction_id=tx_id, job_id=job.id)
             conn.execute(
                 shots.update().where(shots.c.id == shot.id).values(status="completed", completed_at=to_db(now))
@@ -1785,11 +1789,12 @@ class Ledger:
                     _CHARGE_JOB,
                     {"job_id": job_id, "cost": cost, "status": "completed" if finishing else status, "now": at},
                 )
-                charged = usage.charge_row(
-                    org.id, now, tier=tier, engine=engine, member=member, job_number=number, credits=cost,
+                for stmt, counted in usage.charge_rows(
+                    self.engine.dialect.name, org.id, now, billing.period_start(now.date(), org.billing_day),
+                    tier=tier, engine=engine, member=member, job_number=number, shot=shot_name, credits=cost,
                     duration_s=duration_s,
-                )  # fmt: skip
-                tx.execute(usage.upsert_sql(self.engine.dialect.name), charged)
+                ):  # fmt: skip
+                    tx.execute(stmt, counted)
                 tx.execute(_SAVE_ACCOUNT_ROW, _save_account_params(acct))
                 seq = acct["last_event_seq"] - (3 if finishing else 2)
                 balance = self._credits_json(org, acct, now)
@@ -2204,13 +2209,6 @@ def _history_json(rows: Sequence[Any], limit: int) -> dict[str, Any]:
         item["at"] = _iso_z(row[1])
         items.append(item)
     return {"items": items, "next_cursor": encode_cursor(rows[-1].at, rows[-1].id) if more else None}
-
-
-def _usage_row(org_id: int, now: datetime, shot: Any, job_number: int, member: str, cost: int) -> dict[str, Any]:
-    return usage.charge_row(
-        org_id, now, tier=shot.tier, engine=shot.engine, member=member, job_number=job_number, credits=cost,
-        duration_s=shot.duration_s,
-    )  # fmt: skip
 
 
 def as_utc(dt: datetime) -> datetime:

@@ -6,14 +6,15 @@ filters, `total.credits` is minus the sum of those rows. Whole UTC days are read
 transaction by `count_charge`), and the part of a day at either end of a range that is not whole
 from the render rows themselves, so a range of any length costs a few thousand rows at most. The
 one grouping `usage_days` cannot answer is by shot name (its rows would be as many as the renders):
-`group_by=shot` sums the render rows of the range (docs/benchmarks.md has both costs).
+`group_by=shot` reads `usage_shots` (a row per shot name and billing period) when the range is
+whole billing periods (the default: the current one) and nothing filters it, and otherwise sums the
+render rows of the range (docs/benchmarks.md has the costs).
 """
 
 from __future__ import annotations
 
-import functools
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ from sqlalchemy.engine import Connection
 
 from act3_credits.core import billing, forecast, pricing
 
-from .db import DriverSql, read_tx, to_db, transactions, usage_days
+from .db import DriverSql, read_tx, to_db, transactions, usage_days, usage_shots
 
 if TYPE_CHECKING:
     from .ledger import Ledger
@@ -36,6 +37,7 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 
 _U = usage_days
+_S = usage_shots
 _T = transactions
 
 
@@ -50,71 +52,88 @@ class UsageError(ValueError):
 # --- writing: one charge ---------------------------------------------------------------------------
 
 
-@functools.cache
-def _upsert(dialect: str) -> Any:
+def _adding(table: Any, dialect: str, keys: dict[str, Any]) -> DriverSql:
+    """INSERT one charged render's sums, or add them to the row already there (an upsert)."""
     insert = sqlite_insert if dialect == "sqlite" else pg_insert
-    stmt = insert(_U).values(
-        org_id=bindparam("org_id", type_=Integer),
-        day=bindparam("day", type_=_U.c.day.type),
-        tier=bindparam("tier", type_=String),
-        engine=bindparam("engine", type_=String),
-        member=bindparam("member", type_=String),
-        job_id=bindparam("job_id", type_=Integer),
-        project=bindparam("project", type_=String),
-        credits=bindparam("credits", type_=_U.c.credits.type),
-        shots=literal(1, _U.c.shots.type),
-        seconds=bindparam("seconds", type_=_U.c.seconds.type),
+    stmt = insert(table).values(
+        **keys,
+        credits=bindparam("credits", type_=table.c.credits.type),
+        shots=literal(1, table.c.shots.type),
+        seconds=bindparam("seconds", type_=table.c.seconds.type),
     )
-    return stmt.on_conflict_do_update(
-        index_elements=list(_U.primary_key.columns),
-        set_={
-            "credits": _U.c.credits + stmt.excluded.credits,
-            "shots": _U.c.shots + 1,
-            "seconds": _U.c.seconds + stmt.excluded.seconds,
-        },
+    return DriverSql(
+        stmt.on_conflict_do_update(
+            index_elements=list(table.primary_key.columns),
+            set_={
+                "credits": table.c.credits + stmt.excluded.credits,
+                "shots": table.c.shots + 1,
+                "seconds": table.c.seconds + stmt.excluded.seconds,
+            },
+        )
     )
 
 
-_UPSERT = {d: DriverSql(_upsert(d)) for d in ("sqlite", "postgresql")}
+_DAY_KEYS = {
+    "org_id": bindparam("org_id", type_=Integer),
+    "day": bindparam("day", type_=_U.c.day.type),
+    "tier": bindparam("tier", type_=String),
+    "engine": bindparam("engine", type_=String),
+    "member": bindparam("member", type_=String),
+    "job_id": bindparam("job_id", type_=Integer),
+    "project": bindparam("project", type_=String),
+}
+_SHOT_KEYS = {
+    "org_id": bindparam("org_id", type_=Integer),
+    "period_start": bindparam("period_start", type_=_S.c.period_start.type),
+    "shot": bindparam("shot", type_=String),
+}
+_ADD = {d: (_adding(_U, d, _DAY_KEYS), _adding(_S, d, _SHOT_KEYS)) for d in ("sqlite", "postgresql")}
 
 
-def charge_row(
+def charge_rows(
+    dialect: str,
     org_id: int,
     at: datetime,
+    period_start: date,
     *,
-    tier: str,
-    engine: str,
+    tier: str | None,
+    engine: str | None,
     member: str | None,
     job_number: int | None,
+    shot: str | None,
     credits: int,
     duration_s: int | None,
     project: str = "",
-) -> dict[str, Any]:
-    """The parameters `count_charge` adds for one charged render (`credits` positive).
+) -> list[tuple[DriverSql, dict[str, Any]]]:
+    """What one charged render (`credits` positive, at `at`, in the billing period that began on
+    `period_start`) adds to `usage_days` and `usage_shots`: (statement, parameters) pairs for the
+    driver path (`RawTx.execute`); `count_charge` runs the same on a SQLAlchemy connection.
 
     Hook: `project` is '' until jobs carry one; the charge then passes the job's project here.
     """
-    return {
-        "org_id": org_id,
-        "day": to_db(at).date(),
-        "tier": tier or "",
-        "engine": engine or "",
-        "member": member or "",
-        "job_id": job_number or 0,
-        "project": project,
-        "credits": credits,
-        "seconds": duration_s or 0,
-    }
+    day, by_shot = _ADD[dialect]
+    sums = {"org_id": org_id, "credits": credits, "seconds": duration_s or 0}
+    return [
+        (
+            day,
+            {
+                **sums,
+                "day": to_db(at).date(),
+                "tier": tier or "",
+                "engine": engine or "",
+                "member": member or "",
+                "job_id": job_number or 0,
+                "project": project,
+            },
+        ),
+        (by_shot, {**sums, "period_start": period_start, "shot": shot or ""}),
+    ]
 
 
-def count_charge(conn: Connection, row: Mapping[str, Any]) -> None:
-    """Add one charged render to its day (in the charge's transaction; SQLAlchemy connection)."""
-    conn.execute(_upsert(conn.dialect.name), dict(row))
-
-
-def upsert_sql(dialect_name: str) -> DriverSql:
-    """The same statement for the driver path (`RawTx.execute`)."""
-    return _UPSERT[dialect_name]
+def count_charge(conn: Connection, *args: Any, **kw: Any) -> None:
+    """`charge_rows` on a SQLAlchemy connection, in the charge's own transaction."""
+    for stmt, params in charge_rows(conn.dialect.name, *args, **kw):
+        conn.execute(stmt.stmt, params)
 
 
 # --- reading ---------------------------------------------------------------------------------------
@@ -256,6 +275,16 @@ def charged(conn: Connection, org_id: int, start: datetime, end: datetime) -> in
     return total.credits
 
 
+def _whole_periods(start: datetime, end: datetime, billing_day: int | None) -> tuple[date, date] | None:
+    """(first, end) billing dates when [start, end) is whole billing periods of the org, else None."""
+    if billing_day is None or start.time() != time(0) or end.time() != time(0):
+        return None
+    first, last = start.date(), end.date()
+    if billing.period_start(first, billing_day) != first or billing.period_start(last, billing_day) != last:
+        return None
+    return first, last
+
+
 def _week(d: date) -> date:
     return d - timedelta(days=d.weekday())  # ISO weeks: the Monday names the week
 
@@ -270,8 +299,10 @@ def usage(
     tier: str | None = None,
     engine: str | None = None,
     limit: int = DEFAULT_LIMIT,
+    billing_day: int | None = None,
 ) -> dict[str, Any]:
-    """The usage answer for [start, end) (naive UTC, checked by `check_range`)."""
+    """The usage answer for [start, end) (naive UTC, checked by `check_range`); `billing_day` (the
+    org's) lets a grouping by shot over whole billing periods read `usage_shots`."""
     sums: dict[str, _Sum] = defaultdict(_Sum)
     days, parts = _pieces(start, end)
     timeline = group_by in ("day", "week")
@@ -284,7 +315,16 @@ def usage(
             return str(raw) if raw else ""
         return str(raw)
 
-    if group_by == "shot":  # not in usage_days: the render rows of the whole range
+    periods = _whole_periods(start, end, billing_day) if group_by == "shot" and not (tier or engine) else None
+    if periods is not None:  # whole billing periods: usage_shots, a row per shot name and period
+        found = conn.execute(
+            select(_S.c.shot, func.sum(_S.c.credits), func.sum(_S.c.shots), func.sum(_S.c.seconds))
+            .where(_S.c.org_id == org_id, _S.c.period_start >= periods[0], _S.c.period_start < periods[1])
+            .group_by(_S.c.shot)
+        )
+        for k, c, n, s in found:
+            sums[key_of(k, None)].add(c, n, s)
+    elif group_by == "shot":  # any other range, or filtered: the render rows of the whole range
         for k, c, n, s in _from_rows(conn, org_id, (start, end), "shot", tier, engine):
             sums[key_of(k, None)].add(c, n, s)
     else:
@@ -348,12 +388,13 @@ def answer_usage(
     """`GET /v1/account/usage`: the current billing period unless `from`/`to` say otherwise."""
     if group_by not in GROUPS:
         raise UsageError("group_by", f"group_by must be one of {', '.join(GROUPS)}.")
-    period = default_range(ledger.now(), ledger.org(org_id).billing_day)
+    billing_day = ledger.org(org_id).billing_day
+    period = default_range(ledger.now(), billing_day)
     start = parse_bound("from", from_) if from_ else period[0]
     end = parse_bound("to", to) if to else period[1]
     check_range(start, end)
     with read_tx(ledger.engine) as conn:
-        return usage(conn, org_id, start, end, group_by, tier=tier, engine=engine, limit=limit)
+        return usage(conn, org_id, start, end, group_by, tier=tier, engine=engine, limit=limit, billing_day=billing_day)
 
 
 def answer_forecast(ledger: Ledger, org_id: int) -> dict[str, Any]:

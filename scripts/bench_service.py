@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 from support.servers import LiveServer, PostgresCluster, sqlite_url  # noqa: E402
 
-from act3_server import billing  # noqa: E402
+from act3_server import billing, usage  # noqa: E402
 from act3_server import ledger as L  # noqa: E402
 from act3_server.auth import new_random_key  # noqa: E402
 from act3_server.db import DriverSql, make_engine, normalize_url  # noqa: E402
@@ -403,6 +403,11 @@ class RawDriver:
                 self.run(cur, L._RENDER_AND_JOURNAL, {**render, **moves, "journal_job_id": job_id})
             status = "completed" if finishing else "processing"
             self.run(cur, L._CHARGE_JOB, {"job_id": job_id, "cost": cost, "status": status, "now": now})
+            for stmt, row in usage.charge_rows(
+                "sqlite" if self.sqlite else "postgresql", org_id, now, due, tier=tier, engine=engine,
+                member="Cleo (editor)", job_number=number, shot=name, credits=cost, duration_s=duration_s,
+            ):  # fmt: skip
+                self.run(cur, stmt, row)
             state = dict(zip(L._ACCOUNT_STATE, acct, strict=True))
             self.run(cur, L._SAVE_ACCOUNT_ROW, {"key_org_id": org_id, **state})
             seq = acct[9] - events

@@ -6,7 +6,8 @@
    through Blender's extension system, pointed at the local service.
 3. Show the top bar and the Credits Detail panel; open a sample .blend with camera markers, make
    shots from them, show the Cost Estimate, run the batch and print the top bar after every shot,
-   pause and resume it, buy a credit pack, and print the transaction history.
+   pause and resume it, buy a credit pack, print the transaction history, the usage of the
+   billing period by tier and the runway at this week's pace.
 
 Panels are printed through the same recording layout the tests read (tests/support/layout.py).
 """
@@ -210,7 +211,14 @@ def run_blender(url: str, key: str, workdir: Path) -> None:
     page = api.history(limit=20)
     for row in page["items"]:
         say(f"  {row['at'][:19].replace('T', ' ')}  {str(row['shot'] or row['kind']):<16} {str(row['tier'] or ''):<9} {row['credits']:>+10,}")
-    heading("7. The billing date arrives (the service's dev clock moves forward)")
+    heading("7. Where the credits went, and how long they last")
+    cli = importlib.import_module(f"{addon.__name__}.core.cli")
+    for line in cli.usage_table(api.usage(group_by="tier")).splitlines():
+        say(f"  {line}")
+    say()
+    for line in cli.forecast_text(api.forecast()).splitlines():
+        say(f"  {line}")
+    heading("8. The billing date arrives (the service's dev clock moves forward)")
     import requests
 
     billing_date = api.credits().billing_date

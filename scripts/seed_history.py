@@ -11,7 +11,7 @@ up to the service's clock: renders of 2,000 shot names (`sq010_sh0010` ... `sq40
 containing `sh999`) in every tier (4k is 1 %), a refill, rollover and expiry on each billing date,
 and a purchase every ~5,000 items. They are history rows only (no jobs, shots or journal behind
 them, and the balance does not add up to them), plus `usage_days` filled as the charges would have
-filled it: enough to measure history pages, usage and the forecast, nothing else.
+filled it (and `usage_shots`): enough to measure history pages, usage and the forecast, nothing else.
 
 Prints JSON: {"org_id", "other_org_id", "key", "rows", "other_rows", "seconds"}. Never commit the
 database it makes; run it again instead.
@@ -31,8 +31,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from act3_credits.core.billing import period_start
 from act3_server.auth import new_random_key
-from act3_server.db import normalize_url, to_db, usage_days, write_tx
+from act3_server.db import normalize_url, to_db, usage_days, usage_shots, write_tx
 from act3_server.ledger import shot_names_upsert
 from act3_server.server import open_ledger
 
@@ -182,6 +183,8 @@ def main() -> int:
     )
     names: Counter[tuple[int, str]] = Counter()
     days: dict[tuple[object, ...], list[int]] = {}
+    periods: dict[tuple[object, ...], list[int]] = {}
+    billing_days = {org_id: 1, other_id: 15}
 
     def counted(rows: Iterator[tuple[object, ...]]) -> Iterator[tuple[object, ...]]:
         for row in rows:
@@ -190,10 +193,11 @@ def main() -> int:
             if row[2] == "render":  # what the charge adds to usage_days
                 org, at, _k, _s, engine, tier, duration, credits = row[:8]
                 key = (org, at.date(), tier, engine, row[12] or "", row[10] or 0, "")  # type: ignore[attr-defined]
-                sums = days.setdefault(key, [0, 0, 0])
-                sums[0] -= credits  # type: ignore[operator]
-                sums[1] += 1
-                sums[2] += duration  # type: ignore[operator]
+                by_shot = (org, period_start(at.date(), billing_days[org]), row[3])  # type: ignore[attr-defined,index]
+                for sums in (days.setdefault(key, [0, 0, 0]), periods.setdefault(by_shot, [0, 0, 0])):
+                    sums[0] -= credits  # type: ignore[operator]
+                    sums[1] += 1
+                    sums[2] += duration  # type: ignore[operator]
             yield row
 
     url = normalize_url(args.database)
@@ -216,7 +220,15 @@ def main() -> int:
                 for k, v in days.items()
             ],
         )
+        conn.execute(
+            usage_shots.insert(),
+            [
+                {"org_id": o, "period_start": p, "shot": sh, "credits": v[0], "shots": v[1], "seconds": v[2]}
+                for (o, p, sh), v in periods.items()
+            ],
+        )
         conn.exec_driver_sql("ANALYZE usage_days")
+        conn.exec_driver_sql("ANALYZE usage_shots")
     ledger.engine.dispose()
     out = {
         "org_id": org_id,

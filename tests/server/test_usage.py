@@ -79,6 +79,7 @@ def expected_usage(rows: list[dict[str, Any]], start: datetime, end: datetime, g
 
 RANGES = [
     ("the billing period of 25 Nov", None, None),
+    ("two whole billing periods", "2026-11-01", "2027-01-01"),
     ("whole days", "2026-11-25", "2026-12-02"),
     ("parts of days at both ends", "2026-11-25T18:00:00Z", "2026-12-01T00:30:00Z"),
     ("inside one day", "2026-11-25T12:00:00", "2026-11-25T23:59:59"),
@@ -276,5 +277,8 @@ def test_the_migration_fills_usage_from_the_render_rows_already_there(database_u
             ("2026-11-03", 5_200, 2, 10),
             ("2026-11-04", 520, 1, 4),
         ]
+        with db.read_tx(engine) as conn:  # November, a whole billing period: usage_shots
+            got = usage.usage(conn, 1, datetime(2026, 11, 1), datetime(2026, 12, 1), "shot", billing_day=1)
+        assert got["groups"] == [{"key": "s", "credits": 5_720, "shots": 3, "seconds": 14}]
     finally:
         engine.dispose()
