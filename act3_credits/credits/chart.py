@@ -1,10 +1,10 @@
 """The Spend chart as pixels: plain Python (no bpy), so it can be tested and drawn the same way anywhere.
 
-What it shows, for the current billing period: one bar a day of what has been spent since the
-period began (cumulative), stacked by tier; the monthly allocation as a solid line across; and the
-forecast, a dashed line from now to the billing date at the runway's pace (flat from the moment
-the credits run out). The top of the chart is 8/7 of the highest of the three, so that one sits at
-7/8 of the height.
+What it shows, for the current billing period, one column a day: above, what has been spent since
+the period began (cumulative), stacked by tier, the monthly allocation as a solid line across and
+the forecast, a dashed line from now to the billing date at the runway's pace (flat from the moment
+the credits run out), its top 8/7 of the highest of the three; below, the spend of each day,
+stacked by tier, its top 8/7 of the busiest day.
 
 Why pixels and not the `gpu` module: an image shown with `layout.template_icon` is laid out by
 Blender like any widget (it scrolls, folds with its panel and keeps its place among the rows),
@@ -35,7 +35,7 @@ FUTURE_COLOUR: RGBA = (0.5, 0.5, 0.5, 0.18)  # the days still to come, a faint f
 CLEAR: RGBA = (0.0, 0.0, 0.0, 0.0)
 
 HEADROOM = 8 / 7
-ASPECT = 0.6  # height / width
+ASPECT = 1.0  # height / width: `template_icon` shows a square, so the chart fills it
 
 
 def tier_colour(tier: str) -> RGBA:
@@ -150,7 +150,8 @@ class Canvas:
 
 @dataclass(frozen=True)
 class Geometry:
-    """Where values and moments land on a canvas of `width` × `height` at `scale`."""
+    """Where values and moments land on a canvas of `width` × `height` at `scale`: the period so far
+    (cumulative) in the top 3/5, the spend of each day on its own scale below."""
 
     series: Series
     width: int
@@ -168,12 +169,26 @@ class Geometry:
 
     @property
     def baseline(self) -> int:
-        """The row of the value 0 (the first row of the axis below the bars)."""
+        """The row of the value 0 of the cumulative part (its axis is drawn from here down)."""
+        return self.pad + round(0.6 * (self.height - 2 * self.pad))
+
+    @property
+    def daily_top(self) -> int:
+        return self.baseline + self.line + max(2, round(4 * self.scale))
+
+    @property
+    def daily_baseline(self) -> int:
         return self.height - self.pad - self.line
 
     def y(self, value: float) -> int:
-        """The row whose top edge is `value` (rows count from the top)."""
+        """The row whose top edge is `value` in the cumulative part (rows count from the top)."""
         return self.baseline - round(value / self.series.top * (self.baseline - self.pad))
+
+    def daily_y(self, value: float) -> int:
+        """The same for one day's spend, in the lower part (its top is 8/7 of the busiest day)."""
+        busiest = max([sum(day) for day in zip(*self.series.per_day, strict=True)] or [0])
+        top = max(1.0, busiest * HEADROOM)
+        return self.daily_baseline - round(value / top * (self.daily_baseline - self.daily_top))
 
     def x(self, when: dt.datetime) -> int:
         s = self.series
@@ -193,6 +208,7 @@ def render(series: Series, width: int, height: int, scale: float) -> tuple[Canva
         x0, x1 = g.day_x(day), g.day_x(day + 1) - gap
         if day > series.today:
             c.rect(x0, g.pad, x1, g.baseline, FUTURE_COLOUR)
+            c.rect(x0, g.daily_top, x1, g.daily_baseline, FUTURE_COLOUR)
             continue
         below = 0
         for tier, values in zip(series.tiers, series.per_day, strict=True):
@@ -200,13 +216,18 @@ def render(series: Series, width: int, height: int, scale: float) -> tuple[Canva
             if upto > below:
                 c.rect(x0, g.y(upto), x1, g.y(below), tier_colour(tier))
             below = upto
+        below = 0
+        for tier, values in zip(series.tiers, series.per_day, strict=True):
+            upto = below + values[day]
+            if upto > below:
+                c.rect(x0, g.daily_y(upto), x1, g.daily_y(below), tier_colour(tier))
+            below = upto
     c.rect(g.pad, g.baseline, width - g.pad, g.baseline + g.line, AXIS_COLOUR)
+    c.rect(g.pad, g.daily_baseline, width - g.pad, g.daily_baseline + g.line, AXIS_COLOUR)
     _forecast(c, g)
     top = g.y(series.allocation)
     c.rect(g.pad, top, width - g.pad, top + g.line, ALLOCATION_COLOUR)
     return c, g
-
-
 def _forecast(c: Canvas, g: Geometry) -> None:
     """The dashed forecast: a column at a time, each joined to the one before so steep parts stay whole."""
     points = g.series.projected()

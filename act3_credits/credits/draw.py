@@ -208,6 +208,7 @@ def draw_credits(layout: Any, state: State, thresholds: Thresholds, online_acces
     rw = runway(state)
     row = box.row()
     row.alert = rw.alert
+    row.alignment = "LEFT"  # reads on from the refill line above, not centred like a button
     row.operator("act3.runway", text=rw.text, icon=rw.icon, emboss=False)
     row = box.row()
     row.alert = rw.alert
@@ -481,6 +482,8 @@ def spend_table(state: State) -> list[str]:
         lines.append(f"{'day':<12}" + "".join(f"{t:>10}" for t in tiers) + f"{'to date':>12}")
         for day in range(min(s.today + 1, s.days)):
             values = [v[day] for v in s.per_day]
+            if not any(values):
+                continue  # the days with renders only
             when = (s.start + dt.timedelta(days=day)).date().isoformat()
             lines.append(f"{when:<12}" + "".join(f"{v:>10,}" for v in values) + f"{s.spent_by(day):>12,}")
     return lines

@@ -163,14 +163,15 @@ def allocation_rows(preview: Any, colour: tuple[float, ...]) -> list[int]:
 @pytest.mark.parametrize(
     ("ui_scale", "pixel_size", "size", "line_rows"),
     [
-        # A UI unit is 20 px at scale 1: 11.25 units = 225 px, less Blender's 4 px preview padding a side
-        # = 217 wide, 0.6 of that = 130 high. The top is 8/7 of the allocation (the highest value),
-        # 1,000,000: the line sits 0.875 up the plot, which runs from row 127 (2 px margin, 1 px axis)
-        # to row 2: 127 - round(0.875 × 125) = 18.
-        (1.0, 1, (217, 130), [18]),
-        # Scale 2: 40 px units (Blender's pixel size is 2 there): 450 - 8 = 442 wide, 265 high; 4 px
-        # margin, 2 px lines: the plot runs from 259 to 4, 259 - round(0.875 × 255) = 36, two rows thick.
-        (2.0, 2, (442, 265), [36, 37]),
+        # A UI unit is 20 px at scale 1: 11.25 units = 225 px, less Blender's 4 px preview padding a
+        # side = 217 px square. The cumulative part is the top 3/5 of the 213 rows inside a 2 px
+        # margin: 127.8, 128 rows, its 0 at row 130. Its top is 8/7 of the allocation (the highest
+        # value), 1,000,000: the line sits 0.875 up, 130 - round(0.875 × 128) = 130 - 112 = 18.
+        (1.0, 1, (217, 217), [18]),
+        # Scale 2: 40 px units (Blender's pixel size is 2 there): 450 - 8 = 442 square; a 4 px margin,
+        # 3/5 of 434 = 260.4, 260 rows, 0 at row 264: 264 - round(227.5) = 264 - 228 = 36 (Python
+        # rounds halves to even), two rows thick.
+        (2.0, 2, (442, 442), [36, 37]),
     ],
 )
 def test_the_chart_is_drawn_pixel_for_pixel_at_ui_scale_1_and_2(shell: Shell, ui_scale, pixel_size, size, line_rows):
