@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Integer, String, bindparam, func, literal, select
+from sqlalchemy import Integer, String, and_, bindparam, case, func, literal, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -262,17 +262,42 @@ def _from_rows(
     return conn.execute(select(key, *sums).where(*where).group_by(key)).all()  # type: ignore[return-value]
 
 
-def charged(conn: Connection, org_id: int, start: datetime, end: datetime) -> int:
-    """Credits charged for renders in [start, end) (naive UTC): the forecast's pace."""
-    days, parts = _pieces(start, end)
-    total = _Sum()
+def pace(conn: Connection, org_id: int, now: datetime) -> tuple[int, int]:
+    """Credits charged for renders in the last 7 and the last 30 days to `now` (naive UTC): the
+    whole days of the 30 in one read of `usage_days` (the 7's whole days are among them), and the
+    parts of days at the ends (the one today ends both) from the render rows."""
+    start_30, start_7 = now - timedelta(days=30), now - timedelta(days=7)
+    days, parts = _pieces(start_30, now)
+    per_day: dict[date, int] = {}
     if days:
-        for _k, c, n, s in _from_days(conn, org_id, days, None, None, None):
-            total.add(c, n, s)
-    for part in parts:
-        for _k, c, n, s in _from_rows(conn, org_id, part, None, None, None):
-            total.add(c, n, s)
-    return total.credits
+        found = conn.execute(
+            select(_U.c.day, func.sum(_U.c.credits))
+            .where(_U.c.org_id == org_id, _U.c.day >= days[0], _U.c.day < days[1])
+            .group_by(_U.c.day)
+        )
+        per_day = {d: int(c) for d, c in found}
+    first_whole_7 = start_7.date() if start_7.time() == time(0) else start_7.date() + timedelta(days=1)
+    last_30 = sum(per_day.values())
+    last_7 = sum(c for d, c in per_day.items() if d >= first_whole_7)
+    head_7 = datetime.combine(first_whole_7, time(0))
+    if start_7 < head_7:
+        parts.append((start_7, head_7))
+    if parts:  # the parts in one statement (an OR of index ranges), each row summed where it belongs
+        today = datetime.combine(now.date(), time(0))
+        spent = -_T.c.credits
+        seven, thirty = conn.execute(
+            select(
+                func.coalesce(func.sum(case((_T.c.at >= start_7, spent), else_=0)), 0),
+                func.coalesce(func.sum(case((or_(_T.c.at < start_7, _T.c.at >= today), spent), else_=0)), 0),
+            ).where(
+                _T.c.org_id == org_id,
+                _T.c.kind == "render",
+                or_(*[and_(_T.c.at >= a, _T.c.at < b) for a, b in parts]),
+            )
+        ).one()
+        last_7 += int(seven)
+        last_30 += int(thirty)
+    return last_7, last_30
 
 
 def _whole_periods(start: datetime, end: datetime, billing_day: int | None) -> tuple[date, date] | None:
@@ -317,13 +342,23 @@ def usage(
 
     periods = _whole_periods(start, end, billing_day) if group_by == "shot" and not (tier or engine) else None
     if periods is not None:  # whole billing periods: usage_shots, a row per shot name and period
-        found = conn.execute(
-            select(_S.c.shot, func.sum(_S.c.credits), func.sum(_S.c.shots), func.sum(_S.c.seconds))
-            .where(_S.c.org_id == org_id, _S.c.period_start >= periods[0], _S.c.period_start < periods[1])
+        # Only the `limit` largest come back (sorted by the database); the total is one more sum.
+        where = (_S.c.org_id == org_id, _S.c.period_start >= periods[0], _S.c.period_start < periods[1])
+        credits = func.sum(_S.c.credits)
+        top = conn.execute(
+            select(_S.c.shot, credits, func.sum(_S.c.shots), func.sum(_S.c.seconds))
+            .where(*where)
             .group_by(_S.c.shot)
-        )
-        for k, c, n, s in found:
-            sums[key_of(k, None)].add(c, n, s)
+            .order_by(credits.desc(), _S.c.shot)
+            .limit(limit)
+        ).all()
+        c, n, s = conn.execute(
+            select(func.sum(_S.c.credits), func.sum(_S.c.shots), func.sum(_S.c.seconds)).where(*where)
+        ).one()
+        everything = _Sum()
+        everything.add(c or 0, n or 0, s or 0)
+        ranked = [(str(k), _Sum(int(c), int(n), int(s))) for k, c, n, s in top]
+        return _answer(start, end, group_by, [{"key": k, **v.json()} for k, v in ranked], everything)
     elif group_by == "shot":  # any other range, or filtered: the render rows of the whole range
         for k, c, n, s in _from_rows(conn, org_id, (start, end), "shot", tier, engine):
             sums[key_of(k, None)].add(c, n, s)
@@ -351,13 +386,11 @@ def usage(
     else:
         ranked = sorted(sums.items(), key=lambda kv: (-kv[1].credits, kv[0]))[:limit]
         groups = [{"key": k, **v.json()} for k, v in ranked]
-    return {
-        "from": _iso(start),
-        "to": _iso(end),
-        "group_by": group_by,
-        "groups": groups,
-        "total": total.json(),
-    }
+    return _answer(start, end, group_by, groups, total)
+
+
+def _answer(start: datetime, end: datetime, group_by: str, groups: list[dict[str, Any]], total: _Sum) -> dict[str, Any]:
+    return {"from": _iso(start), "to": _iso(end), "group_by": group_by, "groups": groups, "total": total.json()}
 
 
 def check_range(start: datetime, end: datetime) -> None:
@@ -404,8 +437,7 @@ def answer_forecast(ledger: Ledger, org_id: int) -> dict[str, Any]:
     now = ledger.now()
     end = to_db(now)
     with read_tx(ledger.engine) as conn:
-        last_7 = charged(conn, org_id, end - timedelta(days=7), end)
-        last_30 = charged(conn, org_id, end - timedelta(days=30), end)
+        last_7, last_30 = pace(conn, org_id, end)
     plan = pricing.plan(balance["plan"])
     result = forecast.forecast(
         monthly_remaining=balance["monthly_remaining"],

@@ -17,6 +17,7 @@ from .values import value
 from .vocabulary import Kind
 
 if TYPE_CHECKING:  # imported by the worker's threads when the first answer comes, not at enable
+    from .contract import Job, Me  # the API's objects (contract.py imports Credits from here)
     from .forecast import Forecast
     from .usage import Usage
 
@@ -238,11 +239,11 @@ class State:
     def __init__(self, credits: Credits | None = None, connection: str = "connecting") -> None:
         self.credits = credits
         self.credits_from_cache = False
-        self.me: dict[str, Any] | None = None
+        self.me: Me | None = None
         self.history = History()
         self.packs: list[dict[str, Any]] = []
         self.payment_method: dict[str, Any] | None = None
-        self.jobs: dict[int, dict[str, Any]] = {}
+        self.jobs: dict[int, Job] = {}  # by id; replaced whole by a fetch or an event, never patched
         self.rate_card: RateCard | None = None
         self.pricing_etag: str | None = None
         self.allowed_tiers: tuple[str, ...] = ()

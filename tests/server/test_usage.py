@@ -242,6 +242,10 @@ def test_the_forecast_uses_the_pace_of_the_journal(books: Books) -> None:
     got = usage.answer_forecast(ledger, books.org_id)
     assert got["pace_per_day"] == {"7d": 0, "30d": 971}
     assert got["available"] == 875_000 + 823_000 + 22_880  # nothing was spent after all: 845,880 rolled
+    # 18 Dec 12:00: the 30 days begin 18 Nov 12:00, on the first charge to the second (a part of a
+    # day read from the render rows): still 29,120 / 30 -> 971; without it 24,960 / 30 -> 832.
+    books.clock.set(datetime(2026, 12, 18, 12, 0, tzinfo=UTC))
+    assert usage.answer_forecast(ledger, books.org_id)["pace_per_day"] == {"7d": 0, "30d": 971}
 
 
 def test_the_migration_fills_usage_from_the_render_rows_already_there(database_url: str) -> None:
