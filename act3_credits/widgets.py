@@ -38,10 +38,17 @@ def is_wide(width: float) -> bool:
     return width >= WIDE_REGION
 
 
-def figure_row(layout: Any, label: str, value: str, icon: str = "NONE", factor: float = 0.5) -> Any:
-    """'Label ...... 12,480 cr': the figure right-aligned in its own half, so a name never cuts it."""
+def figure_row(
+    layout: Any, label: str, value: str, icon: str = "NONE", factor: float = 0.5, icon_value: int = 0
+) -> Any:
+    """'Label ...... 12,480 cr': the figure right-aligned in its own half, so a name never cuts it.
+
+    `icon_value`: a custom icon (a preview's id, e.g. a chart colour's swatch) instead of `icon`."""
     split = layout.split(factor=factor)
-    split.label(text=label, icon=icon)
+    if icon_value:
+        split.label(text=label, icon_value=icon_value)
+    else:
+        split.label(text=label, icon=icon)
     right = split.row()
     right.alignment = "RIGHT"
     right.label(text=value)

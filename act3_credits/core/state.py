@@ -16,8 +16,10 @@ from .pricing import RateCard
 from .values import value
 from .vocabulary import Kind
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported by the worker's threads when the first answer comes, not at enable
     from .contract import Job, Me  # the API's objects (contract.py imports Credits from here)
+    from .forecast import Forecast
+    from .usage import Usage
 
 # The top bar calls the balance stale when the last good sync is older than this.
 STALE_AFTER_S = 60.0
@@ -156,6 +158,26 @@ class HistoryRow:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+@value
+@dataclass(init=False, repr=False, eq=False)
+class Spend:
+    """The current billing period's spend and the runway: what the Spend panel and the runway line read.
+
+    Fetched together by the worker (sync's "spend" request), so the chart, the tier figures and the
+    runway always describe the same moment.
+    """
+
+    by_tier: Usage  # group_by=tier over the period
+    days: tuple[tuple[str, Usage], ...]  # (tier id, group_by=day over the same period) for each tier
+    top_shots: Usage  # group_by=shot, the 10 most expensive
+    forecast: Forecast
+
+    def __init__(
+        self, by_tier: Usage, days: tuple[tuple[str, Usage], ...], top_shots: Usage, forecast: Forecast
+    ) -> None:
+        self.__dict__.update(by_tier=by_tier, days=days, top_shots=top_shots, forecast=forecast)
+
+
 class History:
     """The loaded part of the transaction history, for one filter, newest first."""
 
@@ -225,6 +247,7 @@ class State:
         self.rate_card: RateCard | None = None
         self.pricing_etag: str | None = None
         self.allowed_tiers: tuple[str, ...] = ()
+        self.spend: Spend | None = None  # the period's usage and the forecast; None until the first answer
         # Connection: "ok", "connecting", "offline", "auth", "disabled" (online access off), "unconfigured"
         self.connection = connection
         self.last_error: str | None = None  # one readable line, for the panel and reports

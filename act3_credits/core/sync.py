@@ -41,8 +41,8 @@ from .client import (
     new_idempotency_key,
 )
 from .contract import Job, JobEvent, JobStatusChanged, Me, ServiceEvent, ShotCompleted, ShotFailed
-from .pricing import RateCard
-from .state import Credits, History, State
+from .pricing import DEFAULT_RATE_CARD, RateCard
+from .state import Credits, History, Spend, State
 from .values import value
 from .vocabulary import Event, Status
 
@@ -59,6 +59,10 @@ LINK_ERRORS = (OfflineError, ServerError, AuthError)
 # Events after which the newest history page has rows we do not show yet.
 HISTORY_EVENTS = frozenset({Event.SHOT_COMPLETED, Event.PURCHASE_COMPLETED, Event.BILLING_REFILLED})
 CACHE_EVERY_S = 2.0
+# The Spend panel and the runway follow charges, purchases and refills, but a batch charges a shot
+# every second or so: fetch them again at most this often (seven small GETs each time).
+SPEND_EVERY_S = 5.0
+TOP_SHOTS = 10
 RESYNC_EVERY_S = 15.0
 
 
@@ -291,6 +295,19 @@ def _refresh(client: Client, p: dict[str, Any]) -> RefreshResult:
     return RefreshResult(me, credits, pricing, etag, history)
 
 
+def _spend(client: Client, p: dict[str, Any]) -> Spend:
+    """The current period by tier, by day for each tier (the chart's stacks), the top shots, the forecast.
+
+    The first answer names the period; the others ask for exactly that range, so a refill between
+    two of them cannot mix two periods.
+    """
+    by_tier = client.usage(group_by="tier")
+    start, end = by_tier.start, by_tier.end
+    days = tuple((tier, client.usage(start, end, group_by="day", tier=tier)) for tier in p["tiers"])
+    top = client.usage(start, end, group_by="shot", limit=TOP_SHOTS)
+    return Spend(by_tier, days, top, client.forecast())
+
+
 def _history(client: Client, p: dict[str, Any]) -> HistoryPage:
     return client.history(
         limit=p["limit"], cursor=p.get("cursor"), tier=p.get("tier"), shot=p.get("shot"), kind=p.get("kind")
@@ -335,6 +352,9 @@ class SyncWorker:
         self._refreshing = 0  # refresh tickets in flight
         self._history_dirty = False
         self._history_ticket: Ticket | None = None
+        self._spend_dirty = False  # a charge, purchase or refill since the last spend answer
+        self._spend_ticket: Ticket | None = None
+        self._spend_asked = -SPEND_EVERY_S  # monotonic time of the last spend request
         self._job_fetches: dict[int, bool] = {}  # job id -> fetch again when this answer is in
         self._cache_dirty = False
         self._cache_saved_at = 0.0
@@ -375,6 +395,7 @@ class SyncWorker:
         if old is not None and (old.base_url, old.api_key) != (self.settings.base_url, self.settings.api_key):
             # Another service or key: what we hold is no longer confirmed (and its version not comparable).
             self.state.credits_from_cache = True
+            self.state.spend = None  # another organisation's spend
             self.state.touch()
         self._unlink(0.0)
         self._fail_pending(NotConfiguredError("The ACT3 settings changed; try again.", code="reconfigured"))
@@ -389,6 +410,7 @@ class SyncWorker:
             self._generation += 1  # whatever the old threads still post is ignored
             self._refreshing = 0
             self._history_ticket = None
+            self._spend_ticket = None
             self._job_fetches.clear()
         if link is not None:
             link.shutdown(join_s)
@@ -462,6 +484,9 @@ class SyncWorker:
             h.loading = True
         elif kind == "history_page":
             p["limit"] = limit
+        elif kind == "spend":
+            card = self.state.rate_card or DEFAULT_RATE_CARD
+            p.setdefault("tiers", tuple(t.id for t in card.tiers))
         elif kind in ("buy", "submit_job"):
             # One key per user action, reused by every retry of it (a lost answer must not buy twice).
             p.setdefault("idempotency_key", new_idempotency_key())
@@ -530,6 +555,8 @@ class SyncWorker:
             ticket.result, ticket.error = item.result, item.error
             if ticket is self._history_ticket:
                 self._history_ticket = None
+            if ticket is self._spend_ticket:
+                self._spend_ticket = None
             if ticket.kind == "job":
                 self._job_fetched(int(ticket.params["job_id"]))
             if ticket.callback is not None:
@@ -551,6 +578,10 @@ class SyncWorker:
             pass  # the state already says why (disabled / unconfigured)
         elif item.kind == "_link_error":
             log.warning("ACT3 event stream: %s", err)
+        elif item.kind == "spend":
+            # Background work nobody clicked for (a service without usage answers 404): log it, and
+            # the panel keeps its last numbers, or its dash.
+            log.warning("ACT3 spend: %s", err)
         else:
             self.state.last_message = str(err)
             self.state.touch()
@@ -567,6 +598,7 @@ class SyncWorker:
         if (p.get("tier") or "", p.get("shot") or "") == (h.tier, h.shot):
             h.apply_page(r.history.rows, r.history.next_cursor, first=True)
             self._history_dirty = False
+        self._spend_dirty = True  # on connect and on every Refresh: the spend too, right after
         self.state.touch()
 
     def _on_me(self, me: Me, p: dict[str, Any]) -> None:
@@ -618,6 +650,11 @@ class SyncWorker:
             f"{formatting.credits(r.balance.available)} available."
         )
         self._history_dirty = True
+        self._spend_dirty = True
+        self.state.touch()
+
+    def _on_spend(self, spend: Spend, p: dict[str, Any]) -> None:
+        self.state.spend = spend
         self.state.touch()
 
     def _on_submit_job(self, job: Job, p: dict[str, Any]) -> None:
@@ -654,6 +691,7 @@ class SyncWorker:
                 self._job_event(event)
             if event.type in HISTORY_EVENTS:
                 self._history_dirty = True
+                self._spend_dirty = True
             for callback in list(self._subscribers):
                 try:
                     callback(event)
@@ -678,7 +716,13 @@ class SyncWorker:
             self.request("job", job_id=job_id)
 
     def _follow_up(self) -> None:
-        """Fetch the newest history page after events that add rows (one request in flight at most)."""
+        """Fetch the newest history page after events that add rows (one request in flight at most),
+        and the spend after a charge, purchase or refill (debounced: at most every SPEND_EVERY_S)."""
+        now = time.monotonic()
+        if self._spend_dirty and self._spend_ticket is None and now - self._spend_asked >= SPEND_EVERY_S:
+            self._spend_dirty = False
+            self._spend_asked = now
+            self._spend_ticket = self.request("spend")
         if self._history_dirty and self._history_ticket is None and not self._refreshing:
             self._history_dirty = False
             h = self.state.history
@@ -733,10 +777,12 @@ REQUESTS: dict[str, Request] = {
     "cancel_job": Request(lambda c, p: c.cancel_job(p["job_id"]), SyncWorker._on_job),
     # For scripts (api.usage, api.forecast): the typed answer on the ticket.
     "usage": Request(
-        lambda c, p: c.usage(p.get("start"), p.get("end"), p.get("group_by", "day"), p.get("tier"), p.get("engine"),
-                             p.get("limit", 50))
+        lambda c, p: c.usage(
+            p.get("start"), p.get("end"), p.get("group_by", "day"), p.get("tier"), p.get("engine"), p.get("limit", 50)
+        )
     ),  # fmt: skip
     "forecast": Request(lambda c, p: c.forecast()),
+    "spend": Request(_spend, SyncWorker._on_spend),  # the Spend panel and the runway: see _follow_up
 }
 # What the link's own threads post (never asked for by a caller), applied the same way.
 LINK_RESULTS: dict[str, Callable[[SyncWorker, Any, dict[str, Any]], None] | None] = {

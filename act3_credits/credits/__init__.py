@@ -21,6 +21,7 @@ def register() -> None:
     for cls in classes:
         bpy.utils.register_class(cls)
     props.register_properties()
+    ui.open_previews()
     ui.attach_header()
 
 
@@ -31,6 +32,7 @@ def unregister() -> None:
     from . import props, ui
 
     ui.detach_header()
+    ui.close_previews()
     props.unregister_properties()
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)

@@ -7,15 +7,18 @@ the network and never write Blender data.
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..core import formatting, pricing
 from ..core.contract import Me
-from ..core.state import HistoryRow, State
+from ..core.state import HistoryRow, Spend, State
 from ..core.values import value
 from ..core.vocabulary import Kind
 from ..widgets import DEFAULT_SIDEBAR, engine_name, figure_row, is_wide, tier_name, wrapped_label
+from . import chart
 
 ONLINE_ACCESS_HINT = "Turn it on in Preferences > System > Network > Allow Online Access."
 OFFLINE_LINE = "Online access is off: nothing is sent to ACT3."
@@ -203,6 +206,14 @@ def draw_credits(layout: Any, state: State, thresholds: Thresholds, online_acces
     else:
         box.progress(factor=0.0, type="BAR", text="—")
     box.label(text=billing_line(c.billing_date if c else ""))
+    rw = runway(state)
+    row = box.row()
+    row.alert = rw.alert
+    row.alignment = "LEFT"  # reads on from the refill line above, not centred like a button
+    row.operator("act3.runway", text=rw.text, icon=rw.icon, emboss=False)
+    row = box.row()
+    row.alert = rw.alert
+    figure_row(row, rw.label, rw.figure)
 
     box = layout.box()
     box.label(text="Rollover Bank", icon="RECOVER_LAST")
@@ -223,6 +234,92 @@ def draw_credits(layout: Any, state: State, thresholds: Thresholds, online_acces
     row.operator("act3.buy_credits", text="Buy Credits", icon="ADD")
 
 
+# ------------------------------------------------------------------------------------ runway
+
+
+@value
+@dataclass(init=False, repr=False, eq=False)
+class Runway:
+    """The runway under the monthly allocation: how long the credits last at the recent pace (a
+    button whose tooltip has the whole sentence), and what the next refill will do (a figure row).
+    Always these two rows, a dash before the first forecast."""
+
+    text: str
+    icon: str
+    label: str
+    figure: str
+    tooltip: str
+    alert: bool
+
+    def __init__(self, text: str, icon: str, label: str, figure: str, tooltip: str, alert: bool = False) -> None:
+        self.__dict__.update(text=text, icon=icon, label=label, figure=figure, tooltip=tooltip, alert=alert)
+
+
+def day_month(when: dt.datetime) -> str:
+    """'1 Dec' for a UTC moment (billing dates are 00:00 UTC: the date itself, not the local one)."""
+    return f"{when.day} {when.strftime('%b')}"
+
+
+def days_text(days: float) -> str:
+    """'≈ 9 days', '≈ 1.5 days', '≈ 7 hours' from a runway rounded down to a tenth of a day."""
+    if days >= 3:
+        return f"≈ {int(days)} days"
+    if days >= 1:
+        return f"≈ {days:g} day{'' if days == 1 else 's'}"
+    hours = int(days * 24)
+    return f"≈ {hours} hour{'' if hours == 1 else 's'}" if hours else "Under an hour"
+
+
+def runway(state: State) -> Runway:
+    """'≈ 9 days at this week's pace' and 'Lapses at refill  350,000 cr' (or 'Runs out  27 Nov' in the
+    alert style when the credits end before the next refill); the tooltip reads as one sentence:
+    '≈ 9 days at this week's pace · refills 1 Dec · 350,000 cr over the cap will lapse'."""
+    spend = state.spend
+    if spend is None:
+        return Runway("Runway: —", "SORTTIME", "At the refill", "—", "The runway comes with ACT3's first answer.")
+    f = spend.forecast
+    weekly = f.pace_7d > 0
+    pace = "this week's pace" if weekly else "this month's pace"
+    per_day = f.pace_7d if weekly else f.pace_30d
+    refill = day_month(f.next_refill_at)
+    before_refill = f.runs_out_at is not None and f.runs_out_at < f.next_refill_at
+    if f.pace_7d <= 0 and f.pace_30d <= 0 and f.runs_out_at is None:
+        text, said = "Runway: no spend in 30 days", "no renders charged in the last 30 days, so no runway"
+    elif f.days_left is None:
+        text = f"Over a year at {pace}"
+        said = text[0].lower() + text[1:]
+    else:
+        text = f"{days_text(f.days_left)} at {pace}"
+        said = text
+    parts = [said]
+    if before_refill and f.runs_out_at is not None:
+        label, figure = "Runs out", day_month(f.runs_out_at)
+        parts.append(f"runs out {figure}, before the refill on {refill}")
+    else:
+        parts.append(f"refills {refill}")
+        if f.will_expire > 0:
+            label, figure = "Lapses at refill", formatting.credits(f.will_expire)
+            parts.append(f"{figure} over the cap will lapse")
+        else:
+            label, figure = "Rolls over", formatting.credits(f.will_roll_over)
+            parts.append(f"{figure} will roll over" if f.will_roll_over else "nothing left to roll over")
+    sentence = " · ".join(parts)
+    lines = [sentence[0].upper() + sentence[1:]]
+    if per_day:
+        lines.append(
+            f"Pace: {formatting.credits(per_day)} a day (the last {7 if weekly else 30} days), spending the "
+            f"{formatting.credits(f.available)} available: monthly credits first, then the bank."
+        )
+    if not before_refill:
+        lines.append(
+            f"At the refill: {formatting.credits(f.monthly_left_at_refill)} monthly left, "
+            f"{formatting.credits(f.will_roll_over)} roll into the bank, {formatting.credits(f.will_expire)} "
+            "over the rollover cap lapse."
+        )
+    lines.append(f"As of {formatting.clock(f.as_of)}. Click to update.")
+    return Runway(text, "ERROR" if before_refill else "SORTTIME", label, figure, "\n".join(lines), before_refill)
+
+
 def billing_line(billing_date: str) -> str:
     """'Refills 1 Dec (in 3 days)'."""
     days = formatting.days_until(billing_date)
@@ -230,6 +327,167 @@ def billing_line(billing_date: str) -> str:
         return "Next refill not known yet"
     when = "today" if days == 0 else "tomorrow" if days == 1 else f"in {days} days"
     return f"Refills {formatting.day_month(billing_date)} ({when})"
+
+
+# ------------------------------------------------------------------------------------- spend
+
+
+def series(state: State) -> chart.Series | None:
+    """The chart's numbers from the cached spend (None before the first answer)."""
+    spend = state.spend
+    c = state.credits
+    if spend is None:
+        return None
+    f = spend.forecast
+    start, end = _utc(spend.by_tier.start), _utc(spend.by_tier.end)
+    if start is None or end is None or end <= start:
+        return None
+    days = max(1, round((end - start).total_seconds() / 86_400))
+    tiers, per_day = [], []
+    for tier, usage in spend.days:
+        by_key = {g.key[:10]: g.credits for g in usage.groups}
+        values = tuple(by_key.get((start + dt.timedelta(days=i)).date().isoformat(), 0) for i in range(days))
+        tiers.append(tier)
+        per_day.append(values)
+    return chart.Series(
+        start=start,
+        end=end,
+        tiers=tuple(tiers),
+        per_day=tuple(per_day),
+        now=f.as_of,
+        allocation=c.monthly_allocation if c is not None else 0,
+        pace=f.pace_7d or f.pace_30d,
+        available=f.available,
+    )
+
+
+def _utc(text: str) -> dt.datetime | None:
+    when = formatting.parse_time(text)
+    if when is None:
+        return None
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+
+
+def spend_tiers(state: State) -> list[tuple[str, int, int]]:
+    """(tier id, credits, shots) for the plan's tiers and any other tier spent on, in the card's order."""
+    spend = state.spend
+    groups = {g.key: g for g in spend.by_tier.groups} if spend is not None else {}
+    card = state.rate_card or pricing.DEFAULT_RATE_CARD
+    allowed = set(state.allowed_tiers) or {t.id for t in card.tiers}
+    out = []
+    for tier in card.tiers:
+        g = groups.get(tier.id)
+        if g is not None or tier.id in allowed:
+            out.append((tier.id, g.credits if g else 0, g.shots if g else 0))
+    known = {t.id for t in card.tiers}
+    out += [(g.key, g.credits, g.shots) for g in groups.values() if g.key not in known]
+    return out
+
+
+def period_text(spend: Spend) -> tuple[str, str]:
+    """('1 Nov', '30 Nov'): the period's first and last day (its end is the next billing date, exclusive)."""
+    start, end = _utc(spend.by_tier.start), _utc(spend.by_tier.end)
+    if start is None or end is None:
+        return "", ""
+    return day_month(start), day_month(end - dt.timedelta(days=1))
+
+
+@value
+@dataclass(init=False, repr=False, eq=False)
+class ChartIcon:
+    """The chart as Blender shows it: a preview's icon id and the `template_icon` scale that draws it
+    pixel for pixel; `icons` are the legend's colour swatches by name (tier ids, 'allocation', 'forecast')."""
+
+    icon_id: int
+    scale: float
+    icons: tuple[tuple[str, int], ...]
+
+    def __init__(self, icon_id: int, scale: float, icons: tuple[tuple[str, int], ...] = ()) -> None:
+        self.__dict__.update(icon_id=icon_id, scale=scale, icons=icons)
+
+    def icon(self, name: str) -> int:
+        return dict(self.icons).get(name, 0)
+
+
+def draw_spend(
+    layout: Any, state: State, picture: ChartIcon | None, shots_here: Iterable[str] = (), width: float = 0
+) -> None:
+    """The Spend sub-panel: the chart, what its line and dashes say, spend by tier, the top 10 shots.
+
+    Reads the cached spend only. A top shot is a button that selects it in the Shots list, greyed
+    out when this .blend has no shot of that name.
+    """
+    spend = state.spend
+    if spend is None or picture is None:
+        box = layout.box()
+        box.label(text="Spend: waiting for ACT3…" if state.connection in ("ok", "connecting") else "Spend: —",
+                  icon="SORTTIME")  # fmt: skip
+        return
+    icon = picture.icon
+    col = layout.column(align=True)
+    col.template_icon(icon_value=picture.icon_id, scale=picture.scale)
+    first, last = period_text(spend)
+    split = col.split(factor=0.5)
+    split.label(text=first)
+    right = split.row()
+    right.alignment = "RIGHT"
+    right.label(text=last)
+
+    s = series(state)
+    box = layout.box()
+    if s is not None and s.allocation:
+        figure_row(box, "Monthly", formatting.credits(s.allocation), icon_value=icon("allocation"))
+    pace = s.pace if s is not None else 0
+    figure_row(box, "Forecast", f"{formatting.credits(pace)}/day" if pace else "—", icon_value=icon("forecast"))
+
+    box = layout.box()
+    box.label(text="Spent this period")
+    for tier, credits, _shots in spend_tiers(state):
+        figure_row(box, tier_name(tier, state.rate_card), formatting.credits(credits), icon_value=icon(tier))
+    figure_row(box, "Total", formatting.credits(spend.by_tier.total.credits))
+
+    here = set(shots_here)
+    box = layout.box()
+    box.label(text="Most expensive shots")
+    if not spend.top_shots.groups:
+        box.label(text="No renders charged yet")
+    for g in spend.top_shots.groups:
+        split = box.split(factor=0.6)
+        sub = split.row()
+        sub.enabled = g.key in here
+        op = sub.operator("act3.select_shot", text=g.key or "(no name)", icon="RESTRICT_SELECT_OFF")
+        op.shot = g.key
+        right = split.row()
+        right.alignment = "RIGHT"
+        right.label(text=formatting.credits(g.credits))
+
+
+def spend_table(state: State) -> list[str]:
+    """The Spend panel as plain text lines, for `blender -b` (act3.print_spend): tiers, top shots, days."""
+    spend = state.spend
+    if spend is None:
+        return ["ACT3 spend: not known yet (no answer from ACT3)."]
+    first, last = period_text(spend)
+    lines = [f"ACT3 spend {first} – {last} (charged renders)", runway(state).tooltip.splitlines()[0]]
+    lines.append(f"{'tier':<16}{'credits':>14}{'shots':>8}")
+    for tier, credits, shots in spend_tiers(state):
+        lines.append(f"{tier_name(tier, state.rate_card):<16}{credits:>14,}{shots:>8,}")
+    total = spend.by_tier.total
+    lines.append(f"{'Total':<16}{total.credits:>14,}{total.shots:>8,}")
+    lines.append(f"{'most expensive shots':<24}{'credits':>14}")
+    for g in spend.top_shots.groups:
+        lines.append(f"{g.key:<24}{g.credits:>14,}")
+    s = series(state)
+    if s is not None:
+        tiers = [tier_name(t, state.rate_card) for t in s.tiers]
+        lines.append(f"{'day':<12}" + "".join(f"{t:>10}" for t in tiers) + f"{'to date':>12}")
+        for day in range(min(s.today + 1, s.days)):
+            values = [v[day] for v in s.per_day]
+            if not any(values):
+                continue  # the days with renders only
+            when = (s.start + dt.timedelta(days=day)).date().isoformat()
+            lines.append(f"{when:<12}" + "".join(f"{v:>10,}" for v in values) + f"{s.spent_by(day):>12,}")
+    return lines
 
 
 # ------------------------------------------------------------------------------------ history
@@ -264,8 +522,40 @@ class HistoryCells:
         self.__dict__.update(date=date, shot=shot, tier=tier, cost=cost, tooltip=tooltip)
 
 
-def history_cells(row: HistoryRow, card: pricing.RateCard | None = None) -> HistoryCells:
-    """Date, shot (or what the line was: 'Monthly refill'), tier and signed credits; every detail in the tooltip."""
+def shot_tier_costs(rows: Iterable[HistoryRow]) -> dict[str, dict[str, int]]:
+    """shot -> tier -> what its newest render at that tier cost (positive), from history rows newest first."""
+    out: dict[str, dict[str, int]] = {}
+    for row in rows:
+        if row.kind == Kind.RENDER and row.shot and row.tier:
+            out.setdefault(row.shot, {}).setdefault(row.tier, -row.credits)
+    return out
+
+
+def tier_costs(row: HistoryRow, costs: Mapping[str, Mapping[str, int]], card: pricing.RateCard) -> str:
+    """'Was High worth it?': for a shot rendered at Draft and at a higher tier, both costs, one line:
+    'sh010 at Draft: 520 cr · at High: 2,080 cr (4× Draft)'. `costs` is `shot_tier_costs` of the
+    loaded history. Empty when this shot has no such pair."""
+    if row.kind != Kind.RENDER or not row.shot or not row.tier:
+        return ""
+    newest = costs.get(row.shot, {})
+    draft = newest.get("draft")
+    higher = [t.id for t in card.tiers if t.id != "draft" and t.id in newest]
+    if draft is None or not higher:
+        return ""
+    parts = [f"{row.shot} at Draft: {formatting.credits(draft)}"]
+    for tier in higher:
+        ratio = f" ({newest[tier] / draft:.3g}× Draft)" if draft > 0 else ""
+        parts.append(f"at {tier_name(tier, card)}: {formatting.credits(newest[tier])}{ratio}")
+    return " · ".join(parts)
+
+
+def history_cells(
+    row: HistoryRow, card: pricing.RateCard | None = None, costs: Mapping[str, Mapping[str, int]] | None = None
+) -> HistoryCells:
+    """Date, shot (or what the line was: 'Monthly refill'), tier and signed credits; every detail in the tooltip.
+
+    `costs` (`shot_tier_costs` of the loaded history): a shot rendered at Draft and at a higher tier
+    shows both costs in its tooltip."""
     card = card or pricing.DEFAULT_RATE_CARD
     tier = tier_name(row.tier) if row.tier else ""
     shot = row.shot if row.kind == Kind.RENDER and row.shot else KIND_LABELS.get(row.kind, row.kind)
@@ -276,6 +566,9 @@ def history_cells(row: HistoryRow, card: pricing.RateCard | None = None) -> Hist
     if row.member:
         details.append(row.member)
     tooltip = " · ".join(d for d in details if d)
+    compared = tier_costs(row, costs or {}, card)
+    if compared:
+        tooltip += "\n" + compared
     return HistoryCells(
         formatting.short_date(row.at), shot or "", tier, formatting.signed_credits(row.credits), tooltip
     )

@@ -11,7 +11,7 @@ import datetime as dt
 import os
 
 import bpy
-from bpy.props import EnumProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper
 
 from .. import prefs, session
@@ -291,6 +291,84 @@ class ACT3_OT_buy_credits(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class ACT3_OT_runway(bpy.types.Operator):
+    """Fetch the period's spend and the runway from ACT3 now"""
+
+    bl_idname = "act3.runway"
+    bl_label = "ACT3 Runway"
+    bl_options = {"INTERNAL"}
+
+    @classmethod
+    def description(cls, context, properties):
+        # The runway line under the monthly allocation is this button: its tooltip is the whole sentence.
+        return draw.runway(session.state()).tooltip
+
+    def execute(self, context):
+        if bpy.app.online_access and session.worker_or_none() is not None:
+            session.request("spend")
+        return {"FINISHED"}
+
+
+class ACT3_OT_select_shot(bpy.types.Operator):
+    """Select this shot in the Shots list"""
+
+    bl_idname = "act3.select_shot"
+    bl_label = "Select Shot"
+    bl_options = {"INTERNAL", "UNDO"}
+
+    shot: StringProperty(name="Shot", description="The name of a shot of this scene")  # type: ignore[valid-type]
+
+    @classmethod
+    def description(cls, context, properties):
+        spend = session.state().spend
+        group = next((g for g in spend.top_shots.groups if g.key == properties.shot), None) if spend else None
+        cost = f"{properties.shot}: {draw.formatting.credits(group.credits)} this period" if group else properties.shot
+        if _shot_index(context.scene, properties.shot) is None:
+            return f"{cost} ({group.shots if group else 0} renders).\nNo shot of that name in this scene's Shots list."
+        return f"{cost} ({group.shots if group else 0} renders).\nClick to select it in the Shots list."
+
+    def execute(self, context):
+        index = _shot_index(context.scene, self.shot)
+        if index is None:
+            self.report({"WARNING"}, f"No shot named {self.shot!r} in this scene's Shots list.")
+            return {"CANCELLED"}
+        context.scene.act3_shots_index = index
+        return {"FINISHED"}
+
+
+def _shot_index(scene, name: str) -> int | None:
+    shots = getattr(scene, "act3_shots", None) if scene is not None else None
+    for i, shot in enumerate(shots or ()):
+        if shot.name == name:
+            return i
+    return None
+
+
+class ACT3_OT_print_spend(bpy.types.Operator):
+    """Print the billing period's spend by tier and by day, the runway and the most expensive shots
+    (what the Spend panel shows) as a table on the console; for blender -b"""
+
+    bl_idname = "act3.print_spend"
+    bl_label = "Print ACT3 Spend"
+
+    refresh: BoolProperty(name="Refresh", description="Ask ACT3 first (in background mode, wait for it)")  # type: ignore[valid-type]
+    wait: FloatProperty(name="Wait", description="Seconds to wait for ACT3 in background mode", default=10.0, min=0.0)  # type: ignore[valid-type]
+
+    def execute(self, context):
+        state = session.state()
+        worker = session.worker_or_none()
+        if worker is not None and bpy.app.online_access and (self.refresh or state.spend is None):
+            ticket = session.request("spend")
+            if bpy.app.background:  # no window to freeze; timers never fire in blender -b
+                worker.wait(ticket, self.wait)
+                if ticket.error is not None:
+                    self.report({"WARNING"}, f"ACT3 spend: {ticket.error}")
+        lines = draw.spend_table(state)
+        print("\n".join(lines), flush=True)
+        self.report({"INFO"}, lines[0])
+        return {"FINISHED"}
+
+
 classes = (
     ACT3_OT_refresh,
     ACT3_OT_status,
@@ -300,4 +378,7 @@ classes = (
     ACT3_OT_history_filter,
     ACT3_OT_export_history_csv,
     ACT3_OT_buy_credits,
+    ACT3_OT_runway,
+    ACT3_OT_select_shot,
+    ACT3_OT_print_spend,
 )

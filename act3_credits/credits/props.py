@@ -94,8 +94,15 @@ def mirror_history(ui: Any, history: History, force: bool = False) -> bool:
         rows.clear()
         start = 0
     card = session.state().rate_card
+    costs = draw.shot_tier_costs(history.rows)
+    # A render's tooltip compares it with the same shot's other tiers ("Was High worth it?"), so rows
+    # already shown are brought up to date when more rows come.
+    for item, row in zip(rows, history.rows[:start], strict=False):
+        tooltip = draw.history_cells(row, card, costs).tooltip
+        if item.tooltip != tooltip:
+            item.tooltip = tooltip
     for row in history.rows[start:]:
-        cells = draw.history_cells(row, card)
+        cells = draw.history_cells(row, card, costs)
         item = rows.add()
         item.row_id = row.id
         item.date = cells.date

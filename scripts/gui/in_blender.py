@@ -9,6 +9,7 @@ Blender's main thread from a timer, a few seconds after the one before.
 import glob
 import importlib
 import json
+import logging
 import os
 import subprocess
 
@@ -18,6 +19,7 @@ import bpy
 OUT = os.environ.get("BLENDER_GUI_OUT", "/out")
 PREFIX = os.environ.get("ACT3_GUI_PREFIX", "")
 SCALE = float(os.environ.get("ACT3_GUI_SCALE", "1.0"))
+SPEND_NOTCHES = int(os.environ.get("ACT3_GUI_SPEND_NOTCHES", "11"))  # wheel notches down to the Spend panel
 SHOTS = [
     (192, "veo-3.1", "standard", "seq010, hero"),
     (144, "veo-3.1", "high", "seq010"),
@@ -26,6 +28,9 @@ SHOTS = [
     (120, "seedance-2.0", "4k", "seq020"),  # not on Pro: the row says why
     (156, "grok-imagine", "high", "seq020, hero"),
 ]
+
+
+logging.basicConfig(level=logging.WARNING)  # the add-on's own warnings and tracebacks reach the run's log
 
 
 def log(*args):
@@ -78,26 +83,87 @@ def top_left(region):
     return region.x, win.height - (region.y + region.height)
 
 
+def only_act3_tab():
+    """Leave ACT3 the sidebar's only tab: clicks on the tabs do not reach this Blender (4.3 under
+    Xvfb on a loaded machine), and 4.3 cannot choose a tab from Python. The Python panels of the
+    other tabs go; Item's Transform panel (C) shows only with an active object, so none is active.
+    The sidebar keeps its width: the panels read as an artist who picked the ACT3 tab sees them."""
+    bpy.context.view_layer.objects.active = None
+    for _ in range(3):  # children first: a parent with registered children cannot go
+        for name in dir(bpy.types):
+            cls = getattr(bpy.types, name, None)
+            if not (isinstance(cls, type) and issubclass(cls, bpy.types.Panel)):
+                continue
+            if getattr(cls, "bl_space_type", "") != "VIEW_3D" or getattr(cls, "bl_region_type", "") != "UI":
+                continue
+            if getattr(cls, "bl_category", "") == "ACT3" or not cls.is_registered:
+                continue
+            try:
+                bpy.utils.unregister_class(cls)
+            except RuntimeError:
+                pass
+    # A second tab after ACT3 keeps the tab strip (and so the panels' width) as an artist has it;
+    # the first tab is the one a fresh sidebar shows.
+    bpy.utils.register_class(OtherTab)
+
+
+class OtherTab(bpy.types.Panel):
+    bl_idname = "GUI_PT_other_tab"
+    bl_label = "View"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "View"
+
+    def draw(self, context):
+        pass
+
+
 def click_tab():
     """Blender 4.3 cannot set the sidebar's tab from Python: click ACT3, the fourth tab."""
     area = view3d()
     region = region_of(area, "UI")
     try:
         region.active_panel_category = "ACT3"
-        return
+        if region.active_panel_category == "ACT3":
+            return
     except (AttributeError, TypeError):
         pass
     scale = bpy.context.preferences.system.ui_scale
     x, y = top_left(region)
-    blender_gui.click(x + region.width - int(10 * scale), y + int(168 * scale))
+    where = (x + region.width - int(10 * scale), y + int(168 * scale))
+    log("tab click at", where, getattr(region, "active_panel_category", "?"))
+    blender_gui.move(*where)
+    blender_gui.after(0.6, lambda: blender_gui.click(*where))
+
+
+def settle(until, seconds=20.0):
+    """Run the add-on's heartbeat here until `until()` (this Blender calls the pumped timers late
+    or not at all on a loaded machine), then redraw."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        module("timers").tick()
+        if until():
+            break
+        time.sleep(0.1)
+    blender_gui.redraw()
 
 
 def scroll_sidebar(notches):
-    region = region_of(view3d(), "UI")
+    """Scroll the sidebar by wheel notches (40 px each), with the View2D operators: the wheel's
+    clicks do not always reach this Blender."""
+    area = view3d()
+    region = region_of(area, "UI")
     x, y = top_left(region)
     blender_gui.move(x + region.width // 2, y + region.height // 2)
-    for _ in range(abs(notches)):
-        blender_gui.click(x + region.width // 2, y + region.height // 2, button=5 if notches > 0 else 4)
+    with bpy.context.temp_override(window=bpy.context.window, area=area, region=region):
+        for _ in range(abs(notches)):
+            if notches > 0:
+                bpy.ops.view2d.scroll_down()
+            else:
+                bpy.ops.view2d.scroll_up()
+    region.tag_redraw()
 
 
 # ------------------------------------------------------------------------------------ pictures
@@ -161,6 +227,7 @@ def s_shots_and_sidebar():
     # The extension is installed at start-up, not from a timer: a timer an add-on registers while
     # another timer runs is never called in Blender 4.3, and the add-on's sync runs on its timer.
     make_shots()
+    only_act3_tab()
     area = view3d()
     area.spaces.active.show_region_ui = True
     area.tag_redraw()
@@ -173,6 +240,7 @@ def s_tab():
 
 @step(18.0)  # the first answer can take a while on this shared machine's virtual screen
 def s_synced():
+    settle(lambda: state().spend is not None)
     click_tab()
 
 
@@ -198,6 +266,20 @@ def s_log():
 def s_credits():
     snap_sidebar("credits-panel")
     snap_topbar("topbar-idle")
+
+
+@step(0.5)
+def s_spend_scroll():
+    # The Spend sub-panel sits under Credits Detail: scroll it to the top of the sidebar.
+    settle(lambda: state().spend is not None)
+    log("spend", json.dumps(module("credits.draw").spend_table(state())))
+    scroll_sidebar(SPEND_NOTCHES)
+
+
+@step(1.5)
+def s_spend():
+    snap_sidebar("spend")
+    scroll_sidebar(-SPEND_NOTCHES)
 
 
 @step(0.5)

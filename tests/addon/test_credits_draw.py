@@ -16,7 +16,9 @@ from support.layout import RecordingLayout
 
 from act3_credits.core import formatting
 from act3_credits.core.contract import Me
-from act3_credits.core.state import Credits, HistoryRow, State
+from act3_credits.core.forecast import Forecast
+from act3_credits.core.state import Credits, HistoryRow, Spend, State
+from act3_credits.core.usage import Usage
 from act3_credits.credits import draw as credits_draw
 from act3_credits.credits import export
 
@@ -196,10 +198,88 @@ def test_credits_panel_shows_available_held_monthly_bank_and_purchased_once_each
     panel.operator_button("act3.buy_credits", "Buy Credits")
 
 
+def usage(group_by: str, groups: list[tuple[str, int, int]]) -> Usage:
+    return Usage.from_json(
+        {
+            "from": "2026-11-01T00:00:00Z",
+            "to": "2026-12-01T00:00:00Z",
+            "group_by": group_by,
+            "groups": [{"key": k, "credits": c, "shots": n, "seconds": 8 * n} for k, c, n in groups],
+            "total": {"credits": sum(c for _k, c, _n in groups), "shots": sum(n for _k, _c, n in groups), "seconds": 0},
+        }
+    )
+
+
+def with_forecast(state: State, **numbers) -> State:
+    """A state whose worker has brought the period's spend and this forecast (as of 20 Nov 12:00 UTC)."""
+    fields = dict(
+        as_of=dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC),
+        pace_7d=40_000,
+        pace_30d=30_000,
+        available=580_000,
+        held=20_000,
+        next_refill_at=dt.datetime(2026, 12, 1, tzinfo=dt.UTC),
+        runs_out_at=dt.datetime(2026, 12, 26, 21, tzinfo=dt.UTC),
+        days_left=36.3,
+        monthly_left_at_refill=160_000,
+        will_roll_over=160_000,
+        will_expire=0,
+    )
+    fields.update(numbers)
+    high = usage("tier", [("high", 280_000, 67)])
+    state.spend = Spend(high, (("high", usage("day", [("2026-11-19", 280_000, 67)])),), high, Forecast(**fields))
+    return state
+
+
+def test_the_runway_reads_how_long_the_credits_last_and_what_the_refill_will_do():
+    # docs/api.md's worked example: 40,000 a day from 580,000 lasts 36.3 days; 160,000 roll over.
+    panel = credits_panel(with_forecast(synced_state()))
+    line = panel.operator_button("act3.runway")
+    assert (line.text, line.alert) == ("≈ 36 days at this week's pace", False)
+    assert panel.texts()[panel.texts().index("Rolls over") + 1] == "160,000 cr"
+    # Over the cap: what lapses at the refill, as the issue's sentence in the tooltip.
+    state = with_forecast(synced_state(), monthly_left_at_refill=510_000, will_roll_over=160_000, will_expire=350_000)
+    tooltip = credits_draw.runway(state).tooltip
+    assert (
+        tooltip.splitlines()[0] == "≈ 36 days at this week's pace · refills 1 Dec · 350,000 cr over the cap will lapse"
+    )
+    assert figures(credits_panel(state))["Lapses at refill"] == "350,000 cr"
+
+
+def test_the_runway_turns_to_the_alert_style_when_it_ends_before_the_next_refill():
+    # 580,000 at 100,000 a day: 5.8 days from 20 Nov 12:00, 26 Nov 07:12, before the refill on 1 Dec.
+    state = with_forecast(
+        synced_state(),
+        pace_7d=100_000,
+        runs_out_at=dt.datetime(2026, 11, 26, 7, 12, tzinfo=dt.UTC),
+        days_left=5.8,
+        monthly_left_at_refill=0,
+        will_roll_over=0,
+    )
+    panel = credits_panel(state)
+    line = panel.operator_button("act3.runway")
+    assert (line.text, line.alert, line.icon) == ("≈ 5 days at this week's pace", True, "ERROR")
+    assert panel.find("Runs out").alert and panel.find("26 Nov").alert
+    # The 30-day pace when the last 7 days saw nothing; none at all: no runway, said so.
+    assert credits_panel(with_forecast(synced_state(), pace_7d=0)).operator_button("act3.runway").text == (
+        "≈ 36 days at this month's pace"
+    )
+    quiet = with_forecast(synced_state(), pace_7d=0, pace_30d=0, runs_out_at=None, days_left=None)
+    assert credits_panel(quiet).operator_button("act3.runway").text == "Runway: no spend in 30 days"
+
+
+def test_before_the_first_forecast_the_runway_rows_hold_a_dash():
+    panel = credits_panel(synced_state())
+    assert panel.operator_button("act3.runway").text == "Runway: —"
+    assert panel.texts()[panel.texts().index("At the refill") + 1] == "—"
+
+
 def test_the_credits_panel_keeps_the_same_rows_whatever_happens_so_nothing_below_moves():
     shapes = []
     for state, online in [
         (State(), True),  # before the first answer
+        (with_forecast(synced_state()), True),
+        (with_forecast(synced_state(), runs_out_at=dt.datetime(2026, 11, 26, tzinfo=dt.UTC), days_left=5.5), True),
         (synced_state(), True),
         (synced_state(1_000), True),  # very low
         (synced_state(available=700_000, total=800_000, held=100_000), True),
@@ -288,6 +368,20 @@ def test_history_rows_read_date_shot_tier_and_cost():
     narrow = RecordingLayout()  # the sidebar's default width: the tier is in the tooltip and the filter
     credits_draw.draw_history_item(narrow, cells.date, cells.shot, cells.tier, cells.cost, width=280)
     assert narrow.texts() == [cells.date, "sh010", "−4,160"]
+
+
+def test_a_shot_rendered_at_draft_and_at_high_shows_both_costs_in_its_tooltip():
+    rows = [
+        row(4, "2026-11-25T15:00:00Z", "sh010", "high", -4_160),
+        row(3, "2026-11-25T14:00:00Z", "sh020", "standard", -2_080),
+        row(2, "2026-11-25T13:00:00Z", "sh010", "draft", -1_040),
+        row(1, "2026-11-25T12:00:00Z", "sh010", "draft", -520),  # an older draft: the newest counts
+    ]
+    costs = credits_draw.shot_tier_costs(rows)
+    tips = [credits_draw.history_cells(r, None, costs).tooltip.splitlines() for r in rows]
+    both = "sh010 at Draft: 1,040 cr · at High: 4,160 cr (4× Draft)"
+    assert tips[0][-1] == tips[2][-1] == both
+    assert len(tips[1]) == 1  # sh020: one tier only, nothing to compare
 
 
 def test_history_panel_lists_rows_offers_more_and_sums_tiers():

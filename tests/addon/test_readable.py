@@ -18,9 +18,11 @@ from support.layout import RecordingLayout
 
 from act3_credits import widgets
 from act3_credits.core.contract import Job, JobShot
+from act3_credits.core.forecast import Forecast
 from act3_credits.core.pricing import DEFAULT_RATE_CARD as CARD
 from act3_credits.core.shots import Account, Shot, estimate
-from act3_credits.core.state import Credits, HistoryRow, State
+from act3_credits.core.state import Credits, HistoryRow, Spend, State
+from act3_credits.core.usage import Usage
 from act3_credits.core.vocabulary import Status
 from act3_credits.credits import draw as credits_draw
 from act3_credits.generate import draw
@@ -206,3 +208,58 @@ def test_the_budget_guard_panel_reads_whole_at_the_default_width(scale):
     panel = RecordingLayout(width=DEFAULT_SIDEBAR - PANEL_MARGINS)
     draw.draw_generate_settings(panel, settings, ["act3ai.generte is not an operator: check the id"])
     assert panel.cut(measure(scale), everything) == []
+
+
+def spend_of(state: State, **numbers) -> State:
+    """Enterprise-sized spend and a forecast: the longest figures the runway and the Spend panel show."""
+    fields = dict(
+        as_of=dt.datetime(2026, 11, 20, 12, tzinfo=dt.UTC),
+        pace_7d=1_250_000,
+        pace_30d=1_000_000,
+        available=11_220_438,
+        held=1_125_240,
+        next_refill_at=dt.datetime(2026, 12, 1, tzinfo=dt.UTC),
+        runs_out_at=None,
+        days_left=None,
+        monthly_left_at_refill=4_321_000,
+        will_roll_over=0,
+        will_expire=12_345_678,
+    )
+    fields.update(numbers)
+    tiers = [("4k", 9_876_543, 1_234), ("high", 4_620_000, 999), ("standard", 2_450_000, 600), ("draft", 1_063, 2)]
+    shots = [(f"sq{i * 10:03d}_sh{i * 100:04d}", 9_876_543 - i, 12) for i in range(10)]  # the tooltip has longer ones
+
+    def usage(group_by: str, groups: list[tuple[str, int, int]]) -> Usage:
+        return Usage.from_json(
+            {
+                "from": "2026-11-01T00:00:00Z",
+                "to": "2026-12-01T00:00:00Z",
+                "group_by": group_by,
+                "groups": [{"key": k, "credits": c, "shots": n, "seconds": 0} for k, c, n in groups],
+                "total": {"credits": sum(c for _k, c, _n in groups), "shots": 9_999, "seconds": 0},
+            }
+        )
+
+    days = tuple((t, usage("day", [("2026-11-19", c, n)])) for t, c, n in tiers)
+    state.spend = Spend(usage("tier", tiers), days, usage("shot", shots), Forecast(**fields))
+    return state
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("region", WIDTHS)
+def test_the_runway_and_the_spend_panel_read_whole(region, scale):
+    later = dt.datetime(2026, 11, 26, 7, 12, tzinfo=dt.UTC)
+    for state in [
+        spend_of(state_with()),  # over a year, and 12,345,678 cr lapse
+        spend_of(state_with(), runs_out_at=later, days_left=5.8),  # before the refill: 'Runs out 26 Nov'
+        spend_of(state_with(), pace_7d=0, runs_out_at=later, days_left=35.8, will_roll_over=1_250_000),
+        spend_of(state_with(), pace_7d=0, pace_30d=0),  # 'Runway: no spend in 30 days'
+    ]:
+        panel = RecordingLayout(width=region - PANEL_MARGINS)
+        credits_draw.draw_credits(panel, state, credits_draw.Thresholds(), True, region)
+        assert panel.cut(measure(scale), everything) == []
+        spend = RecordingLayout(width=region - PANEL_MARGINS)
+        picture = credits_draw.ChartIcon(1, 11.25, (("high", 2), ("allocation", 3), ("forecast", 4)))
+        credits_draw.draw_spend(spend, state, picture, ["sq010_sh0100"], region)
+        assert spend.cut(measure(scale), everything) == []
+        assert "9,876,543 cr" in spend.texts()

@@ -167,8 +167,11 @@ class RecordingLayout:
         self._children.append(item)
         return item
 
-    def label(self, text: str = "", icon: str = "NONE", **_: Any) -> None:
-        self._add("label", text=text, icon=icon)
+    def label(self, text: str = "", icon: str = "NONE", icon_value: int = 0, **_: Any) -> None:
+        self._add("label", text=text, icon="CUSTOM" if icon_value else icon, args={"icon_value": icon_value})
+
+    def template_icon(self, icon_value: int = 0, scale: float = 1.0) -> None:
+        self._add("template_icon", args={"icon_value": icon_value, "scale": scale})
 
     def operator(self, operator: str, text: str | None = None, icon: str = "NONE", **kw: Any) -> OperatorProperties:
         props = OperatorProperties()
