@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -62,11 +62,24 @@ class ShotIn(_Strict):
 
 class EstimateIn(_Strict):
     shots: list[ShotIn]
+    project: OptText = None  # checked by the ledger (budgets.check_project), which says why
 
 
 class JobIn(_Strict):
     name: Text = Field("", max_length=200)
     shots: list[ShotIn]
+    project: OptText = None
+
+
+class BudgetIn(_Strict):
+    # Values are checked by budgets.Budgets.put, one clear message for each way they can be wrong.
+    credits: int
+    period: Text = Field(max_length=32)
+    action: Text = Field(max_length=32)
+
+
+class CapIn(_Strict):
+    credits_per_period: int | None  # required: null removes the cap
 
 
 class PurchaseIn(_Strict):
@@ -291,14 +304,15 @@ def create_app(
 
     @app.post("/v1/estimates", tags=["jobs"])
     def estimates(who: Who, body: EstimateIn) -> dict[str, Any]:
-        return ledger.estimate(who, [s.model_dump() for s in body.shots])
+        return ledger.estimate(who, [s.model_dump() for s in body.shots], body.project)
 
     @app.post("/v1/jobs", status_code=201, tags=["jobs"])
     def create_job(
         who: Who, body: JobIn, idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None
     ) -> JSONResponse:
         key = _idempotency_key(idempotency_key)
-        return _result_response(ledger.create_job(who, body.name, [s.model_dump() for s in body.shots], key))
+        shots = [s.model_dump() for s in body.shots]
+        return _result_response(ledger.create_job(who, body.name, shots, key, project=body.project))
 
     @app.get("/v1/jobs", tags=["jobs"])
     def list_jobs(
@@ -333,6 +347,27 @@ def create_app(
         if after is None:
             return {"events": [], "last_seq": await run_in_threadpool(ledger.last_seq, who.org_id)}
         return await longpoll.answer(ledger, events_bus, who.org_id, after, wait)
+
+    @app.get("/v1/budgets", tags=["budgets"])
+    def list_budgets(who: Who) -> dict[str, Any]:
+        return ledger.budgets.list_budgets(who)
+
+    # `:path`, so a project name with a slash can be addressed (sent as %2F or as it is).
+    @app.put("/v1/budgets/{project:path}", tags=["budgets"])
+    def put_budget(who: Who, project: str, body: BudgetIn) -> dict[str, Any]:
+        return ledger.budgets.put(who, project, body.credits, body.period, body.action)
+
+    @app.delete("/v1/budgets/{project:path}", tags=["budgets"])
+    def delete_budget(who: Who, project: str) -> dict[str, Any]:
+        return ledger.budgets.delete(who, project)
+
+    @app.get("/v1/members", tags=["budgets"])
+    def list_members(who: Who) -> dict[str, Any]:
+        return ledger.budgets.members(who)
+
+    @app.put("/v1/members/{member_id}/cap", tags=["budgets"])
+    def set_member_cap(who: Who, member_id: Annotated[int, Path(ge=1, le=MAX_DB_INT)], body: CapIn) -> dict[str, Any]:
+        return ledger.budgets.set_cap(who, member_id, body.credits_per_period)
 
     @app.get("/v1/credit-packs", tags=["purchases"])
     def credit_packs(who: Who) -> dict[str, Any]:

@@ -83,6 +83,9 @@ accounts = Table(
     Column("last_job_number", BigInteger, nullable=False, server_default=text("0")),
     Column("last_purchase_number", BigInteger, nullable=False, server_default=text("0")),
     Column("last_event_seq", BigInteger, nullable=False, server_default=text("0")),
+    # Budgets and member caps in force in the org (migration 0006). The driver's hold takes only
+    # orgs with none; any other goes the general way, which checks them under this row's lock.
+    Column("spend_limits", Integer, nullable=False, server_default=text("0")),
     CheckConstraint("monthly_remaining >= 0", name="ck_accounts_monthly"),
     CheckConstraint("bank_rolled >= 0", name="ck_accounts_bank_rolled"),
     CheckConstraint("bank_purchased >= 0", name="ck_accounts_bank_purchased"),
@@ -97,6 +100,8 @@ members = Table(
     Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False, index=True),
     Column("name", String(200), nullable=False),
     Column("role", String(16), nullable=False),
+    # Credits the member may hold and spend per billing period (migration 0006); NULL: no cap.
+    Column("cap_credits", BigInteger, nullable=True),
     CheckConstraint("role IN ('owner', 'admin', 'editor', 'viewer')", name="ck_members_role"),
 )
 
@@ -150,6 +155,12 @@ jobs = Table(
     Column("current_shot_id", Integer, nullable=True),
     Column("lease_owner", String(64), nullable=True),
     Column("lease_expires", Float, nullable=True),
+    # Migration 0006: the project the job is charged to (budgets), the billing period its hold was
+    # taken in (a job counts against that period's budgets and caps, whenever its shots render),
+    # and the index of the shot a `pause` budget stops it before (cleared when it stops there).
+    Column("project", String(64), nullable=True),
+    Column("period_start", Date, nullable=True),
+    Column("pause_before", Integer, nullable=True),
     CheckConstraint("held >= 0", name="ck_jobs_held"),
     CheckConstraint("charged_credits >= 0", name="ck_jobs_charged"),
     CheckConstraint("charged_credits + held <= estimated_credits", name="ck_jobs_hold_bound"),
@@ -159,6 +170,26 @@ jobs = Table(
 )
 UniqueConstraint(jobs.c.org_id, jobs.c.number, name="uq_jobs_org_number")
 Index("ix_jobs_status", jobs.c.status)
+# What a project and a member have spent and hold in a period: sums over these ranges.
+Index("ix_jobs_org_project_period", jobs.c.org_id, jobs.c.project, jobs.c.period_start)
+Index("ix_jobs_member_period", jobs.c.member_id, jobs.c.period_start)
+
+# A project's budget (migration 0006): `credits` per billing period or in total; what happens to a
+# job that would take the project past it.
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("org_id", Integer, ForeignKey("orgs.id"), primary_key=True),
+    Column("project", String(64), primary_key=True),
+    Column("credits", BigInteger, nullable=False),
+    Column("period", String(16), nullable=False),
+    Column("action", String(8), nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("updated_by", String(200), nullable=False),
+    CheckConstraint("credits >= 0", name="ck_budgets_credits"),
+    CheckConstraint("period IN ('billing_period', 'total')", name="ck_budgets_period"),
+    CheckConstraint("action IN ('warn', 'pause', 'refuse')", name="ck_budgets_action"),
+)
 
 shots = Table(
     "shots",

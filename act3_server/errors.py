@@ -12,6 +12,8 @@ STATUS = {
     "bad_request": 400,
     "unauthorized": 401,
     "insufficient_credits": 402,
+    "budget_exceeded": 402,
+    "member_cap_exceeded": 402,
     "forbidden": 403,
     "tier_not_allowed": 403,
     "not_found": 404,

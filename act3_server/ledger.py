@@ -53,8 +53,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from act3_credits.core import pricing
+from act3_credits.core.vocabulary import Reason
 
 from . import billing
+from . import budgets as spend_limits
 from .auth import hash_key
 from .clock import utcnow
 from .db import (
@@ -219,6 +221,9 @@ class _Fallback(Exception):
     pass
 
 
+_BUDGET_PAUSED = object()  # budgets: what `_claim_once` returns after pausing a job at its budget
+
+
 def _bp(name: str, type_: Any = None) -> Any:
     return bindparam(name, type_=type_) if type_ is not None else bindparam(name)
 
@@ -237,6 +242,7 @@ _HOLD_UPDATE = (
         _A.c.org_id == _bp("org_id"),
         _A.c.period_start >= _bp("due", _A.c.period_start.type),
         _A.c.monthly_remaining + _A.c.bank_rolled + _A.c.bank_purchased - _A.c.held >= _bp("total", BigInteger()),
+        _A.c.spend_limits == literal_column("0"),  # budgets: an org with budgets or caps goes the general way
     )
     .values(
         held=_A.c.held + _bp("total", BigInteger()),
@@ -265,6 +271,8 @@ _NEW_JOB = (
             "estimated_credits",
             "charged_credits",
             "held",
+            "project",
+            "period_start",
         ],
         select(
             _bp("org_id", Integer()),
@@ -278,6 +286,8 @@ _NEW_JOB = (
             _bp("total", BigInteger()),
             literal_column("0"),
             _bp("total", BigInteger()),
+            _bp("project", String()),
+            _HELD.c.period_start,
         ),
     )
     .returning(jobs.c.id)
@@ -299,6 +309,8 @@ _JOB_COLUMNS = (
     "estimated_credits",
     "charged_credits",
     "held",
+    "project",
+    "period_start",
 )
 _INSERT_JOB = DriverSql(jobs.insert().values({c: _bp(c, jobs.c[c].type) for c in _JOB_COLUMNS}).returning(jobs.c.id))
 _SHOT_COLUMNS = (
@@ -342,7 +354,7 @@ _PROBE_RUNNABLE = DriverSql(
     .limit(literal_column("1"))
 )
 _CLAIM_JOB = DriverSql(
-    select(jobs.c.id, jobs.c.org_id, jobs.c.number, jobs.c.status, jobs.c.current_shot_id)
+    select(jobs.c.id, jobs.c.org_id, jobs.c.number, jobs.c.status, jobs.c.current_shot_id, jobs.c.pause_before)
     .where(_RUNNABLE_SQL, or_(jobs.c.current_shot_id.is_(None), jobs.c.lease_expires < _bp("real", Float())))
     .order_by(jobs.c.id)
     .limit(literal_column("1"))
@@ -526,6 +538,16 @@ def _canonical_hash(op: str, payload: Any) -> str:
     return hashlib.sha256(json.dumps([op, payload], sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def _job_request_hash(name: str, names: Sequence[str], prices: Sequence[pricing.ShotPrice], project: str | None) -> str:
+    payload: dict[str, Any] = {
+        "name": name,
+        "shots": [[n, p.engine, p.tier, p.requested_s] for n, p in zip(names, prices, strict=True)],
+    }
+    if project is not None:  # budgets: keys stored before projects existed hash as they did
+        payload["project"] = project
+    return _canonical_hash("jobs", payload)
+
+
 class Ledger:
     def __init__(
         self,
@@ -541,6 +563,7 @@ class Ledger:
         self._orgs: dict[int, Org] = {}
         self._orgs_lock = threading.Lock()
         self._refilled_through: dict[int, date] = {}  # org -> newest period_start seen (a hint)
+        self.budgets = spend_limits.Budgets(self)  # budgets: /v1/budgets and /v1/members
 
     # --- plumbing ----------------------------------------------------------------------------------
 
@@ -969,9 +992,10 @@ class Ledger:
 
     def me(self, actor: Actor) -> dict[str, Any]:
         org = self.org(actor.org_id)
+        cap = self.budgets.my_cap(actor)  # budgets: the member's cap and what is left of it
         return {
             "org": {"id": org.id, "name": org.name, "plan": org.plan},
-            "member": {"id": actor.member_id, "name": actor.member_name, "role": actor.role},
+            "member": {"id": actor.member_id, "name": actor.member_name, "role": actor.role, "cap": cap},
             "allowed_tiers": list(pricing.plan(org.plan).allowed_tiers),
             "can_spend": actor.can_spend,
             "can_buy": actor.can_buy,
@@ -1007,7 +1031,11 @@ class Ledger:
             return ("tier_not_allowed", refusal)
         return None
 
-    def estimate(self, actor: Actor, shot_specs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    def estimate(
+        self, actor: Actor, shot_specs: Sequence[Mapping[str, Any]], project: str | None = None
+    ) -> dict[str, Any]:
+        if project is not None:
+            spend_limits.check_project(project, ["body", "project"])
         prices = self.price_shots(shot_specs)
         org = self.org(actor.org_id)
         available = self.credits(actor.org_id)["available"]
@@ -1030,14 +1058,18 @@ class Ledger:
             )
         total = pricing.batch_total(prices)
         shortfall = max(0, total - available)
+        # budgets: what the member's cap and the project's budget would do with this batch
+        limits = self.budgets.assess_estimate(actor, project, [p.credits for p in prices])
         return {
             "shots": out_shots,
             "total": total,
             "available": available,
             "balance_after": available - total,
-            "affordable": shortfall == 0 and not blocked,
+            "affordable": shortfall == 0 and not blocked and not limits.refused,
             "shortfall": shortfall,
             "blocked": blocked,
+            "project": project,
+            **limits.to_json(),
         }
 
     # --- idempotency -------------------------------------------------------------------------------
@@ -1072,9 +1104,16 @@ class Ledger:
     # --- jobs --------------------------------------------------------------------------------------
 
     def create_job(
-        self, actor: Actor, name: str, shot_specs: Sequence[Mapping[str, Any]], idempotency_key: str | None = None
+        self,
+        actor: Actor,
+        name: str,
+        shot_specs: Sequence[Mapping[str, Any]],
+        idempotency_key: str | None = None,
+        project: str | None = None,
     ) -> Result:
         """Check every shot, then hold the whole estimate and queue the shots in one transaction."""
+        if project is not None:
+            spend_limits.check_project(project, ["body", "project"])
         prices = self.price_shots(shot_specs)
         org = self.org(actor.org_id)
         for p in prices:
@@ -1083,12 +1122,17 @@ class Ledger:
                 extra = {"tier": p.tier, "plan": org.plan} if why[0] == "tier_not_allowed" else {}
                 raise LedgerError(why[0], why[1], **extra)
         try:
-            return self._create_job_fast(actor, org, name, shot_specs, prices, idempotency_key)
-        except (_Fallback, IntegrityError):  # a replay, a refill or a 402 to explain, a key raced
-            return self._create_job(actor, name, shot_specs, idempotency_key)
+            return self._create_job_fast(actor, org, name, shot_specs, prices, idempotency_key, project)
+        except (_Fallback, IntegrityError):  # a replay, a refill or a 402 to explain, a key raced, budgets
+            return self._create_job(actor, name, shot_specs, idempotency_key, project)
 
     def _create_job(
-        self, actor: Actor, name: str, shot_specs: Sequence[Mapping[str, Any]], idempotency_key: str | None = None
+        self,
+        actor: Actor,
+        name: str,
+        shot_specs: Sequence[Mapping[str, Any]],
+        idempotency_key: str | None = None,
+        project: str | None = None,
     ) -> Result:
         """create_job, every case (the reference for `_create_job_fast`)."""
         prices = self.price_shots(shot_specs)
@@ -1100,10 +1144,7 @@ class Ledger:
                 raise LedgerError(why[0], why[1], **extra)
         total = pricing.batch_total(prices)
         names = [str(spec.get("name", "")) for spec in shot_specs]
-        request_hash = _canonical_hash(
-            "jobs",
-            {"name": name, "shots": [[n, p.engine, p.tier, p.requested_s] for n, p in zip(names, prices, strict=True)]},
-        )
+        request_hash = _job_request_hash(name, names, prices, project)
         now = self.now()
         with self._write() as conn:
             org, acct = self._touch(conn, actor.org_id, now)
@@ -1118,6 +1159,19 @@ class Ledger:
                     required_credits=total,
                     current_balance=available,
                 )
+            # budgets: the member's cap and the project's budget, under the account's lock (a 402,
+            # or where a pause budget stops the job, and the answer's warnings)
+            limits = spend_limits.assess(
+                conn,
+                org.id,
+                actor.member_id,
+                actor.member_name,
+                project,
+                [p.credits for p in prices],
+                acct["period_start"],
+            )
+            warnings = spend_limits.enforce(limits)
+            status = "paused" if limits.pause_before == 0 else "queued"
             acct["last_job_number"] += 1
             number = acct["last_job_number"]
             job_id = int(
@@ -1129,12 +1183,15 @@ class Ledger:
                         member_id=actor.member_id,
                         member_name=actor.member_name,
                         name=name,
-                        status="queued",
+                        status=status,
                         created_at=to_db(now),
                         updated_at=to_db(now),
                         estimated_credits=total,
                         charged_credits=0,
                         held=total,
+                        project=project,
+                        period_start=acct["period_start"],
+                        pause_before=limits.pause_before or None,
                     ),
                 )
             )
@@ -1160,8 +1217,12 @@ class Ledger:
             acct["held"] += total
             self._journal(conn, org.id, "held", total, "hold", now, job_id=job_id)
             self._save_account(conn, org, acct, now, "hold")
-            self._event(conn, acct, "job.status", {"job_id": number, "status": "queued", "reason": None}, now)
-            result = Result(201, self._job_json(conn, job_id))
+            reason = Reason.BUDGET.value if status == "paused" else None
+            self._event(conn, acct, "job.status", {"job_id": number, "status": status, "reason": reason}, now)
+            body = self._job_json(conn, job_id)
+            if warnings:
+                body["warnings"] = warnings
+            result = Result(201, body)
             self._remember(conn, org.id, idempotency_key, request_hash, result, now)
             return result
 
@@ -1172,7 +1233,10 @@ class Ledger:
         row = conn.execute(select(jobs).where(jobs.c.org_id == org_id, jobs.c.number == replay.body.get("id"))).first()
         if row is None:  # cannot happen (jobs are never deleted): the stored answer, as before
             return replay
-        return Result(replay.status, self._job_rows(conn, [row])[0], replayed=True)
+        body = self._job_rows(conn, [row])[0]
+        if "warnings" in replay.body:  # budgets: what the first answer warned about still holds
+            body["warnings"] = replay.body["warnings"]
+        return Result(replay.status, body, replayed=True)
 
     def _note_shot_names(self, conn: Connection, org_id: int, names: Sequence[str]) -> None:
         """Count the job's shot names into `history_shots`, which `shot=` searches first."""
@@ -1205,6 +1269,7 @@ class Ledger:
             {
                 "id": j.number,
                 "name": j.name,
+                "project": j.project,
                 "status": j.status,
                 "created_at": iso(j.created_at),
                 "updated_at": iso(j.updated_at),
@@ -1341,6 +1406,11 @@ class Ledger:
 
     def _claim(self, worker: str, lease_s: float = 10.0) -> Claim | None:
         """claim_next_shot, every case (the reference for `_claim_fast`)."""
+        while (claim := self._claim_once(worker, lease_s)) is _BUDGET_PAUSED:
+            pass  # budgets: that job stopped at its pause budget; look for the next one
+        return claim  # type: ignore[return-value]
+
+    def _claim_once(self, worker: str, lease_s: float) -> Claim | None | object:
         now = self.now()
         with self._write() as conn:
             real = time.time()
@@ -1370,6 +1440,15 @@ class Ledger:
                 self._set_job(conn, job.id, now, current_shot_id=None, lease_owner=None, lease_expires=None)
                 self._finish_if_done(conn, org, acct, job.id, job.number, now)
                 return None
+            if job.pause_before is not None and shot.idx >= job.pause_before:
+                # budgets: a pause budget stops the job before the shot that would cross it; a resume
+                # (someone's decision) then runs it on.
+                self._set_job(
+                    conn, job.id, now, status="paused", pause_before=None, current_shot_id=None, lease_owner=None
+                )
+                data = {"job_id": job.number, "status": "paused", "reason": Reason.BUDGET.value}
+                self._event(conn, acct, "job.status", data, now)
+                return _BUDGET_PAUSED
             conn.execute(
                 shots.update().where(shots.c.id == shot.id).values(status="processing", attempts=shot.attempts + 1)
             )
@@ -1511,6 +1590,7 @@ class Ledger:
         shot_specs: Sequence[Mapping[str, Any]],
         prices: Sequence[pricing.ShotPrice],
         idempotency_key: str | None,
+        project: str | None = None,
     ) -> Result:
         total = pricing.batch_total(prices)
         names = [str(spec.get("name", "")) for spec in shot_specs]
@@ -1531,13 +1611,16 @@ class Ledger:
                 "estimated_credits": total,
                 "charged_credits": 0,
                 "held": total,
+                "project": project,
             }
             if tx.sqlite:
                 row = tx.one(_HOLD, hold)
                 if row is None:
                     raise _Fallback  # a refill is due first, or the credits are not there (a 402 to explain)
                 acct = _account_from_row(tx, org.id, row)
-                job_id = tx.one(_INSERT_JOB, {**job, "number": acct["last_job_number"]})[0]
+                job_id = tx.one(
+                    _INSERT_JOB, {**job, "number": acct["last_job_number"], "period_start": acct["period_start"]}
+                )[0]
             else:
                 row = tx.one(_HOLD_AND_JOB, {**hold, **job})
                 if row is None:
@@ -1595,6 +1678,7 @@ class Ledger:
                 body = {
                     "id": number,
                     "name": name,
+                    "project": project,
                     "status": "queued",
                     "created_at": stamp,
                     "updated_at": stamp,
@@ -1619,13 +1703,7 @@ class Ledger:
                     ],
                 }
                 if idempotency_key is not None:
-                    request_hash = _canonical_hash(
-                        "jobs",
-                        {
-                            "name": name,
-                            "shots": [[n, p.engine, p.tier, p.requested_s] for n, p in zip(names, prices, strict=True)],
-                        },
-                    )
+                    request_hash = _job_request_hash(name, names, prices, project)
                     tx.execute(
                         _INSERT_IDEMPOTENCY,
                         {
@@ -1653,13 +1731,15 @@ class Ledger:
             job = tx.one(_CLAIM_JOB, {"real": real})
             if job is None:
                 return None
-            job_id, org_id, number, status, current = job
+            job_id, org_id, number, status, current, pause_before = job
             if current is not None:
                 raise _Fallback  # its lease ran out: the general path puts that shot back first
             shot = tx.one(_START_SHOT, {"job_id": job_id})
             if shot is None:
                 raise _Fallback  # nothing left to render: the general path settles the job
             shot_id, idx, duration_s, credits = shot
+            if pause_before is not None and idx >= pause_before:
+                raise _Fallback  # budgets: a pause budget stops the job here; the general path pauses it
             lease = {
                 "job_id": job_id,
                 "shot_id": shot_id,

@@ -47,3 +47,46 @@ class Kind(StrEnum):
     ROLLOVER = "rollover"
     EXPIRY = "expiry"
     REFUND = "refund"
+
+
+class BudgetPeriod(StrEnum):
+    """What a project budget counts: the current billing period's jobs, or every job ever."""
+
+    BILLING_PERIOD = "billing_period"
+    TOTAL = "total"
+
+
+class BudgetAction(StrEnum):
+    """What a project budget does to a job that would take the project past it."""
+
+    WARN = "warn"  # accepted, with a warning in the answer
+    PAUSE = "pause"  # accepted, paused before the first shot that would cross
+    REFUSE = "refuse"  # 402 budget_exceeded, nothing held
+
+
+class Verdict(StrEnum):
+    """What `POST /v1/estimates` says a budget or a member cap would do to the batch."""
+
+    WITHIN = "within"
+    WARN = "warn"
+    PAUSE = "pause"
+    REFUSE = "refuse"
+
+
+class Reason(StrEnum):
+    """Why a job's status changed, where the service says (the `reason` of a `job.status` event)."""
+
+    BUDGET = "budget"  # a `pause` budget stopped it before the shot that would cross
+    RESUMED = "resumed"
+
+
+class ErrorCode(StrEnum):
+    """Error codes a client acts on by name (the full table: docs/api.md, act3_server/errors.py)."""
+
+    INSUFFICIENT_CREDITS = "insufficient_credits"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    MEMBER_CAP_EXCEEDED = "member_cap_exceeded"
+
+
+# A project name is at most this long (jobs.project, budgets.project).
+PROJECT_MAX_CHARS = 64
