@@ -36,16 +36,16 @@ def _job_statuses(check: str) -> None:
     # ALTER TABLE documentation describes for such changes, and the schema version bumped so every
     # connection reads it again.
     conn = op.get_bind()
-    before = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'jobs'").scalar()
+    before = str(conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'jobs'").scalar())
     old = NEW_STATUSES if check == OLD_STATUSES else OLD_STATUSES
     if old not in before:
         raise RuntimeError("jobs' status CHECK is not the one this migration knows; not changing it")
-    version = conn.exec_driver_sql("PRAGMA schema_version").scalar()
+    version = int(conn.exec_driver_sql("PRAGMA schema_version").scalar() or 0)
     conn.exec_driver_sql("PRAGMA writable_schema = ON")
     conn.exec_driver_sql(
         "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'jobs'", (before.replace(old, check),)
     )
-    conn.exec_driver_sql(f"PRAGMA schema_version = {int(version) + 1}")
+    conn.exec_driver_sql(f"PRAGMA schema_version = {version + 1}")
     conn.exec_driver_sql("PRAGMA writable_schema = OFF")
 
 
