@@ -10,7 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
@@ -21,8 +21,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from act3_credits.core import pricing
+from act3_credits.core.vocabulary import Status
 
-from . import longpoll
+from . import longpoll, topup
 from .auth import parse_bearer
 from .clock import ClockMovedBack, DbClock
 from .errors import ApiError, error_response, is_database_unavailable, unavailable_response
@@ -32,7 +33,7 @@ from .ledger import MAX_DB_INT, Actor, Ledger, LedgerError, Result
 
 log = logging.getLogger("act3_server")
 
-JOB_STATUSES = ("queued", "processing", "paused", "completed", "failed", "canceled")
+JOB_STATUSES = tuple(s.value for s in Status)
 HISTORY_KINDS = ("render", "purchase", "refill", "rollover", "expiry", "refund")
 
 
@@ -60,15 +61,23 @@ class ShotIn(_Strict):
     duration_s: float
 
 
+# When a job starts: now (the default) or at the refill of the next billing period (schedule.py).
+Start = Literal["now", "next_period"]
+# Credits and cents the database's BIGINT holds with room to add a pack's price.
+MAX_AMOUNT = 2**53
+
+
 class EstimateIn(_Strict):
     shots: list[ShotIn]
     project: OptText = None  # checked by the ledger (budgets.check_project), which says why
+    when: Start | None = None
 
 
 class JobIn(_Strict):
     name: Text = Field("", max_length=200)
     shots: list[ShotIn]
     project: OptText = None
+    start: Start | None = None
 
 
 class BudgetIn(_Strict):
@@ -80,6 +89,13 @@ class BudgetIn(_Strict):
 
 class CapIn(_Strict):
     credits_per_period: int | None  # required: null removes the cap
+
+
+class AutoTopUpIn(_Strict):
+    enabled: bool
+    below: int = Field(ge=0, le=MAX_AMOUNT)
+    pack_id: Text = Field(max_length=64)
+    max_per_period_cents: int = Field(ge=0, le=MAX_AMOUNT)
 
 
 class PurchaseIn(_Strict):
@@ -292,6 +308,14 @@ def create_app(
     ) -> dict[str, Any]:
         return ledger.history(who.org_id, limit=limit, cursor=cursor, tier=tier, shot=shot, kind=kind)
 
+    @app.get("/v1/account/auto-top-up", tags=["account"])
+    def get_auto_top_up(who: Who) -> dict[str, Any]:
+        return topup.read(ledger, who)
+
+    @app.put("/v1/account/auto-top-up", tags=["account"])
+    def put_auto_top_up(who: Who, body: AutoTopUpIn) -> dict[str, Any]:
+        return topup.write(ledger, who, body.enabled, body.below, body.pack_id, body.max_per_period_cents)
+
     @app.get("/v1/pricing", tags=["pricing"])
     def get_pricing(who: Who, if_none_match: Annotated[str | None, Header(include_in_schema=False)] = None) -> Response:
         plan = pricing.plan(ledger.org(who.org_id).plan)
@@ -304,7 +328,7 @@ def create_app(
 
     @app.post("/v1/estimates", tags=["jobs"])
     def estimates(who: Who, body: EstimateIn) -> dict[str, Any]:
-        return ledger.estimate(who, [s.model_dump() for s in body.shots], body.project)
+        return ledger.estimate(who, [s.model_dump() for s in body.shots], body.project, when=body.when)
 
     @app.post("/v1/jobs", status_code=201, tags=["jobs"])
     def create_job(
@@ -312,7 +336,7 @@ def create_app(
     ) -> JSONResponse:
         key = _idempotency_key(idempotency_key)
         shots = [s.model_dump() for s in body.shots]
-        return _result_response(ledger.create_job(who, body.name, shots, key, project=body.project))
+        return _result_response(ledger.create_job(who, body.name, shots, key, project=body.project, start=body.start))
 
     @app.get("/v1/jobs", tags=["jobs"])
     def list_jobs(

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     Date,
@@ -86,6 +87,9 @@ accounts = Table(
     # Budgets and member caps in force in the org (migration 0006). The driver's hold takes only
     # orgs with none; any other goes the general way, which checks them under this row's lock.
     Column("spend_limits", Integer, nullable=False, server_default=text("0")),
+    # Auto top-up's threshold while it is on, else NULL (migration 0007): a copy of
+    # auto_top_up.below kept here so the charge path reads it with the balances it already locks.
+    Column("auto_top_up_below", BigInteger, nullable=True),
     CheckConstraint("monthly_remaining >= 0", name="ck_accounts_monthly"),
     CheckConstraint("bank_rolled >= 0", name="ck_accounts_bank_rolled"),
     CheckConstraint("bank_purchased >= 0", name="ck_accounts_bank_purchased"),
@@ -165,7 +169,8 @@ jobs = Table(
     CheckConstraint("charged_credits >= 0", name="ck_jobs_charged"),
     CheckConstraint("charged_credits + held <= estimated_credits", name="ck_jobs_hold_bound"),
     CheckConstraint(
-        "status IN ('queued', 'processing', 'paused', 'completed', 'failed', 'canceled')", name="ck_jobs_status"
+        "status IN ('scheduled', 'queued', 'processing', 'paused', 'completed', 'failed', 'canceled')",
+        name="ck_jobs_status",
     ),
 )
 UniqueConstraint(jobs.c.org_id, jobs.c.number, name="uq_jobs_org_number")
@@ -230,6 +235,7 @@ transactions = Table(
     Column("job_id", Integer, nullable=True),  # the job's number in its org (the id the API shows)
     Column("shot_id", Integer, nullable=True, unique=True),  # a shot is charged at most once
     Column("member", String(200), nullable=True),
+    Column("auto", Boolean, nullable=True),  # a purchase made by auto top-up (migration 0007)
     CheckConstraint(
         "kind IN ('render', 'purchase', 'refill', 'rollover', 'expiry', 'refund')", name="ck_transactions_kind"
     ),
@@ -296,6 +302,37 @@ purchases = Table(
     Column("at", DateTime, nullable=False),
     UniqueConstraint("org_id", "number", name="uq_purchases_org_number"),
 )
+
+# Auto top-up (migration 0007): one row per org once its owner has set it.
+auto_top_up = Table(
+    "auto_top_up",
+    metadata,
+    Column("org_id", Integer, ForeignKey("orgs.id"), primary_key=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("below", BigInteger, nullable=False),
+    Column("pack_id", String(32), nullable=False),
+    Column("max_per_period_cents", BigInteger, nullable=False),
+    Column("set_by_member_id", Integer, ForeignKey("members.id"), nullable=False),
+    Column("set_at", DateTime, nullable=False),
+    CheckConstraint("below >= 0", name="ck_auto_top_up_below"),
+    CheckConstraint("max_per_period_cents >= 0", name="ck_auto_top_up_max"),
+)
+
+# Every auto top-up bought: one per crossing of the threshold. The unique (org, crossing) makes a
+# second purchase for the same crossing impossible, whichever path or process gets there.
+auto_top_ups = Table(
+    "auto_top_ups",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False),
+    Column("crossing", String(64), nullable=False),
+    Column("period_start", Date, nullable=False),  # the billing period whose cap it counts against
+    Column("purchase_number", Integer, nullable=False),
+    Column("price_cents", BigInteger, nullable=False),
+    Column("at", DateTime, nullable=False),
+    UniqueConstraint("org_id", "crossing", name="uq_auto_top_ups_org_crossing"),
+)
+Index("ix_auto_top_ups_org_period", auto_top_ups.c.org_id, auto_top_ups.c.period_start)
 
 # The first answer to an Idempotency-Key, stored in the same transaction as its write.
 idempotency = Table(

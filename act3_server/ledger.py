@@ -55,7 +55,7 @@ from sqlalchemy.exc import IntegrityError
 from act3_credits.core import pricing
 from act3_credits.core.vocabulary import Reason
 
-from . import billing
+from . import billing, schedule, topup
 from . import budgets as spend_limits
 from .auth import hash_key
 from .clock import utcnow
@@ -250,7 +250,8 @@ _HOLD_UPDATE = (
         last_job_number=_A.c.last_job_number + 1,
         last_event_seq=_A.c.last_event_seq + 2,
     )
-    .returning(*_STATE_COLUMNS)
+    # + auto top-up's threshold (NULL while it is off): the one check the hold makes for it.
+    .returning(*_STATE_COLUMNS, _A.c.auto_top_up_below)
 )
 _HOLD = DriverSql(_HOLD_UPDATE)
 # PostgreSQL: the hold and the job's row in one statement (data-modifying WITHs), so the account row
@@ -293,7 +294,7 @@ _NEW_JOB = (
     .returning(jobs.c.id)
     .cte("new_job")
 )
-_HOLD_AND_JOB = DriverSql(select(_NEW_JOB.c.id, *[_HELD.c[k] for k in _ACCOUNT_STATE]))
+_HOLD_AND_JOB = DriverSql(select(_NEW_JOB.c.id, *[_HELD.c[k] for k in _ACCOUNT_STATE], _HELD.c.auto_top_up_below))
 _KNOWN_KEY = DriverSql(
     select(literal_column("1")).where(idempotency.c.org_id == _bp("org_id"), idempotency.c.key == _bp("key"))
 )
@@ -524,6 +525,17 @@ def _account_from_row(tx: RawTx, org_id: int, row: Sequence[Any]) -> dict[str, A
     return acct
 
 
+def _available(acct: Mapping[str, Any]) -> int:
+    return int(acct["monthly_remaining"] + acct["bank_rolled"] + acct["bank_purchased"] - acct["held"])
+
+
+def rollover(left: int, bank_rolled: int, cap: int) -> tuple[int, int]:
+    """What a refill does with `left` credits of the month: (rolled into the bank, expired).
+    Only the rolled-over part of the bank counts against the cap; purchased credits do not."""
+    rolled = min(left, max(0, cap - bank_rolled))
+    return rolled, left - rolled
+
+
 def _save_account_params(acct: Mapping[str, Any]) -> dict[str, Any]:
     return {"key_org_id": acct["org_id"], **{k: acct[k] for k in _ACCOUNT_STATE}}
 
@@ -538,13 +550,21 @@ def _canonical_hash(op: str, payload: Any) -> str:
     return hashlib.sha256(json.dumps([op, payload], sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def _job_request_hash(name: str, names: Sequence[str], prices: Sequence[pricing.ShotPrice], project: str | None) -> str:
+def _job_request_hash(
+    name: str,
+    names: Sequence[str],
+    prices: Sequence[pricing.ShotPrice],
+    project: str | None,
+    start: str | None = None,
+) -> str:
     payload: dict[str, Any] = {
         "name": name,
         "shots": [[n, p.engine, p.tier, p.requested_s] for n, p in zip(names, prices, strict=True)],
     }
     if project is not None:  # budgets: keys stored before projects existed hash as they did
         payload["project"] = project
+    if start is not None:
+        payload["start"] = start
     return _canonical_hash("jobs", payload)
 
 
@@ -832,6 +852,8 @@ class Ledger:
                 applied.append(self._refill_repeated(conn, org, acct, start, end, left, now))
                 break
             applied.append(self._refill_one(conn, org, acct, start, now))
+        if applied:  # --- hook (issue 11): jobs deferred to this period hold and start now
+            schedule.start_scheduled(self, conn, org, acct, now)
         return applied
 
     def _refill_repeated(
@@ -875,10 +897,7 @@ class Ledger:
     ) -> dict[str, Any]:
         plan = pricing.plan(org.plan)
         at = datetime.combine(start, dtime(0), UTC)
-        left = acct["monthly_remaining"]
-        room = max(0, plan.rollover_cap - acct["bank_rolled"])  # purchased credits do not count
-        rolled = min(left, room)
-        expired = left - rolled
+        rolled, expired = rollover(acct["monthly_remaining"], acct["bank_rolled"], plan.rollover_cap)
         # The unique (org, period_start) row: a period refills once even if two processes race.
         conn.execute(
             refills.insert().values(
@@ -1032,13 +1051,21 @@ class Ledger:
         return None
 
     def estimate(
-        self, actor: Actor, shot_specs: Sequence[Mapping[str, Any]], project: str | None = None
+        self,
+        actor: Actor,
+        shot_specs: Sequence[Mapping[str, Any]],
+        project: str | None = None,
+        when: str | None = None,
     ) -> dict[str, Any]:
+        """The shots' prices against what is available now, or with `when="next_period"` against
+        what will be available right after the next refill (schedule.next_period)."""
         if project is not None:
             spend_limits.check_project(project, ["body", "project"])
+        next_period = schedule.wants_next_period(when)
         prices = self.price_shots(shot_specs)
         org = self.org(actor.org_id)
-        available = self.credits(actor.org_id)["available"]
+        outlook = schedule.next_period(self, org) if next_period else None
+        available = outlook["available"] if outlook else self.credits(actor.org_id)["available"]
         out_shots, blocked = [], []
         for spec, p in zip(shot_specs, prices, strict=True):
             why = self._blocked_reason(actor, org, p.tier)
@@ -1060,7 +1087,7 @@ class Ledger:
         shortfall = max(0, total - available)
         # budgets: what the member's cap and the project's budget would do with this batch
         limits = self.budgets.assess_estimate(actor, project, [p.credits for p in prices])
-        return {
+        answer = {
             "shots": out_shots,
             "total": total,
             "available": available,
@@ -1071,6 +1098,10 @@ class Ledger:
             "project": project,
             **limits.to_json(),
         }
+        if outlook:
+            answer["when"] = schedule.NEXT_PERIOD
+            answer["next_period"] = outlook
+        return answer
 
     # --- idempotency -------------------------------------------------------------------------------
 
@@ -1110,10 +1141,15 @@ class Ledger:
         shot_specs: Sequence[Mapping[str, Any]],
         idempotency_key: str | None = None,
         project: str | None = None,
+        start: str | None = None,
     ) -> Result:
-        """Check every shot, then hold the whole estimate and queue the shots in one transaction."""
+        """Check every shot, then hold the whole estimate and queue the shots in one transaction.
+
+        `start="next_period"` schedules the job instead: it holds nothing now and the refill of
+        the next billing period starts it (act3_server/schedule.py)."""
         if project is not None:
             spend_limits.check_project(project, ["body", "project"])
+        scheduled = schedule.wants_next_period(start)
         prices = self.price_shots(shot_specs)
         org = self.org(actor.org_id)
         for p in prices:
@@ -1121,6 +1157,8 @@ class Ledger:
             if why:
                 extra = {"tier": p.tier, "plan": org.plan} if why[0] == "tier_not_allowed" else {}
                 raise LedgerError(why[0], why[1], **extra)
+        if scheduled:
+            return self._create_job(actor, name, shot_specs, idempotency_key, project, scheduled=True)
         try:
             return self._create_job_fast(actor, org, name, shot_specs, prices, idempotency_key, project)
         except (_Fallback, IntegrityError):  # a replay, a refill or a 402 to explain, a key raced, budgets
@@ -1133,8 +1171,10 @@ class Ledger:
         shot_specs: Sequence[Mapping[str, Any]],
         idempotency_key: str | None = None,
         project: str | None = None,
+        scheduled: bool = False,
     ) -> Result:
-        """create_job, every case (the reference for `_create_job_fast`)."""
+        """create_job, every case (the reference for `_create_job_fast`); `scheduled`: a job
+        deferred to the next period, which holds nothing now."""
         prices = self.price_shots(shot_specs)
         org = self.org(actor.org_id)
         for p in prices:
@@ -1144,15 +1184,16 @@ class Ledger:
                 raise LedgerError(why[0], why[1], **extra)
         total = pricing.batch_total(prices)
         names = [str(spec.get("name", "")) for spec in shot_specs]
-        request_hash = _job_request_hash(name, names, prices, project)
+        # the same key with and without "start" is a different request
+        request_hash = _job_request_hash(name, names, prices, project, schedule.NEXT_PERIOD if scheduled else None)
         now = self.now()
         with self._write() as conn:
             org, acct = self._touch(conn, actor.org_id, now)
             replay = self._replay(conn, org.id, idempotency_key, request_hash)
             if replay is not None:
                 return self._job_as_it_is_now(conn, org.id, replay)
-            available = acct["monthly_remaining"] + acct["bank_rolled"] + acct["bank_purchased"] - acct["held"]
-            if total > available:
+            available = _available(acct)
+            if total > available and not scheduled:
                 raise LedgerError(
                     "insufficient_credits",
                     f"This batch needs {total:,} credits but only {available:,} are available.",
@@ -1172,6 +1213,8 @@ class Ledger:
             )
             warnings = spend_limits.enforce(limits)
             status = "paused" if limits.pause_before == 0 else "queued"
+            if scheduled:  # holds nothing now: its refill checks it (merge of budgets11 and defer11)
+                status, warnings = "scheduled", []
             acct["last_job_number"] += 1
             number = acct["last_job_number"]
             job_id = int(
@@ -1188,10 +1231,10 @@ class Ledger:
                         updated_at=to_db(now),
                         estimated_credits=total,
                         charged_credits=0,
-                        held=total,
+                        held=0 if scheduled else total,
                         project=project,
                         period_start=acct["period_start"],
-                        pause_before=limits.pause_before or None,
+                        pause_before=None if scheduled else (limits.pause_before or None),
                     ),
                 )
             )
@@ -1214,17 +1257,25 @@ class Ledger:
                 ],
             )
             self._note_shot_names(conn, org.id, names)
-            acct["held"] += total
-            self._journal(conn, org.id, "held", total, "hold", now, job_id=job_id)
-            self._save_account(conn, org, acct, now, "hold")
-            reason = Reason.BUDGET.value if status == "paused" else None
-            self._event(conn, acct, "job.status", {"job_id": number, "status": status, "reason": reason}, now)
+            if scheduled:
+                self._event(conn, acct, "job.status", {"job_id": number, "status": "scheduled", "reason": None}, now)
+            else:
+                self._hold(conn, org, acct, job_id, total, now)
+                reason = Reason.BUDGET.value if status == "paused" else None
+                self._event(conn, acct, "job.status", {"job_id": number, "status": status, "reason": reason}, now)
+                topup.after_hold(self, conn, org, acct, available, now)  # --- hook (issue 11): auto top-up
             body = self._job_json(conn, job_id)
             if warnings:
                 body["warnings"] = warnings
             result = Result(201, body)
             self._remember(conn, org.id, idempotency_key, request_hash, result, now)
             return result
+
+    def _hold(self, conn: Connection, org: Org, acct: dict[str, Any], job_id: int, amount: int, now: datetime) -> None:
+        """Hold `amount` more for the job (jobs.id); the caller checked it is available."""
+        acct["held"] += amount
+        self._journal(conn, org.id, "held", amount, "hold", now, job_id=job_id)
+        self._save_account(conn, org, acct, now, "hold")
 
     def _job_as_it_is_now(self, conn: Connection, org_id: int, replay: Result) -> Result:
         """A replayed `POST /v1/jobs` answers the job as it is now (paused, canceled, rendered...),
@@ -1323,6 +1374,7 @@ class Ledger:
         self._require_spender(actor)
         now = self.now()
         with self._write() as conn:
+            schedule.refuse_if_scheduled(conn, actor.org_id, job_id, "paused")  # --- hook (issue 11)
             job = self._lock_job(conn, actor, job_id)
             if job.status in ENDED:
                 raise LedgerError("invalid_state", f"Job {job_id} already ended ({job.status}); it cannot be paused.")
@@ -1337,12 +1389,15 @@ class Ledger:
         self._require_spender(actor)
         now = self.now()
         with self._write() as conn:
+            schedule.refuse_if_scheduled(conn, actor.org_id, job_id, "resumed")  # --- hook (issue 11)
             job = self._lock_job(conn, actor, job_id)
             if job.status != "paused":
                 raise LedgerError(
                     "invalid_state", f"Job {job_id} is {job.status}, not paused; only a paused job resumes."
                 )
-            _org, acct = self._touch(conn, actor.org_id, now)
+            org, acct = self._touch(conn, actor.org_id, now)
+            # --- hook (issue 11): a job paused at its refill because it did not fit holds now, or 402
+            schedule.hold_before_resume(self, conn, org, acct, job, now)
             started = conn.execute(
                 select(func.count()).where(shots.c.job_id == job.id, shots.c.status != "queued")
             ).scalar_one()
@@ -1360,6 +1415,8 @@ class Ledger:
             if job.status in ENDED:
                 raise LedgerError("invalid_state", f"Job {job_id} already ended ({job.status}); it cannot be canceled.")
             org, acct = self._touch(conn, actor.org_id, now)
+            if job.status == "scheduled":  # --- hook (issue 11): the refill just applied may have started it
+                job = self._lock_job(conn, actor, job_id)
             conn.execute(
                 shots.update()
                 .where(shots.c.job_id == job.id, shots.c.status.in_(RUNNABLE))
@@ -1529,6 +1586,7 @@ class Ledger:
             if job is None:
                 return False
             org, acct = self._touch(conn, claim.org_id, now)
+            available_before = _available(acct)
             shot = conn.execute(select(shots).where(shots.c.id == claim.shot_id)).one()
             cost = shot.credits
             if cost > job.held:  # the CHECK constraints would refuse it anyway
@@ -1575,6 +1633,10 @@ class Ledger:
                 now,
             )
             self._finish_if_done(conn, org, acct, job.id, job.number, now)
+            # --- hook (issue 11): auto top-up. A charge comes out of its own hold, so `available`
+            # does not move here today and `_complete_fast` has no such check; kept for the day a
+            # charge can differ from its hold.
+            topup.after_hold(self, conn, org, acct, available_before, now)
         return True
 
     # --- the charge path on the driver (see _HOLD and _Fallback) ----------------------------------
@@ -1617,7 +1679,7 @@ class Ledger:
                 row = tx.one(_HOLD, hold)
                 if row is None:
                     raise _Fallback  # a refill is due first, or the credits are not there (a 402 to explain)
-                acct = _account_from_row(tx, org.id, row)
+                acct = _account_from_row(tx, org.id, row[:-1])
                 job_id = tx.one(
                     _INSERT_JOB, {**job, "number": acct["last_job_number"], "period_start": acct["period_start"]}
                 )[0]
@@ -1625,7 +1687,9 @@ class Ledger:
                 row = tx.one(_HOLD_AND_JOB, {**hold, **job})
                 if row is None:
                     raise _Fallback  # as above
-                job_id, acct = row[0], _account_from_row(tx, org.id, row[1:])
+                job_id, acct = row[0], _account_from_row(tx, org.id, row[1:-1])
+            if row[-1] is not None and topup.crosses(_available(acct) + total, _available(acct), row[-1]):
+                raise _Fallback  # auto top-up is on and this hold crosses its threshold: bought with it
             number = acct["last_job_number"]
             shot_rows = [
                 {
@@ -1964,41 +2028,7 @@ class Ledger:
             replay = self._replay(conn, org.id, idempotency_key, request_hash)
             if replay is not None:
                 return replay
-            acct["last_purchase_number"] += 1
-            purchase_id = acct["last_purchase_number"]  # the purchase's id in its org
-            conn.execute(
-                purchases.insert().values(
-                    org_id=org.id,
-                    number=purchase_id,
-                    member_id=actor.member_id,
-                    pack_id=pack.id,
-                    credits=pack.credits,
-                    price_cents=pack.price_cents,
-                    currency=pack.currency,
-                    payment_brand=org.payment_brand,
-                    payment_last4=org.payment_last4,
-                    at=to_db(now),
-                )
-            )
-            self._history(
-                conn,
-                org.id,
-                now,
-                "purchase",
-                pack.credits,
-                {"bank_purchased": pack.credits},
-                "purchase",
-                member=actor.member_name,
-            )
-            acct["bank_purchased"] += pack.credits
-            balance = self._save_account(conn, org, acct, now, "purchase")
-            self._event(
-                conn,
-                acct,
-                "purchase.completed",
-                {"purchase_id": purchase_id, "pack_id": pack.id, "credits": pack.credits, "balance": balance},
-                now,
-            )
+            purchase_id, balance = self._buy_in(conn, org, acct, actor.member_id, actor.member_name, pack, now)
             body = {
                 "purchase": {
                     "id": purchase_id,
@@ -2014,6 +2044,54 @@ class Ledger:
             result = Result(201, body)
             self._remember(conn, org.id, idempotency_key, request_hash, result, now)
             return result
+
+    def _buy_in(
+        self,
+        conn: Connection,
+        org: Org,
+        acct: dict[str, Any],
+        member_id: int,
+        member_name: str,
+        pack: pricing.CreditPack,
+        now: datetime,
+        auto: bool = False,
+    ) -> tuple[int, dict[str, Any]]:
+        """A purchase inside a write transaction (the account locked): the pack goes into the
+        purchased bank. `auto`: bought by auto top-up. Returns (its number in the org, balance)."""
+        acct["last_purchase_number"] += 1
+        purchase_id = acct["last_purchase_number"]  # the purchase's id in its org
+        conn.execute(
+            purchases.insert().values(
+                org_id=org.id,
+                number=purchase_id,
+                member_id=member_id,
+                pack_id=pack.id,
+                credits=pack.credits,
+                price_cents=pack.price_cents,
+                currency=pack.currency,
+                payment_brand=org.payment_brand,
+                payment_last4=org.payment_last4,
+                at=to_db(now),
+            )
+        )
+        self._history(
+            conn,
+            org.id,
+            now,
+            "purchase",
+            pack.credits,
+            {"bank_purchased": pack.credits},
+            "purchase",
+            member=member_name,
+            auto=True if auto else None,
+        )
+        acct["bank_purchased"] += pack.credits
+        balance = self._save_account(conn, org, acct, now, "purchase")
+        data = {"purchase_id": purchase_id, "pack_id": pack.id, "credits": pack.credits, "balance": balance}
+        if auto:
+            data["auto"] = True
+        self._event(conn, acct, "purchase.completed", data, now)
+        return purchase_id, balance
 
     # --- history -----------------------------------------------------------------------------------
 
@@ -2076,6 +2154,7 @@ HISTORY_COLUMNS = (
     _T.c.bank_delta,
     _T.c.job_id,
     _T.c.member,
+    _T.c.auto,
 )
 _NEWEST_FIRST = (_T.c.at.desc(), _T.c.id.desc())
 # How a shot search reads the history, once it knows how many names match (measured at 1M rows of
@@ -2242,6 +2321,7 @@ HISTORY_KEYS = (
     "bank_delta",
     "job_id",
     "member",
+    "auto",
 )
 
 
@@ -2257,6 +2337,7 @@ def _history_json(rows: Sequence[Any], limit: int) -> dict[str, Any]:
     for row in rows:
         item = dict(zip(HISTORY_KEYS, row, strict=True))
         item["at"] = _iso_z(row[1])
+        item["auto"] = bool(item["auto"])  # NULL on every item but auto top-up's purchases
         items.append(item)
     return {"items": items, "next_cursor": encode_cursor(rows[-1].at, rows[-1].id) if more else None}
 

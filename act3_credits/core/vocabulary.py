@@ -12,8 +12,9 @@ from enum import StrEnum
 
 
 class Status(StrEnum):
-    """A job's status, and a shot's (a shot is never paused)."""
+    """A job's status, and a shot's (a shot is never paused or scheduled)."""
 
+    SCHEDULED = "scheduled"  # deferred to the next billing period: holds nothing until its refill
     QUEUED = "queued"
     PROCESSING = "processing"
     PAUSED = "paused"
