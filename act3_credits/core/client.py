@@ -351,11 +351,46 @@ class Client:
         self._check(data, RateCard.from_json)
         return data, resp.headers.get("ETag")
 
-    def estimate(self, shots: list[dict[str, Any]]) -> dict[str, Any]:
-        return self._check(self._post("/estimates", {"shots": shots}), _parse_estimate)
+    def estimate(
+        self, shots: list[dict[str, Any]], project: str | None = None, when: str | None = None
+    ) -> dict[str, Any]:
+        """`project`: also the budget's and the cap's verdict; `when="next_period"`: against what the
+        next refill leaves available."""
+        body: dict[str, Any] = {"shots": shots}
+        if project:
+            body["project"] = project
+        if when:
+            body["when"] = when
+        return self._check(self._post("/estimates", body), _parse_estimate)
 
-    def submit_job(self, name: str, shots: list[dict[str, Any]], idempotency_key: str) -> dict[str, Any]:
-        return self._job(self._post("/jobs", {"name": name, "shots": shots}, idempotency_key=idempotency_key))
+    def submit_job(
+        self,
+        name: str,
+        shots: list[dict[str, Any]],
+        idempotency_key: str,
+        project: str | None = None,
+        start: str | None = None,
+    ) -> dict[str, Any]:
+        """`start="next_period"`: a scheduled job, held and started by the next refill."""
+        body: dict[str, Any] = {"name": name, "shots": shots}
+        if project:
+            body["project"] = project
+        if start:
+            body["start"] = start
+        return self._job(self._post("/jobs", body, idempotency_key=idempotency_key))
+
+    def budgets(self) -> dict[str, Any]:
+        """`GET /v1/budgets`: `{"budgets": [...], "period_start"}`."""
+        return self._check(self._get("/budgets"), lambda d: {**d, "budgets": [dict(b) for b in d["budgets"]]})
+
+    def auto_top_up(self) -> dict[str, Any]:
+        return self._check(self._get("/account/auto-top-up"), lambda d: dict(d, enabled=bool(d["enabled"])))
+
+    def set_auto_top_up(self, enabled: bool, below: int, pack_id: str, max_per_period_cents: int) -> dict[str, Any]:
+        """The owner only; the same settings again change nothing, so no idempotency key is needed."""
+        body = {"enabled": enabled, "below": below, "pack_id": pack_id, "max_per_period_cents": max_per_period_cents}
+        resp = self._request("PUT", "/account/auto-top-up", json=body)
+        return self._check(self._json(resp), lambda d: dict(d, enabled=bool(d["enabled"])))
 
     def jobs(self, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         data = self._get("/jobs", params={"status": status or None, "limit": limit})

@@ -40,6 +40,15 @@ def estimate_changed_message(total: int, shown: int) -> str:
     )
 
 
+def limits_refusal(answer: dict[str, Any]) -> Act3Error | None:
+    """A member cap or a `refuse` budget the service's estimate says this batch would pass."""
+    for field, code in (("member_cap", "member_cap_exceeded"), ("budget", "budget_exceeded")):
+        verdict = answer.get(field)
+        if isinstance(verdict, dict) and verdict.get("verdict") == "refuse":
+            return InsufficientCreditsError(str(verdict.get("message") or code), code=code)
+    return None
+
+
 def refusal(answer: dict[str, Any], *, shown_total: int | None = None, force: bool = False) -> Act3Error | None:
     """Why the service's estimate (`POST /v1/estimates`) says this batch must not be sent, or None.
 
@@ -55,6 +64,9 @@ def refusal(answer: dict[str, Any], *, shown_total: int | None = None, force: bo
     total, available = int(answer.get("total") or 0), int(answer.get("available") or 0)
     if shown_total is not None and total != shown_total:
         return ConflictError(estimate_changed_message(total, shown_total), code="estimate_changed")
+    limited = limits_refusal(answer)
+    if limited is not None:
+        return limited
     if int(answer.get("shortfall") or 0) > 0 and not force:
         return InsufficientCreditsError(
             shortfall_message(total, available),
@@ -82,6 +94,8 @@ class Submission:
         force: bool = False,
         shown_total: int | None = None,
         on_done: Callable[[Submission], None] | None = None,
+        project: str | None = None,
+        start: str | None = None,
     ) -> None:
         self.worker = worker
         self.name = name
@@ -90,6 +104,8 @@ class Submission:
         self.force = force
         self.shown_total = shown_total
         self.on_done = on_done
+        self.project = project
+        self.start_at = start  # "next_period": a scheduled job, estimated against the next refill
         self.done = False
         self.ok = False
         self.message = ""
@@ -107,7 +123,15 @@ class Submission:
         return self.error.code if self.error is not None else None
 
     def start(self) -> Submission:
-        self.tickets.append(self.worker.request("estimate", shots=self.shots_json, callback=self._estimated))
+        self.tickets.append(
+            self.worker.request(
+                "estimate",
+                shots=self.shots_json,
+                project=self.project,
+                when=self.start_at,
+                callback=self._estimated,
+            )
+        )
         return self
 
     def _estimated(self, ticket: Ticket) -> None:
@@ -125,6 +149,8 @@ class Submission:
                 name=self.name,
                 shots=self.shots_json,
                 idempotency_key=self.idempotency_key,
+                project=self.project,
+                start=self.start_at,
                 callback=self._submitted,
             )
         )
@@ -137,7 +163,15 @@ class Submission:
         count = len(job.get("shots") or [])
         held = formatting.credits(int(job.get("estimated_credits") or 0))
         shots = f"{count} shot{'s' if count != 1 else ''}"
-        self._finish(True, f"Sent {job.get('name') or self.name} to ACT3 (job {job.get('id')}): {shots}, {held} held.")
+        name = job.get("name") or self.name
+        if job.get("status") == "scheduled":
+            return self._finish(
+                True, f"Deferred {name} (job {job.get('id')}): {shots}, {held} held at the next refill."
+            )
+        warned = " ".join(str(w.get("message") or "") for w in job.get("warnings") or [] if isinstance(w, dict))
+        self._finish(
+            True, f"Sent {name} to ACT3 (job {job.get('id')}): {shots}, {held} held." + (f" {warned}" if warned else "")
+        )
 
     def _fail(self, error: Act3Error, refused_here: bool = False) -> None:
         # A write that failed may still have happened (a lost answer): its key lets it be retried safely.

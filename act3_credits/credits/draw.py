@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..core import formatting, pricing
+from ..core import formatting, limits, pricing
 from ..core.state import HistoryRow, State
 from ..core.values import value
 from ..core.vocabulary import Kind
@@ -173,7 +173,9 @@ def status(state: State, thresholds: Thresholds, online_access: bool) -> Status:
     return Status(f"Up to date · {when}", "CHECKMARK", f"Confirmed by ACT3 at {when}.")
 
 
-def draw_credits(layout: Any, state: State, thresholds: Thresholds, online_access: bool, width: float = 0) -> None:
+def draw_credits(
+    layout: Any, state: State, thresholds: Thresholds, online_access: bool, width: float = 0, project: str = ""
+) -> None:
     """The Credits Detail panel (3D View sidebar, ACT3 tab, and the top bar's popover).
 
     Every row is always there (a dash until the first sync) and changes only its text, so nothing
@@ -212,6 +214,9 @@ def draw_credits(layout: Any, state: State, thresholds: Thresholds, online_acces
     box.label(text="Purchased", icon="PACKAGE")
     figure_row(box, "Never expire", cr(c.rollover_purchased if c else None))
 
+    if project:
+        draw_project_budget(layout.box(), project, limits.budgets_by_project(state.budgets).get(project))
+
     st = status(state, thresholds, online_access)
     row = layout.row()
     row.alert = st.alert
@@ -220,6 +225,16 @@ def draw_credits(layout: Any, state: State, thresholds: Thresholds, online_acces
     row = layout.row(align=True)
     row.operator("act3.refresh", text="Refresh", icon="FILE_REFRESH")
     row.operator("act3.buy_credits", text="Buy Credits", icon="ADD")
+
+
+def draw_project_budget(box: Any, project: str, budget: limits.Budget | None) -> None:
+    """The scene's project budget: spent, held and left (dashes without one; the same rows either way)."""
+    title = f"{project}: {formatting.credits(budget.credits)} {budget.per()}" if budget else f"{project}: no budget"
+    box.label(text=title, icon="FILE_BLEND")
+    figure_row(box, "Spent", formatting.credits(budget.spent if budget else None))
+    figure_row(box, "Held", formatting.credits(budget.held if budget else None))
+    row = figure_row(box, "Left", formatting.credits(budget.left if budget else None))
+    row.alert = budget is not None and budget.left <= 0
 
 
 def billing_line(billing_date: str) -> str:
@@ -459,3 +474,18 @@ def draw_preferences(
     for line in me_lines(state.me):
         box.label(text=line)
     draw_connection(box, state, online_access)
+    draw_spending_limits(layout.box(), state)
+
+
+def draw_spending_limits(box: Any, state: State) -> None:
+    """The member's cap and the organisation's auto top-up; only the owner gets the button to change it."""
+    box.label(text="Spending limits", icon="MOD_LENGTH")
+    cap = limits.MemberCap.from_me(state.me)
+    figure_row(box, "Your cap", cap.summary() if cap else "no cap", factor=0.3)
+    for line in limits.auto_top_up_lines(state.auto_top_up, state.packs):
+        box.label(text=line)
+    role = str(((state.me or {}).get("member") or {}).get("role") or "")
+    if role == "owner":
+        box.operator("act3.set_auto_top_up", text="Set Auto Top-Up…", icon="ADD")
+    else:
+        box.label(text="Only the owner can change auto top-up.", icon="LOCKED")
