@@ -1211,10 +1211,10 @@ class Ledger:
                 [p.credits for p in prices],
                 acct["period_start"],
             )
-            warnings = spend_limits.enforce(limits)
-            status = "paused" if limits.pause_before == 0 else "queued"
-            if scheduled:  # holds nothing now: its refill checks it (merge of budgets11 and defer11)
-                status, warnings = "scheduled", []
+            # A scheduled job holds nothing now, so it uses no budget or cap yet: its refill is
+            # where it meets them (merge of budgets11 and defer11).
+            warnings = [] if scheduled else spend_limits.enforce(limits)
+            status = "scheduled" if scheduled else "paused" if limits.pause_before == 0 else "queued"
             acct["last_job_number"] += 1
             number = acct["last_job_number"]
             job_id = int(

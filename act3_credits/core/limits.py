@@ -72,9 +72,6 @@ class Budget:
             _int(d, "left"),
         )
 
-    def per(self) -> str:
-        return "a billing period" if self.period == "billing_period" else "in total"
-
     def summary(self) -> str:
         """'3,000 of 5,000 cr left' (what the dialog's Project row reads)."""
         return f"{formatting.credits(self.left, unit=False)} of {formatting.credits(self.credits)} left"
@@ -302,27 +299,27 @@ def draft_first_saving(card: pricing.RateCard, drafted: Sequence[Drafted]) -> Dr
 # ---------------------------------------------------------------------------------------- auto top-up
 
 
-def auto_top_up_lines(setting: dict[str, Any] | None, packs: Sequence[dict[str, Any]] = ()) -> list[str]:
-    """What the preferences say of auto top-up, one short line each (the same for every role)."""
+def auto_top_up_rows(setting: dict[str, Any] | None, packs: Sequence[dict[str, Any]] = ()) -> list[tuple[str, str]]:
+    """What the preferences say of auto top-up, as (label, figure) rows (the same for every role)."""
     if not setting:
-        return ["Auto top-up: not known yet"]
-    if not setting.get("enabled"):
-        lines = ["Auto top-up: off"]
-    else:
+        return [("Auto top-up", "not known yet")]
+    rows = [("Auto top-up", "on" if setting.get("enabled") else "off")]
+    if setting.get("enabled"):
         pack_id = str(setting.get("pack_id") or "")
         pack = next((p for p in packs if p.get("id") == pack_id), None)
-        what = formatting.credits(_int(pack, "credits")) if pack else pack_id
-        price = f" ({money(_int(pack, 'price_cents'))})" if pack else ""
-        lines = [
-            f"Auto top-up: on, below {formatting.credits(_int(setting, 'below'))}",
-            f"Buys {what}{price}",
-            f"At most {money(_int(setting, 'max_per_period_cents'))} a period "
-            f"({money(_int(setting, 'spent_this_period_cents'))} spent)",
+        rows += [
+            ("Below", formatting.credits(_int(setting, "below"))),
+            ("Buys", formatting.credits(_int(pack, "credits")) if pack else pack_id),
+            ("For", money(_int(pack, "price_cents")) if pack else "—"),
+            ("At most a period", money(_int(setting, "max_per_period_cents"))),
+            ("Spent this period", money(_int(setting, "spent_this_period_cents"))),
         ]
     who = setting.get("set_by")
     name = who.get("name") if isinstance(who, dict) else None
-    lines.append(f"Set by {name} on {formatting.short_date(setting.get('set_at'))}" if name else "Never set")
-    return lines
+    rows.append(("Set by", name or "nobody yet"))
+    if name:
+        rows.append(("On", formatting.short_date(setting.get("set_at"))))
+    return rows
 
 
 def money(cents: int) -> str:

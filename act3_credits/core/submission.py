@@ -127,7 +127,8 @@ class Submission:
             self.worker.request(
                 "estimate",
                 shots=self.shots_json,
-                project=self.project,
+                # a deferred batch meets its budget at the refill, not now: asked without it
+                project=None if self.start_at else self.project,
                 when=self.start_at,
                 callback=self._estimated,
             )

@@ -229,8 +229,9 @@ def draw_credits(
 
 def draw_project_budget(box: Any, project: str, budget: limits.Budget | None) -> None:
     """The scene's project budget: spent, held and left (dashes without one; the same rows either way)."""
-    title = f"{project}: {formatting.credits(budget.credits)} {budget.per()}" if budget else f"{project}: no budget"
-    box.label(text=title, icon="FILE_BLEND")
+    box.label(text=project if budget else f"{project}: no budget", icon="FILE_BLEND")
+    label = "Total budget" if budget and budget.period == "total" else "Budget a period"
+    figure_row(box, label, formatting.credits(budget.credits if budget else None))
     figure_row(box, "Spent", formatting.credits(budget.spent if budget else None))
     figure_row(box, "Held", formatting.credits(budget.held if budget else None))
     row = figure_row(box, "Left", formatting.credits(budget.left if budget else None))
@@ -481,11 +482,12 @@ def draw_spending_limits(box: Any, state: State) -> None:
     """The member's cap and the organisation's auto top-up; only the owner gets the button to change it."""
     box.label(text="Spending limits", icon="MOD_LENGTH")
     cap = limits.MemberCap.from_me(state.me)
-    figure_row(box, "Your cap", cap.summary() if cap else "no cap", factor=0.3)
-    for line in limits.auto_top_up_lines(state.auto_top_up, state.packs):
-        box.label(text=line)
+    figure_row(box, "Your cap", formatting.credits(cap.credits_per_period) if cap else "no cap")
+    figure_row(box, "Left this period", formatting.credits(cap.left if cap else None))
+    for label, figure in limits.auto_top_up_rows(state.auto_top_up, state.packs):
+        figure_row(box, label, figure)
     role = str(((state.me or {}).get("member") or {}).get("role") or "")
     if role == "owner":
         box.operator("act3.set_auto_top_up", text="Set Auto Top-Up…", icon="ADD")
     else:
-        box.label(text="Only the owner can change auto top-up.", icon="LOCKED")
+        box.label(text="Only the owner sets auto top-up.", icon="LOCKED")

@@ -286,8 +286,9 @@ def defer_text(lines: Sequence[Line]) -> str:
 
 def _draw_limits(layout: Any, lim: Limits) -> None:
     col = layout.column()
-    budget = f"{lim.project} · {lim.budget.summary()}" if lim.budget is not None else f"{lim.project} · no budget"
-    _pair(col, "Project", budget, alert=lim.budget is not None and lim.budget.left < lim.needed)
+    _pair(col, "Project", lim.project)
+    left = lim.budget.summary() if lim.budget is not None else "no budget"
+    _pair(col, "Budget", left, alert=lim.budget is not None and lim.budget.left < lim.needed)
     cap = lim.cap.summary() if lim.cap is not None else "no cap"
     _pair(col, "Your cap", cap, alert=lim.cap is not None and lim.cap.left < lim.needed)
 
@@ -621,7 +622,7 @@ def draw_shots_panel(
     op = buttons.operator("act3.generate_batch", text=f"Generate {label} · {total}", icon="RENDER_ANIMATION")
     op.tag = settings.tag_filter
     approved = sum(1 for it in items if it.approved)
-    buttons.operator("act3.upgrade_approved", text=f"Upgrade Approved · {approved}", icon="SORT_DESC")
+    layout.operator("act3.upgrade_approved", text=f"Upgrade Approved · {approved} shots", icon="SORT_DESC")
 
 
 def draw_generate_settings(layout: Any, settings: Any, problems: Sequence[str] = (), width: float = 0) -> None:

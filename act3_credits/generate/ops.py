@@ -444,11 +444,9 @@ class ACT3_OT_generate(_CostEstimate):
         return f"There is no shot named {self.shot!r} in this scene." if self.shot else "There is no shot to render."
 
 
-class ACT3_OT_generate_batch(_CostEstimate):
-    """Render every shot that carries the tag in the filter (all shots when it is empty). The Cost Estimate lists each shot's cost first; untick shots to leave them out"""
+class _Batch(_CostEstimate):
+    """Shared by Generate Batch and Upgrade Approved (a registered operator class is never subclassed)."""
 
-    bl_idname = "act3.generate_batch"
-    bl_label = "Generate Batch"
     dialog_width = 620
     batch = True
 
@@ -524,7 +522,14 @@ class ACT3_OT_generate_batch(_CostEstimate):
         return None
 
 
-class ACT3_OT_upgrade_approved(ACT3_OT_generate_batch):
+class ACT3_OT_generate_batch(_Batch):
+    """Render every shot that carries the tag in the filter (all shots when it is empty). The Cost Estimate lists each shot's cost first; untick shots to leave them out"""
+
+    bl_idname = "act3.generate_batch"
+    bl_label = "Generate Batch"
+
+
+class ACT3_OT_upgrade_approved(_Batch):
     """Render the approved shots again at their final tier (High unless set per shot). The Cost Estimate
     shows what rendering Draft first saved against every shot at its final tier from the start"""
 
@@ -567,7 +572,7 @@ class ACT3_OT_defer_shots(bpy.types.Operator):
         if worker is None:
             self.report({"ERROR"}, "ACT3 Credits is not running: enable the add-on and set an API key.")
             return {"CANCELLED"}
-        name = self.job_name or f"{context.scene.name} deferred ({len(body)} shots)"
+        name = self.job_name or f"{context.scene.name} deferred"
         when = formatting.day_month(billing_date()) or "the next refill"
         sending = submission.Submission(
             worker,
