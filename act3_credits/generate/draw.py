@@ -230,6 +230,7 @@ def draw_estimate_batch(
         fitted_out=fitted_out,
         limits=limits,
         billing_date=billing_date,
+        upgrade=saving is not None,
     )
 
 
@@ -313,6 +314,7 @@ def _draw_footer(
     fitted_out: Sequence[bool] = (),
     limits: Limits | None = None,
     billing_date: str = "",
+    upgrade: bool = False,
 ) -> None:
     """The same rows in every state, so Confirm (at the dialog's foot) never moves under the pointer."""
     layout.separator()
@@ -323,7 +325,9 @@ def _draw_footer(
     if limits is not None:
         _draw_limits(layout, limits)
     draft = est.draft_text()
-    if draft:
+    if upgrade:  # the Draft renders are done: the saving above is the comparison that counts
+        text = "Upgrading approved Drafts to their final tier."
+    elif draft:
         text = draft
     elif est.sent and all(ln.shot.tier == shots.DRAFT_TIER for ln in est.sent):
         text = "Already at Draft, the cheapest tier."
