@@ -4,7 +4,8 @@
   `Estimate.why_not` says why Confirm may not send them (the dialog's rule, no network).
 - On Confirm (and in `api.submit`) a `Submission` asks the service's estimate first, then
   `refusal()` decides: a shot the service refuses, a rate card that changed since the dialog
-  opened, or a balance that does not cover the batch (unless `force`, where the service decides).
+  opened, a member cap or a project budget that refuses it, or a balance that does not cover the
+  batch (unless `force`, where the service decides).
   Only then is the job sent, under one idempotency key made before the first try.
 - A confirmation whose answer was lost keeps its key in `KeyBook`: confirming the same shots again
   reuses it, so the service replays the job instead of rendering and charging it twice.
@@ -22,7 +23,15 @@ from collections.abc import Callable
 from typing import Any
 
 from . import formatting
-from .client import Act3Error, ConflictError, ForbiddenError, InsufficientCreditsError, TierNotAllowedError
+from .client import (
+    Act3Error,
+    BudgetExceededError,
+    ConflictError,
+    ForbiddenError,
+    InsufficientCreditsError,
+    MemberCapExceededError,
+    TierNotAllowedError,
+)
 from .client import new_idempotency_key as _new_key
 from .shots import shortfall_message
 from .sync import SyncWorker, Ticket
@@ -55,6 +64,28 @@ def refusal(answer: dict[str, Any], *, shown_total: int | None = None, force: bo
     total, available = int(answer.get("total") or 0), int(answer.get("available") or 0)
     if shown_total is not None and total != shown_total:
         return ConflictError(estimate_changed_message(total, shown_total), code="estimate_changed")
+    # Limits the organisation set itself: the service would refuse the job the same way (force or not).
+    cap = answer.get("member_cap") or {}
+    if cap.get("verdict") == "refuse":
+        return MemberCapExceededError(
+            str(cap.get("message") or "This batch is past your cap for the billing period."),
+            code="member_cap_exceeded",
+            cap=cap.get("credits_per_period"),
+            spent=cap.get("spent"),
+            held=cap.get("held"),
+            needed=total,
+        )
+    budget = answer.get("budget") or {}
+    if budget.get("verdict") == "refuse":
+        return BudgetExceededError(
+            str(budget.get("message") or f"This batch is past the budget of project {budget.get('project')}."),
+            code="budget_exceeded",
+            project=budget.get("project"),
+            budget=budget.get("credits"),
+            spent=budget.get("spent"),
+            held=budget.get("held"),
+            needed=total,
+        )
     if int(answer.get("shortfall") or 0) > 0 and not force:
         return InsufficientCreditsError(
             shortfall_message(total, available),
@@ -82,8 +113,10 @@ class Submission:
         force: bool = False,
         shown_total: int | None = None,
         on_done: Callable[[Submission], None] | None = None,
+        project: str | None = None,
     ) -> None:
         self.worker = worker
+        self.project = project or None  # the project whose budget the job counts against
         self.name = name
         self.shots_json = shots_json
         self.idempotency_key = idempotency_key
@@ -107,7 +140,9 @@ class Submission:
         return self.error.code if self.error is not None else None
 
     def start(self) -> Submission:
-        self.tickets.append(self.worker.request("estimate", shots=self.shots_json, callback=self._estimated))
+        self.tickets.append(
+            self.worker.request("estimate", shots=self.shots_json, project=self.project, callback=self._estimated)
+        )
         return self
 
     def _estimated(self, ticket: Ticket) -> None:
@@ -125,6 +160,7 @@ class Submission:
                 name=self.name,
                 shots=self.shots_json,
                 idempotency_key=self.idempotency_key,
+                project=self.project,
                 callback=self._submitted,
             )
         )
@@ -137,7 +173,9 @@ class Submission:
         count = len(job.get("shots") or [])
         held = formatting.credits(int(job.get("estimated_credits") or 0))
         shots = f"{count} shot{'s' if count != 1 else ''}"
-        self._finish(True, f"Sent {job.get('name') or self.name} to ACT3 (job {job.get('id')}): {shots}, {held} held.")
+        said = f"Sent {job.get('name') or self.name} to ACT3 (job {job.get('id')}): {shots}, {held} held."
+        warnings = " ".join(str(w.get("message") or "") for w in job.get("warnings") or [] if isinstance(w, dict))
+        self._finish(True, f"{said} {warnings}".strip())
 
     def _fail(self, error: Act3Error, refused_here: bool = False) -> None:
         # A write that failed may still have happened (a lost answer): its key lets it be retried safely.

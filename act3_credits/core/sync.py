@@ -602,7 +602,6 @@ class SyncWorker:
             h.apply_page(page.rows, page.next_cursor, first=p.get("cursor") is None)
         self.state.touch()
 
-
     def _on_packs(self, r: dict[str, Any], p: dict[str, Any]) -> None:
         self.state.packs = list(r["packs"])
         if r.get("payment_method") is not None:
@@ -634,7 +633,6 @@ class SyncWorker:
     def _on_job(self, job: dict[str, Any], p: dict[str, Any]) -> None:
         self.state.jobs[int(job["id"])] = job
         self.state.touch()
-
 
     def _on_resync(self, _r: None, _p: dict[str, Any]) -> None:
         """The event stream (re)connected: fetch everything once, then events keep it current."""
@@ -747,10 +745,17 @@ REQUESTS: dict[str, Request] = {
     "history_page": Request(_history),  # a page for a script: limit, cursor, tier, shot, kind
     "packs": Request(lambda c, p: c.credit_packs(), SyncWorker._on_packs),
     "buy": Request(lambda c, p: c.purchase(p["pack_id"], p["idempotency_key"]), SyncWorker._on_buy),
-    "estimate": Request(lambda c, p: c.estimate(p["shots"])),
+    "estimate": Request(lambda c, p: c.estimate(p["shots"], p.get("project"))),
     "submit_job": Request(
-        lambda c, p: c.submit_job(p["name"], p["shots"], p["idempotency_key"]), SyncWorker._on_submit_job
+        lambda c, p: c.submit_job(p["name"], p["shots"], p["idempotency_key"], p.get("project")),
+        SyncWorker._on_submit_job,
     ),
+    # Budgets and caps: a ticket alone carries each answer (nothing in the State yet).
+    "budgets": Request(lambda c, p: c.budgets()),
+    "set_budget": Request(lambda c, p: c.set_budget(p["project"], p["credits"], p["period"], p["action"])),
+    "delete_budget": Request(lambda c, p: c.delete_budget(p["project"])),
+    "members": Request(lambda c, p: c.members()),
+    "set_member_cap": Request(lambda c, p: c.set_member_cap(p["member_id"], p["credits_per_period"])),
     "jobs": Request(lambda c, p: c.jobs(status=p.get("status"), limit=p.get("limit", 50)), SyncWorker._on_jobs),
     "job": Request(lambda c, p: c.job(p["job_id"]), SyncWorker._on_job),
     "pause_job": Request(lambda c, p: c.pause_job(p["job_id"]), SyncWorker._on_job),
