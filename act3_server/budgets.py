@@ -61,7 +61,7 @@ def check_project(project: Any, loc: list[str]) -> str:
 
 def _check_credits(credits: Any, loc: list[str]) -> int:
     if type(credits) is not int or not 0 <= credits <= MAX_LIMIT_CREDITS:
-        raise _invalid(loc, f"must be a whole number of credits from 0 to {MAX_LIMIT_CREDITS:,}.")
+        raise _invalid(loc, f"{loc[-1]} must be a whole number of credits from 0 to {MAX_LIMIT_CREDITS:,}.")
     return credits
 
 

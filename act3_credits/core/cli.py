@@ -4,6 +4,11 @@
     act3 --url http://127.0.0.1:8765/v1 history --limit 20 --tier high
     act3 estimate veo-3.1 standard 7.5 4       (one shot per duration)
     act3 buy pack-250k
+    act3 budgets                                (project budgets: spent, held, left)
+    act3 budget set spot-2027 500000 --action pause [--period total]
+    act3 budget delete spot-2027
+    act3 members                                (ids, roles and caps)
+    act3 cap 7 100000                           (member 7's cap a billing period; `none` removes it)
 
 The key comes from ACT3_API_KEY only (a command-line flag would show in `ps` and shell history);
 the URL from --url, else ACT3_API_URL, else the local default. Exit status: 0 done, 1 the service
@@ -21,7 +26,7 @@ from typing import Any
 from . import formatting
 from .client import Act3Error, Client, new_idempotency_key
 from .keystore import ENV_KEY, ENV_URL, resolve
-from .vocabulary import Kind
+from .vocabulary import BudgetAction, BudgetPeriod, Kind
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -40,10 +45,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     e.add_argument("engine")
     e.add_argument("tier")
     e.add_argument("seconds", type=float, nargs="+", help="one shot per duration")
+    e.add_argument("--project", help="also say what this project's budget and your cap would do")
     sub.add_parser("packs", help="credit packs on sale")
     b = sub.add_parser("buy", help="buy a credit pack with the card on file (owner or admin)")
     b.add_argument("pack")
+    sub.add_parser("budgets", help="project budgets: spent, held and left")
+    bud = sub.add_parser("budget", help="set or remove a project budget (owner or admin)")
+    bud_sub = bud.add_subparsers(dest="budget_command", required=True)
+    bs = bud_sub.add_parser("set", help="set or replace a project's budget")
+    bs.add_argument("project")
+    bs.add_argument("credits", type=int)
+    bs.add_argument("--period", choices=[p.value for p in BudgetPeriod], default=BudgetPeriod.BILLING_PERIOD.value)
+    bs.add_argument("--action", choices=[a.value for a in BudgetAction], default=BudgetAction.REFUSE.value)
+    bd = bud_sub.add_parser("delete", help="remove a project's budget")
+    bd.add_argument("project")
+    sub.add_parser("members", help="the organisation's members, their ids and caps")
+    c = sub.add_parser("cap", help="cap a member's credits a billing period (owner or admin)")
+    c.add_argument("member_id", type=int)
+    c.add_argument("credits", help="credits a billing period, or `none` to remove the cap")
     args = parser.parse_args(argv)
+    if args.command == "cap" and args.credits != "none" and not args.credits.isdigit():
+        parser.error("cap: credits must be a whole number or `none`")
 
     # --url wins over the environment here: it was typed for this very call.
     url, key, _ = resolve("", "", None)
@@ -89,7 +111,7 @@ def _run(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
             {"name": f"shot{i + 1}", "engine": args.engine, "tier": args.tier, "duration_s": s}
             for i, s in enumerate(args.seconds)
         ]
-        est = client.estimate(shots)
+        est = client.estimate(shots, args.project)
         lines = [
             f"{s['name']:8} {s['duration_s']:>3} s  {formatting.credits(s['credits'])}"
             + (f"  blocked: {s['blocked_reason']}" if s.get("blocked_reason") else "")
@@ -98,6 +120,9 @@ def _run(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
         lines.append(f"Total {formatting.credits(est['total'])}; available {formatting.credits(est['available'])}")
         if est.get("shortfall"):
             lines.append(f"Short by {formatting.credits(est['shortfall'])}")
+        for limit in (est.get("member_cap"), est.get("budget")):
+            if limit and limit.get("message"):
+                lines.append(f"{str(limit['verdict']).capitalize()}: {limit['message']}")
         return est, "\n".join(lines)
     if args.command == "packs":
         data = client.credit_packs()
@@ -112,7 +137,41 @@ def _run(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
             f"{formatting.credits(result.balance.available)} available."
         )
         return {"purchase": result.purchase, "balance": result.balance.to_json()}, text
+    if args.command == "budgets":
+        budgets = client.budgets()
+        return {"budgets": budgets}, "\n".join(_budget_line(b) for b in budgets) or "No project budgets."
+    if args.command == "budget" and args.budget_command == "set":
+        b = client.set_budget(args.project, args.credits, args.period, args.action)
+        return b, _budget_line(b)
+    if args.command == "budget":
+        client.delete_budget(args.project)
+        return {"deleted": args.project}, f"Removed the budget of {args.project}."
+    if args.command == "members":
+        people = client.members()
+        return {"members": people}, "\n".join(_member_line(m) for m in people)
+    if args.command == "cap":
+        m = client.set_member_cap(args.member_id, None if args.credits == "none" else int(args.credits))
+        return m, _member_line(m)
     raise AssertionError(args.command)
+
+
+def _budget_line(b: dict[str, Any]) -> str:
+    per = "a period" if b["period"] == BudgetPeriod.BILLING_PERIOD else "in total"
+    return (
+        f"{b['project']:20} {formatting.credits(b['credits']):>14} {per:9} {b['action']:7}"
+        f"  spent {formatting.credits(b['spent'])}, held {formatting.credits(b['held'])},"
+        f" left {formatting.credits(b['left'])}"
+    )
+
+
+def _member_line(m: dict[str, Any]) -> str:
+    cap = m.get("cap")
+    limit = (
+        f"cap {formatting.credits(cap['credits_per_period'])}, left {formatting.credits(cap['left'])}"
+        if cap
+        else "no cap"
+    )
+    return f"{m['id']:>5}  {m['name']:24} {m['role']:7} {limit}"
 
 
 if __name__ == "__main__":

@@ -77,9 +77,10 @@ class Budget:
         return f"{formatting.credits(self.left, unit=False)} of {formatting.credits(self.credits)} left"
 
 
-def budgets_by_project(answer: dict[str, Any] | None) -> dict[str, Budget]:
+def budgets_by_project(budgets: Sequence[dict[str, Any]] | None) -> dict[str, Budget]:
+    """`GET /v1/budgets`'s list (as `Client.budgets` gives it), by project."""
     out: dict[str, Budget] = {}
-    for d in (answer or {}).get("budgets") or []:
+    for d in budgets or ():
         if isinstance(d, dict):
             b = Budget.from_json(d)
             out[b.project] = b

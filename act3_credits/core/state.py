@@ -216,7 +216,7 @@ class State:
         self.packs: list[dict[str, Any]] = []
         self.payment_method: dict[str, Any] | None = None
         self.jobs: dict[int, dict[str, Any]] = {}
-        self.budgets: dict[str, Any] | None = None  # GET /v1/budgets (limits.budgets_by_project reads it)
+        self.budgets: list[dict[str, Any]] | None = None  # GET /v1/budgets (limits.budgets_by_project reads it)
         self.auto_top_up: dict[str, Any] | None = None  # GET /v1/account/auto-top-up
         self.rate_card: RateCard | None = None
         self.pricing_etag: str | None = None

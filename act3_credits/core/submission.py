@@ -4,7 +4,8 @@
   `Estimate.why_not` says why Confirm may not send them (the dialog's rule, no network).
 - On Confirm (and in `api.submit`) a `Submission` asks the service's estimate first, then
   `refusal()` decides: a shot the service refuses, a rate card that changed since the dialog
-  opened, or a balance that does not cover the batch (unless `force`, where the service decides).
+  opened, a member cap or a project budget that refuses it, or a balance that does not cover the
+  batch (unless `force`, where the service decides).
   Only then is the job sent, under one idempotency key made before the first try.
 - A confirmation whose answer was lost keeps its key in `KeyBook`: confirming the same shots again
   reuses it, so the service replays the job instead of rendering and charging it twice.
@@ -22,7 +23,15 @@ from collections.abc import Callable
 from typing import Any
 
 from . import formatting
-from .client import Act3Error, ConflictError, ForbiddenError, InsufficientCreditsError, TierNotAllowedError
+from .client import (
+    Act3Error,
+    BudgetExceededError,
+    ConflictError,
+    ForbiddenError,
+    InsufficientCreditsError,
+    MemberCapExceededError,
+    TierNotAllowedError,
+)
 from .client import new_idempotency_key as _new_key
 from .shots import shortfall_message
 from .sync import SyncWorker, Ticket
@@ -40,15 +49,6 @@ def estimate_changed_message(total: int, shown: int) -> str:
     )
 
 
-def limits_refusal(answer: dict[str, Any]) -> Act3Error | None:
-    """A member cap or a `refuse` budget the service's estimate says this batch would pass."""
-    for field, code in (("member_cap", "member_cap_exceeded"), ("budget", "budget_exceeded")):
-        verdict = answer.get(field)
-        if isinstance(verdict, dict) and verdict.get("verdict") == "refuse":
-            return InsufficientCreditsError(str(verdict.get("message") or code), code=code)
-    return None
-
-
 def refusal(answer: dict[str, Any], *, shown_total: int | None = None, force: bool = False) -> Act3Error | None:
     """Why the service's estimate (`POST /v1/estimates`) says this batch must not be sent, or None.
 
@@ -64,9 +64,28 @@ def refusal(answer: dict[str, Any], *, shown_total: int | None = None, force: bo
     total, available = int(answer.get("total") or 0), int(answer.get("available") or 0)
     if shown_total is not None and total != shown_total:
         return ConflictError(estimate_changed_message(total, shown_total), code="estimate_changed")
-    limited = limits_refusal(answer)
-    if limited is not None:
-        return limited
+    # Limits the organisation set itself: the service would refuse the job the same way (force or not).
+    cap = answer.get("member_cap") or {}
+    if cap.get("verdict") == "refuse":
+        return MemberCapExceededError(
+            str(cap.get("message") or "This batch is past your cap for the billing period."),
+            code="member_cap_exceeded",
+            cap=cap.get("credits_per_period"),
+            spent=cap.get("spent"),
+            held=cap.get("held"),
+            needed=total,
+        )
+    budget = answer.get("budget") or {}
+    if budget.get("verdict") == "refuse":
+        return BudgetExceededError(
+            str(budget.get("message") or f"This batch is past the budget of project {budget.get('project')}."),
+            code="budget_exceeded",
+            project=budget.get("project"),
+            budget=budget.get("credits"),
+            spent=budget.get("spent"),
+            held=budget.get("held"),
+            needed=total,
+        )
     if int(answer.get("shortfall") or 0) > 0 and not force:
         return InsufficientCreditsError(
             shortfall_message(total, available),
@@ -98,13 +117,13 @@ class Submission:
         start: str | None = None,
     ) -> None:
         self.worker = worker
+        self.project = project or None  # the project whose budget the job counts against
         self.name = name
         self.shots_json = shots_json
         self.idempotency_key = idempotency_key
         self.force = force
         self.shown_total = shown_total
         self.on_done = on_done
-        self.project = project
         self.start_at = start  # "next_period": a scheduled job, estimated against the next refill
         self.done = False
         self.ok = False

@@ -210,19 +210,17 @@ def test_the_budget_guard_panel_reads_whole_at_the_default_width(scale):
 
 # ------------------------------------------------------------------ budgets on the work (issue 11)
 
-BUDGETS = {
-    "budgets": [
-        {
-            "project": "harbour_spot_final_v12",
-            "credits": 12_500_000,
-            "period": "billing_period",
-            "action": "refuse",
-            "spent": 11_234_560,
-            "held": 1_125_240,
-            "left": 140_200,
-        }
-    ]
-}
+BUDGETS = [
+    {
+        "project": "harbour_spot_final_v12",
+        "credits": 12_500_000,
+        "period": "billing_period",
+        "action": "refuse",
+        "spent": 11_234_560,
+        "held": 1_125_240,
+        "left": 140_200,
+    }
+]
 
 
 @pytest.mark.parametrize("scale", SCALES)

@@ -1,6 +1,10 @@
 """A Hypothesis state machine drives the Ledger with random estimates, jobs, shot claims, completions,
 failures, pauses, cancels, purchases, clock moves and refills, and checks after every step that the
 books agree with an independent model of the rules (on SQLite and on PostgreSQL).
+
+Budgets and caps (its own block of rules, model and invariants below): project budgets set,
+replaced and removed, member caps set and removed, jobs sent for projects by two members; a
+`refuse` budget and a cap are never passed, and the service's figures agree with the model's.
 """
 
 from __future__ import annotations
@@ -47,6 +51,57 @@ def is_billing_day(d: date, billing_day: int) -> bool:
 
 
 @dataclass
+class JobUse:
+    """What a job counts against budgets and caps: its estimate less what was released."""
+
+    project: str | None
+    period: date
+    member_id: int
+    used: int
+    charged: int = 0
+
+
+@dataclass
+class LimitsModel:
+    """Budgets and caps, written again plainly: a job counts in the billing period it was sent in."""
+
+    budgets: dict[str, tuple[int, str, str, int]] = field(
+        default_factory=dict
+    )  # project -> credits, period, action, floor
+    caps: dict[int, tuple[int, int]] = field(default_factory=dict)  # member id -> cap, floor
+    jobs: dict[int, JobUse] = field(default_factory=dict)  # job number -> use
+
+    def project_use(self, project: str, period: str, now_period: date) -> tuple[int, int]:
+        mine = [j for j in self.jobs.values() if j.project == project and (period == "total" or j.period == now_period)]
+        return sum(j.charged for j in mine), sum(j.used - j.charged for j in mine)
+
+    def member_use(self, member_id: int, now_period: date) -> int:
+        return sum(j.used for j in self.jobs.values() if j.member_id == member_id and j.period == now_period)
+
+    def verdict(
+        self, member_id: int, project: str | None, costs: list[int], now_period: date
+    ) -> tuple[str, int | None]:
+        """("within" | "member_cap_exceeded" | "budget_exceeded" | "warn" | "pause", pause_before)."""
+        total = sum(costs)
+        if member_id in self.caps and self.member_use(member_id, now_period) + total > self.caps[member_id][0]:
+            return "member_cap_exceeded", None
+        if project is None or project not in self.budgets:
+            return "within", None
+        credits, period, action, _floor = self.budgets[project]
+        used = sum(self.project_use(project, period, now_period))
+        if used + total <= credits:
+            return "within", None
+        if action == "refuse":
+            return "budget_exceeded", None
+        if action == "warn":
+            return "warn", None
+        for i in range(len(costs)):
+            if used + sum(costs[: i + 1]) > credits:
+                return "pause", i
+        raise AssertionError("unreachable: the total crosses")
+
+
+@dataclass
 class Model:
     """The rules, written again as plainly as possible."""
 
@@ -59,6 +114,7 @@ class Model:
     held: int = 0
     refills: int = 1
     expected_charges: dict[int, int] = field(default_factory=dict)  # shot id -> price
+    limits: LimitsModel = field(default_factory=lambda: LimitsModel())
 
     def apply_due(self, now: datetime) -> None:
         d = self.last_refill_day
@@ -153,25 +209,41 @@ class LedgerMachine(RuleBasedStateMachine):
         self._create([{"name": "drain", "engine": "seedance-2.0", "tier": "high", "duration_s": 15}] * n, False)
         self.render_everything(fail_every)
 
-    def _create(self, specs: list[dict[str, Any]], idem: bool) -> None:
+    def _create(
+        self, specs: list[dict[str, Any]], idem: bool, project: str | None = None, role: str = "editor"
+    ) -> None:
         assert self.books and self.model
         costs = [prices.credits(s) for s in specs]  # from the price list, by hand
         self.model.apply_due(self.clock.now)
+        actor = self.books.actors[role]
+        limits = self.model.limits
+        verdict, pause_before = limits.verdict(actor.member_id, project, costs, self.model.last_refill_day)
         key = uuid.uuid4().hex if idem else None
         try:
-            result = self.ledger.create_job(self.books.editor, "batch", specs, key)
+            result = self.ledger.create_job(actor, "batch", specs, key, project=project)
         except LedgerError as err:
             if err.code == "tier_not_allowed":
                 assert any(s["tier"] not in self.model.plan.allowed_tiers for s in specs)
+            elif err.code in ("member_cap_exceeded", "budget_exceeded"):
+                assert sum(costs) <= self.model.available and err.code == verdict
             else:
                 assert err.code == "insufficient_credits"
                 assert sum(costs) > self.model.available
             return
         assert all(s["tier"] in self.model.plan.allowed_tiers for s in specs)
         assert sum(costs) <= self.model.available
+        assert verdict in ("within", "warn", "pause")  # never past a cap or a refuse budget
         self.model.held += sum(costs)
         job = result.body
         assert job["estimated_credits"] == sum(costs) == job["held"]
+        assert job["project"] == project
+        assert [w["code"] for w in job.get("warnings", [])] == {
+            "within": [],
+            "warn": ["budget_warning"],
+            "pause": ["budget_pause"],
+        }[verdict]
+        assert job["status"] == ("paused" if pause_before == 0 else "queued")
+        limits.jobs[job["id"]] = JobUse(project, self.model.last_refill_day, actor.member_id, sum(costs))
         self.jobs.append(job["id"])
         with db.read_tx(self.ledger.engine) as conn:
             internal = conn.execute(
@@ -180,7 +252,7 @@ class LedgerMachine(RuleBasedStateMachine):
             for sid, idx in conn.execute(select(db.shots.c.id, db.shots.c.idx).where(db.shots.c.job_id == internal)):
                 self.model.expected_charges[sid] = costs[idx]
         if key:  # a replay changes nothing
-            again = self.ledger.create_job(self.books.editor, "batch", specs, key)
+            again = self.ledger.create_job(actor, "batch", specs, key, project=project)
             assert again.replayed and again.body == job
 
     @rule()
@@ -216,6 +288,7 @@ class LedgerMachine(RuleBasedStateMachine):
         if fail:
             if self.ledger.fail_shot(c, "random failure"):
                 self.model.held -= c.credits
+                self.model.limits.jobs[c.job_number].used -= c.credits  # budgets: released
             return
         monthly_before = self.model.monthly
         if not self.ledger.complete_shot(c):
@@ -223,6 +296,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert c.credits == self.model.expected_charges[c.shot_id]  # estimate == charge
         self.model.held -= c.credits
         self.model.charge(c.credits)
+        self.model.limits.jobs[c.job_number].charged += c.credits  # budgets: held becomes spent
         with db.read_tx(self.ledger.engine) as conn:
             item = conn.execute(select(db.transactions).where(db.transactions.c.shot_id == c.shot_id)).one()
         # Monthly first, then the bank: one item, split per bucket.
@@ -245,6 +319,7 @@ class LedgerMachine(RuleBasedStateMachine):
         if action == "cancel":
             assert job["held"] == 0 and job["status"] == "canceled"
             self.model.held -= before["held"]
+            self.model.limits.jobs[job_id].used -= before["held"]  # budgets: released
             self.claims = [c for c in self.claims if c.job_id != job_id]  # those can no longer charge
 
     @rule(
@@ -273,6 +348,88 @@ class LedgerMachine(RuleBasedStateMachine):
     def jump_years(self, years: int, how: str) -> None:
         """The dev clock jumping decades: hundreds of billing dates pass at once."""
         self.move_clock(hours=24 * 365 * years + 7, how=how)
+
+    # --- budgets and caps: rules --------------------------------------------------------------------
+
+    @rule(
+        project=st.sampled_from(["p1", "p2"]),
+        credits=st.one_of(st.integers(0, 40_000), st.just(10**15)),
+        period=st.sampled_from(["billing_period", "total"]),
+        action=st.sampled_from(["warn", "pause", "refuse"]),
+        role=st.sampled_from(["owner", "admin", "editor"]),
+    )
+    def set_budget(self, project: str, credits: int, period: str, action: str, role: str) -> None:
+        assert self.books and self.model
+        self.model.apply_due(self.clock.now)
+        try:
+            got = self.ledger.budgets.put(self.books.actors[role], project, credits, period, action)
+        except LedgerError as err:
+            assert err.code == "forbidden" and role == "editor"
+            return
+        limits = self.model.limits
+        spent, held = limits.project_use(project, period, self.model.last_refill_day)
+        assert (got["spent"], got["held"], got["left"]) == (spent, held, credits - spent - held)
+        # Lowered below what is already used: no new job may add to it, but it may stay above.
+        limits.budgets[project] = (credits, period, action, spent + held)
+
+    @rule(project=st.sampled_from(["p1", "p2"]))
+    def delete_budget(self, project: str) -> None:
+        assert self.books and self.model
+        try:
+            self.ledger.budgets.delete(self.books.owner, project)
+        except LedgerError as err:
+            assert err.code == "not_found" and project not in self.model.limits.budgets
+            return
+        del self.model.limits.budgets[project]
+
+    @rule(cap=st.one_of(st.none(), st.integers(0, 60_000)))
+    def set_cap(self, cap: int | None) -> None:
+        assert self.books and self.model
+        self.model.apply_due(self.clock.now)
+        editor = self.books.editor
+        got = self.ledger.budgets.set_cap(self.books.actors["admin"], editor.member_id, cap)
+        limits = self.model.limits
+        if cap is None:
+            assert got["cap"] is None
+            limits.caps.pop(editor.member_id, None)
+            return
+        used = limits.member_use(editor.member_id, self.model.last_refill_day)
+        assert got["cap"]["left"] == cap - used
+        limits.caps[editor.member_id] = (cap, used)
+
+    @rule(
+        specs=st.lists(shot_specs, min_size=1, max_size=5),
+        project=st.sampled_from(["p1", "p2", None]),
+        role=st.sampled_from(["editor", "admin"]),
+        idem=st.booleans(),
+    )
+    def create_project_job(self, specs: list[dict[str, Any]], project: str | None, role: str, idem: bool) -> None:
+        self._create(specs, idem, project, role)
+
+    # --- budgets and caps: invariants ---------------------------------------------------------------
+
+    @invariant()
+    def budgets_and_caps_are_never_passed(self) -> None:
+        if self.books is None or self.model is None:
+            return
+        self.model.apply_due(self.clock.now)
+        limits, period = self.model.limits, self.model.last_refill_day
+        listed = {b["project"]: b for b in self.ledger.budgets.list_budgets(self.books.actors["viewer"])["budgets"]}
+        assert set(listed) == set(limits.budgets)
+        for project, (credits, kind, action, floor) in limits.budgets.items():
+            spent, held = limits.project_use(project, kind, period)
+            assert (listed[project]["spent"], listed[project]["held"]) == (spent, held)
+            if action == "refuse":
+                assert spent + held <= max(credits, floor)
+        editor = self.books.editor
+        cap = self.ledger.me(editor)["member"]["cap"]
+        if editor.member_id not in limits.caps:
+            assert cap is None
+        else:
+            credits, floor = limits.caps[editor.member_id]
+            used = limits.member_use(editor.member_id, period)
+            assert (cap["credits_per_period"], cap["spent"] + cap["held"]) == (credits, used)
+            assert used <= max(credits, floor)
 
     # --- invariants --------------------------------------------------------------------------------
 
