@@ -12,7 +12,7 @@ Inside Blender import it as ``bl_ext.<repository>.act3_credits.api`` (for exampl
         print(row["at"], row["shot"], row["credits"])
 
 Two ways to call what asks the service (`history`, `credit_packs`, `buy`, `estimate`, `submit`,
-`jobs`, `job`, `pause`, `resume`, `cancel`, `test_connection`):
+`jobs`, `job`, `pause`, `resume`, `cancel`, `auto_top_up`, `set_auto_top_up`, `test_connection`):
 
 - with `callback=fn`: the call returns a `Ticket` at once and never blocks; `fn(ticket)` runs on
   Blender's main thread when the answer has arrived (`ticket.ok`, `ticket.result`, `ticket.error`).
@@ -70,6 +70,7 @@ __all__ = [
     "PurchaseResult",
     "ServerError",
     "TierNotAllowedError",
+    "auto_top_up",
     "buy",
     "cancel",
     "credit_packs",
@@ -83,6 +84,7 @@ __all__ = [
     "pause",
     "refresh",
     "resume",
+    "set_auto_top_up",
     "submit",
     "subscribe",
     "test_connection",
@@ -207,9 +209,14 @@ def buy(
     return _call("buy", wait, callback, pack_id=pack_id, idempotency_key=key)
 
 
-def estimate(shots: Iterable[Any], wait: float = WAIT_S, callback: Callback | None = None) -> Any:
-    """The service's price for these shots (dicts with name, engine, tier, duration_s, or `Shot`s)."""
-    return _call("estimate", wait, callback, shots=_shots(shots))
+def estimate(
+    shots: Iterable[Any], when: str | None = None, wait: float = WAIT_S, callback: Callback | None = None
+) -> Any:
+    """The service's price for these shots (dicts with name, engine, tier, duration_s, or `Shot`s).
+
+    `when="next_period"`: compared with what will be available right after the next refill (the
+    answer's `next_period` says when that is and how it adds up)."""
+    return _call("estimate", wait, callback, shots=_shots(shots), **({"when": when} if when else {}))
 
 
 def submit(
@@ -217,11 +224,16 @@ def submit(
     name: str = "",
     *,
     force: bool = False,
+    start: str | None = None,
     idempotency_key: str | None = None,
     wait: float = 30.0,
     callback: Callback | None = None,
 ) -> Any:
     """Send a batch to render; the answer is the Job.
+
+    `start="next_period"` defers it: the job is `scheduled`, holds nothing now, and the next refill
+    starts it (or pauses it if it no longer fits); it is checked against the next period's estimate.
+    List deferred jobs with `jobs(status="scheduled")`; `cancel` one like any job.
 
     The same rules as the Cost Estimate's Confirm (`core.submission`): the service's estimate
     first, and a batch it refuses (a shot, InsufficientCreditsError when the available balance
@@ -238,6 +250,7 @@ def submit(
         shots_json=_shots(shots),
         idempotency_key=idempotency_key or new_idempotency_key(),
         force=force,
+        start=start,
         on_done=cast(Callable[[submission.Submission], None] | None, callback),  # a Submission is ticket-shaped
     ).start()
     if callback is not None:
@@ -275,6 +288,26 @@ def resume(job_id: int, wait: float = WAIT_S, callback: Callback | None = None) 
 def cancel(job_id: int, wait: float = WAIT_S, callback: Callback | None = None) -> Any:
     """Cancel now: a rendering shot is not charged, everything still held is released."""
     return _call("cancel_job", wait, callback, job_id=int(job_id))
+
+
+def auto_top_up(wait: float = WAIT_S, callback: Callback | None = None) -> Any:
+    """Auto top-up as set: `{"enabled", "below", "pack_id", "max_per_period_cents", "set_by",
+    "set_at", "period_start", "spent_this_period_cents"}`."""
+    return _call("auto_top_up", wait, callback)
+
+
+def set_auto_top_up(
+    enabled: bool,
+    below: int,
+    pack_id: str,
+    max_per_period_cents: int,
+    wait: float = WAIT_S,
+    callback: Callback | None = None,
+) -> Any:
+    """Turn auto top-up on or off (the owner's key only; `ForbiddenError` otherwise): buy `pack_id`
+    when a hold takes `available` under `below`, at most `max_per_period_cents` a billing period."""
+    params = {"enabled": enabled, "below": below, "pack_id": pack_id, "max_per_period_cents": max_per_period_cents}
+    return _call("set_auto_top_up", wait, callback, **params)
 
 
 def test_connection(wait: float = WAIT_S) -> str:

@@ -351,11 +351,21 @@ class Client:
         self._check(data, RateCard.from_json)
         return data, resp.headers.get("ETag")
 
-    def estimate(self, shots: list[dict[str, Any]]) -> dict[str, Any]:
-        return self._check(self._post("/estimates", {"shots": shots}), _parse_estimate)
+    def estimate(self, shots: list[dict[str, Any]], when: str | None = None) -> dict[str, Any]:
+        """`when="next_period"`: against what will be available right after the next refill."""
+        body: dict[str, Any] = {"shots": shots}
+        if when:
+            body["when"] = when
+        return self._check(self._post("/estimates", body), _parse_estimate)
 
-    def submit_job(self, name: str, shots: list[dict[str, Any]], idempotency_key: str) -> dict[str, Any]:
-        return self._job(self._post("/jobs", {"name": name, "shots": shots}, idempotency_key=idempotency_key))
+    def submit_job(
+        self, name: str, shots: list[dict[str, Any]], idempotency_key: str, start: str | None = None
+    ) -> dict[str, Any]:
+        """`start="next_period"`: a `scheduled` job that holds nothing until the next refill starts it."""
+        body: dict[str, Any] = {"name": name, "shots": shots}
+        if start:
+            body["start"] = start
+        return self._job(self._post("/jobs", body, idempotency_key=idempotency_key))
 
     def jobs(self, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         data = self._get("/jobs", params={"status": status or None, "limit": limit})
@@ -391,6 +401,15 @@ class Client:
         data = self._json(resp)
         replayed = resp.headers.get("Idempotent-Replayed", "").lower() == "true"
         return self._check(data, lambda d: PurchaseResult(dict(d["purchase"]), parse_credits(d["balance"]), replayed))
+
+    def auto_top_up(self) -> dict[str, Any]:
+        """Auto top-up as the owner set it: enabled, below, pack_id, max_per_period_cents, set_by, set_at."""
+        return self._check(self._get("/account/auto-top-up"), _parse_auto_top_up)
+
+    def set_auto_top_up(self, enabled: bool, below: int, pack_id: str, max_per_period_cents: int) -> dict[str, Any]:
+        """Set auto top-up (the owner's key only)."""
+        body = {"enabled": enabled, "below": below, "pack_id": pack_id, "max_per_period_cents": max_per_period_cents}
+        return self._check(self._json(self._request("PUT", "/account/auto-top-up", json=body)), _parse_auto_top_up)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -446,8 +465,9 @@ class Client:
         hdrs = dict(headers or {})
         if idempotency_key:
             hdrs["Idempotency-Key"] = idempotency_key
-        # A repeat of a POST without a key could act twice (and pause/resume answer 409 the second time).
-        may_retry = method == "GET" or bool(idempotency_key)
+        # A repeat of a POST without a key could act twice (and pause/resume answer 409 the second time);
+        # a PUT sets the same thing again.
+        may_retry = method in ("GET", "PUT") or bool(idempotency_key)
         timeout = (self.connect_timeout, read_timeout if read_timeout is not None else self.read_timeout)
         query = {k: v for k, v in (params or {}).items() if v is not None}
         http = self._http
@@ -590,6 +610,11 @@ def _parse_packs(d: Any) -> dict[str, Any]:
     for p in packs:
         str(p["id"]), int(p["credits"])
     return {"packs": packs, "payment_method": d.get("payment_method")}
+
+
+def _parse_auto_top_up(d: Any) -> dict[str, Any]:
+    bool(d["enabled"]), int(d["spent_this_period_cents"])
+    return dict(d)
 
 
 def _parse_job(d: Any) -> dict[str, Any]:

@@ -82,8 +82,10 @@ class Submission:
         force: bool = False,
         shown_total: int | None = None,
         on_done: Callable[[Submission], None] | None = None,
+        start: str | None = None,
     ) -> None:
         self.worker = worker
+        self.start_at = start  # None or "now", or "next_period": a job the next refill starts
         self.name = name
         self.shots_json = shots_json
         self.idempotency_key = idempotency_key
@@ -107,7 +109,9 @@ class Submission:
         return self.error.code if self.error is not None else None
 
     def start(self) -> Submission:
-        self.tickets.append(self.worker.request("estimate", shots=self.shots_json, callback=self._estimated))
+        # A deferred batch is checked against what the next refill will leave available.
+        when = {"when": self.start_at} if self.start_at else {}
+        self.tickets.append(self.worker.request("estimate", shots=self.shots_json, callback=self._estimated, **when))
         return self
 
     def _estimated(self, ticket: Ticket) -> None:
@@ -126,6 +130,7 @@ class Submission:
                 shots=self.shots_json,
                 idempotency_key=self.idempotency_key,
                 callback=self._submitted,
+                **({"start": self.start_at} if self.start_at else {}),
             )
         )
 
@@ -137,6 +142,11 @@ class Submission:
         count = len(job.get("shots") or [])
         held = formatting.credits(int(job.get("estimated_credits") or 0))
         shots = f"{count} shot{'s' if count != 1 else ''}"
+        if job.get("status") == "scheduled":
+            starts = ((self.estimate or {}).get("next_period") or {}).get("starts_on") or "the next refill"
+            name = job.get("name") or self.name
+            message = f"Scheduled {name} (job {job.get('id')}) to start on {starts}: {shots}, {held} held then."
+            return self._finish(True, message)
         self._finish(True, f"Sent {job.get('name') or self.name} to ACT3 (job {job.get('id')}): {shots}, {held} held.")
 
     def _fail(self, error: Act3Error, refused_here: bool = False) -> None:

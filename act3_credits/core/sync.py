@@ -602,7 +602,6 @@ class SyncWorker:
             h.apply_page(page.rows, page.next_cursor, first=p.get("cursor") is None)
         self.state.touch()
 
-
     def _on_packs(self, r: dict[str, Any], p: dict[str, Any]) -> None:
         self.state.packs = list(r["packs"])
         if r.get("payment_method") is not None:
@@ -634,7 +633,6 @@ class SyncWorker:
     def _on_job(self, job: dict[str, Any], p: dict[str, Any]) -> None:
         self.state.jobs[int(job["id"])] = job
         self.state.touch()
-
 
     def _on_resync(self, _r: None, _p: dict[str, Any]) -> None:
         """The event stream (re)connected: fetch everything once, then events keep it current."""
@@ -747,15 +745,20 @@ REQUESTS: dict[str, Request] = {
     "history_page": Request(_history),  # a page for a script: limit, cursor, tier, shot, kind
     "packs": Request(lambda c, p: c.credit_packs(), SyncWorker._on_packs),
     "buy": Request(lambda c, p: c.purchase(p["pack_id"], p["idempotency_key"]), SyncWorker._on_buy),
-    "estimate": Request(lambda c, p: c.estimate(p["shots"])),
+    "estimate": Request(lambda c, p: c.estimate(p["shots"], when=p.get("when"))),
     "submit_job": Request(
-        lambda c, p: c.submit_job(p["name"], p["shots"], p["idempotency_key"]), SyncWorker._on_submit_job
+        lambda c, p: c.submit_job(p["name"], p["shots"], p["idempotency_key"], start=p.get("start")),
+        SyncWorker._on_submit_job,
     ),
     "jobs": Request(lambda c, p: c.jobs(status=p.get("status"), limit=p.get("limit", 50)), SyncWorker._on_jobs),
     "job": Request(lambda c, p: c.job(p["job_id"]), SyncWorker._on_job),
     "pause_job": Request(lambda c, p: c.pause_job(p["job_id"]), SyncWorker._on_job),
     "resume_job": Request(lambda c, p: c.resume_job(p["job_id"]), SyncWorker._on_job),
     "cancel_job": Request(lambda c, p: c.cancel_job(p["job_id"]), SyncWorker._on_job),
+    "auto_top_up": Request(lambda c, p: c.auto_top_up()),
+    "set_auto_top_up": Request(
+        lambda c, p: c.set_auto_top_up(p["enabled"], p["below"], p["pack_id"], p["max_per_period_cents"])
+    ),
 }
 # What the link's own threads post (never asked for by a caller), applied the same way.
 LINK_RESULTS: dict[str, Callable[[SyncWorker, Any, dict[str, Any]], None] | None] = {

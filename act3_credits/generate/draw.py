@@ -310,8 +310,6 @@ def draw_shot_row(layout: Any, item: Any, line: Line, card: RateCard, width: flo
     right.label(text=cost if sendable else "—", icon=shot_icon(line))
 
 
-
-
 def shot_tooltip(line: Line, card: RateCard) -> str:
     """Everything about a shot row: what it costs, how its length is billed, and why it cannot be sent."""
     tier, engine, duration, cost = shot_row_texts(line, card)
