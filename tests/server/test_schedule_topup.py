@@ -9,6 +9,7 @@ $475.00. Batches of an exact total come from `shots_costing` (the hand-written p
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -390,3 +391,42 @@ def test_a_scheduled_job_over_http(api: Any) -> None:
     assert [j["id"] for j in listed] == [r.json()["id"]]
     paused = api.client.post(f"/v1/jobs/{r.json()['id']}/pause", headers=api.headers())
     assert paused.status_code == 409 and paused.json()["error"]["code"] == "invalid_state"
+
+
+def test_many_threads_reaching_the_refill_at_once_start_a_scheduled_job_once(starter: Books) -> None:
+    ledger = starter.ledger
+    jobs = [defer(starter, 50_000, f"d{i}") for i in range(3)]
+    starter.clock.set(DEC_1)
+    errors: list[BaseException] = []
+
+    def touch(i: int) -> None:
+        try:
+            if i % 3 == 0:
+                ledger.refill_due(at=starter.clock.now)
+            elif i % 3 == 1:
+                ledger.credits(starter.org_id)
+            else:  # a cancel of one of them racing its own refill
+                try:
+                    ledger.cancel(starter.editor, jobs[2]["id"])
+                except LedgerError as err:
+                    assert err.code == "invalid_state"
+        except BaseException as exc:  # reported below, on the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=touch, args=(i,)) for i in range(9)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    starts = [e for e in status_events(starter) if e["reason"] == "refill"]
+    assert (
+        sorted(e["job_id"] for e in starts)
+        in (
+            sorted(j["id"] for j in jobs),  # the refill started all three, then the cancel released one
+            sorted(j["id"] for j in jobs[:2]),  # the cancel came first
+        )
+    )
+    assert starter.account()["held"] == 100_000  # d0 and d1; d2 canceled either way
+    assert ledger.get_job(starter.editor, jobs[2]["id"])["status"] == "canceled"
+    starter.assert_books_balance()
