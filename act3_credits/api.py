@@ -13,7 +13,7 @@ Inside Blender import it as ``bl_ext.<repository>.act3_credits.api`` (for exampl
 
 Two ways to call what asks the service (`history`, `credit_packs`, `buy`, `estimate`, `submit`,
 `jobs`, `job`, `pause`, `resume`, `cancel`, `budgets`, `set_budget`, `delete_budget`, `members`,
-`set_member_cap`, `test_connection`):
+`set_member_cap`, `auto_top_up`, `set_auto_top_up`, `test_connection`):
 
 - with `callback=fn`: the call returns a `Ticket` at once and never blocks; `fn(ticket)` runs on
   Blender's main thread when the answer has arrived (`ticket.ok`, `ticket.result`, `ticket.error`).
@@ -77,6 +77,7 @@ __all__ = [
     "ServerError",
     "SpendLimitError",
     "TierNotAllowedError",
+    "auto_top_up",
     "budgets",
     "buy",
     "cancel",
@@ -93,6 +94,7 @@ __all__ = [
     "pause",
     "refresh",
     "resume",
+    "set_auto_top_up",
     "set_budget",
     "set_member_cap",
     "submit",
@@ -220,14 +222,22 @@ def buy(
 
 
 def estimate(
-    shots: Iterable[Any], wait: float = WAIT_S, callback: Callback | None = None, *, project: str | None = None
+    shots: Iterable[Any],
+    when: str | None = None,
+    wait: float = WAIT_S,
+    callback: Callback | None = None,
+    *,
+    project: str | None = None,
 ) -> Any:
     """The service's price for these shots (dicts with name, engine, tier, duration_s, or `Shot`s).
 
-    With `project`, the answer's `budget` and `member_cap` say what the project's budget and your
-    cap would do with the batch (`verdict`: within, warn, pause or refuse; `message`: the words).
+    `when="next_period"`: compared with what will be available right after the next refill (the
+    answer's `next_period` says when that is and how it adds up). With `project`, the answer's
+    `budget` and `member_cap` say what the project's budget and your cap would do with the batch
+    (`verdict`: within, warn, pause or refuse; `message`: the words).
     """
-    return _call("estimate", wait, callback, shots=_shots(shots), project=project or None)
+    extra = {"when": when} if when else {}
+    return _call("estimate", wait, callback, shots=_shots(shots), project=project or None, **extra)
 
 
 def submit(
@@ -235,6 +245,7 @@ def submit(
     name: str = "",
     *,
     force: bool = False,
+    start: str | None = None,
     idempotency_key: str | None = None,
     wait: float = 30.0,
     callback: Callback | None = None,
@@ -245,6 +256,10 @@ def submit(
     `project`: the project whose budget the job counts against. A cap or a `refuse` budget it would
     pass refuses it before it is sent (MemberCapExceededError, BudgetExceededError); past a `warn`
     or `pause` budget the Job carries `warnings`.
+
+    `start="next_period"` defers it: the job is `scheduled`, holds nothing now, and the next refill
+    starts it (or pauses it if it no longer fits); it is checked against the next period's estimate.
+    List deferred jobs with `jobs(status="scheduled")`; `cancel` one like any job.
 
     The same rules as the Cost Estimate's Confirm (`core.submission`): the service's estimate
     first, and a batch it refuses (a shot, InsufficientCreditsError when the available balance
@@ -261,6 +276,7 @@ def submit(
         shots_json=_shots(shots),
         idempotency_key=idempotency_key or new_idempotency_key(),
         force=force,
+        start=start,
         on_done=cast(Callable[[submission.Submission], None] | None, callback),  # a Submission is ticket-shaped
         project=project,
     ).start()
@@ -334,6 +350,26 @@ def set_member_cap(
 ) -> Any:
     """Cap what a member may use each billing period (owner and admin); None removes the cap."""
     return _call("set_member_cap", wait, callback, member_id=int(member_id), credits_per_period=credits_per_period)
+
+
+def auto_top_up(wait: float = WAIT_S, callback: Callback | None = None) -> Any:
+    """Auto top-up as set: `{"enabled", "below", "pack_id", "max_per_period_cents", "set_by",
+    "set_at", "period_start", "spent_this_period_cents"}`."""
+    return _call("auto_top_up", wait, callback)
+
+
+def set_auto_top_up(
+    enabled: bool,
+    below: int,
+    pack_id: str,
+    max_per_period_cents: int,
+    wait: float = WAIT_S,
+    callback: Callback | None = None,
+) -> Any:
+    """Turn auto top-up on or off (the owner's key only; `ForbiddenError` otherwise): buy `pack_id`
+    when a hold takes `available` under `below`, at most `max_per_period_cents` a billing period."""
+    params = {"enabled": enabled, "below": below, "pack_id": pack_id, "max_per_period_cents": max_per_period_cents}
+    return _call("set_auto_top_up", wait, callback, **params)
 
 
 def test_connection(wait: float = WAIT_S) -> str:

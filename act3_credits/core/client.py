@@ -444,15 +444,6 @@ class Client:
         resp = self._request("PUT", f"/members/{int(member_id)}/cap", json=body)
         return self._check(self._json(resp), _parse_member)
 
-    def auto_top_up(self) -> dict[str, Any]:
-        return self._check(self._get("/account/auto-top-up"), lambda d: dict(d, enabled=bool(d["enabled"])))
-
-    def set_auto_top_up(self, enabled: bool, below: int, pack_id: str, max_per_period_cents: int) -> dict[str, Any]:
-        """The owner only; the same settings again change nothing, so no idempotency key is needed."""
-        body = {"enabled": enabled, "below": below, "pack_id": pack_id, "max_per_period_cents": max_per_period_cents}
-        resp = self._request("PUT", "/account/auto-top-up", json=body)
-        return self._check(self._json(resp), lambda d: dict(d, enabled=bool(d["enabled"])))
-
     def jobs(self, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         data = self._get("/jobs", params={"status": status or None, "limit": limit})
         return self._check(data, lambda d: [self._job(j) for j in d["jobs"]])
@@ -487,6 +478,15 @@ class Client:
         data = self._json(resp)
         replayed = resp.headers.get("Idempotent-Replayed", "").lower() == "true"
         return self._check(data, lambda d: PurchaseResult(dict(d["purchase"]), parse_credits(d["balance"]), replayed))
+
+    def auto_top_up(self) -> dict[str, Any]:
+        """Auto top-up as the owner set it: enabled, below, pack_id, max_per_period_cents, set_by, set_at."""
+        return self._check(self._get("/account/auto-top-up"), _parse_auto_top_up)
+
+    def set_auto_top_up(self, enabled: bool, below: int, pack_id: str, max_per_period_cents: int) -> dict[str, Any]:
+        """Set auto top-up (the owner's key only)."""
+        body = {"enabled": enabled, "below": below, "pack_id": pack_id, "max_per_period_cents": max_per_period_cents}
+        return self._check(self._json(self._request("PUT", "/account/auto-top-up", json=body)), _parse_auto_top_up)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -707,6 +707,11 @@ def _parse_packs(d: Any) -> dict[str, Any]:
     for p in packs:
         str(p["id"]), int(p["credits"])
     return {"packs": packs, "payment_method": d.get("payment_method")}
+
+
+def _parse_auto_top_up(d: Any) -> dict[str, Any]:
+    bool(d["enabled"]), int(d["spent_this_period_cents"])
+    return dict(d)
 
 
 def _parse_job(d: Any) -> dict[str, Any]:

@@ -110,6 +110,7 @@ class HistoryRow:
     bank_delta: int
     job_id: int | None
     member: str | None
+    auto: bool  # a purchase auto top-up made
 
     def __init__(
         self,
@@ -125,6 +126,7 @@ class HistoryRow:
         bank_delta: int,
         job_id: int | None,
         member: str | None,
+        auto: bool | None = False,
     ) -> None:
         self.__dict__.update(
             id=id,
@@ -139,6 +141,7 @@ class HistoryRow:
             bank_delta=bank_delta,
             job_id=job_id,
             member=member,
+            auto=bool(auto),
         )
 
     @classmethod

@@ -185,9 +185,9 @@ class Submission:
         shots = f"{count} shot{'s' if count != 1 else ''}"
         name = job.get("name") or self.name
         if job.get("status") == "scheduled":
-            return self._finish(
-                True, f"Deferred {name} (job {job.get('id')}): {shots}, {held} held at the next refill."
-            )
+            starts = ((self.estimate or {}).get("next_period") or {}).get("starts_on") or "the next refill"
+            message = f"Scheduled {name} (job {job.get('id')}) to start on {starts}: {shots}, {held} held then."
+            return self._finish(True, message)
         warned = " ".join(str(w.get("message") or "") for w in job.get("warnings") or [] if isinstance(w, dict))
         self._finish(
             True, f"Sent {name} to ACT3 (job {job.get('id')}): {shots}, {held} held." + (f" {warned}" if warned else "")

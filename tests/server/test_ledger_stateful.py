@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import calendar
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -30,7 +31,7 @@ from srv_helpers import Books, ManualClock, make_books
 from support import prices
 
 from act3_credits.core import pricing
-from act3_server import db
+from act3_server import db, topup
 from act3_server.ledger import Claim, Ledger, LedgerError
 
 ENGINES = list(prices.ENGINES)
@@ -115,9 +116,16 @@ class Model:
     refills: int = 1
     expected_charges: dict[int, int] = field(default_factory=dict)  # shot id -> price
     limits: LimitsModel = field(default_factory=lambda: LimitsModel())
+    # --- scheduled jobs and auto top-up (issue 11, items 3 and 5) ---
+    scheduled: list[tuple[int, int]] = field(default_factory=list)  # (job id, estimate), oldest first
+    unheld: dict[int, int] = field(default_factory=dict)  # paused by their refill: job id -> estimate
+    auto: tuple[int, pricing.CreditPack, int] | None = None  # (below, pack, cap in cents)
+    auto_spent_cents: int = 0  # this period's
+    auto_bought: int = 0
 
     def apply_due(self, now: datetime) -> None:
         d = self.last_refill_day
+        refilled = False
         while d < now.date():
             d += timedelta(days=1)
             if is_billing_day(d, self.billing_day):
@@ -126,6 +134,31 @@ class Model:
                 self.monthly = self.plan.monthly_allocation
                 self.refills += 1
                 self.last_refill_day = d
+                refilled = True
+        if refilled:
+            self.after_refills()
+
+    def after_refills(self) -> None:
+        """A new period: auto top-up's cap starts again; scheduled jobs hold in order, or pause."""
+        self.auto_spent_cents = 0
+        for job_id, cost in self.scheduled:
+            if cost <= self.available:
+                self.hold(cost)
+            else:
+                self.unheld[job_id] = cost
+        self.scheduled = []
+
+    def hold(self, amount: int) -> None:
+        """Hold `amount`; if `available` crosses auto top-up's threshold, buy its pack within the cap."""
+        before = self.available
+        self.held += amount
+        if self.auto is None:
+            return
+        below, pack, cap = self.auto
+        if self.available < below <= before and self.auto_spent_cents + pack.price_cents <= cap:
+            self.purchased += pack.credits
+            self.auto_spent_cents += pack.price_cents
+            self.auto_bought += 1
 
     @property
     def available(self) -> int:
@@ -151,6 +184,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.jobs: list[int] = []
         self.claims: list[Claim] = []
         self.workers = 0
+        self.seen_seq = 0  # issue 11: events read so far, and refill starts per job
+        self.refill_starts: Counter[int] = Counter()
 
     @initialize(
         plan=st.sampled_from(["starter", "pro", "enterprise"]),
@@ -233,7 +268,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert all(s["tier"] in self.model.plan.allowed_tiers for s in specs)
         assert sum(costs) <= self.model.available
         assert verdict in ("within", "warn", "pause")  # never past a cap or a refuse budget
-        self.model.held += sum(costs)
+        self.model.hold(sum(costs))
         job = result.body
         assert job["estimated_credits"] == sum(costs) == job["held"]
         assert job["project"] == project
@@ -308,18 +343,27 @@ class LedgerMachine(RuleBasedStateMachine):
     def control(self, data: st.DataObject, action: str) -> None:
         assert self.books and self.model
         job_id = data.draw(st.sampled_from(self.jobs))
-        before = self.ledger.get_job(self.books.editor, job_id)
         self.model.apply_due(self.clock.now)
+        self.ledger.credits(self.books.org_id)  # the refill the model applied (it may start this job)
+        before = self.ledger.get_job(self.books.editor, job_id)
         try:
             job = getattr(self.ledger, action)(self.books.editor, job_id)
         except LedgerError as err:
+            if err.code == "insufficient_credits":  # a job its refill paused holds on resume
+                assert action == "resume" and self.model.unheld[job_id] > self.model.available
+                return
             assert err.code == "invalid_state"
-            assert before["status"] in ("completed", "failed", "canceled") or action == "resume"
+            assert before["status"] in ("completed", "failed", "canceled", "scheduled") or action == "resume"
             return
+        assert before["status"] != "scheduled" or action == "cancel"
+        if action == "resume" and job_id in self.model.unheld:
+            self.model.hold(self.model.unheld.pop(job_id))
         if action == "cancel":
             assert job["held"] == 0 and job["status"] == "canceled"
             self.model.held -= before["held"]
             self.model.limits.jobs[job_id].used -= before["held"]  # budgets: released
+            self.model.unheld.pop(job_id, None)
+            self.model.scheduled = [(j, c) for j, c in self.model.scheduled if j != job_id]
             self.claims = [c for c in self.claims if c.job_id != job_id]  # those can no longer charge
 
     @rule(
@@ -431,6 +475,109 @@ class LedgerMachine(RuleBasedStateMachine):
             assert (cap["credits_per_period"], cap["spent"] + cap["held"]) == (credits, used)
             assert used <= max(credits, floor)
 
+    # --- scheduled jobs and auto top-up (issue 11, items 3 and 5) ----------------------------------
+
+    @rule(specs=st.lists(shot_specs, min_size=1, max_size=3), frac=st.sampled_from([0.0, 0.4, 0.7, 1.3]))
+    def defer(self, specs: list[dict[str, Any]], frac: float) -> None:
+        """A batch deferred to the next period, with shots adding up to about `frac` of what the
+        next refill will leave available: some fit, some outgrow it (paused at the refill)."""
+        assert self.books and self.model
+        self.model.apply_due(self.clock.now)
+        m = self.model
+        after_refill = (
+            m.plan.monthly_allocation
+            + m.rolled
+            + min(m.monthly, m.plan.rollover_cap - m.rolled)
+            + m.purchased
+            - m.held
+            - sum(c for _, c in m.scheduled)
+        )
+        n = min(120, int(after_refill * frac) // 7_350)
+        specs = specs + [{"name": "defer", "engine": "seedance-2.0", "tier": "high", "duration_s": 15}] * n
+        costs = [prices.credits(s) for s in specs]
+        try:
+            result = self.ledger.create_job(self.books.editor, "later", specs, None, start="next_period")
+        except LedgerError as err:
+            assert err.code == "tier_not_allowed"
+            assert any(s["tier"] not in self.model.plan.allowed_tiers for s in specs)
+            return
+        job = result.body
+        assert (job["status"], job["held"], job["estimated_credits"]) == ("scheduled", 0, sum(costs))
+        self.model.scheduled.append((job["id"], sum(costs)))
+        self.jobs.append(job["id"])
+        with db.read_tx(self.ledger.engine) as conn:
+            internal = conn.execute(
+                select(db.jobs.c.id).where(db.jobs.c.org_id == self.books.org_id, db.jobs.c.number == job["id"])
+            ).scalar_one()
+            for sid, idx in conn.execute(select(db.shots.c.id, db.shots.c.idx).where(db.shots.c.job_id == internal)):
+                self.model.expected_charges[sid] = costs[idx]
+
+    @precondition(lambda self: self.model is not None and self.model.scheduled)
+    @rule(how=st.sampled_from(["lazy", "billing_run", "later"]))
+    def to_the_next_refill(self, how: str) -> None:
+        """Just past the next billing date, where the scheduled jobs start."""
+        assert self.model
+        self.model.apply_due(self.clock.now)
+        d = self.clock.now.date() + timedelta(days=1)
+        while not is_billing_day(d, self.model.billing_day):
+            d += timedelta(days=1)
+        hours = (datetime(d.year, d.month, d.day, 1, tzinfo=UTC) - self.clock.now) / timedelta(hours=1)
+        self.move_clock(hours=int(hours) + 1, how=how)
+
+    @rule(
+        enabled=st.booleans(),
+        margin=st.sampled_from([-50_000, 0, 1_000, 30_000, 300_000]),
+        pack=st.sampled_from([p.id for p in pricing.CREDIT_PACKS]),
+        packs_per_period=st.integers(0, 3),
+        role=st.sampled_from(["owner", "owner", "admin"]),
+    )
+    def set_auto_top_up(self, enabled: bool, margin: int, pack: str, packs_per_period: int, role: str) -> None:
+        """A threshold `margin` under what is available now: the next hold bigger than it crosses."""
+        assert self.books and self.model
+        self.model.apply_due(self.clock.now)
+        below = max(0, self.model.available - margin)
+        cap = pricing.pack(pack).price_cents * packs_per_period
+        try:
+            setting = topup.write(self.ledger, self.books.actors[role], enabled, below, pack, cap)
+        except LedgerError as err:
+            assert err.code == "forbidden" and role != "owner"
+            return
+        assert (setting["enabled"], setting["below"], setting["max_per_period_cents"]) == (enabled, below, cap)
+        assert setting["spent_this_period_cents"] == self.model.auto_spent_cents
+        self.model.auto = (below, pricing.pack(pack), cap) if enabled else None
+
+    @invariant()
+    def scheduled_jobs_and_auto_top_ups_agree_with_the_model(self) -> None:
+        if self.books is None or self.model is None:
+            return
+        self.model.apply_due(self.clock.now)
+        self.ledger.credits(self.books.org_id)
+        org = self.books.org_id
+        with db.read_tx(self.ledger.engine) as conn:
+            jobs = {j.number: j for j in conn.execute(select(db.jobs).where(db.jobs.c.org_id == org))}
+            bought = conn.execute(select(db.auto_top_ups).where(db.auto_top_ups.c.org_id == org)).all()
+            auto_items = conn.execute(
+                select(func.count()).where(db.transactions.c.org_id == org, db.transactions.c.auto.is_(True))
+            ).scalar_one()
+        assert sorted(n for n, j in jobs.items() if j.status == "scheduled") == sorted(
+            n for n, _ in self.model.scheduled
+        )
+        for number, _cost in self.model.scheduled:
+            assert jobs[number].held == 0 and jobs[number].charged_credits == 0
+        for number in self.model.unheld:
+            assert (jobs[number].status, jobs[number].held) == ("paused", 0)
+        # Started exactly once: never more than one refill start (or pause) per job.
+        for e in self.ledger.events_after(org, self.seen_seq, 100_000):
+            self.seen_seq = e["seq"]
+            if e["type"] == "job.status" and e["data"]["reason"] in ("refill", "insufficient_credits"):
+                self.refill_starts[e["data"]["job_id"]] += 1
+        assert all(n == 1 for n in self.refill_starts.values())
+        # Auto top-up: what the model bought, once per crossing, never past the period's cap.
+        assert len(bought) == auto_items == self.model.auto_bought
+        assert len({b.crossing for b in bought}) == len(bought)
+        spent_now = sum(b.price_cents for b in bought if b.period_start == self.books.account()["period_start"])
+        assert spent_now == self.model.auto_spent_cents
+
     # --- invariants --------------------------------------------------------------------------------
 
     @invariant()
@@ -465,6 +612,9 @@ class LedgerMachine(RuleBasedStateMachine):
                 ).all()
             )
         for job in jobs:
+            if job.status == "scheduled" or job.number in self.model.unheld:  # issue 11: hold nothing yet
+                assert job.held == 0 and held_per_job.get(job.id, 0) == 0
+                continue
             mine = [s for s in shots if s.job_id == job.id]
             open_credits = sum(s.credits for s in mine if s.status in ("queued", "processing"))
             done_credits = sum(s.credits for s in mine if s.status == "completed")

@@ -9,6 +9,7 @@ $475.00. Batches of an exact total come from `shots_costing` (the hand-written p
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime
 from typing import Any
 
@@ -285,3 +286,147 @@ def test_the_history_item_of_an_auto_top_up_says_so(starter: Books) -> None:
     last = ledger.events_after(starter.org_id, 0, 10_000)
     bought = [e for e in last if e["type"] == "purchase.completed"]
     assert json.loads(json.dumps(bought[-1]["data"]))["auto"] is True and "auto" not in bought[0]["data"]
+
+
+# --- over HTTP: bad input is a clear 4xx and writes nothing -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("role", "body", "status", "code"),
+    [
+        (
+            "editor",
+            {"enabled": True, "below": 1000, "pack_id": "pack-50k", "max_per_period_cents": 10_000},
+            403,
+            "forbidden",
+        ),
+        (
+            "admin",
+            {"enabled": True, "below": 1000, "pack_id": "pack-50k", "max_per_period_cents": 10_000},
+            403,
+            "forbidden",
+        ),
+        (
+            "owner",
+            {"enabled": True, "below": 1000, "pack_id": "pack-9", "max_per_period_cents": 10_000},
+            422,
+            "unknown_pack",
+        ),
+        (
+            "owner",
+            {"enabled": True, "below": -1, "pack_id": "pack-50k", "max_per_period_cents": 10_000},
+            422,
+            "validation_error",
+        ),
+        (
+            "owner",
+            {"enabled": True, "below": "1000", "pack_id": "pack-50k", "max_per_period_cents": 10_000},
+            422,
+            "validation_error",
+        ),
+        (
+            "owner",
+            {"enabled": True, "below": 1000, "pack_id": "pack-50k", "max_per_period_cents": -1},
+            422,
+            "validation_error",
+        ),
+        ("owner", {"enabled": True, "below": 1000, "pack_id": "pack-50k"}, 422, "validation_error"),
+        (
+            "owner",
+            {"enabled": True, "below": 2**70, "pack_id": "pack-50k", "max_per_period_cents": 1},
+            422,
+            "validation_error",
+        ),
+    ],
+)
+def test_a_bad_auto_top_up_over_http_is_a_4xx_and_writes_nothing(
+    api: Any, role: str, body: dict[str, Any], status: int, code: str
+) -> None:
+    r = api.client.put("/v1/account/auto-top-up", json=body, headers=api.headers(role=role))
+    assert r.status_code == status and r.json()["error"]["code"] == code, r.text
+    assert r.json()["error"]["message"]
+    got = api.client.get("/v1/account/auto-top-up", headers=api.headers(role="viewer")).json()
+    assert (got["enabled"], got["below"], got["set_by"]) == (False, None, None)
+    with db.read_tx(api.ledger.engine) as conn:
+        assert conn.execute(select(func.count()).select_from(db.auto_top_up)).scalar_one() == 0
+        assert conn.execute(select(func.count()).where(db.accounts.c.auto_top_up_below.is_not(None))).scalar_one() == 0
+
+
+def test_the_owner_sets_auto_top_up_over_http_and_a_viewer_reads_who_set_it(api: Any) -> None:
+    body = {"enabled": True, "below": 100_000, "pack_id": "pack-250k", "max_per_period_cents": 95_000}
+    r = api.client.put("/v1/account/auto-top-up", json=body, headers=api.headers())
+    assert r.status_code == 200, r.text
+    got = api.client.get("/v1/account/auto-top-up", headers=api.headers(role="viewer")).json()
+    assert {k: got[k] for k in body} == body
+    assert got["set_by"]["name"] == "Ana (owner)" and got["set_at"].endswith("Z")
+    assert got["spent_this_period_cents"] == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (
+            "/v1/jobs",
+            {"name": "x", "start": "tomorrow", "shots": [{"engine": "veo-3.1", "tier": "draft", "duration_s": 4}]},
+        ),
+        ("/v1/jobs", {"name": "x", "start": 1, "shots": [{"engine": "veo-3.1", "tier": "draft", "duration_s": 4}]}),
+        ("/v1/estimates", {"when": "later", "shots": [{"engine": "veo-3.1", "tier": "draft", "duration_s": 4}]}),
+    ],
+)
+def test_a_bad_start_or_when_over_http_is_422_and_writes_nothing(api: Any, path: str, body: dict[str, Any]) -> None:
+    r = api.client.post(path, json=body, headers=api.headers(role="editor", idem="k1"))
+    assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error", r.text
+    assert api.client.get("/v1/jobs", headers=api.headers()).json()["jobs"] == []
+
+
+def test_a_scheduled_job_over_http(api: Any) -> None:
+    shots = [{"name": "sh010", "engine": "veo-3.1", "tier": "high", "duration_s": 8}]
+    r = api.client.post(
+        "/v1/jobs", json={"name": "later", "start": "next_period", "shots": shots}, headers=api.headers(idem="d1")
+    )
+    assert r.status_code == 201 and (r.json()["status"], r.json()["held"]) == ("scheduled", 0)
+    again = api.client.post("/v1/jobs", json={"name": "later", "shots": shots}, headers=api.headers(idem="d1"))
+    assert again.status_code == 409  # the same key without "start" is another request
+    listed = api.client.get("/v1/jobs?status=scheduled", headers=api.headers()).json()["jobs"]
+    assert [j["id"] for j in listed] == [r.json()["id"]]
+    paused = api.client.post(f"/v1/jobs/{r.json()['id']}/pause", headers=api.headers())
+    assert paused.status_code == 409 and paused.json()["error"]["code"] == "invalid_state"
+
+
+def test_many_threads_reaching_the_refill_at_once_start_a_scheduled_job_once(starter: Books) -> None:
+    ledger = starter.ledger
+    jobs = [defer(starter, 50_000, f"d{i}") for i in range(3)]
+    starter.clock.set(DEC_1)
+    errors: list[BaseException] = []
+
+    def touch(i: int) -> None:
+        try:
+            if i % 3 == 0:
+                ledger.refill_due(at=starter.clock.now)
+            elif i % 3 == 1:
+                ledger.credits(starter.org_id)
+            else:  # a cancel of one of them racing its own refill
+                try:
+                    ledger.cancel(starter.editor, jobs[2]["id"])
+                except LedgerError as err:
+                    assert err.code == "invalid_state"
+        except BaseException as exc:  # reported below, on the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=touch, args=(i,)) for i in range(9)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    starts = [e for e in status_events(starter) if e["reason"] == "refill"]
+    assert (
+        sorted(e["job_id"] for e in starts)
+        in (
+            sorted(j["id"] for j in jobs),  # the refill started all three, then the cancel released one
+            sorted(j["id"] for j in jobs[:2]),  # the cancel came first
+        )
+    )
+    assert starter.account()["held"] == 100_000  # d0 and d1; d2 canceled either way
+    assert ledger.get_job(starter.editor, jobs[2]["id"])["status"] == "canceled"
+    starter.assert_books_balance()
