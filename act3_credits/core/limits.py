@@ -301,26 +301,26 @@ def draft_first_saving(card: pricing.RateCard, drafted: Sequence[Drafted]) -> Dr
 
 
 def auto_top_up_rows(setting: dict[str, Any] | None, packs: Sequence[dict[str, Any]] = ()) -> list[tuple[str, str]]:
-    """What the preferences say of auto top-up, as (label, figure) rows (the same for every role)."""
-    if not setting:
-        return [("Auto top-up", "not known yet")]
-    rows = [("Auto top-up", "on" if setting.get("enabled") else "off")]
-    if setting.get("enabled"):
-        pack_id = str(setting.get("pack_id") or "")
-        pack = next((p for p in packs if p.get("id") == pack_id), None)
-        rows += [
-            ("Below", formatting.credits(_int(setting, "below"))),
-            ("Buys", formatting.credits(_int(pack, "credits")) if pack else pack_id),
-            ("For", money(_int(pack, "price_cents")) if pack else "—"),
-            ("At most a period", money(_int(setting, "max_per_period_cents"))),
-            ("Spent this period", money(_int(setting, "spent_this_period_cents"))),
-        ]
+    """What the preferences say of auto top-up, as (label, figure) rows: the same eight rows whatever
+    its state (a dash where a figure does not apply), so nothing below them moves."""
+    setting = setting or {}
+    known = "enabled" in setting
+    on = bool(setting.get("enabled"))
+    pack_id = str(setting.get("pack_id") or "")
+    pack = next((p for p in packs if p.get("id") == pack_id), None) if on else None
     who = setting.get("set_by")
     name = who.get("name") if isinstance(who, dict) else None
-    rows.append(("Set by", name or "nobody yet"))
-    if name:
-        rows.append(("On", formatting.short_date(setting.get("set_at"))))
-    return rows
+    dash = "—"
+    return [
+        ("Auto top-up", ("on" if on else "off") if known else "not known yet"),
+        ("Below", formatting.credits(_int(setting, "below")) if on else dash),
+        ("Buys", (formatting.credits(_int(pack, "credits")) if pack else pack_id) if on else dash),
+        ("For", money(_int(pack, "price_cents")) if pack else dash),
+        ("At most a period", money(_int(setting, "max_per_period_cents")) if on else dash),
+        ("Spent this period", money(_int(setting, "spent_this_period_cents")) if known else dash),
+        ("Set by", name or ("nobody yet" if known else dash)),
+        ("On", formatting.short_date(setting.get("set_at")) if name else dash),
+    ]
 
 
 def money(cents: int) -> str:

@@ -282,7 +282,13 @@ def test_auto_top_up_shows_in_the_preferences_and_only_the_owner_sets_it(studio,
     studio.until(lambda: studio.state.auto_top_up is not None and studio.state.packs, "auto top-up and the packs")
     prefs = RecordingLayout()
     studio.module("credits.draw").draw_spending_limits(prefs, studio.state)
-    assert prefs.texts()[prefs.texts().index("Auto top-up") :][:4] == ["Auto top-up", "off", "Set by", "nobody yet"]
+    texts = prefs.texts()
+    assert texts[texts.index("Auto top-up") :][:16] == [
+        "Auto top-up",
+        "off",
+        *("Below", "—", "Buys", "—", "For", "—", "At most a period", "—"),
+        *("Spent this period", "$0.00", "Set by", "nobody yet", "On", "—"),
+    ]
     assert prefs.operator_button("act3.set_auto_top_up").text == "Set Auto Top-Up…"
 
     # 875,000 available; below 870,000 and a 6,240 cr batch crosses it: one pack-250k is bought.
