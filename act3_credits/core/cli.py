@@ -113,17 +113,17 @@ def _run(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
         ]
         est = client.estimate(shots, args.project)
         lines = [
-            f"{s['name']:8} {s['duration_s']:>3} s  {formatting.credits(s['credits'])}"
-            + (f"  blocked: {s['blocked_reason']}" if s.get("blocked_reason") else "")
-            for s in est["shots"]
+            f"{s.name:8} {s.duration_s:>3} s  {formatting.credits(s.credits)}"
+            + (f"  blocked: {s.blocked_reason}" if s.blocked_reason else "")
+            for s in est.shots
         ]
-        lines.append(f"Total {formatting.credits(est['total'])}; available {formatting.credits(est['available'])}")
-        if est.get("shortfall"):
-            lines.append(f"Short by {formatting.credits(est['shortfall'])}")
-        for limit in (est.get("member_cap"), est.get("budget")):
+        lines.append(f"Total {formatting.credits(est.total)}; available {formatting.credits(est.available)}")
+        if est.shortfall:
+            lines.append(f"Short by {formatting.credits(est.shortfall)}")
+        for limit in (est.member_cap, est.budget):
             if limit and limit.get("message"):
                 lines.append(f"{str(limit['verdict']).capitalize()}: {limit['message']}")
-        return est, "\n".join(lines)
+        return est.to_json(), "\n".join(lines)
     if args.command == "packs":
         data = client.credit_packs()
         lines = [f"{p['id']:12} {formatting.credits(p['credits']):>14}  {p.get('price', '')}" for p in data["packs"]]
