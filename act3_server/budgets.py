@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from act3_credits.core.vocabulary import PROJECT_MAX_CHARS, BudgetAction, BudgetPeriod, ErrorCode, Verdict
@@ -83,23 +83,28 @@ class Usage:
         return self.spent + self.held
 
 
+# Built once (a hold with limits runs them under the account lock): ranges of the two jobs indexes.
+_SUMS = (func.coalesce(func.sum(jobs.c.charged_credits), 0), func.coalesce(func.sum(jobs.c.held), 0))
+_PROJECT_EVER = select(*_SUMS).where(jobs.c.org_id == bindparam("org_id"), jobs.c.project == bindparam("project"))
+_PROJECT_IN_PERIOD = _PROJECT_EVER.where(jobs.c.period_start == bindparam("period_start"))
+_MEMBER_IN_PERIOD = select(*_SUMS).where(
+    jobs.c.member_id == bindparam("member_id"), jobs.c.period_start == bindparam("period_start")
+)
+_BUDGET = select(budgets.c.credits, budgets.c.period, budgets.c.action).where(
+    budgets.c.org_id == bindparam("org_id"), budgets.c.project == bindparam("project")
+)
+_CAP = select(members.c.cap_credits).where(members.c.id == bindparam("member_id"))
+
+
 def project_usage(conn: Connection, org_id: int, project: str, period_start: date | None) -> Usage:
     """Charged and held of the project's jobs sent in `period_start`'s period (None: ever)."""
-    stmt = select(func.coalesce(func.sum(jobs.c.charged_credits), 0), func.coalesce(func.sum(jobs.c.held), 0)).where(
-        jobs.c.org_id == org_id, jobs.c.project == project
-    )
-    if period_start is not None:
-        stmt = stmt.where(jobs.c.period_start == period_start)
-    spent, held = conn.execute(stmt).one()
+    params = {"org_id": org_id, "project": project, "period_start": period_start}
+    spent, held = conn.execute(_PROJECT_EVER if period_start is None else _PROJECT_IN_PERIOD, params).one()
     return Usage(int(spent), int(held))
 
 
 def member_usage(conn: Connection, member_id: int, period_start: date) -> Usage:
-    spent, held = conn.execute(
-        select(func.coalesce(func.sum(jobs.c.charged_credits), 0), func.coalesce(func.sum(jobs.c.held), 0)).where(
-            jobs.c.member_id == member_id, jobs.c.period_start == period_start
-        )
-    ).one()
+    spent, held = conn.execute(_MEMBER_IN_PERIOD, {"member_id": member_id, "period_start": period_start}).one()
     return Usage(int(spent), int(held))
 
 
@@ -127,11 +132,7 @@ class Budget:
 
 
 def read_budget(conn: Connection, org_id: int, project: str) -> Budget | None:
-    row = conn.execute(
-        select(budgets.c.credits, budgets.c.period, budgets.c.action).where(
-            budgets.c.org_id == org_id, budgets.c.project == project
-        )
-    ).first()
+    row = conn.execute(_BUDGET, {"org_id": org_id, "project": project}).first()
     return None if row is None else Budget(project, int(row.credits), row.period, row.action)
 
 
@@ -243,7 +244,7 @@ def assess(
 ) -> Assessment:
     total = sum(costs)
     out = Assessment(total=total, period_start=period_start, project=project, member=member_name)
-    cap = conn.execute(select(members.c.cap_credits).where(members.c.id == member_id)).scalar()
+    cap = conn.execute(_CAP, {"member_id": member_id}).scalar()
     if cap is not None:
         out.cap, out.cap_usage = int(cap), member_usage(conn, member_id, period_start)
         if out.cap_usage.used + total > out.cap:

@@ -281,13 +281,15 @@ def run_batch(bpy: Any, api: Any, session: Any, timers: Any, tick_until: Any, wo
     paused_once = False
 
     def progress() -> bool:
-        job = session.state().jobs.get(job_id, {})
-        for shot in job.get("shots", []):
-            if shot["status"] in ("completed", "failed") and shot["index"] not in seen:
-                seen.add(shot["index"])
-                cost = f"−{shot['credits']:,} cr" if shot["status"] == "completed" else "failed, not charged"
-                say(f"    {shot['name']:<8} {shot['tier']:<9} {cost:>14}   top bar: {BOLD}{api.header_text()}{RESET}")
-        return job.get("status") in ("completed", "failed", "canceled") or (not paused_once and len(seen) >= 4)
+        job = session.state().jobs.get(job_id)  # typed (core/contract.py): a Job and its JobShots
+        if job is None:
+            return False
+        for shot in job.shots:
+            if shot.status in ("completed", "failed") and shot.index not in seen:
+                seen.add(shot.index)
+                cost = f"−{shot.credits:,} cr" if shot.status == "completed" else "failed, not charged"
+                say(f"    {shot.name:<8} {shot.tier:<9} {cost:>14}   top bar: {BOLD}{api.header_text()}{RESET}")
+        return job.status in ("completed", "failed", "canceled") or (not paused_once and len(seen) >= 4)
 
     tick_until(progress, 120)
     paused_once = True
@@ -297,7 +299,7 @@ def run_batch(bpy: Any, api: Any, session: Any, timers: Any, tick_until: Any, wo
     def settled() -> bool:
         job = session.state().jobs[job_id]
         progress()
-        return job["status"] == "paused" and not any(s["status"] == "processing" for s in job["shots"])
+        return job.status == "paused" and not any(s.status == "processing" for s in job.shots)
 
     tick_until(settled)
     at_pause = len(seen)
@@ -374,8 +376,8 @@ def run_budgets(bpy: Any, api: Any, session: Any, tick_until: Any, url: str, key
         say(f"  Confirm → {str(exc).strip()}")
     deferred = layout.operator_button("act3.defer_shots")
     bpy.ops.act3.defer_shots(shots_json=deferred.properties.shots_json, job_name="harbour-spot coverage")
-    tick_until(lambda: any(j.get("status") == "scheduled" for j in session.state().jobs.values()))
-    job_id = max(i for i, j in session.state().jobs.items() if j.get("status") == "scheduled")
+    tick_until(lambda: any(j.status == "scheduled" for j in session.state().jobs.values()))
+    job_id = max(i for i, j in session.state().jobs.items() if j.status == "scheduled")
     queue = RecordingLayout()
     draw.draw_render_queue(queue, session.state(), gprops.rate_card())
     summary = next(t for t in queue.texts() if t.startswith("Scheduled"))

@@ -139,29 +139,27 @@ def _run(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
     if args.command == "estimate":
         est = client.estimate(_shots(args), args.project, when=NEXT_PERIOD if args.next_period else None)
         lines = [
-            f"{s['name']:8} {s['duration_s']:>3} s  {formatting.credits(s['credits'])}"
-            + (f"  blocked: {s['blocked_reason']}" if s.get("blocked_reason") else "")
-            for s in est["shots"]
+            f"{s.name:8} {s.duration_s:>3} s  {formatting.credits(s.credits)}"
+            + (f"  blocked: {s.blocked_reason}" if s.blocked_reason else "")
+            for s in est.shots
         ]
-        when = f"after the refill on {est['next_period']['starts_on']}" if est.get("next_period") else "now"
-        lines.append(
-            f"Total {formatting.credits(est['total'])}; available {when} {formatting.credits(est['available'])}"
-        )
-        if est.get("shortfall"):
-            lines.append(f"Short by {formatting.credits(est['shortfall'])}")
-        for limit in (est.get("member_cap"), est.get("budget")):
+        when = f"after the refill on {est.next_period['starts_on']}" if est.next_period else "now"
+        lines.append(f"Total {formatting.credits(est.total)}; available {when} {formatting.credits(est.available)}")
+        if est.shortfall:
+            lines.append(f"Short by {formatting.credits(est.shortfall)}")
+        for limit in (est.member_cap, est.budget):
             if limit and limit.get("message"):
                 lines.append(f"{str(limit['verdict']).capitalize()}: {limit['message']}")
-        return est, "\n".join(lines)
+        return est.to_json(), "\n".join(lines)
     if args.command == "submit":
         start = NEXT_PERIOD if args.next_period else None
-        job = client.submit_job(args.name, _shots(args), new_idempotency_key(), args.project, start=start)
+        job = client.submit_job(args.name, _shots(args), new_idempotency_key(), args.project, start=start).to_json()
         return job, _job_line(job)
     if args.command == "jobs":
-        found = client.jobs(status=args.status, limit=args.limit)
+        found = [j.to_json() for j in client.jobs(status=args.status, limit=args.limit)]
         return {"jobs": found}, "\n".join(_job_line(j) for j in found) or "No jobs."
     if args.command == "cancel":
-        job = client.cancel_job(args.job)
+        job = client.cancel_job(args.job).to_json()
         return job, _job_line(job)
     if args.command == "auto-top-up":
         now = client.auto_top_up()

@@ -102,8 +102,12 @@ class MemberCap:
 
     @classmethod
     def from_me(cls, me: Any) -> MemberCap | None:
-        member = me.get("member") if isinstance(me, dict) else getattr(me, "member", None)
-        cap = member.get("cap") if isinstance(member, dict) else getattr(member, "cap", None)
+        """From `contract.Me` (its `cap`), or `GET /v1/me`'s JSON (`member.cap`)."""
+        if isinstance(me, dict):
+            member = me.get("member")
+            cap = member.get("cap") if isinstance(member, dict) else None
+        else:
+            cap = getattr(me, "cap", None)
         if not isinstance(cap, dict) or cap.get("credits_per_period") is None:
             return None
         return cls(_int(cap, "credits_per_period"), _int(cap, "spent"), _int(cap, "held"), _int(cap, "left"))

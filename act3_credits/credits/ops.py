@@ -308,7 +308,7 @@ class ACT3_OT_set_auto_top_up(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        role = str(((session.state().me or {}).get("member") or {}).get("role") or "")
+        role = me.role if (me := session.state().me) is not None else ""
         if role != "owner":
             cls.poll_message_set("Only the organisation's owner can change auto top-up.")
             return False

@@ -117,7 +117,9 @@ def test_force_lets_the_service_decide_and_its_refusal_is_one_line(studio, live_
     with pytest.raises(RuntimeError) as err:
         bpy.ops.act3.generate_batch(tag="big", force=True)
     # The service's 402 as the operator's one-line report: 60 x 4,160 cr against the Starter's 245,000.
-    assert str(err.value).strip() == "Error: This batch needs 249,600 credits but only 245,000 are available."
+    assert str(err.value).strip() == (
+        "Error: Not enough credits: this needs 249,600 cr, 4,600 cr more than the 245,000 cr available."
+    )
     assert studio.service_jobs(live_server, "starter") == []
 
 
@@ -264,7 +266,7 @@ def test_a_lost_answer_is_retried_with_the_same_key_and_makes_one_job(studio, li
         proxy.shutdown()
     assert proxy.lost == 1 and len(proxy.posts) == 2 and proxy.posts[0] == proxy.posts[1]
     (job,) = studio.service_jobs(live_server)
-    assert studio.state.jobs[job["id"]]["name"] == "sh010"
+    assert studio.state.jobs[job["id"]].name == "sh010"
 
 
 def test_confirming_again_with_the_same_key_replays_the_first_job(studio, live_server):
