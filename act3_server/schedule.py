@@ -138,6 +138,10 @@ def hold_before_resume(
 def refuse_if_scheduled(conn: Connection, org_id: int, job_id: int, verb: str) -> None:
     """Pause and resume do not apply to a scheduled job. Read without a lock, so a refused call
     never holds the job's row while its refill wants it."""
+    from .ledger import MAX_DB_INT
+
+    if not 1 <= job_id <= MAX_DB_INT:
+        return  # no such job: the caller's lookup answers 404
     status = conn.execute(select(jobs.c.status).where(jobs.c.org_id == org_id, jobs.c.number == job_id)).scalar()
     if status == Status.SCHEDULED.value:
         raise _error(
