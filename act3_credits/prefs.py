@@ -5,15 +5,16 @@ from __future__ import annotations
 import bpy
 from bpy.props import FloatProperty, IntProperty, PointerProperty, StringProperty
 
-from . import layouts, session
+from . import session
 from .core import keystore
 from .core.client import DEFAULT_BASE_URL
+from .credits import draw as credits_draw
 from .generate import draw as generate_draw
 from .generate import intercept
 from .generate.props import ACT3_PG_generate_settings
 
 # What the top bar compares the balance with; kept here so its draw never looks up the preferences.
-THRESHOLDS = layouts.Thresholds()
+THRESHOLDS = credits_draw.Thresholds()
 
 _clearing_key = False
 
@@ -69,7 +70,7 @@ def load_thresholds(prefs=None) -> None:
     prefs = prefs or session.preferences()
     if prefs is None:
         return
-    THRESHOLDS = layouts.Thresholds(
+    THRESHOLDS = credits_draw.Thresholds(
         warn=prefs.warn_percent / 100.0,
         critical=prefs.critical_percent / 100.0,
         custom=int(prefs.custom_threshold),
@@ -128,7 +129,7 @@ class ACT3_AddonPreferences(bpy.types.AddonPreferences):
 
     def draw(self, context):
         source, hint = session.key_source()
-        layouts.draw_preferences(
+        credits_draw.draw_preferences(
             self.layout,
             self,
             session.state(),

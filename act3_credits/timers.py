@@ -10,7 +10,8 @@ import logging
 
 import bpy
 
-from . import props, redraw, session
+from . import redraw, session
+from .credits import props
 
 log = logging.getLogger("act3_credits")
 

@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--dev-clock", action="store_true", help="enable POST /v1/dev/clock")
     serve.add_argument("--render-speed", type=float, default=1.0, help="real seconds per rendered second")
     serve.add_argument("--fail-rate", type=float, default=0.0, help="probability that a shot fails")
+    serve.add_argument(
+        "--fail-every", type=int, default=0, metavar="N", help="fail every Nth shot of a job (the Nth, 2Nth, ...)"
+    )
     serve.add_argument("--workers", type=int, default=4, help="render threads in this process")
     serve.add_argument(
         "--header-timeout",
@@ -242,6 +245,7 @@ def _serve(args: argparse.Namespace, url: str) -> int:
         dev_clock=args.dev_clock,
         render_speed=args.render_speed,
         fail_rate=args.fail_rate,
+        fail_every=args.fail_every,
         workers=args.workers,
         events_recheck_s=args.events_recheck,
         events_backstop_s=args.events_backstop,

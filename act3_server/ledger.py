@@ -14,7 +14,9 @@ Rules that keep the books right:
 The hold, the claim and the charge have a second implementation on the driver (`_create_job_fast`,
 `_claim_fast`, `_complete_fast`, see _Fallback) for their common case; the general methods
 (`_create_job`, `_claim`, `_complete`) are the reference and take every other case.
-Credits are integers everywhere; every price comes from act3_credits.core.pricing.
+Credits are integers everywhere; every price comes from act3_credits.core.pricing. The arithmetic
+(spending order, rollover, what is available) is act3_server/rules.py; the JSON answers are shaped
+by act3_server/shapes.py; statuses, event types and history kinds are act3_credits.core.vocabulary's.
 """
 
 from __future__ import annotations
@@ -52,9 +54,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from act3_credits.core import pricing
+from act3_credits.core import pricing, vocabulary
+from act3_credits.core.shots import shortfall_message
+from act3_credits.core.vocabulary import Event, Kind, Status
 
-from . import billing, schedule, topup
+from . import billing, rules, schedule, shapes, topup
 from .auth import hash_key
 from .clock import utcnow
 from .db import (
@@ -68,7 +72,6 @@ from .db import (
     from_db,
     history_shots,
     idempotency,
-    iso,
     jobs,
     journal,
     members,
@@ -82,12 +85,14 @@ from .db import (
     transactions,
     write_tx,
 )
+from .shapes import encode_cursor
 
-ENDED = ("completed", "failed", "canceled")
+# The vocabulary's sets as tuples in one order, for SQL's IN.
+ENDED = tuple(sorted(vocabulary.ENDED))
 # Ids and event sequence numbers are INTEGER columns (32-bit on PostgreSQL): a bigger number from a
 # client can name no row, and must not reach the database (it would fail there, as a 500).
 MAX_DB_INT = 2**31 - 1
-RUNNABLE = ("queued", "processing")
+RUNNABLE = tuple(sorted(vocabulary.RUNNING))
 
 
 class LedgerError(Exception):
@@ -225,8 +230,8 @@ def _bp(name: str, type_: Any = None) -> Any:
 
 _A = accounts
 _STATE_COLUMNS = [_A.c[k] for k in _ACCOUNT_STATE]
-_QUEUED: Any = literal_column("'queued'")
-_PROCESSING: Any = literal_column("'processing'")
+_QUEUED: Any = literal_column(f"'{Status.QUEUED}'")
+_PROCESSING: Any = literal_column(f"'{Status.PROCESSING}'")
 _RUNNABLE_SQL = or_(jobs.c.status == _QUEUED, jobs.c.status == _PROCESSING)
 
 # The hold: lock the account, check the refill is done and the credits are there, hold them, and
@@ -422,7 +427,7 @@ _LOCK_CLAIMED_JOB = DriverSql(
 _COMPLETE_SHOT = DriverSql(
     shots.update()
     .where(shots.c.id == _bp("shot_id"), shots.c.status == _PROCESSING)
-    .values(status=literal_column("'completed'"), completed_at=_bp("now", shots.c.completed_at.type))
+    .values(status=literal_column(f"'{Status.COMPLETED}'"), completed_at=_bp("now", shots.c.completed_at.type))
     .returning(shots.c.idx, shots.c.name, shots.c.engine, shots.c.tier, shots.c.duration_s, shots.c.credits)
 )
 _OPEN_SHOTS = DriverSql(
@@ -483,7 +488,7 @@ _RENDER_AND_JOURNAL = DriverSql(
             _bp("journal_job_id", Integer()),
             _MOVES.c.bucket,
             _MOVES.c.delta,
-            literal_column("'render'"),
+            literal_column(f"'{Kind.RENDER}'"),
             _bp("at", journal.c.at.type),
         )
         .select_from(_RENDER.join(_MOVES, true()))
@@ -511,17 +516,6 @@ def _account_from_row(tx: RawTx, org_id: int, row: Sequence[Any]) -> dict[str, A
     if tx.sqlite and isinstance(acct["period_start"], str):
         acct["period_start"] = date.fromisoformat(acct["period_start"])
     return acct
-
-
-def _available(acct: Mapping[str, Any]) -> int:
-    return int(acct["monthly_remaining"] + acct["bank_rolled"] + acct["bank_purchased"] - acct["held"])
-
-
-def rollover(left: int, bank_rolled: int, cap: int) -> tuple[int, int]:
-    """What a refill does with `left` credits of the month: (rolled into the bank, expired).
-    Only the rolled-over part of the bank counts against the cap; purchased credits do not."""
-    rolled = min(left, max(0, cap - bank_rolled))
-    return rolled, left - rolled
 
 
 def _save_account_params(acct: Mapping[str, Any]) -> dict[str, Any]:
@@ -636,29 +630,9 @@ class Ledger:
     ) -> dict[str, Any]:
         """The balances changed: a new version, and its `balance.changed` event."""
         acct["version"] += 1
-        balance = self._credits_json(org, acct, now)
-        self._event(conn, acct, "balance.changed", {"balance": balance, "reason": reason}, now)
+        balance = shapes.credits_json(org, acct, now)
+        self._event(conn, acct, Event.BALANCE_CHANGED, {"balance": balance, "reason": reason}, now)
         return balance
-
-    def _credits_json(self, org: Org, acct: Mapping[str, Any], now: datetime) -> dict[str, Any]:
-        plan = pricing.plan(org.plan)
-        bank = acct["bank_rolled"] + acct["bank_purchased"]
-        total = acct["monthly_remaining"] + bank
-        return {
-            "org_id": org.id,
-            "plan": org.plan,
-            "total": total,
-            "monthly_remaining": acct["monthly_remaining"],
-            "monthly_allocation": acct["monthly_allocation"],
-            "rollover_bank": bank,
-            "rollover_purchased": acct["bank_purchased"],
-            "rollover_cap": plan.rollover_cap,
-            "held": acct["held"],
-            "available": total - acct["held"],
-            "billing_date": billing.next_billing_date(now.date(), org.billing_day).isoformat(),
-            "as_of": iso(now),
-            "version": acct["version"],
-        }
 
     def _history(
         self,
@@ -813,8 +787,8 @@ class Ledger:
         for n in range(1, due + 1):
             start = billing.nth_period_after(last_start, n, org.billing_day)
             left = due - n + 1
-            repeats = acct["monthly_remaining"] == plan.monthly_allocation and (
-                plan.monthly_allocation == 0 or acct["bank_rolled"] >= plan.rollover_cap
+            repeats = rules.refills_repeat(
+                acct["monthly_remaining"], acct["bank_rolled"], plan.monthly_allocation, plan.rollover_cap
             )
             if repeats and left >= 2:
                 end = billing.nth_period_after(last_start, due, org.billing_day)
@@ -832,7 +806,7 @@ class Ledger:
         bank is at its cap) and refills it; the balances end as they began."""
         plan = pricing.plan(org.plan)
         at = datetime.combine(last, dtime(0), UTC)
-        expired = plan.monthly_allocation * periods
+        expired = rules.repeated_expiry(plan.monthly_allocation, periods)
         conn.execute(
             refills.insert().values(
                 org_id=org.id,
@@ -845,8 +819,8 @@ class Ledger:
             )
         )
         if expired:
-            self._history(conn, org.id, at, "expiry", -expired, {"monthly": -expired}, "expiry")
-            self._history(conn, org.id, at, "refill", expired, {"monthly": expired}, "refill")
+            self._history(conn, org.id, at, Kind.EXPIRY, -expired, {"monthly": -expired}, "expiry")
+            self._history(conn, org.id, at, Kind.REFILL, expired, {"monthly": expired}, "refill")
         acct["period_start"] = last
         balance = self._save_account(conn, org, acct, now, "refill")
         info = {
@@ -858,7 +832,7 @@ class Ledger:
             "first_period_start": first.isoformat(),
             "balance": balance,
         }
-        self._event(conn, acct, "billing.refilled", info, now)
+        self._event(conn, acct, Event.BILLING_REFILLED, info, now)
         return info
 
     def _refill_one(
@@ -866,7 +840,8 @@ class Ledger:
     ) -> dict[str, Any]:
         plan = pricing.plan(org.plan)
         at = datetime.combine(start, dtime(0), UTC)
-        rolled, expired = rollover(acct["monthly_remaining"], acct["bank_rolled"], plan.rollover_cap)
+        step = rules.refill(acct["monthly_remaining"], acct["bank_rolled"], plan.monthly_allocation, plan.rollover_cap)
+        rolled, expired = step.rolled, step.expired
         # The unique (org, period_start) row: a period refills once even if two processes race.
         conn.execute(
             refills.insert().values(
@@ -879,16 +854,15 @@ class Ledger:
             )
         )
         if rolled:
-            self._history(conn, org.id, at, "rollover", rolled, {"monthly": -rolled, "bank_rolled": rolled}, "rollover")
+            self._history(
+                conn, org.id, at, Kind.ROLLOVER, rolled, {"monthly": -rolled, "bank_rolled": rolled}, "rollover"
+            )
         if expired:
-            self._history(conn, org.id, at, "expiry", -expired, {"monthly": -expired}, "expiry")
+            self._history(conn, org.id, at, Kind.EXPIRY, -expired, {"monthly": -expired}, "expiry")
         self._history(
-            conn, org.id, at, "refill", plan.monthly_allocation, {"monthly": plan.monthly_allocation}, "refill"
+            conn, org.id, at, Kind.REFILL, plan.monthly_allocation, {"monthly": plan.monthly_allocation}, "refill"
         )
-        acct["bank_rolled"] += rolled
-        acct["monthly_remaining"] = plan.monthly_allocation
-        acct["monthly_allocation"] = plan.monthly_allocation
-        acct["period_start"] = start
+        acct.update(step.after(acct), period_start=start)
         balance = self._save_account(conn, org, acct, now, "refill")
         info = {
             "period_start": start.isoformat(),
@@ -898,7 +872,7 @@ class Ledger:
             "balance": balance,
         }
         if not initial:
-            self._event(conn, acct, "billing.refilled", info, now)
+            self._event(conn, acct, Event.BILLING_REFILLED, info, now)
         return info
 
     def _refill_is_due(self, org_id: int, now: datetime) -> bool:
@@ -952,7 +926,7 @@ class Ledger:
         if acct["period_start"] < billing.period_start(now.date(), org.billing_day):
             self.refill_due(org_id, now)
             acct = self._read_account(org_id)
-        return self._credits_json(org, acct, now)
+        return shapes.credits_json(org, acct, now)
 
     def _read_account(self, org_id: int) -> dict[str, Any]:
         with read_tx(self.engine) as conn:
@@ -1046,7 +1020,7 @@ class Ledger:
                 }
             )
         total = pricing.batch_total(prices)
-        shortfall = max(0, total - available)
+        shortfall = rules.shortfall(total, available)
         answer = {
             "shots": out_shots,
             "total": total,
@@ -1151,11 +1125,11 @@ class Ledger:
             replay = self._replay(conn, org.id, idempotency_key, request_hash)
             if replay is not None:
                 return self._job_as_it_is_now(conn, org.id, replay)
-            available = _available(acct)
+            available = rules.available(acct)
             if total > available and not scheduled:
                 raise LedgerError(
                     "insufficient_credits",
-                    f"This batch needs {total:,} credits but only {available:,} are available.",
+                    shortfall_message(total, available),
                     required_credits=total,
                     current_balance=available,
                 )
@@ -1170,7 +1144,7 @@ class Ledger:
                         member_id=actor.member_id,
                         member_name=actor.member_name,
                         name=name,
-                        status="scheduled" if scheduled else "queued",
+                        status=Status.SCHEDULED if scheduled else Status.QUEUED,
                         created_at=to_db(now),
                         updated_at=to_db(now),
                         estimated_credits=total,
@@ -1191,7 +1165,7 @@ class Ledger:
                         "requested_duration_s": p.requested_s,
                         "duration_s": p.duration_s,
                         "credits": p.credits,
-                        "status": "queued",
+                        "status": Status.QUEUED,
                         "attempts": 0,
                     }
                     for i, (n, p) in enumerate(zip(names, prices, strict=True))
@@ -1199,10 +1173,12 @@ class Ledger:
             )
             self._note_shot_names(conn, org.id, names)
             if scheduled:
-                self._event(conn, acct, "job.status", {"job_id": number, "status": "scheduled", "reason": None}, now)
+                data = {"job_id": number, "status": Status.SCHEDULED, "reason": None}
+                self._event(conn, acct, Event.JOB_STATUS, data, now)
             else:
                 self._hold(conn, org, acct, job_id, total, now)
-                self._event(conn, acct, "job.status", {"job_id": number, "status": "queued", "reason": None}, now)
+                data = {"job_id": number, "status": Status.QUEUED, "reason": None}
+                self._event(conn, acct, Event.JOB_STATUS, data, now)
                 topup.after_hold(self, conn, org, acct, available, now)  # --- hook (issue 11): auto top-up
             result = Result(201, self._job_json(conn, job_id))
             self._remember(conn, org.id, idempotency_key, request_hash, result, now)
@@ -1236,35 +1212,8 @@ class Ledger:
         by_job: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
         if ids:
             for s in conn.execute(select(shots).where(shots.c.job_id.in_(ids)).order_by(shots.c.job_id, shots.c.idx)):
-                by_job[s.job_id].append(
-                    {
-                        "index": s.idx,
-                        "name": s.name,
-                        "engine": s.engine,
-                        "tier": s.tier,
-                        "requested_duration_s": s.requested_duration_s,
-                        "duration_s": s.duration_s,
-                        "credits": s.credits,
-                        "status": s.status,
-                        "error": s.error,
-                        "completed_at": iso(s.completed_at),
-                    }
-                )
-        return [
-            {
-                "id": j.number,
-                "name": j.name,
-                "status": j.status,
-                "created_at": iso(j.created_at),
-                "updated_at": iso(j.updated_at),
-                "member": j.member_name,
-                "estimated_credits": j.estimated_credits,
-                "charged_credits": j.charged_credits,
-                "held": j.held,
-                "shots": by_job[j.id],
-            }
-            for j in job_rows
-        ]
+                by_job[s.job_id].append(shapes.shot_json(s))
+        return [shapes.job_json(j, by_job[j.id]) for j in job_rows]
 
     def _job_json(self, conn: Connection, job_id: int) -> dict[str, Any]:
         row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
@@ -1311,11 +1260,13 @@ class Ledger:
             job = self._lock_job(conn, actor, job_id)
             if job.status in ENDED:
                 raise LedgerError("invalid_state", f"Job {job_id} already ended ({job.status}); it cannot be paused.")
-            if job.status != "paused":
+            if job.status != Status.PAUSED:
                 _org, acct = self._touch(conn, actor.org_id, now)
-                self._set_job(conn, job.id, now, status="paused")
+                self._set_job(conn, job.id, now, status=Status.PAUSED)
                 reason = f"paused by {actor.member_name}"
-                self._event(conn, acct, "job.status", {"job_id": job_id, "status": "paused", "reason": reason}, now)
+                self._event(
+                    conn, acct, Event.JOB_STATUS, {"job_id": job_id, "status": Status.PAUSED, "reason": reason}, now
+                )
             return self._job_json(conn, job.id)
 
     def resume(self, actor: Actor, job_id: int) -> dict[str, Any]:
@@ -1324,7 +1275,7 @@ class Ledger:
         with self._write() as conn:
             schedule.refuse_if_scheduled(conn, actor.org_id, job_id, "resumed")  # --- hook (issue 11)
             job = self._lock_job(conn, actor, job_id)
-            if job.status != "paused":
+            if job.status != Status.PAUSED:
                 raise LedgerError(
                     "invalid_state", f"Job {job_id} is {job.status}, not paused; only a paused job resumes."
                 )
@@ -1332,11 +1283,11 @@ class Ledger:
             # --- hook (issue 11): a job paused at its refill because it did not fit holds now, or 402
             schedule.hold_before_resume(self, conn, org, acct, job, now)
             started = conn.execute(
-                select(func.count()).where(shots.c.job_id == job.id, shots.c.status != "queued")
+                select(func.count()).where(shots.c.job_id == job.id, shots.c.status != Status.QUEUED)
             ).scalar_one()
-            status = "processing" if started else "queued"
+            status = Status.PROCESSING if started else Status.QUEUED
             self._set_job(conn, job.id, now, status=status)
-            self._event(conn, acct, "job.status", {"job_id": job_id, "status": status, "reason": "resumed"}, now)
+            self._event(conn, acct, Event.JOB_STATUS, {"job_id": job_id, "status": status, "reason": "resumed"}, now)
             return self._job_json(conn, job.id)
 
     def cancel(self, actor: Actor, job_id: int) -> dict[str, Any]:
@@ -1353,13 +1304,15 @@ class Ledger:
             conn.execute(
                 shots.update()
                 .where(shots.c.job_id == job.id, shots.c.status.in_(RUNNABLE))
-                .values(status="canceled", error="canceled")
+                .values(status=Status.CANCELED, error="canceled")
             )
-            self._set_job(conn, job.id, now, status="canceled", held=0, current_shot_id=None, lease_owner=None)
+            self._set_job(conn, job.id, now, status=Status.CANCELED, held=0, current_shot_id=None, lease_owner=None)
             if job.held:
                 self._release(conn, org, acct, job.id, job.held, now)
             reason = f"canceled by {actor.member_name}"
-            self._event(conn, acct, "job.status", {"job_id": job_id, "status": "canceled", "reason": reason}, now)
+            self._event(
+                conn, acct, Event.JOB_STATUS, {"job_id": job_id, "status": Status.CANCELED, "reason": reason}, now
+            )
             return self._job_json(conn, job.id)
 
     def _require_spender(self, actor: Actor) -> None:
@@ -1415,31 +1368,38 @@ class Ledger:
             if job.current_shot_id is not None:
                 conn.execute(
                     shots.update()
-                    .where(shots.c.id == job.current_shot_id, shots.c.status == "processing")
-                    .values(status="queued")
+                    .where(shots.c.id == job.current_shot_id, shots.c.status == Status.PROCESSING)
+                    .values(status=Status.QUEUED)
                 )
             shot = conn.execute(
-                select(shots).where(shots.c.job_id == job.id, shots.c.status == "queued").order_by(shots.c.idx).limit(1)
+                select(shots)
+                .where(shots.c.job_id == job.id, shots.c.status == Status.QUEUED)
+                .order_by(shots.c.idx)
+                .limit(1)
             ).first()
             if shot is None:  # nothing left to render: settle the job instead
                 self._set_job(conn, job.id, now, current_shot_id=None, lease_owner=None, lease_expires=None)
                 self._finish_if_done(conn, org, acct, job.id, job.number, now)
                 return None
             conn.execute(
-                shots.update().where(shots.c.id == shot.id).values(status="processing", attempts=shot.attempts + 1)
+                shots.update().where(shots.c.id == shot.id).values(status=Status.PROCESSING, attempts=shot.attempts + 1)
             )
             self._set_job(
                 conn,
                 job.id,
                 now,
-                status="processing",
+                status=Status.PROCESSING,
                 current_shot_id=shot.id,
                 lease_owner=worker,
                 lease_expires=real + lease_s,
             )
-            if job.status != "processing":
+            if job.status != Status.PROCESSING:
                 self._event(
-                    conn, acct, "job.status", {"job_id": job.number, "status": "processing", "reason": None}, now
+                    conn,
+                    acct,
+                    Event.JOB_STATUS,
+                    {"job_id": job.number, "status": Status.PROCESSING, "reason": None},
+                    now,
                 )
             return Claim(worker, job.id, org.id, shot.id, shot.idx, shot.duration_s, shot.credits, job.number)
 
@@ -1448,7 +1408,7 @@ class Ledger:
         with self._write() as conn:
             if self._lock_claimed(conn, claim) is None:
                 return
-            conn.execute(shots.update().where(shots.c.id == claim.shot_id).values(status="queued"))
+            conn.execute(shots.update().where(shots.c.id == claim.shot_id).values(status=Status.QUEUED))
             conn.execute(
                 jobs.update()
                 .where(jobs.c.id == claim.job_id)
@@ -1488,7 +1448,7 @@ class Ledger:
         if job is None or job.current_shot_id != claim.shot_id or job.lease_owner != claim.worker:
             return None
         shot = conn.execute(select(shots.c.status).where(shots.c.id == claim.shot_id)).scalar_one()
-        return job if shot == "processing" else None
+        return job if shot == Status.PROCESSING else None
 
     def complete_shot(self, claim: Claim) -> bool:
         """Charge the shot its estimate from the job's hold: monthly first, then the bank."""
@@ -1505,7 +1465,7 @@ class Ledger:
             if job is None:
                 return False
             org, acct = self._touch(conn, claim.org_id, now)
-            available_before = _available(acct)
+            available_before = rules.available(acct)
             shot = conn.execute(select(shots).where(shots.c.id == claim.shot_id)).one()
             cost = shot.credits
             if cost > job.held:  # the CHECK constraints would refuse it anyway
@@ -1516,7 +1476,7 @@ class Ledger:
                 conn,
                 org.id,
                 now,
-                "render",
+                Kind.RENDER,
                 -cost,
                 deltas,
                 "render",
@@ -1531,7 +1491,7 @@ class Ledger:
             )
             self._journal(conn, org.id, "held", -cost, "render", now, transaction_id=tx_id, job_id=job.id)
             conn.execute(
-                shots.update().where(shots.c.id == shot.id).values(status="completed", completed_at=to_db(now))
+                shots.update().where(shots.c.id == shot.id).values(status=Status.COMPLETED, completed_at=to_db(now))
             )
             self._set_job(
                 conn,
@@ -1547,7 +1507,7 @@ class Ledger:
             self._event(
                 conn,
                 acct,
-                "job.shot_completed",
+                Event.SHOT_COMPLETED,
                 {"job_id": job.number, "shot_index": shot.idx, "shot": shot.name, "credits": cost, "balance": balance},
                 now,
             )
@@ -1585,7 +1545,7 @@ class Ledger:
                 "member_id": actor.member_id,
                 "member_name": actor.member_name,
                 "name": name,
-                "status": "queued",
+                "status": Status.QUEUED,
                 "created_at": at,
                 "updated_at": at,
                 "estimated_credits": total,
@@ -1603,7 +1563,7 @@ class Ledger:
                 if row is None:
                     raise _Fallback  # as above
                 job_id, acct = row[0], _account_from_row(tx, org.id, row[1:-1])
-            if row[-1] is not None and topup.crosses(_available(acct) + total, _available(acct), row[-1]):
+            if row[-1] is not None and topup.crosses(rules.available(acct) + total, rules.available(acct), row[-1]):
                 raise _Fallback  # auto top-up is on and this hold crosses its threshold: bought with it
             number = acct["last_job_number"]
             shot_rows = [
@@ -1616,7 +1576,7 @@ class Ledger:
                     "requested_duration_s": float(p.requested_s),
                     "duration_s": p.duration_s,
                     "credits": p.credits,
-                    "status": "queued",
+                    "status": Status.QUEUED,
                     "attempts": 0,
                 }
                 for i, (n, p) in enumerate(zip(names, prices, strict=True))
@@ -1641,45 +1601,23 @@ class Ledger:
                     },
                 )
                 seq = acct["last_event_seq"]
-                balance = self._credits_json(org, acct, now)
+                balance = shapes.credits_json(org, acct, now)
                 tx.executemany(
                     _INSERT_EVENT_ROWS,
                     [
                         self._event_row(
-                            org.id, seq - 1, "balance.changed", {"balance": balance, "reason": "hold"}, now
+                            org.id, seq - 1, Event.BALANCE_CHANGED, {"balance": balance, "reason": "hold"}, now
                         ),
                         self._event_row(
-                            org.id, seq, "job.status", {"job_id": number, "status": "queued", "reason": None}, now
+                            org.id,
+                            seq,
+                            Event.JOB_STATUS,
+                            {"job_id": number, "status": Status.QUEUED, "reason": None},
+                            now,
                         ),
                     ],
                 )
-                stamp = iso(now)
-                body = {
-                    "id": number,
-                    "name": name,
-                    "status": "queued",
-                    "created_at": stamp,
-                    "updated_at": stamp,
-                    "member": actor.member_name,
-                    "estimated_credits": total,
-                    "charged_credits": 0,
-                    "held": total,
-                    "shots": [
-                        {
-                            "index": r["idx"],
-                            "name": r["name"],
-                            "engine": r["engine"],
-                            "tier": r["tier"],
-                            "requested_duration_s": r["requested_duration_s"],
-                            "duration_s": r["duration_s"],
-                            "credits": r["credits"],
-                            "status": "queued",
-                            "error": None,
-                            "completed_at": None,
-                        }
-                        for r in shot_rows
-                    ],
-                }
+                body = shapes.queued_job_json(number, name, actor.member_name, total, now, shot_rows)
                 if idempotency_key is not None:
                     request_hash = _canonical_hash(
                         "jobs",
@@ -1729,18 +1667,18 @@ class Ledger:
                 "expires": real + lease_s,
                 "now": to_db(now),
             }
-            wrote = status != "processing"
-            data = {"job_id": number, "status": "processing", "reason": None}
+            wrote = status != Status.PROCESSING
+            data = {"job_id": number, "status": Status.PROCESSING, "reason": None}
             if tx.sqlite:
                 tx.execute(_LEASE_JOB, lease)
                 if wrote:
                     seq = tx.one(_TAKE_EVENT_SEQ, {"org_id": org_id})[0]
-                    tx.execute(_INSERT_EVENT_ROWS, self._event_row(org_id, seq, "job.status", data, now))
+                    tx.execute(_INSERT_EVENT_ROWS, self._event_row(org_id, seq, Event.JOB_STATUS, data, now))
             else:
                 with tx.batch(commit=True):  # the lease and the event (numbered in SQL): one round trip
                     tx.execute(_LEASE_JOB, lease)
                     if wrote:
-                        tx.execute(_INSERT_NUMBERED_EVENT, self._event_row(org_id, 0, "job.status", data, now))
+                        tx.execute(_INSERT_NUMBERED_EVENT, self._event_row(org_id, 0, Event.JOB_STATUS, data, now))
         if wrote:
             self._events_written()
         return Claim(worker, job_id, org_id, shot_id, idx, duration_s, credits, number)
@@ -1793,7 +1731,7 @@ class Ledger:
             render = {
                 "org_id": org.id,
                 "at": at,
-                "kind": "render",
+                "kind": Kind.RENDER,
                 "shot": shot_name,
                 "engine": engine,
                 "tier": tier,
@@ -1828,24 +1766,26 @@ class Ledger:
                     tx.execute(_RENDER_AND_JOURNAL, {**render, **moved, "d_held": -cost, "journal_job_id": job_id})
                 tx.execute(
                     _CHARGE_JOB,
-                    {"job_id": job_id, "cost": cost, "status": "completed" if finishing else status, "now": at},
+                    {"job_id": job_id, "cost": cost, "status": Status.COMPLETED if finishing else status, "now": at},
                 )
                 tx.execute(_SAVE_ACCOUNT_ROW, _save_account_params(acct))
                 seq = acct["last_event_seq"] - (3 if finishing else 2)
-                balance = self._credits_json(org, acct, now)
+                balance = shapes.credits_json(org, acct, now)
                 rows = [
-                    self._event_row(org.id, seq + 1, "balance.changed", {"balance": balance, "reason": "render"}, now),
+                    self._event_row(
+                        org.id, seq + 1, Event.BALANCE_CHANGED, {"balance": balance, "reason": "render"}, now
+                    ),
                     self._event_row(
                         org.id,
                         seq + 2,
-                        "job.shot_completed",
+                        Event.SHOT_COMPLETED,
                         {"job_id": number, "shot_index": idx, "shot": shot_name, "credits": cost, "balance": balance},
                         now,
                     ),
                 ]
                 if finishing:
-                    data = {"job_id": number, "status": "completed", "reason": None}
-                    rows.append(self._event_row(org.id, seq + 3, "job.status", data, now))
+                    data = {"job_id": number, "status": Status.COMPLETED, "reason": None}
+                    rows.append(self._event_row(org.id, seq + 3, Event.JOB_STATUS, data, now))
                 tx.executemany(_INSERT_EVENT_ROWS, rows)
         self._events_written()
         return True
@@ -1859,7 +1799,7 @@ class Ledger:
                 return False
             org, acct = self._touch(conn, claim.org_id, now)
             shot = conn.execute(select(shots).where(shots.c.id == claim.shot_id)).one()
-            conn.execute(shots.update().where(shots.c.id == shot.id).values(status="failed", error=error))
+            conn.execute(shots.update().where(shots.c.id == shot.id).values(status=Status.FAILED, error=error))
             self._set_job(
                 conn,
                 job.id,
@@ -1875,7 +1815,7 @@ class Ledger:
             self._event(
                 conn,
                 acct,
-                "job.shot_failed",
+                Event.SHOT_FAILED,
                 {"job_id": job.number, "shot_index": shot.idx, "shot": shot.name, "error": error, "balance": balance},
                 now,
             )
@@ -1890,34 +1830,22 @@ class Ledger:
                 select(shots.c.status, func.count()).where(shots.c.job_id == job_id).group_by(shots.c.status)
             ).all()
         )
-        if counts.get("queued") or counts.get("processing"):
+        if counts.get(Status.QUEUED) or counts.get(Status.PROCESSING):
             return
         job = conn.execute(select(jobs.c.held, jobs.c.status).where(jobs.c.id == job_id)).one()
         if job.status in ENDED:
             return
-        status = "completed" if counts.get("completed") else "failed"
+        status = Status.COMPLETED if counts.get(Status.COMPLETED) else Status.FAILED
         if job.held:  # estimate == charge makes this zero; release whatever is left so nothing stays held
             self._release(conn, org, acct, job_id, job.held, now)
         self._set_job(conn, job_id, now, status=status, held=0)
-        self._event(conn, acct, "job.status", {"job_id": number, "status": status, "reason": None}, now)
+        self._event(conn, acct, Event.JOB_STATUS, {"job_id": number, "status": status, "reason": None}, now)
 
     @staticmethod
     def _take(acct: dict[str, Any], amount: int) -> dict[str, int]:
-        """Spend `amount`: monthly first, then rolled-over bank, then purchased bank."""
-        deltas: dict[str, int] = {}
-        left = amount
-        for bucket, column in (
-            ("monthly", "monthly_remaining"),
-            ("bank_rolled", "bank_rolled"),
-            ("bank_purchased", "bank_purchased"),
-        ):
-            take = min(left, acct[column])
-            if take:
-                acct[column] -= take
-                deltas[bucket] = -take
-                left -= take
-        if left:
-            raise RuntimeError("charge exceeds the balance")  # held <= total makes this unreachable
+        """Spend `amount` in the spending order (rules.spend) and move the account's buckets."""
+        deltas = rules.spend(acct, amount)  # held <= total makes an overdraft unreachable
+        rules.apply(acct, deltas)
         return deltas
 
     # --- purchases ---------------------------------------------------------------------------------
@@ -1947,18 +1875,7 @@ class Ledger:
             if replay is not None:
                 return replay
             purchase_id, balance = self._buy_in(conn, org, acct, actor.member_id, actor.member_name, pack, now)
-            body = {
-                "purchase": {
-                    "id": purchase_id,
-                    "pack_id": pack.id,
-                    "credits": pack.credits,
-                    "price_cents": pack.price_cents,
-                    "currency": pack.currency,
-                    "payment_method": {"brand": org.payment_brand, "last4": org.payment_last4},
-                    "at": iso(now),
-                },
-                "balance": balance,
-            }
+            body = shapes.purchase_json(purchase_id, pack, org.payment_brand, org.payment_last4, now, balance)
             result = Result(201, body)
             self._remember(conn, org.id, idempotency_key, request_hash, result, now)
             return result
@@ -1996,7 +1913,7 @@ class Ledger:
             conn,
             org.id,
             now,
-            "purchase",
+            Kind.PURCHASE,
             pack.credits,
             {"bank_purchased": pack.credits},
             "purchase",
@@ -2008,7 +1925,7 @@ class Ledger:
         data = {"purchase_id": purchase_id, "pack_id": pack.id, "credits": pack.credits, "balance": balance}
         if auto:
             data["auto"] = True
-        self._event(conn, acct, "purchase.completed", data, now)
+        self._event(conn, acct, Event.PURCHASE_COMPLETED, data, now)
         return purchase_id, balance
 
     # --- history -----------------------------------------------------------------------------------
@@ -2029,11 +1946,11 @@ class Ledger:
         with read_tx(self.engine) as conn:
             if not self._refill_due_in(conn, org_id, now):
                 rows = history_page(conn, org_id, limit + 1, after, tier=tier, kind=kind, shot=shot)
-                return _history_json(rows, limit)
+                return shapes.history_json(rows, limit)
         self.refill_due(org_id, now)
         with read_tx(self.engine) as conn:
             rows = history_page(conn, org_id, limit + 1, after, tier=tier, kind=kind, shot=shot)
-        return _history_json(rows, limit)
+        return shapes.history_json(rows, limit)
 
     # --- events ------------------------------------------------------------------------------------
 
@@ -2045,7 +1962,7 @@ class Ledger:
                 .order_by(events.c.seq)
                 .limit(limit)
             ).all()
-        return [{"seq": r.seq, "type": r.type, "at": iso(r.at), "data": json.loads(r.data)} for r in rows]
+        return [shapes.event_json(r) for r in rows]
 
     def last_seq(self, org_id: int) -> int:
         with read_tx(self.engine) as conn:
@@ -2199,7 +2116,7 @@ def history_page(
     params: dict[str, Any] = {"org_id": org_id, "n": n, "tier": tier, "kind": kind}
     if after is not None:
         params["after_at"], params["after_id"] = after
-    shape = (bool(tier), None if not kind else "render" if kind == "render" else "other", after is not None)
+    shape = (bool(tier), None if not kind else "render" if kind == Kind.RENDER else "other", after is not None)
     if not shot:
         return conn.execute(_page_stmt(*shape, "plain"), params).all()
     params["pattern"] = _like_pattern(shot.lower())
@@ -2226,48 +2143,9 @@ def history_page(
     return conn.execute(_page_stmt(*shape, "in_names"), params).all()
 
 
-HISTORY_KEYS = (
-    "id",
-    "at",
-    "kind",
-    "shot",
-    "engine",
-    "tier",
-    "duration_s",
-    "credits",
-    "monthly_delta",
-    "bank_delta",
-    "job_id",
-    "member",
-    "auto",
-)
-
-
-def _iso_z(dt: datetime) -> str:
-    # Stored times are naive UTC; isoformat is several times cheaper than strftime, for 200 rows.
-    return dt.isoformat(timespec="seconds") + "Z" if dt.tzinfo is None else str(iso(dt))
-
-
-def _history_json(rows: Sequence[Any], limit: int) -> dict[str, Any]:
-    more = len(rows) > limit
-    rows = rows[:limit]
-    items = []
-    for row in rows:
-        item = dict(zip(HISTORY_KEYS, row, strict=True))
-        item["at"] = _iso_z(row[1])
-        item["auto"] = bool(item["auto"])  # NULL on every item but auto top-up's purchases
-        items.append(item)
-    return {"items": items, "next_cursor": encode_cursor(rows[-1].at, rows[-1].id) if more else None}
-
-
 def as_utc(dt: datetime) -> datetime:
     """An aware UTC datetime (a naive one is taken as UTC), so that `.date()` is the UTC date."""
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
-def encode_cursor(at: datetime, row_id: int) -> str:
-    raw = json.dumps([to_db(at).isoformat(), row_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
@@ -2295,4 +2173,15 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         ) from exc
 
 
-__all__ = ["MAX_DB_INT", "Actor", "Claim", "Ledger", "LedgerError", "Org", "Result", "from_db"]
+__all__ = [
+    "MAX_DB_INT",
+    "Actor",
+    "Claim",
+    "Ledger",
+    "LedgerError",
+    "Org",
+    "Result",
+    "decode_cursor",
+    "encode_cursor",
+    "from_db",
+]

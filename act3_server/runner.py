@@ -1,6 +1,8 @@
 """The job runner: background threads in every serve process that render (simulate) shots.
 
-A shot takes duration_s x render_speed seconds and fails with probability fail_rate. Each worker
+A shot takes duration_s x render_speed seconds and fails with probability fail_rate, or for sure when
+its position in the job is a multiple of fail_every (the 3rd, 6th, ... for 3: a failure a test or a
+demo can count on). Each worker
 leases one shot at a time (Ledger.claim_next_shot); the lease is short and renewed while rendering,
 so a shot whose process died is rendered by another process within about two seconds.
 """
@@ -36,6 +38,7 @@ class Runner:
         ledger: Ledger,
         render_speed: float = 1.0,
         fail_rate: float = 0.0,
+        fail_every: int = 0,
         workers: int = 4,
         poll_s: float = 0.2,
         lease_s: float = LEASE_S,
@@ -45,6 +48,7 @@ class Runner:
         self.ledger = ledger
         self.render_speed = render_speed
         self.fail_rate = fail_rate
+        self.fail_every = fail_every
         self.workers = workers
         self.poll_s = poll_s
         self.lease_s = lease_s
@@ -130,7 +134,12 @@ class Runner:
                 renewed = time.monotonic()
             elif not self.ledger.still_rendering(claim):
                 return
-        if self.fail_rate and self.rng.random() < self.fail_rate:
+        if self._fails(claim):
             self.ledger.fail_shot(claim, "simulated render failure")
         else:
             self.ledger.complete_shot(claim)
+
+    def _fails(self, claim: Claim) -> bool:
+        if self.fail_every > 0 and (claim.shot_index + 1) % self.fail_every == 0:
+            return True
+        return bool(self.fail_rate) and self.rng.random() < self.fail_rate

@@ -190,6 +190,7 @@ def build_service(
     dev_clock: bool = False,
     render_speed: float = 1.0,
     fail_rate: float = 0.0,
+    fail_every: int = 0,
     workers: int = 4,
     run_jobs: bool = True,
     events_recheck_s: float = 0.1,
@@ -197,7 +198,7 @@ def build_service(
 ) -> Service:
     ledger, clock = open_ledger(database_url, dev_clock)
     bus = EventBus(ledger.engine, recheck_s=events_recheck_s, backstop_s=events_backstop_s)
-    runner = Runner(ledger, render_speed=render_speed, fail_rate=fail_rate, workers=workers) if run_jobs else None
+    runner = Runner(ledger, render_speed=render_speed, fail_rate=fail_rate, fail_every=fail_every, workers=workers) if run_jobs else None
     # Background work (rendering, billing) runs in `serve`; tests that drive the ledger by hand opt out.
     biller = Biller(ledger) if run_jobs else None
 

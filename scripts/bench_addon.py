@@ -16,7 +16,7 @@ Speed (each figure the median of several runs; with --baseline the two trees' ru
   install compiles every module; this environment sets PYTHONDONTWRITEBYTECODE, a Blender does not).
 
 Main thread (a live act3-server on SQLite):
-- header draw: `layouts.draw_header` with the state cached (what the top bar runs every redraw);
+- header draw: `credits.draw.draw_header` with the state cached (what the top bar runs every redraw);
 - timer beat: `timers.tick()` when nothing changed, and when a charge event arrives;
 - main thread while the service hangs (accepts TCP, never answers): the longest timer beat and the
   longest Refresh / Buy Credits operator call over a few seconds;
@@ -84,14 +84,14 @@ def main_thread() -> list[tuple[str, str]]:
     bpy = blender.import_bpy()
     addon = blender.install_extension()
     mod = lambda name: importlib.import_module(f"{addon.__name__}.{name}")  # noqa: E731
-    api, layouts, timers, session, prefs = (mod(n) for n in ("api", "layouts", "timers", "session", "prefs"))
+    api, credits_draw, timers, session, prefs = (mod(n) for n in ("api", "credits.draw", "timers", "session", "prefs"))
     assert api.refresh(wait=15)
     state = session.state()
     rows: list[tuple[str, str]] = []
 
-    us, n = per_call_us(lambda: layouts.draw_header(NullLayout(), state, prefs.THRESHOLDS))
+    us, n = per_call_us(lambda: credits_draw.draw_header(NullLayout(), state, prefs.THRESHOLDS))
     rows.append(("header draw, cached state (null layout)", f"{us:.1f} µs per draw ({n:,} draws)"))
-    us, n = per_call_us(lambda: layouts.draw_header(RecordingLayout(), state, prefs.THRESHOLDS))
+    us, n = per_call_us(lambda: credits_draw.draw_header(RecordingLayout(), state, prefs.THRESHOLDS))
     rows.append(("header draw, recording layout", f"{us:.1f} µs per draw ({n:,} draws)"))
     us, n = per_call_us(timers.tick, 0.5)
     rows.append(("timer beat, nothing new", f"{us:.1f} µs per beat"))

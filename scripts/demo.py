@@ -164,7 +164,7 @@ def run_blender(url: str, key: str, workdir: Path) -> None:
     import importlib
 
     api = importlib.import_module(f"{addon.__name__}.api")
-    layouts = importlib.import_module(f"{addon.__name__}.layouts")
+    credits_draw = importlib.import_module(f"{addon.__name__}.credits.draw")
     timers = importlib.import_module(f"{addon.__name__}.timers")
     session = importlib.import_module(f"{addon.__name__}.session")
     prefs_mod = importlib.import_module(f"{addon.__name__}.prefs")
@@ -186,7 +186,7 @@ def run_blender(url: str, key: str, workdir: Path) -> None:
         thresholds = prefs_mod.THRESHOLDS
         say(f"  top bar: {BOLD}{api.header_text()}{RESET}")
         layout = RecordingLayout()
-        layouts.draw_credits(layout, state, thresholds, bool(bpy.app.online_access))
+        credits_draw.draw_credits(layout, state, thresholds, bool(bpy.app.online_access))
         say(f"  {DIM}{title}{RESET}")
         for line in render(layout.items, "    "):
             say(line)

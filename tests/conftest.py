@@ -74,6 +74,7 @@ def live_server_factory(tmp_path: Path) -> Iterator[LiveServerFactory]:
         dev_clock: bool = True,
         render_speed: float = 0.01,
         fail_rate: float = 0.0,
+        fail_every: int = 0,
         extra_args: tuple[str, ...] = (),
     ) -> LiveServer:
         workdir = tmp_path / f"server{len(started)}"
@@ -82,6 +83,7 @@ def live_server_factory(tmp_path: Path) -> Iterator[LiveServerFactory]:
             database_url=database_url or sqlite_url(tmp_path, f"live{len(started)}.db"),
             dev_clock=dev_clock,
             render_speed=render_speed,
+            fail_every=fail_every,
             fail_rate=fail_rate,
             extra_args=tuple(extra_args),
             workdir=workdir,

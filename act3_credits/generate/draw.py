@@ -14,7 +14,7 @@ from ..core import formatting, shots
 from ..core.pricing import RateCard
 from ..core.shots import Estimate, JobView, Line
 from ..core.vocabulary import ENDED, RUNNING, Status
-from ..layouts import DEFAULT_SIDEBAR, engine_name, is_wide, tier_name  # one width rule, one naming
+from ..widgets import DEFAULT_SIDEBAR, engine_name, is_wide, tier_name  # one width rule, one naming
 
 RECENT_ENDED_JOBS = 3  # ended jobs kept in the queue panel (older ones are in the history)
 STATUS_ICONS: dict[str, str] = {

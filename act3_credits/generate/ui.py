@@ -6,8 +6,9 @@ from typing import Any
 
 import bpy
 
-from .. import layouts, session
+from .. import session
 from ..core import shots
+from ..widgets import CATEGORY, CREDITS_PANEL, region_width
 from . import draw, intercept, jobs, ops, props
 from .ops import account
 
@@ -18,7 +19,7 @@ class ACT3_UL_shots(bpy.types.UIList):
     def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0, flt_flag=0):
         card = props.rate_card()
         est = shots.estimate([props.to_shot(data, item)], card, account())
-        draw.draw_shot_row(layout, item, est.lines[0], card, layouts.region_width(context))
+        draw.draw_shot_row(layout, item, est.lines[0], card, region_width(context))
 
     def filter_items(self, context, data, propname):
         items = getattr(data, propname)
@@ -36,7 +37,7 @@ class ACT3_UL_shots(bpy.types.UIList):
 class _SidebarPanel(bpy.types.Panel):
     bl_space_type = "VIEW_3D"
     bl_region_type = "UI"
-    bl_category = layouts.CATEGORY
+    bl_category = CATEGORY
 
 
 class ACT3_PT_shots(_SidebarPanel):
@@ -52,7 +53,7 @@ class ACT3_PT_shots(_SidebarPanel):
         if 0 <= scene.act3_shots_index < len(scene.act3_shots):
             item = scene.act3_shots[scene.act3_shots_index]
             active = shots.estimate([props.to_shot(scene, item)], card, account()).lines[0]
-        draw.draw_shots_panel(self.layout, scene, settings, est, active, layouts.region_width(context))
+        draw.draw_shots_panel(self.layout, scene, settings, est, active, region_width(context))
 
 
 class ACT3_PT_render_queue(_SidebarPanel):
@@ -72,7 +73,7 @@ class ACT3_PT_render_queue(_SidebarPanel):
             props.rate_card(),
             jobs.guard.reasons,
             ops.expanded_jobs,
-            layouts.region_width(context),
+            region_width(context),
         )
 
 
@@ -83,7 +84,7 @@ class ACT3_PT_generate_settings(_SidebarPanel):
 
     def draw(self, context):
         draw.draw_generate_settings(
-            self.layout, props.settings(context), intercept.problems(), layouts.region_width(context)
+            self.layout, props.settings(context), intercept.problems(), region_width(context)
         )
 
 
@@ -92,7 +93,7 @@ classes: tuple[Any, ...] = (ACT3_UL_shots, ACT3_PT_shots, ACT3_PT_render_queue, 
 
 def attach_to_shell() -> None:
     """Nest the panels under the shell's ACT3 Credits panel when it is there (set before registering)."""
-    parent = layouts.CREDITS_PANEL if hasattr(bpy.types, layouts.CREDITS_PANEL) else ""
+    parent = CREDITS_PANEL if hasattr(bpy.types, CREDITS_PANEL) else ""
     for cls in (ACT3_PT_shots, ACT3_PT_render_queue):
         if parent:
             cls.bl_parent_id = parent

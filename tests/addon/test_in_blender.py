@@ -54,7 +54,7 @@ class Shell(blender.EnabledAddon):
     def header(self, alignment: str = "RIGHT") -> RecordingLayout:
         layout = RecordingLayout()
         context = SimpleNamespace(region=SimpleNamespace(alignment=alignment), window=None)
-        self.module("header").draw_topbar(SimpleNamespace(layout=layout), context)
+        self.module("credits.ui").draw_topbar(SimpleNamespace(layout=layout), context)
         return layout
 
     def panel(self, idname: str) -> RecordingLayout:
@@ -265,13 +265,13 @@ def test_the_buy_dialog_lists_the_services_packs_and_the_card_on_file(shell: She
     shell.module("session").request("packs")
     shell.until(lambda: shell.state.packs, "the credit packs")
     layout = RecordingLayout()
-    shell.module("layouts").draw_buy_dialog(layout, shell.state, SimpleNamespace(pack="pack-250k"))
+    shell.module("credits.draw").draw_buy_dialog(layout, shell.state, SimpleNamespace(pack="pack-250k"))
     assert "Confirm charges $475 to Visa •••• 4242." in layout.texts()
     after = formatting.credits(shell.state.credits.available + 250_000)
     assert layout.texts()[layout.texts().index("Available after") + 1] == after
-    items = shell.module("operators")._pack_items(None, bpy.context)
+    items = shell.module("credits.ops")._pack_items(None, bpy.context)
     # Blender keeps pointers into the list it was handed: unchanged packs must give the same list.
-    assert shell.module("operators")._pack_items(None, bpy.context) is items
+    assert shell.module("credits.ops")._pack_items(None, bpy.context) is items
     served = live_server.get("/credit-packs").json()["packs"]
     assert [(i[0], i[1]) for i in items] == [
         (p["id"], f"{formatting.credits(p['credits'])} — {p['price']}") for p in served
@@ -415,7 +415,7 @@ def test_a_key_that_cannot_be_stored_still_leaves_the_field_and_works_until_blen
     assert "Permission denied" in shell.state.last_message and key not in shell.state.last_message
     prefs_layout = RecordingLayout()
     source, hint = shell.module("session").key_source()
-    shell.module("layouts").draw_preferences(prefs_layout, shell.prefs, shell.state, source, hint, True)
+    shell.module("credits.draw").draw_preferences(prefs_layout, shell.prefs, shell.state, source, hint, True)
     assert f"Key in use until Blender closes (…{key[-4:]}): it could not be stored" in prefs_layout.texts()
     assert key not in "\n".join(prefs_layout.texts())
 
@@ -428,16 +428,19 @@ def test_unregister_leaves_nothing_behind(shell: Shell, live_server: LiveServer)
     shell.connect(live_server)
     shell.synced_with(live_server)
     timers = shell.module("timers")
-    header = shell.module("header")
+    header = shell.module("credits.ui")
     names = ("ACT3_PT_credits", "ACT3_PT_history", "ACT3_UL_history", "ACT3_OT_refresh", "ACT3_OT_buy_credits")
     assert all(hasattr(bpy.types, n) for n in names)
+    features = [shell.module(m).classes for m in ("prefs", "credits", "generate")]
+    registered = [c.__name__ for classes in features for c in classes]
+    assert len(registered) > len(names)
     worker_threads = [t for t in threading.enumerate() if t is not threading.main_thread()]
     assert worker_threads
 
     blender.disable_extension()
 
     assert not any(hasattr(bpy.types, n) for n in names)
-    assert not any(hasattr(bpy.types, c.__name__) for c in shell.module("addon").classes)
+    assert not [n for n in registered if hasattr(bpy.types, n)]
     assert header.draw_topbar not in bpy.types.TOPBAR_HT_upper_bar._dyn_ui_initialize()
     assert not bpy.app.timers.is_registered(timers.tick)
     assert not hasattr(bpy.types.WindowManager, "act3")

@@ -16,10 +16,11 @@ import pytest
 from support import blender
 from support.layout import RecordingLayout
 
-from act3_credits import layouts
+from act3_credits import widgets
 from act3_credits.core.pricing import DEFAULT_RATE_CARD as CARD
 from act3_credits.core.shots import Account, Shot, estimate
 from act3_credits.core.state import Credits, HistoryRow, State
+from act3_credits.credits import draw as credits_draw
 from act3_credits.generate import draw
 
 pytestmark = pytest.mark.bpy
@@ -83,7 +84,7 @@ def test_every_figure_of_the_credits_panel_reads_whole(region, scale):
         (State(connection="disabled"), False),
     ]:
         panel = RecordingLayout(width=region - PANEL_MARGINS)
-        layouts.draw_credits(panel, state, layouts.Thresholds(), online, region)
+        credits_draw.draw_credits(panel, state, credits_draw.Thresholds(), online, region)
         assert panel.cut(measure(scale), everything) == []
 
 
@@ -99,9 +100,9 @@ def test_history_rows_read_whole_figures_first(region, scale):
         HistoryRow(4, "2026-11-25T15:00:00Z", "expiry", None, None, None, None, -1_250_000, -1_250_000, 0, None, None),
     ]
     for row in rows:
-        cells = layouts.history_cells(row, CARD)
+        cells = credits_draw.history_cells(row, CARD)
         item = RecordingLayout(width=region - LIST_MARGINS)
-        layouts.draw_history_item(item, cells.date, cells.shot, cells.tier, cells.cost, region)
+        credits_draw.draw_history_item(item, cells.date, cells.shot, cells.tier, cells.cost, region)
         assert item.cut(measure(scale), everything) == [], cells
         assert cells.cost in item.texts()
     history = State()
@@ -109,7 +110,7 @@ def test_history_rows_read_whole_figures_first(region, scale):
     history.history.apply_page([], None, first=True)
     panel = RecordingLayout(width=region - PANEL_MARGINS)
     ui = SimpleNamespace(history_rows=[], history_index=0, history_tier="ALL", history_shot="sh12")
-    layouts.draw_history(panel, history, ui, True)
+    credits_draw.draw_history(panel, history, ui, True)
     assert panel.cut(measure(scale), everything) == []
 
 
@@ -135,7 +136,7 @@ def test_shot_rows_keep_name_tier_and_credits_whole(region, scale):
         texts = row.texts()
         assert line.name in texts
         assert (draw.formatting.credits(line.credits) if line.sendable else "—") in texts
-        if layouts.is_wide(region):
+        if widgets.is_wide(region):
             assert draw.engine_name(line.shot.engine, CARD) in texts
 
 
@@ -186,7 +187,7 @@ def test_the_cost_estimate_and_buy_dialogs_read_whole(scale):
     state.packs = [{"id": "pack-2m", "credits": 2_000_000, "price": "$3,400"}]
     state.payment_method = {"brand": "Mastercard", "last4": "4444"}
     buy = RecordingLayout(width=360 - 20)
-    layouts.draw_buy_dialog(buy, state, SimpleNamespace(pack="pack-2m"))
+    credits_draw.draw_buy_dialog(buy, state, SimpleNamespace(pack="pack-2m"))
     assert buy.cut(measure(scale), everything) == []
 
 

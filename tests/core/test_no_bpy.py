@@ -1,9 +1,9 @@
-"""The core, `api`, `layouts` and the GENERATE draw functions import in a Python without Blender.
+"""The core, `api`, the shared widgets and both features' draw functions import in a Python without Blender.
 
 The test environment has the `bpy` module installed, so an `import bpy` added to the core would pass
 every other test. Here a fresh interpreter refuses Blender's modules on import (a meta-path finder put
 first), imports every core module (found by walking the package, so a new module is covered too),
-`act3_credits.api`, `act3_credits.layouts` and `act3_credits.generate.draw`, and reports what failed.
+`act3_credits.api`, `act3_credits.widgets`, `act3_credits.credits.draw` and `act3_credits.generate.draw`, and reports what failed.
 A second check reads the same files: no `import bpy` (or blf, gpu, ...) at any level, not even inside
 a function, where an import test cannot see it.
 """
@@ -45,7 +45,7 @@ BLENDER_MODULES = (
 )
 
 CORE = sorted(f"act3_credits.core.{m.name}" for m in pkgutil.iter_modules(act3_credits.core.__path__))
-WITHOUT_BLENDER = ["act3_credits.core", *CORE, "act3_credits.api", "act3_credits.layouts", "act3_credits.generate.draw"]
+WITHOUT_BLENDER = ["act3_credits.core", *CORE, "act3_credits.api", "act3_credits.widgets", "act3_credits.credits.draw", "act3_credits.generate.draw"]
 
 PROBE = """
 import importlib, importlib.abc, json, sys
@@ -93,7 +93,7 @@ def _import_without_blender(modules: list[str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_core_api_layouts_and_draw_import_in_a_python_that_refuses_bpy():
+def test_core_api_widgets_and_draw_import_in_a_python_that_refuses_bpy():
     # The walk found the core (a renamed package would otherwise check nothing).
     assert "act3_credits.core.pricing" in CORE and "act3_credits.core.sync" in CORE
     seen = _import_without_blender(WITHOUT_BLENDER)
@@ -123,8 +123,8 @@ def _blender_imports(path: Path) -> list[str]:
     return found
 
 
-def test_no_blender_import_at_any_level_in_the_core_api_layouts_or_draw():
+def test_no_blender_import_at_any_level_in_the_core_api_widgets_or_draw():
     files = sorted((PACKAGE / "core").rglob("*.py"))
-    files += [PACKAGE / "api.py", PACKAGE / "layouts.py", PACKAGE / "generate" / "draw.py"]
+    files += [PACKAGE / "api.py", PACKAGE / "widgets.py", PACKAGE / "credits" / "draw.py", PACKAGE / "generate" / "draw.py"]
     assert len(files) >= len(CORE) + 3
     assert [hit for f in files for hit in _blender_imports(f)] == []

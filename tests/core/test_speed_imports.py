@@ -1,6 +1,6 @@
 """Enabling the add-on does not wait for the HTTP stack: `requests` comes with the first client.
 
-The shell's chain at enable is header -> prefs -> session -> runtime -> sync -> client; everything
+The shell's chain at enable is credits.ui -> prefs -> session -> runtime -> sync -> client; everything
 below session is pure Python, so a fresh interpreter shows what that chain imports (pure Python).
 """
 

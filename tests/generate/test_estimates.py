@@ -117,7 +117,9 @@ def test_force_lets_the_service_decide_and_its_refusal_is_one_line(studio, live_
     with pytest.raises(RuntimeError) as err:
         bpy.ops.act3.generate_batch(tag="big", force=True)
     # The service's 402 as the operator's one-line report: 60 x 4,160 cr against the Starter's 245,000.
-    assert str(err.value).strip() == "Error: This batch needs 249,600 credits but only 245,000 are available."
+    assert str(err.value).strip() == (
+        "Error: Not enough credits: this needs 249,600 cr, 4,600 cr more than the 245,000 cr available."
+    )
     assert studio.service_jobs(live_server, "starter") == []
 
 

@@ -21,12 +21,12 @@ from support.layout import RecordingLayout
 bpy = blender.import_bpy()
 addon = blender.install_extension()
 api = importlib.import_module(blender.PACKAGE + ".api")
-layouts = importlib.import_module(blender.PACKAGE + ".layouts")
+credits_draw = importlib.import_module(blender.PACKAGE + ".credits.draw")
 session = importlib.import_module(blender.PACKAGE + ".session")
 
 fresh = api.refresh(wait=20)
 panel = RecordingLayout()
-layouts.draw_credits(panel, session.state(), layouts.Thresholds(), bool(bpy.app.online_access))
+credits_draw.draw_credits(panel, session.state(), credits_draw.Thresholds(), bool(bpy.app.online_access))
 page = api.history(limit=2)
 report = {
     "blender": bpy.app.version_string,

@@ -296,6 +296,8 @@ def test_402_reports_required_and_available(api: Api) -> None:
     err = r.json()["error"]
     assert r.status_code == 402 and err["code"] == "insufficient_credits"
     assert (err["required_credits"], err["current_balance"]) == (249_900, 245_000)
+    # The add-on's own wording of a shortfall: 249,900 - 245,000 = 4,900 short.
+    assert err["message"] == "Not enough credits: this needs 249,900 cr, 4,900 cr more than the 245,000 cr available."
 
 
 def test_history_over_http(api: Api) -> None:

@@ -114,6 +114,7 @@ class LiveServer:
     dev_clock: bool = True
     render_speed: float = 0.01
     fail_rate: float = 0.0
+    fail_every: int = 0
     extra_args: tuple[str, ...] = ()
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="act3-live-")))
     port: int = field(default_factory=free_port)
@@ -161,6 +162,8 @@ class LiveServer:
             str(self.render_speed),
             "--fail-rate",
             str(self.fail_rate),
+            "--fail-every",
+            str(self.fail_every),
         ]
         if self.dev_clock:
             cmd.append("--dev-clock")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from .core.state import HistoryRow
+from ..core.state import HistoryRow
 
 HEADER = (
     "at",

@@ -11,8 +11,9 @@ from typing import Any
 import bpy
 from bpy.props import CollectionProperty, EnumProperty, IntProperty, PointerProperty, StringProperty
 
-from . import layouts, session
-from .core.state import History
+from .. import session
+from ..core.state import History
+from . import draw
 
 _filter_guard = False
 
@@ -66,7 +67,7 @@ class ACT3_PG_ui(bpy.types.PropertyGroup):
     history_tier: EnumProperty(  # type: ignore[valid-type]
         name="Tier",
         description="Show only this quality tier (filtered by the service)",
-        items=layouts.TIER_FILTER_ITEMS,
+        items=draw.TIER_FILTER_ITEMS,
         default="ALL",
         update=_on_filter,
     )
@@ -94,7 +95,7 @@ def mirror_history(ui: Any, history: History, force: bool = False) -> bool:
         start = 0
     card = session.state().rate_card
     for row in history.rows[start:]:
-        cells = layouts.history_cells(row, card)
+        cells = draw.history_cells(row, card)
         item = rows.add()
         item.row_id = row.id
         item.date = cells.date
@@ -117,11 +118,11 @@ def forget_mirror() -> None:
 classes = (ACT3_PG_history_row, ACT3_PG_ui)
 
 
-def register() -> None:
+def register_properties() -> None:
     bpy.types.WindowManager.act3 = PointerProperty(type=ACT3_PG_ui)  # type: ignore[attr-defined]
     forget_mirror()
 
 
-def unregister() -> None:
+def unregister_properties() -> None:
     del bpy.types.WindowManager.act3  # type: ignore[attr-defined]
     forget_mirror()

@@ -1,4 +1,4 @@
-"""What the top bar, the sidebar panels, the Buy dialog and the preferences show.
+"""Credits: what the top bar, the Credits Detail panels, the Buy dialog and the preferences show.
 
 Plain functions of `(layout, state, ...)` with no bpy import, so tests call them with a recording
 layout and read what an artist would read. They only read the `State`; they never block, never touch
@@ -7,19 +7,17 @@ the network and never write Blender data.
 
 from __future__ import annotations
 
-import textwrap
 from dataclasses import dataclass
 from typing import Any
 
-from .core import formatting, pricing
-from .core.state import HistoryRow, State
-from .core.values import value
-from .core.vocabulary import Kind
+from ..core import formatting, pricing
+from ..core.state import HistoryRow, State
+from ..core.values import value
+from ..core.vocabulary import Kind
+from ..widgets import DEFAULT_SIDEBAR, engine_name, figure_row, is_wide, tier_name, wrapped_label
 
 ONLINE_ACCESS_HINT = "Turn it on in Preferences > System > Network > Allow Online Access."
 OFFLINE_LINE = "Online access is off: nothing is sent to ACT3."
-CATEGORY = "ACT3"  # the 3D View sidebar tab
-CREDITS_PANEL = "ACT3_PT_credits"  # the Credits Detail panel: the top bar opens it, the others nest in it
 
 
 # `@value` over a plain dataclass: a frozen dataclass that costs nothing to define when the add-on
@@ -40,39 +38,6 @@ class Thresholds:
 
     def level(self, state: State) -> str:
         return state.alert_level(self.warn, self.critical, self.custom)
-
-
-# --------------------------------------------------------------------------------- widths
-
-# The 3D View sidebar opens about 280 px wide at UI scale 1 (seen in Blender 4.3 at 1600×900 and
-# 1920×1080); its tabs and a panel's margins take about 50 px of that. Below `WIDE_REGION` a list
-# shows its essential columns only (name, tier, credits); an artist who widens the sidebar gets more.
-DEFAULT_SIDEBAR = 280
-WIDE_REGION = 400
-
-
-def region_width(context: Any) -> float:
-    """The region's width in pixels at UI scale 1 (what Blender draws is this times the scale)."""
-    region = getattr(context, "region", None)
-    if region is None:
-        return float(DEFAULT_SIDEBAR)
-    prefs = getattr(context, "preferences", None)
-    scale = prefs.system.ui_scale if prefs is not None else 1.0
-    return region.width / max(scale or 1.0, 0.1)
-
-
-def is_wide(width: float) -> bool:
-    return width >= WIDE_REGION
-
-
-def figure_row(layout: Any, label: str, value: str, icon: str = "NONE", factor: float = 0.5) -> Any:
-    """'Label ...... 12,480 cr': the figure right-aligned in its own half, so a name never cuts it."""
-    split = layout.split(factor=factor)
-    split.label(text=label, icon=icon)
-    right = split.row()
-    right.alignment = "RIGHT"
-    right.label(text=value)
-    return split
 
 
 # ------------------------------------------------------------------------------------ top bar
@@ -313,22 +278,6 @@ def history_cells(row: HistoryRow, card: pricing.RateCard | None = None) -> Hist
     )
 
 
-def tier_name(tier_id: str, card: pricing.RateCard | None = None) -> str:
-    """'High' for 'high' (from the rate card in use when given); an unknown tier reads as its id."""
-    try:
-        return (card or pricing.DEFAULT_RATE_CARD).tier(tier_id).name
-    except pricing.PricingError:
-        return tier_id or "?"
-
-
-def engine_name(engine_id: str, card: pricing.RateCard | None = None) -> str:
-    """'Grok Imagine' for 'grok-imagine'; an engine the card does not know reads as its id."""
-    try:
-        return (card or pricing.DEFAULT_RATE_CARD).engine(engine_id).name
-    except pricing.PricingError:
-        return engine_id or "?"
-
-
 def draw_history_item(layout: Any, date: str, shot: str, tier: str, cost: str, width: float = DEFAULT_SIDEBAR) -> None:
     """One row of ACT3_UL_history: date, shot (or what the line was), tier when there is room, signed credits.
 
@@ -443,13 +392,6 @@ def draw_buy_dialog(layout: Any, state: State, operator: Any) -> None:
 
 
 # -------------------------------------------------------------------------------- preferences
-
-
-def wrapped_label(layout: Any, text: str, icon: str = "NONE", width: int = 60) -> None:
-    """A long line as several labels (Blender cuts a label's middle out instead of wrapping it)."""
-    col = layout.column(align=True)
-    for i, line in enumerate(textwrap.wrap(text, width=max(12, width)) or [""]):
-        col.label(text=line, icon=icon if i == 0 else "BLANK1" if icon != "NONE" else "NONE")
 
 
 def draw_connection(layout: Any, state: State, online_access: bool, width: int = 60) -> None:

@@ -14,8 +14,10 @@ import bpy
 from bpy.props import EnumProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper
 
-from . import export, layouts, prefs, props, session
-from .core.client import new_idempotency_key
+from .. import prefs, session
+from ..core.client import new_idempotency_key
+from ..widgets import CATEGORY, CREDITS_PANEL
+from . import draw, export, props
 
 
 def online(cls) -> bool:
@@ -51,7 +53,7 @@ class ACT3_OT_status(bpy.types.Operator):
     @classmethod
     def description(cls, context, properties):
         # The Credits Detail panel's status line is this button: its tooltip tells the whole story.
-        st = layouts.status(session.state(), prefs.THRESHOLDS, bool(bpy.app.online_access))
+        st = draw.status(session.state(), prefs.THRESHOLDS, bool(bpy.app.online_access))
         return f"{st.tooltip}\nClick to refresh."
 
     def execute(self, context):
@@ -68,7 +70,7 @@ class ACT3_OT_open_credits(bpy.types.Operator):
 
     @classmethod
     def description(cls, context, properties):
-        return layouts.header_tooltip(session.state(), prefs.THRESHOLDS)
+        return draw.header_tooltip(session.state(), prefs.THRESHOLDS)
 
     def execute(self, context):
         window = context.window
@@ -78,7 +80,7 @@ class ACT3_OT_open_credits(bpy.types.Operator):
             return {"FINISHED"}
         area = _view3d_area(context)
         if area is None:
-            bpy.ops.wm.call_panel(name=layouts.CREDITS_PANEL, keep_open=True)
+            bpy.ops.wm.call_panel(name=CREDITS_PANEL, keep_open=True)
             return {"FINISHED"}
         area.spaces.active.show_region_ui = True
         if not _show_act3_tab(area):
@@ -100,10 +102,10 @@ def _show_act3_tab(area) -> bool:
     for region in area.regions:
         if region.type == "UI":
             try:
-                region.active_panel_category = layouts.CATEGORY
+                region.active_panel_category = CATEGORY
             except (TypeError, AttributeError):
                 return False
-            return region.active_panel_category == layouts.CATEGORY
+            return region.active_panel_category == CATEGORY
     return False
 
 
@@ -173,7 +175,7 @@ class ACT3_OT_history_filter(bpy.types.Operator):
     bl_idname = "act3.history_filter"
     bl_label = "Filter History"
 
-    tier: EnumProperty(name="Tier", items=layouts.TIER_FILTER_ITEMS, default="ALL")  # type: ignore[valid-type]
+    tier: EnumProperty(name="Tier", items=draw.TIER_FILTER_ITEMS, default="ALL")  # type: ignore[valid-type]
     shot: StringProperty(name="Shot", description="Part of a shot name (any case)")  # type: ignore[valid-type]
 
     @classmethod
@@ -229,7 +231,7 @@ def _pack_items(self, context):
     # alive and unchanged while a dialog shows it, so a new one is made only when the packs change.
     global _pack_items_cache
     items = [
-        (str(p.get("id")), layouts.pack_label(p), f"Buy {layouts.pack_label(p)}") for p in session.state().packs
+        (str(p.get("id")), draw.pack_label(p), f"Buy {draw.pack_label(p)}") for p in session.state().packs
     ] or [("NONE", "No credit packs loaded", "")]
     if items != _pack_items_cache:
         _pack_items_cache = items
@@ -255,7 +257,7 @@ class ACT3_OT_buy_credits(bpy.types.Operator):
     def poll(cls, context):
         if not online(cls):
             return False
-        refusal = layouts.buy_refusal(session.state())
+        refusal = draw.buy_refusal(session.state())
         if refusal:
             cls.poll_message_set(refusal)
             return False
@@ -274,7 +276,7 @@ class ACT3_OT_buy_credits(bpy.types.Operator):
         return context.window_manager.invoke_props_dialog(self, width=360, title="Buy Credits", confirm_text="Confirm")
 
     def draw(self, context):
-        layouts.draw_buy_dialog(self.layout, session.state(), self)
+        draw.draw_buy_dialog(self.layout, session.state(), self)
 
     def execute(self, context):
         pack_id = self.pack_id or (self.pack if self.pack != "NONE" else "")
@@ -285,7 +287,7 @@ class ACT3_OT_buy_credits(bpy.types.Operator):
             self.idempotency_key = new_idempotency_key()
         session.request("buy", pack_id=pack_id, idempotency_key=self.idempotency_key)
         pack = next((p for p in session.state().packs if p.get("id") == pack_id), None)
-        self.report({"INFO"}, f"Buying {layouts.pack_label(pack) if pack else pack_id}…")
+        self.report({"INFO"}, f"Buying {draw.pack_label(pack) if pack else pack_id}…")
         return {"FINISHED"}
 
 

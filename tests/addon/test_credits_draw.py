@@ -13,12 +13,13 @@ from types import SimpleNamespace
 import pytest
 from support.layout import RecordingLayout
 
-from act3_credits import export, layouts
 from act3_credits.core import formatting
 from act3_credits.core.state import Credits, HistoryRow, State
+from act3_credits.credits import draw as credits_draw
+from act3_credits.credits import export
 
 PRO = 875_000
-DEFAULTS = layouts.Thresholds()
+DEFAULTS = credits_draw.Thresholds()
 
 
 def synced_state(available: int = PRO, **numbers) -> State:
@@ -44,9 +45,9 @@ def synced_state(available: int = PRO, **numbers) -> State:
     return state
 
 
-def header(state: State, thresholds: layouts.Thresholds = DEFAULTS) -> RecordingLayout:
+def header(state: State, thresholds: credits_draw.Thresholds = DEFAULTS) -> RecordingLayout:
     layout = RecordingLayout()
-    layouts.draw_header(layout, state, thresholds)
+    credits_draw.draw_header(layout, state, thresholds)
     return layout
 
 
@@ -93,15 +94,15 @@ def test_while_a_batch_holds_credits_the_top_bar_reads_what_can_still_be_spent_a
 def test_a_studio_warning_line_in_credits_raises_a_warning_above_20_percent():
     state = synced_state(400_000)
     assert header(state).operator_button("act3.open_credits").icon == "NONE"
-    custom = layouts.Thresholds(custom=500_000)
+    custom = credits_draw.Thresholds(custom=500_000)
     button = header(state, custom).operator_button("act3.open_credits")
     assert button.icon == "ERROR" and not button.alert
-    assert "Below your line of 500,000 cr" in layouts.header_tooltip(state, custom)
+    assert "Below your line of 500,000 cr" in credits_draw.header_tooltip(state, custom)
 
 
 def test_thresholds_from_the_preferences_move_the_lines():
     state = synced_state(300_000)  # 34 % of the allocation
-    assert layouts.Thresholds(warn=0.40, critical=0.35).level(state) == "critical"
+    assert credits_draw.Thresholds(warn=0.40, critical=0.35).level(state) == "critical"
 
 
 def test_a_stale_balance_shows_a_clock_and_as_of_time_in_the_tooltip():
@@ -112,14 +113,14 @@ def test_a_stale_balance_shows_a_clock_and_as_of_time_in_the_tooltip():
     button = header(state).operator_button("act3.open_credits")
     assert button.icon == "TIME"
     assert button.text == "875,000 cr"
-    tooltip = layouts.header_tooltip(state, DEFAULTS)
+    tooltip = credits_draw.header_tooltip(state, DEFAULTS)
     assert tooltip.splitlines()[0] == f"875,000 cr available for new jobs, as of {formatting.clock(synced_at)}"
     assert "more than a minute old" in tooltip
 
 
 def test_a_fresh_balance_tooltip_says_when_it_was_synced():
     state = synced_state(236_680, total=245_000, held=8_320)
-    tooltip = layouts.header_tooltip(state, DEFAULTS)
+    tooltip = credits_draw.header_tooltip(state, DEFAULTS)
     assert tooltip.startswith(f"236,680 cr available for new jobs, as of {formatting.clock(state.last_sync_wall)}")
     assert "8,320 cr held by running jobs, charged shot by shot (balance 245,000 cr)" in tooltip
 
@@ -129,19 +130,19 @@ def test_an_unreachable_service_shows_the_last_balance_with_a_broken_link_and_th
     state.set_connection("offline", "Cannot reach ACT3 at 127.0.0.1:9: connection refused.")
     button = header(state).operator_button("act3.open_credits")
     assert (button.text, button.icon) == ("875,000 cr", "UNLINKED")
-    assert "Cannot reach ACT3 at 127.0.0.1:9: connection refused." in layouts.header_tooltip(state, DEFAULTS)
+    assert "Cannot reach ACT3 at 127.0.0.1:9: connection refused." in credits_draw.header_tooltip(state, DEFAULTS)
 
 
 def test_the_tooltip_says_why_the_balance_is_not_up_to_date_not_always_a_minute():
     state = synced_state()  # synced a moment ago, then the service went away
     state.set_connection("offline", "ACT3 service unreachable at 127.0.0.1:9: connection refused.")
-    tooltip = layouts.header_tooltip(state, DEFAULTS)
+    tooltip = credits_draw.header_tooltip(state, DEFAULTS)
     assert "Not up to date: ACT3 cannot be reached right now" in tooltip
     assert "more than a minute" not in tooltip
 
     cached = State()  # Blender just started: the balance saved by the last session
     cached.set_credits(synced_state().credits, from_cache=True)
-    tooltip = layouts.header_tooltip(cached, DEFAULTS)
+    tooltip = credits_draw.header_tooltip(cached, DEFAULTS)
     assert "Not up to date: saved by an earlier session, not confirmed by ACT3 yet" in tooltip
     assert "more than a minute" not in tooltip
 
@@ -156,7 +157,7 @@ def test_without_a_key_the_top_bar_asks_for_one():
 
 def credits_panel(state: State, online: bool = True) -> RecordingLayout:
     layout = RecordingLayout()
-    layouts.draw_credits(layout, state, DEFAULTS, online)
+    credits_draw.draw_credits(layout, state, DEFAULTS, online)
     return layout
 
 
@@ -215,15 +216,15 @@ def test_credits_panel_shows_a_connection_problem_as_one_short_line_with_the_rea
     state.set_connection("auth", error)
     line = credits_panel(state).operator_button("act3.status")
     assert (line.text, line.icon, line.alert) == ("API key refused", "ERROR", True)
-    assert layouts.status(state, DEFAULTS, True).tooltip == error
+    assert credits_draw.status(state, DEFAULTS, True).tooltip == error
 
 
 def test_credits_panel_says_nothing_is_sent_while_online_access_is_off():
     state = State(connection="disabled")
     line = credits_panel(state, online=False).operator_button("act3.status")
     assert line.text == "Online access is off"
-    tooltip = layouts.status(state, DEFAULTS, False).tooltip
-    assert layouts.OFFLINE_LINE in tooltip
+    tooltip = credits_draw.status(state, DEFAULTS, False).tooltip
+    assert credits_draw.OFFLINE_LINE in tooltip
     assert "Turn it on in Preferences > System > Network > Allow Online Access." in tooltip
     assert "ACT3: offline" not in credits_panel(state, online=False).text()
 
@@ -233,16 +234,16 @@ def test_credits_panel_says_when_the_balance_is_very_low():
     line = panel.operator_button("act3.status")
     assert line.alert and line.text == "Very low: under 5 % of monthly"
     assert panel.find("1,000 cr").alert  # the Available figure turns red with it
-    tooltip = layouts.header_tooltip(synced_state(1_000), DEFAULTS)
+    tooltip = credits_draw.header_tooltip(synced_state(1_000), DEFAULTS)
     assert "Very low: under 5 % of the monthly allocation available" in tooltip
 
 
 def test_billing_line_counts_days():
     today = dt.datetime.now(dt.UTC).date()
-    assert layouts.billing_line(today.isoformat()).endswith("(today)")
-    assert layouts.billing_line((today + dt.timedelta(days=1)).isoformat()).endswith("(tomorrow)")
-    assert layouts.billing_line("") == "Next refill not known yet"
-    assert layouts.billing_line("2026-12-01").startswith("Refills 1 Dec (")
+    assert credits_draw.billing_line(today.isoformat()).endswith("(today)")
+    assert credits_draw.billing_line((today + dt.timedelta(days=1)).isoformat()).endswith("(tomorrow)")
+    assert credits_draw.billing_line("") == "Next refill not known yet"
+    assert credits_draw.billing_line("2026-12-01").startswith("Refills 1 Dec (")
 
 
 # ---------------------------------------------------------------------------------------- history
@@ -267,7 +268,7 @@ def row(id_: int, at: str, shot: str | None, tier: str | None, credits: int, kin
 
 def test_history_rows_read_date_shot_tier_and_cost():
     at = "2026-11-25T14:02:11Z"
-    cells = layouts.history_cells(row(3, at, "sh010", "high", -4_160))
+    cells = credits_draw.history_cells(row(3, at, "sh010", "high", -4_160))
     local = dt.datetime(2026, 11, 25, 14, 2, 11, tzinfo=dt.UTC).astimezone()
     assert (cells.date, cells.shot, cells.tier, cells.cost) == (
         local.strftime("%d %b"),
@@ -276,14 +277,14 @@ def test_history_rows_read_date_shot_tier_and_cost():
         "−4,160",
     )
     assert cells.tooltip == f"{formatting.day(at)} · sh010 · Veo 3.1 · High · 8 s · −4,160 cr · Ana (editor)"
-    assert layouts.history_cells(row(5, at, "sh020", "standard", -2_080)).tier == "Standard"
-    purchase = layouts.history_cells(row(4, "2026-11-25T15:00:00Z", None, None, 250_000, kind="purchase"))
+    assert credits_draw.history_cells(row(5, at, "sh020", "standard", -2_080)).tier == "Standard"
+    purchase = credits_draw.history_cells(row(4, "2026-11-25T15:00:00Z", None, None, 250_000, kind="purchase"))
     assert (purchase.shot, purchase.tier, purchase.cost) == ("Purchase", "", "+250,000")
     wide = RecordingLayout()
-    layouts.draw_history_item(wide, cells.date, cells.shot, cells.tier, cells.cost, width=400)
+    credits_draw.draw_history_item(wide, cells.date, cells.shot, cells.tier, cells.cost, width=400)
     assert wide.texts() == [cells.date, "sh010", "High", "−4,160"]
     narrow = RecordingLayout()  # the sidebar's default width: the tier is in the tooltip and the filter
-    layouts.draw_history_item(narrow, cells.date, cells.shot, cells.tier, cells.cost, width=280)
+    credits_draw.draw_history_item(narrow, cells.date, cells.shot, cells.tier, cells.cost, width=280)
     assert narrow.texts() == [cells.date, "sh010", "−4,160"]
 
 
@@ -300,7 +301,7 @@ def test_history_panel_lists_rows_offers_more_and_sums_tiers():
     )
     ui = SimpleNamespace(history_rows=[], history_index=0, history_tier="ALL", history_shot="")
     layout = RecordingLayout()
-    layouts.draw_history(layout, state, ui, online_access=True)
+    credits_draw.draw_history(layout, state, ui, online_access=True)
     (lst,) = layout.of_kind("template_list")
     assert (lst.args["type"], lst.property) == ("ACT3_UL_history", "history_rows")
     more = layout.operator_button("act3.history_more")
@@ -319,7 +320,7 @@ def test_a_search_that_matches_nothing_says_so():
     state.history.apply_page([], None, first=True)
     ui = SimpleNamespace(history_rows=[], history_index=0, history_tier="ALL", history_shot="sh12")
     layout = RecordingLayout()
-    layouts.draw_history(layout, state, ui, online_access=True)
+    credits_draw.draw_history(layout, state, ui, online_access=True)
     assert "No matches for 'sh12'" in layout.texts()
 
 
@@ -328,7 +329,7 @@ def test_history_load_more_is_off_once_everything_is_loaded():
     state.history.apply_page([row(1, "2026-11-25T12:00:00Z", "sh010", "draft", -520)], None, first=True)
     ui = SimpleNamespace(history_rows=[], history_index=0, history_tier="ALL", history_shot="")
     layout = RecordingLayout()
-    layouts.draw_history(layout, state, ui, online_access=True)
+    credits_draw.draw_history(layout, state, ui, online_access=True)
     assert not layout.operator_button("act3.history_more").enabled
     assert "1 row loaded, all shown" in layout.texts()
 
@@ -354,42 +355,42 @@ def test_buy_dialog_says_the_charge_the_card_and_the_balance_after_before_confir
     state = synced_state(612_000)
     state.packs = PACKS
     state.payment_method = {"brand": "Visa", "last4": "4242"}
-    assert layouts.pack_label(PACKS[1]) == "250,000 cr — $475"
+    assert credits_draw.pack_label(PACKS[1]) == "250,000 cr — $475"
     layout = RecordingLayout()
-    layouts.draw_buy_dialog(layout, state, operator=SimpleNamespace(pack="pack-250k"))
+    credits_draw.draw_buy_dialog(layout, state, operator=SimpleNamespace(pack="pack-250k"))
     assert layout.of_kind("prop")[0].property == "pack"
     assert figures(layout) == {"Available now": "612,000 cr", "Available after": "862,000 cr"}
     assert "Confirm charges $475 to Visa •••• 4242." in layout.texts()
-    assert layouts.buy_refusal(state) is None
+    assert credits_draw.buy_refusal(state) is None
 
 
 def test_without_an_api_key_buying_is_refused_with_the_way_out():
-    refusal = layouts.buy_refusal(State(connection="unconfigured"))
+    refusal = credits_draw.buy_refusal(State(connection="unconfigured"))
     assert refusal == "No ACT3 API key: add one in Preferences > Add-ons > ACT3 Credits."
 
 
 def test_a_viewer_is_told_to_ask_an_owner_or_admin():
     state = synced_state()
     state.me = {"member": {"name": "Vic", "role": "viewer"}, "can_buy": False, "org": {"name": "Studio"}}
-    refusal = layouts.buy_refusal(state)
+    refusal = credits_draw.buy_refusal(state)
     assert refusal is not None and "ask the organisation's owner or an admin" in refusal
     layout = RecordingLayout()
-    layouts.draw_buy_dialog(layout, state, operator=SimpleNamespace(pack=""))
+    credits_draw.draw_buy_dialog(layout, state, operator=SimpleNamespace(pack=""))
     assert layout.find("owner or an admin").alert
     assert "Loading credit packs…" in layout.texts()
 
 
 def test_test_connection_result_reads_organisation_plan_and_role():
     me = {"org": {"id": 1, "name": "Blue Studio", "plan": "pro"}, "member": {"name": "Ana", "role": "owner"}}
-    assert layouts.me_lines(me) == ["Organisation: Blue Studio", "Plan: Pro", "Signed in as Ana (owner)"]
+    assert credits_draw.me_lines(me) == ["Organisation: Blue Studio", "Plan: Pro", "Signed in as Ana (owner)"]
     me["member"]["name"] = "Ana (owner)"  # names that already say the role are not repeated
-    assert layouts.me_lines(me)[2] == "Signed in as Ana (owner)"
+    assert credits_draw.me_lines(me)[2] == "Signed in as Ana (owner)"
 
 
 def test_preferences_say_where_the_key_and_url_come_from_but_never_the_key():
     prefs = SimpleNamespace(service_url="https://api.act3ai.com/v1", api_key="")
     layout = RecordingLayout()
-    layouts.draw_preferences(
+    credits_draw.draw_preferences(
         layout, prefs, State(), "environment", "…c0de", True, url_in_use="http://127.0.0.1:8000/v1"
     )
     text = layout.text()
@@ -397,6 +398,6 @@ def test_preferences_say_where_the_key_and_url_come_from_but_never_the_key():
     assert "Using the key from ACT3_API_KEY (…c0de)" in text
     layout.operator_button("act3.test_connection")
     stored = RecordingLayout()
-    layouts.draw_preferences(stored, prefs, State(), "file", "…c0de", True, url_in_use=prefs.service_url)
+    credits_draw.draw_preferences(stored, prefs, State(), "file", "…c0de", True, url_in_use=prefs.service_url)
     assert "Using ACT3_API_URL" not in stored.text()
     stored.operator_button("act3.forget_key")
