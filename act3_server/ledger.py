@@ -1299,7 +1299,7 @@ class Ledger:
             if job.status in ENDED:
                 raise LedgerError("invalid_state", f"Job {job_id} already ended ({job.status}); it cannot be canceled.")
             org, acct = self._touch(conn, actor.org_id, now)
-            if job.status == "scheduled":  # --- hook (issue 11): the refill just applied may have started it
+            if job.status == Status.SCHEDULED:  # --- hook (issue 11): the refill just applied may have started it
                 job = self._lock_job(conn, actor, job_id)
             conn.execute(
                 shots.update()
