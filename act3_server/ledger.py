@@ -529,17 +529,6 @@ def _account_from_row(tx: RawTx, org_id: int, row: Sequence[Any]) -> dict[str, A
     return acct
 
 
-def _available(acct: Mapping[str, Any]) -> int:
-    return int(acct["monthly_remaining"] + acct["bank_rolled"] + acct["bank_purchased"] - acct["held"])
-
-
-def rollover(left: int, bank_rolled: int, cap: int) -> tuple[int, int]:
-    """What a refill does with `left` credits of the month: (rolled into the bank, expired).
-    Only the rolled-over part of the bank counts against the cap; purchased credits do not."""
-    rolled = min(left, max(0, cap - bank_rolled))
-    return rolled, left - rolled
-
-
 def _save_account_params(acct: Mapping[str, Any]) -> dict[str, Any]:
     return {"key_org_id": acct["org_id"], **{k: acct[k] for k in _ACCOUNT_STATE}}
 
@@ -1373,7 +1362,7 @@ class Ledger:
             if job.status in ENDED:
                 raise LedgerError("invalid_state", f"Job {job_id} already ended ({job.status}); it cannot be canceled.")
             org, acct = self._touch(conn, actor.org_id, now)
-            if job.status == "scheduled":  # --- hook (issue 11): the refill just applied may have started it
+            if job.status == Status.SCHEDULED:  # --- hook (issue 11): the refill just applied may have started it
                 job = self._lock_job(conn, actor, job_id)
             conn.execute(
                 shots.update()
@@ -1553,7 +1542,7 @@ class Ledger:
             if job is None:
                 return False
             org, acct = self._touch(conn, claim.org_id, now)
-            available_before = _available(acct)
+            available_before = rules.available(acct)
             shot = conn.execute(select(shots).where(shots.c.id == claim.shot_id)).one()
             cost = shot.credits
             if cost > job.held:  # the CHECK constraints would refuse it anyway
@@ -1655,7 +1644,7 @@ class Ledger:
                 if row is None:
                     raise _Fallback  # as above
                 job_id, acct = row[0], _account_from_row(tx, org.id, row[1:-1])
-            if row[-1] is not None and topup.crosses(_available(acct) + total, _available(acct), row[-1]):
+            if row[-1] is not None and topup.crosses(rules.available(acct) + total, rules.available(acct), row[-1]):
                 raise _Fallback  # auto top-up is on and this hold crosses its threshold: bought with it
             number = acct["last_job_number"]
             shot_rows = [
@@ -2001,7 +1990,7 @@ class Ledger:
             conn,
             org.id,
             now,
-            "purchase",
+            Kind.PURCHASE,
             pack.credits,
             {"bank_purchased": pack.credits},
             "purchase",
@@ -2013,7 +2002,7 @@ class Ledger:
         data = {"purchase_id": purchase_id, "pack_id": pack.id, "credits": pack.credits, "balance": balance}
         if auto:
             data["auto"] = True
-        self._event(conn, acct, "purchase.completed", data, now)
+        self._event(conn, acct, Event.PURCHASE_COMPLETED, data, now)
         return purchase_id, balance
 
     # --- history -----------------------------------------------------------------------------------

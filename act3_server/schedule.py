@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection
 from act3_credits.core import pricing
 from act3_credits.core.vocabulary import Status
 
-from . import billing, topup
+from . import billing, rules, topup
 from .db import accounts, jobs, read_tx, shots, to_db
 
 if TYPE_CHECKING:
@@ -70,10 +70,6 @@ def wants_next_period(value: str | None) -> bool:
     )
 
 
-def _available(acct: dict[str, Any]) -> int:
-    return int(acct["monthly_remaining"] + acct["bank_rolled"] + acct["bank_purchased"] - acct["held"])
-
-
 def refusal(
     ledger: Ledger, conn: Connection, org: Org, acct: dict[str, Any], member_id: int, amount: int
 ) -> str | None:
@@ -82,7 +78,7 @@ def refusal(
     --- hook: project budgets and member caps (issue 11, items 1-2) add their checks here and
     return their own reason ("budget", "member_cap"); the balance is checked last.
     """
-    if amount > _available(acct):
+    if amount > rules.available(acct):
         return "insufficient_credits"
     return None
 
@@ -91,7 +87,7 @@ def start_scheduled(ledger: Ledger, conn: Connection, org: Org, acct: dict[str, 
     """Inside the refill's transaction, after the refills: every scheduled job of the org, oldest
     first, holds and is queued, or is paused with the reason it could not start."""
     for job in conn.execute(_SCHEDULED, {"org_id": org.id}).all():
-        before = _available(acct)
+        before = rules.available(acct)
         reason = refusal(ledger, conn, org, acct, job.member_id, job.estimated_credits)
         if reason is not None:
             conn.execute(
@@ -119,7 +115,7 @@ def hold_before_resume(
     missing = int(conn.execute(_OPEN_CREDITS, {"job_id": job.id}).scalar_one()) - job.held
     if missing <= 0:
         return
-    before = _available(acct)
+    before = rules.available(acct)
     reason = refusal(ledger, conn, org, acct, job.member_id, missing)
     if reason == "insufficient_credits":
         raise _error(
@@ -138,6 +134,10 @@ def hold_before_resume(
 def refuse_if_scheduled(conn: Connection, org_id: int, job_id: int, verb: str) -> None:
     """Pause and resume do not apply to a scheduled job. Read without a lock, so a refused call
     never holds the job's row while its refill wants it."""
+    from .ledger import MAX_DB_INT
+
+    if not 1 <= job_id <= MAX_DB_INT:
+        return  # no such job: the caller's lookup answers 404
     status = conn.execute(select(jobs.c.status).where(jobs.c.org_id == org_id, jobs.c.number == job_id)).scalar()
     if status == Status.SCHEDULED.value:
         raise _error(
@@ -155,16 +155,14 @@ def next_period(ledger: Ledger, org: Org) -> dict[str, Any]:
     What is held now is taken as still held at the refill; if it is charged before, it comes out
     of this month first and never leaves less than this.
     """
-    from .ledger import rollover
-
     now = ledger.now()
     ledger.credits(org.id)  # a refill that is due is applied first, as any read does
     with read_tx(ledger.engine) as conn:
         acct = dict(conn.execute(select(accounts).where(accounts.c.org_id == org.id)).one()._mapping)
         scheduled = [int(t) for t in conn.execute(_SCHEDULED_TOTALS, {"org_id": org.id}).scalars()]
     plan = pricing.plan(org.plan)
-    rolled, expired = rollover(acct["monthly_remaining"], acct["bank_rolled"], plan.rollover_cap)
-    after_refill = plan.monthly_allocation + acct["bank_rolled"] + rolled + acct["bank_purchased"] - acct["held"]
+    step = rules.refill(acct["monthly_remaining"], acct["bank_rolled"], plan.monthly_allocation, plan.rollover_cap)
+    after_refill = rules.available({**acct, **step.after(acct)})
     starting = 0
     for total in scheduled:
         if total <= after_refill - starting:  # one that does not fit is paused and holds nothing
@@ -172,8 +170,8 @@ def next_period(ledger: Ledger, org: Org) -> dict[str, Any]:
     return {
         "starts_on": billing.next_billing_date(now.date(), org.billing_day).isoformat(),
         "monthly_allocation": plan.monthly_allocation,
-        "rolled_over": rolled,
-        "expired": expired,
+        "rolled_over": step.rolled,
+        "expired": step.expired,
         "held": acct["held"],
         "scheduled": starting,
         "available": after_refill - starting,

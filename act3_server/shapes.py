@@ -158,6 +158,7 @@ HISTORY_KEYS = (
     "bank_delta",
     "job_id",
     "member",
+    "auto",
 )
 
 
@@ -176,6 +177,7 @@ def history_json(rows: Sequence[Any], limit: int) -> dict[str, Any]:
     for row in rows:
         item = dict(zip(HISTORY_KEYS, row, strict=True))
         item["at"] = iso_z(row[1])
+        item["auto"] = bool(item["auto"])  # NULL on every item but auto top-up's purchases
         items.append(item)
     return {"items": items, "next_cursor": encode_cursor(rows[-1].at, rows[-1].id) if more else None}
 

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 
 from act3_credits.core import pricing
 
+from . import rules
 from .db import accounts, auto_top_up, auto_top_ups, iso, members, read_tx, to_db
 
 if TYPE_CHECKING:
@@ -40,10 +41,6 @@ def _error(code: str, message: str, **extra: Any) -> Exception:
     return LedgerError(code, message, **extra)
 
 
-def _available(acct: dict[str, Any]) -> int:
-    return int(acct["monthly_remaining"] + acct["bank_rolled"] + acct["bank_purchased"] - acct["held"])
-
-
 def crosses(before: int, after: int, below: int) -> bool:
     """The change took `available` from `below` or more to under it."""
     return after < below <= before
@@ -53,7 +50,7 @@ def after_hold(ledger: Ledger, conn: Connection, org: Org, acct: dict[str, Any],
     """Called after a hold or a charge inside its transaction (account locked): buy the pack if
     this change crossed the threshold."""
     below = acct.get("auto_top_up_below")
-    if below is None or not crosses(before, _available(acct), below):
+    if below is None or not crosses(before, rules.available(acct), below):
         return
     setting = conn.execute(select(auto_top_up).where(auto_top_up.c.org_id == org.id)).first()
     if setting is None or not setting.enabled:
