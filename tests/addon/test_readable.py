@@ -17,7 +17,7 @@ from support import blender
 from support.layout import RecordingLayout
 
 from act3_credits import widgets
-from act3_credits.core.contract import Job, JobShot
+from act3_credits.core.contract import Job, JobShot, Me
 from act3_credits.core.pricing import DEFAULT_RATE_CARD as CARD
 from act3_credits.core.shots import Account, Shot, estimate
 from act3_credits.core.state import Credits, HistoryRow, State
@@ -340,14 +340,17 @@ def test_the_cost_estimate_with_a_budget_a_cap_defer_and_the_draft_saving_reads_
 @pytest.mark.parametrize("scale", SCALES)
 def test_the_spending_limits_in_the_preferences_read_whole_at_the_sidebar_width(scale):
     state = state_with()
-    state.me = {
-        "org": {"name": "Harbour Lane Studio", "plan": "pro"},
-        "member": {
-            "name": "Cleo (editor)",
-            "role": "editor",
-            "cap": {"credits_per_period": 2_000_000, "spent": 1_234_560, "held": 600_000, "left": 165_440},
-        },
-    }
+    state.me = Me.from_json(
+        {
+            "org": {"id": 1, "name": "Harbour Lane Studio", "plan": "pro"},
+            "member": {
+                "id": 3,
+                "name": "Cleo (editor)",
+                "role": "editor",
+                "cap": {"credits_per_period": 2_000_000, "spent": 1_234_560, "held": 600_000, "left": 165_440},
+            },
+        }
+    )
     state.packs = [{"id": "pack-2m", "credits": 2_000_000, "price_cents": 340_000}]
     state.auto_top_up = {
         "enabled": True,
