@@ -71,9 +71,7 @@ def test_a_batch_the_balance_does_not_cover_is_refused_before_sending(live_serve
             api.submit(batch, name="too big")
         assert (err.value.required_credits, err.value.current_balance) == (249_600, STARTER)
         # The same words as the Cost Estimate's (one wording of a shortfall, in core.shots).
-        assert (
-            str(err.value) == "Not enough credits: this needs 249,600 cr, 4,600 cr more than the 245,000 cr available."
-        )
+        assert str(err.value) == "Not enough credits: this needs 249,600 cr, 4,600 cr more than the 245,000 cr available."
         assert "POST /v1/jobs" not in live_server.read_log()
 
         with pytest.raises(api.InsufficientCreditsError) as forced:  # the service still refuses the hold

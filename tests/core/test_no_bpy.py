@@ -45,14 +45,7 @@ BLENDER_MODULES = (
 )
 
 CORE = sorted(f"act3_credits.core.{m.name}" for m in pkgutil.iter_modules(act3_credits.core.__path__))
-WITHOUT_BLENDER = [
-    "act3_credits.core",
-    *CORE,
-    "act3_credits.api",
-    "act3_credits.widgets",
-    "act3_credits.credits.draw",
-    "act3_credits.generate.draw",
-]
+WITHOUT_BLENDER = ["act3_credits.core", *CORE, "act3_credits.api", "act3_credits.widgets", "act3_credits.credits.draw", "act3_credits.generate.draw"]
 
 PROBE = """
 import importlib, importlib.abc, json, sys
@@ -132,11 +125,6 @@ def _blender_imports(path: Path) -> list[str]:
 
 def test_no_blender_import_at_any_level_in_the_core_api_widgets_or_draw():
     files = sorted((PACKAGE / "core").rglob("*.py"))
-    files += [
-        PACKAGE / "api.py",
-        PACKAGE / "widgets.py",
-        PACKAGE / "credits" / "draw.py",
-        PACKAGE / "generate" / "draw.py",
-    ]
+    files += [PACKAGE / "api.py", PACKAGE / "widgets.py", PACKAGE / "credits" / "draw.py", PACKAGE / "generate" / "draw.py"]
     assert len(files) >= len(CORE) + 3
     assert [hit for f in files for hit in _blender_imports(f)] == []

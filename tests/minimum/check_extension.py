@@ -66,7 +66,6 @@ report["after_cancel"] = api.credits().as_dict()
 blender.disable_extension()
 report["registered_after_disable"] = hasattr(bpy.types, "ACT3_PT_credits")
 
-
 def act3_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if "act3" in t.name.lower()]
 
