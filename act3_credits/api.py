@@ -11,8 +11,9 @@ Inside Blender import it as ``bl_ext.<repository>.act3_credits.api`` (for exampl
     for row in api.history(limit=20, tier="high")["items"]:
         print(row["at"], row["shot"], row["credits"])
 
-Two ways to call what asks the service (`history`, `usage`, `forecast`, `credit_packs`, `buy`,
-`estimate`, `submit`, `jobs`, `job`, `pause`, `resume`, `cancel`, `test_connection`):
+Two ways to call what asks the service (`history`, `usage`, `forecast`, `credit_packs`, `buy`, `estimate`,
+`submit`, `jobs`, `job`, `pause`, `resume`, `cancel`, `budgets`, `set_budget`, `delete_budget`, `members`,
+`set_member_cap`, `auto_top_up`, `set_auto_top_up`, `test_connection`):
 
 - with `callback=fn`: the call returns a `Ticket` at once and never blocks; `fn(ticket)` runs on
   Blender's main thread when the answer has arrived (`ticket.ok`, `ticket.result`, `ticket.error`).
@@ -39,16 +40,19 @@ from .core import submission
 from .core.client import (
     Act3Error,
     AuthError,
+    BudgetExceededError,
     ConflictError,
     ForbiddenError,
     HistoryPage,
     InsufficientCreditsError,
     InvalidRequestError,
+    MemberCapExceededError,
     NotConfiguredError,
     NotFoundError,
     OfflineError,
     PurchaseResult,
     ServerError,
+    SpendLimitError,
     TierNotAllowedError,
     new_idempotency_key,
 )
@@ -60,31 +64,41 @@ Callback = Callable[[Ticket], None]
 __all__ = [
     "Act3Error",
     "AuthError",
+    "BudgetExceededError",
     "ConflictError",
     "CreditsInfo",
     "ForbiddenError",
     "InsufficientCreditsError",
     "InvalidRequestError",
+    "MemberCapExceededError",
     "NotConfiguredError",
     "NotFoundError",
     "OfflineError",
     "PurchaseResult",
     "ServerError",
+    "SpendLimitError",
     "TierNotAllowedError",
+    "auto_top_up",
+    "budgets",
     "buy",
     "cancel",
     "credit_packs",
     "credits",
+    "delete_budget",
     "estimate",
     "forecast",
     "header_text",
     "history",
     "job",
     "jobs",
+    "members",
     "new_idempotency_key",
     "pause",
     "refresh",
     "resume",
+    "set_auto_top_up",
+    "set_budget",
+    "set_member_cap",
     "submit",
     "subscribe",
     "test_connection",
@@ -240,10 +254,27 @@ def buy(
     return _call("buy", wait, callback, pack_id=pack_id, idempotency_key=key)
 
 
-def estimate(shots: Iterable[Any], wait: float = WAIT_S, callback: Callback | None = None) -> Any:
+def estimate(
+    shots: Iterable[Any],
+    when: str | None = None,
+    wait: float = WAIT_S,
+    callback: Callback | None = None,
+    *,
+    project: str | None = None,
+) -> Any:
     """The service's price for these shots (dicts with name, engine, tier, duration_s, or `Shot`s), as the
-    API gives it: `{"shots", "total", "available", "balance_after", "affordable", "shortfall", "blocked"}`."""
-    return _call("estimate", wait, callback, ServiceEstimate.to_json, shots=_shots(shots))
+    API gives it: `{"shots", "total", "available", "balance_after", "affordable", "shortfall", "blocked",
+    "project", "budget", "member_cap"}`.
+
+    `when="next_period"`: compared with what will be available right after the next refill (the
+    answer's `next_period` says when that is and how it adds up). With `project`, `budget` and
+    `member_cap` say what the project's budget and your cap would do with the batch (`verdict`:
+    within, warn, pause or refuse; `message`: the words); each is None without one.
+    """
+    extra = {"when": when} if when else {}
+    return _call(
+        "estimate", wait, callback, ServiceEstimate.to_json, shots=_shots(shots), project=project or None, **extra
+    )
 
 
 def submit(
@@ -251,11 +282,21 @@ def submit(
     name: str = "",
     *,
     force: bool = False,
+    start: str | None = None,
     idempotency_key: str | None = None,
     wait: float = 30.0,
     callback: Callback | None = None,
+    project: str | None = None,
 ) -> Any:
     """Send a batch to render; the answer is the Job, as the API gives it (a dict: `id`, `status`, ...).
+
+    `project`: the project whose budget the job counts against. A cap or a `refuse` budget it would
+    pass refuses it before it is sent (MemberCapExceededError, BudgetExceededError); past a `warn`
+    or `pause` budget the Job carries `warnings`.
+
+    `start="next_period"` defers it: the job is `scheduled`, holds nothing now, and the next refill
+    starts it (or pauses it if it no longer fits); it is checked against the next period's estimate.
+    List deferred jobs with `jobs(status="scheduled")`; `cancel` one like any job.
 
     The same rules as the Cost Estimate's Confirm (`core.submission`): the service's estimate
     first, and a batch it refuses (a shot, InsufficientCreditsError when the available balance
@@ -272,7 +313,9 @@ def submit(
         shots_json=_shots(shots),
         idempotency_key=idempotency_key or new_idempotency_key(),
         force=force,
+        start=start,
         on_done=cast(Callable[[submission.Submission], None] | None, callback),  # a Submission is ticket-shaped
+        project=project,
     ).start()
     if callback is not None:
         return sending
@@ -314,6 +357,61 @@ def resume(job_id: int, wait: float = WAIT_S, callback: Callback | None = None) 
 def cancel(job_id: int, wait: float = WAIT_S, callback: Callback | None = None) -> Any:
     """Cancel now: a rendering shot is not charged, everything still held is released."""
     return _call("cancel_job", wait, callback, Job.to_json, job_id=int(job_id))
+
+
+def budgets(wait: float = WAIT_S, callback: Callback | None = None) -> Any:
+    """Every project budget: `[{"project", "credits", "period", "action", "spent", "held", "left"}]`."""
+    return _call("budgets", wait, callback)
+
+
+def set_budget(
+    project: str,
+    credits: int,
+    period: str = "billing_period",
+    action: str = "refuse",
+    wait: float = WAIT_S,
+    callback: Callback | None = None,
+) -> Any:
+    """Set a project's budget (owner and admin): `period` billing_period or total, `action` warn,
+    pause or refuse. The answer is the budget with what is spent, held and left."""
+    return _call("set_budget", wait, callback, project=project, credits=credits, period=period, action=action)
+
+
+def delete_budget(project: str, wait: float = WAIT_S, callback: Callback | None = None) -> Any:
+    """Remove a project's budget (owner and admin)."""
+    return _call("delete_budget", wait, callback, project=project)
+
+
+def members(wait: float = WAIT_S, callback: Callback | None = None) -> Any:
+    """The organisation's members: `[{"id", "name", "role", "cap"}]` (`cap` None: no cap)."""
+    return _call("members", wait, callback)
+
+
+def set_member_cap(
+    member_id: int, credits_per_period: int | None, wait: float = WAIT_S, callback: Callback | None = None
+) -> Any:
+    """Cap what a member may use each billing period (owner and admin); None removes the cap."""
+    return _call("set_member_cap", wait, callback, member_id=int(member_id), credits_per_period=credits_per_period)
+
+
+def auto_top_up(wait: float = WAIT_S, callback: Callback | None = None) -> Any:
+    """Auto top-up as set: `{"enabled", "below", "pack_id", "max_per_period_cents", "set_by",
+    "set_at", "period_start", "spent_this_period_cents"}`."""
+    return _call("auto_top_up", wait, callback)
+
+
+def set_auto_top_up(
+    enabled: bool,
+    below: int,
+    pack_id: str,
+    max_per_period_cents: int,
+    wait: float = WAIT_S,
+    callback: Callback | None = None,
+) -> Any:
+    """Turn auto top-up on or off (the owner's key only; `ForbiddenError` otherwise): buy `pack_id`
+    when a hold takes `available` under `below`, at most `max_per_period_cents` a billing period."""
+    params = {"enabled": enabled, "below": below, "pack_id": pack_id, "max_per_period_cents": max_per_period_cents}
+    return _call("set_auto_top_up", wait, callback, **params)
 
 
 def test_connection(wait: float = WAIT_S) -> str:

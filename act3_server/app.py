@@ -10,10 +10,10 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio.to_thread
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -24,7 +24,7 @@ from starlette.routing import Match
 from act3_credits.core import pricing
 from act3_credits.core.vocabulary import ErrorCode, Kind, Status
 
-from . import longpoll, usage
+from . import longpoll, topup, usage
 from . import openapi as oa
 from .auth import parse_bearer
 from .clock import ClockMovedBack, DbClock
@@ -66,15 +66,47 @@ class ShotIn(_Strict):
     duration_s: float = Field(json_schema_extra=oa.DURATION)
 
 
+# When a job starts: now (the default) or at the refill of the next billing period (schedule.py).
+Start = Literal["now", "next_period"]
+# Credits and cents the database's BIGINT holds with room to add a pack's price.
+MAX_AMOUNT = 2**53
+
+
 class EstimateIn(_Strict):
     model_config = ConfigDict(json_schema_extra={"examples": [{"shots": [oa.SHOT_EXAMPLE]}]})
     shots: list[ShotIn] = Field(json_schema_extra=oa.SHOTS)
+    project: OptText = Field(None, json_schema_extra=oa.PROJECT)  # checked by budgets.check_project
+    when: Start | None = None
 
 
 class JobIn(_Strict):
     model_config = ConfigDict(json_schema_extra={"examples": [{"name": "seq010 batch", "shots": [oa.SHOT_EXAMPLE]}]})
     name: Text = Field("", max_length=200)
     shots: list[ShotIn] = Field(json_schema_extra=oa.SHOTS)
+    project: OptText = Field(None, json_schema_extra=oa.PROJECT)
+    start: Start | None = None
+
+
+class BudgetIn(_Strict):
+    # The schema's bounds and enums only: budgets.Budgets.put checks each, with one clear message.
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"credits": 500_000, "period": "billing_period", "action": "refuse"}]}
+    )
+    credits: int = Field(json_schema_extra=oa.LIMIT_CREDITS)
+    period: Text = Field(max_length=32, json_schema_extra=oa.BUDGET_PERIODS)
+    action: Text = Field(max_length=32, json_schema_extra=oa.BUDGET_ACTIONS)
+
+
+class CapIn(_Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"credits_per_period": 100_000}]})
+    credits_per_period: int | None = Field(json_schema_extra=oa.LIMIT_CREDITS)  # required: null removes the cap
+
+
+class AutoTopUpIn(_Strict):
+    enabled: bool
+    below: int = Field(ge=0, le=MAX_AMOUNT)
+    pack_id: Text = Field(max_length=64)
+    max_per_period_cents: int = Field(ge=0, le=MAX_AMOUNT)
 
 
 class PurchaseIn(_Strict):
@@ -352,6 +384,13 @@ def create_app(
     @app.get("/v1/account/forecast", tags=["account"], response_model=oa.Forecast, responses=oa.errors())
     def get_forecast(who: Who) -> JSONResponse:
         return JSONResponse(usage.answer_forecast(ledger, who.org_id))
+    @app.get("/v1/account/auto-top-up", tags=["account"])
+    def get_auto_top_up(who: Who) -> dict[str, Any]:
+        return topup.read(ledger, who)
+
+    @app.put("/v1/account/auto-top-up", tags=["account"])
+    def put_auto_top_up(who: Who, body: AutoTopUpIn) -> dict[str, Any]:
+        return topup.write(ledger, who, body.enabled, body.below, body.pack_id, body.max_per_period_cents)
 
     @app.get("/v1/pricing", tags=["pricing"], response_model=oa.RateCardOut, responses=oa.PRICING_ANSWERS)
     def get_pricing(who: Who, if_none_match: Annotated[str | None, Header()] = None) -> Response:
@@ -370,7 +409,7 @@ def create_app(
         responses=oa.errors(*oa.BODY_ERRORS, *oa.SHOT_ERRORS),
     )
     def estimates(who: Who, body: EstimateIn) -> JSONResponse:
-        return JSONResponse(ledger.estimate(who, [s.model_dump() for s in body.shots]))
+        return JSONResponse(ledger.estimate(who, [s.model_dump() for s in body.shots], body.project, when=body.when))
 
     @app.post(
         "/v1/jobs",
@@ -383,6 +422,8 @@ def create_app(
             ErrorCode.IDEMPOTENCY_KEY_REQUIRED,
             ErrorCode.IDEMPOTENCY_CONFLICT,
             ErrorCode.INSUFFICIENT_CREDITS,
+            ErrorCode.BUDGET_EXCEEDED,
+            ErrorCode.MEMBER_CAP_EXCEEDED,
             ErrorCode.FORBIDDEN,
             ErrorCode.TIER_NOT_ALLOWED,
         ),
@@ -394,7 +435,8 @@ def create_app(
         idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", include_in_schema=False)] = None,
     ) -> JSONResponse:
         key = _idempotency_key(idempotency_key)
-        return _result_response(ledger.create_job(who, body.name, [s.model_dump() for s in body.shots], key))
+        shots = [s.model_dump() for s in body.shots]
+        return _result_response(ledger.create_job(who, body.name, shots, key, project=body.project, start=body.start))
 
     @app.get("/v1/jobs", tags=["jobs"], response_model=oa.JobList, responses=oa.errors(ErrorCode.VALIDATION_ERROR))
     def list_jobs(
@@ -435,6 +477,44 @@ def create_app(
         if after is None:
             return JSONResponse({"events": [], "last_seq": await run_in_threadpool(ledger.last_seq, who.org_id)})
         return JSONResponse(await longpoll.answer(ledger, events_bus, who.org_id, after, wait))
+
+    @app.get("/v1/budgets", tags=["budgets"], response_model=oa.BudgetList, responses=oa.errors())
+    def list_budgets(who: Who) -> JSONResponse:
+        return JSONResponse(ledger.budgets.list_budgets(who))
+
+    # `:path`, so a project name with a slash can be addressed (sent as %2F or as it is).
+    @app.put(
+        "/v1/budgets/{project:path}",
+        tags=["budgets"],
+        response_model=oa.BudgetSet,
+        responses=oa.errors(*oa.BODY_ERRORS, ErrorCode.FORBIDDEN),
+    )
+    def put_budget(
+        who: Who, project: Annotated[str, Path(json_schema_extra=oa.PROJECT)], body: BudgetIn
+    ) -> JSONResponse:
+        return JSONResponse(ledger.budgets.put(who, project, body.credits, body.period, body.action))
+
+    @app.delete(
+        "/v1/budgets/{project:path}",
+        tags=["budgets"],
+        response_model=oa.BudgetDeleted,
+        responses=oa.errors(ErrorCode.VALIDATION_ERROR, ErrorCode.FORBIDDEN, ErrorCode.NOT_FOUND),
+    )
+    def delete_budget(who: Who, project: Annotated[str, Path(json_schema_extra=oa.PROJECT)]) -> JSONResponse:
+        return JSONResponse(ledger.budgets.delete(who, project))
+
+    @app.get("/v1/members", tags=["budgets"], response_model=oa.MemberList, responses=oa.errors())
+    def list_members(who: Who) -> JSONResponse:
+        return JSONResponse(ledger.budgets.members(who))
+
+    @app.put(
+        "/v1/members/{member_id}/cap",
+        tags=["budgets"],
+        response_model=oa.MemberWithCap,
+        responses=oa.errors(*oa.BODY_ERRORS, ErrorCode.FORBIDDEN, ErrorCode.NOT_FOUND),
+    )
+    def set_member_cap(who: Who, member_id: Annotated[int, Path(ge=1, le=MAX_DB_INT)], body: CapIn) -> JSONResponse:
+        return JSONResponse(ledger.budgets.set_cap(who, member_id, body.credits_per_period))
 
     @app.get("/v1/credit-packs", tags=["purchases"], response_model=oa.CreditPacks, responses=oa.errors())
     def credit_packs(who: Who) -> JSONResponse:

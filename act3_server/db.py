@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     Date,
@@ -91,6 +92,12 @@ accounts = Table(
     Column("last_job_number", BigInteger, nullable=False, server_default=text("0")),
     Column("last_purchase_number", BigInteger, nullable=False, server_default=text("0")),
     Column("last_event_seq", BigInteger, nullable=False, server_default=text("0")),
+    # Budgets and member caps in force in the org (migration 0006). The driver's hold takes only
+    # orgs with none; any other goes the general way, which checks them under this row's lock.
+    Column("spend_limits", Integer, nullable=False, server_default=text("0")),
+    # Auto top-up's threshold while it is on, else NULL (migration 0007): a copy of
+    # auto_top_up.below kept here so the charge path reads it with the balances it already locks.
+    Column("auto_top_up_below", BigInteger, nullable=True),
     CheckConstraint("monthly_remaining >= 0", name="ck_accounts_monthly"),
     CheckConstraint("bank_rolled >= 0", name="ck_accounts_bank_rolled"),
     CheckConstraint("bank_purchased >= 0", name="ck_accounts_bank_purchased"),
@@ -105,6 +112,8 @@ members = Table(
     Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False, index=True),
     Column("name", String(200), nullable=False),
     Column("role", String(16), nullable=False),
+    # Credits the member may hold and spend per billing period (migration 0006); NULL: no cap.
+    Column("cap_credits", BigInteger, nullable=True),
     CheckConstraint("role IN ('owner', 'admin', 'editor', 'viewer')", name="ck_members_role"),
 )
 
@@ -158,6 +167,12 @@ jobs = Table(
     Column("current_shot_id", Integer, nullable=True),
     Column("lease_owner", String(64), nullable=True),
     Column("lease_expires", Float, nullable=True),
+    # Migration 0006: the project the job is charged to (budgets), the billing period its hold was
+    # taken in (a job counts against that period's budgets and caps, whenever its shots render),
+    # and the index of the shot a `pause` budget stops it before (cleared when it stops there).
+    Column("project", String(64), nullable=True),
+    Column("period_start", Date, nullable=True),
+    Column("pause_before", Integer, nullable=True),
     CheckConstraint("held >= 0", name="ck_jobs_held"),
     CheckConstraint("charged_credits >= 0", name="ck_jobs_charged"),
     CheckConstraint("charged_credits + held <= estimated_credits", name="ck_jobs_hold_bound"),
@@ -165,6 +180,26 @@ jobs = Table(
 )
 UniqueConstraint(jobs.c.org_id, jobs.c.number, name="uq_jobs_org_number")
 Index("ix_jobs_status", jobs.c.status)
+# What a project and a member have spent and hold in a period: sums over these ranges.
+Index("ix_jobs_org_project_period", jobs.c.org_id, jobs.c.project, jobs.c.period_start)
+Index("ix_jobs_member_period", jobs.c.member_id, jobs.c.period_start)
+
+# A project's budget (migration 0006): `credits` per billing period or in total; what happens to a
+# job that would take the project past it.
+budgets = Table(
+    "budgets",
+    metadata,
+    Column("org_id", Integer, ForeignKey("orgs.id"), primary_key=True),
+    Column("project", String(64), primary_key=True),
+    Column("credits", BigInteger, nullable=False),
+    Column("period", String(16), nullable=False),
+    Column("action", String(8), nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Column("updated_by", String(200), nullable=False),
+    CheckConstraint("credits >= 0", name="ck_budgets_credits"),
+    CheckConstraint("period IN ('billing_period', 'total')", name="ck_budgets_period"),
+    CheckConstraint("action IN ('warn', 'pause', 'refuse')", name="ck_budgets_action"),
+)
 
 shots = Table(
     "shots",
@@ -207,6 +242,7 @@ transactions = Table(
     Column("member", String(200), nullable=True),
     # Why a shot ended uncharged (kinds 'failed' and 'canceled', migration 0005); None otherwise.
     Column("reason", String(200), nullable=True),
+    Column("auto", Boolean, nullable=True),  # a purchase made by auto top-up (migration 0007)
     CheckConstraint(f"kind IN ({_sql_list(Kind)})", name="ck_transactions_kind"),
 )
 # History pages are keyset ranges `(at, id) < (:at, :id)` of one org (migration 0002 says why each).
@@ -307,6 +343,37 @@ purchases = Table(
     Column("at", DateTime, nullable=False),
     UniqueConstraint("org_id", "number", name="uq_purchases_org_number"),
 )
+
+# Auto top-up (migration 0007): one row per org once its owner has set it.
+auto_top_up = Table(
+    "auto_top_up",
+    metadata,
+    Column("org_id", Integer, ForeignKey("orgs.id"), primary_key=True),
+    Column("enabled", Boolean, nullable=False),
+    Column("below", BigInteger, nullable=False),
+    Column("pack_id", String(32), nullable=False),
+    Column("max_per_period_cents", BigInteger, nullable=False),
+    Column("set_by_member_id", Integer, ForeignKey("members.id"), nullable=False),
+    Column("set_at", DateTime, nullable=False),
+    CheckConstraint("below >= 0", name="ck_auto_top_up_below"),
+    CheckConstraint("max_per_period_cents >= 0", name="ck_auto_top_up_max"),
+)
+
+# Every auto top-up bought: one per crossing of the threshold. The unique (org, crossing) makes a
+# second purchase for the same crossing impossible, whichever path or process gets there.
+auto_top_ups = Table(
+    "auto_top_ups",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("org_id", Integer, ForeignKey("orgs.id"), nullable=False),
+    Column("crossing", String(64), nullable=False),
+    Column("period_start", Date, nullable=False),  # the billing period whose cap it counts against
+    Column("purchase_number", Integer, nullable=False),
+    Column("price_cents", BigInteger, nullable=False),
+    Column("at", DateTime, nullable=False),
+    UniqueConstraint("org_id", "crossing", name="uq_auto_top_ups_org_crossing"),
+)
+Index("ix_auto_top_ups_org_period", auto_top_ups.c.org_id, auto_top_ups.c.period_start)
 
 # The first answer to an Idempotency-Key, stored in the same transaction as its write.
 idempotency = Table(

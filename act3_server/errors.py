@@ -15,6 +15,8 @@ STATUS: dict[str, int] = {
     ErrorCode.BAD_REQUEST: 400,
     ErrorCode.UNAUTHORIZED: 401,
     ErrorCode.INSUFFICIENT_CREDITS: 402,
+    ErrorCode.BUDGET_EXCEEDED: 402,
+    ErrorCode.MEMBER_CAP_EXCEEDED: 402,
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.TIER_NOT_ALLOWED: 403,
     ErrorCode.NOT_FOUND: 404,

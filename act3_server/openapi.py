@@ -22,7 +22,17 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.json_schema import JsonDict
 
 from act3_credits.core import pricing
-from act3_credits.core.vocabulary import SHOT_STATUSES, ErrorCode, Event, Kind, Status
+from act3_credits.core.vocabulary import (
+    PROJECT_MAX_CHARS,
+    SHOT_STATUSES,
+    BudgetAction,
+    BudgetPeriod,
+    ErrorCode,
+    Event,
+    Kind,
+    Status,
+    Verdict,
+)
 
 from .errors import RETRY_AFTER_S, STATUS
 
@@ -43,6 +53,16 @@ CLOCK_TIME: JsonDict = {
     "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?)?(Z|[+-][0-9]{2}:[0-9]{2})?$",
     "description": "ISO 8601, before the year 9000; a time before the service's clock is 422 clock_moved_back",
 }
+# Budgets and caps (budgets.py checks each, with its own message).
+PROJECT: JsonDict = {
+    "minLength": 1,
+    "maxLength": PROJECT_MAX_CHARS,
+    "pattern": "^[^\u0000-\u001f\u007f]+$",
+    "description": "a project name: 1-64 characters, no control characters",
+}
+LIMIT_CREDITS: JsonDict = {"minimum": 0, "maximum": 10**15}
+BUDGET_PERIODS: JsonDict = {"enum": [p.value for p in BudgetPeriod]}
+BUDGET_ACTIONS: JsonDict = {"enum": [a.value for a in BudgetAction]}
 SHOT_EXAMPLE: JsonDict = {"name": "sh010", "engine": "veo-3.1", "tier": "standard", "duration_s": 7.5}
 
 
@@ -92,10 +112,65 @@ class OrgOut(_Out):
     plan: PlanId
 
 
+class MemberCap(_Out):
+    credits_per_period: int
+    spent: int = Field(description="charged this billing period")
+    held: int
+    left: int = Field(description="credits_per_period - spent - held")
+    period_start: date
+
+
 class MemberOut(_Out):
     id: int
     name: str
     role: str = Field(description="owner, admin, editor or viewer")
+    cap: MemberCap | None = Field(None, description="the member's cap and what is left of it; null: none")
+
+
+class MemberWithCap(_Out):
+    id: int
+    name: str
+    role: str
+    cap: MemberCap | None
+
+
+class MemberList(_Out):
+    members: list[MemberWithCap]
+    period_start: date
+
+
+class Budget(_Out):
+    project: str
+    credits: int
+    period: BudgetPeriod
+    action: BudgetAction
+    spent: int = Field(description="charged to the project's jobs (this billing period, or in total)")
+    held: int
+    left: int = Field(description="credits - spent - held; below 0 only past a warn or pause budget")
+
+
+class BudgetSet(Budget):
+    updated_by: str
+
+
+class BudgetList(_Out):
+    budgets: list[Budget]
+    period_start: date
+
+
+class BudgetDeleted(_Out):
+    deleted: str
+
+
+class BudgetVerdict(Budget):
+    verdict: Verdict
+    pause_before: int | None = Field(description="the index of the shot a pause budget would stop the job before")
+    message: str | None = Field(description="the sentence to show; null when within")
+
+
+class CapVerdict(MemberCap):
+    verdict: Verdict = Field(description="within or refuse")
+    message: str | None
 
 
 class Me(_Out):
@@ -211,6 +286,9 @@ class Estimate(_Out):
     affordable: bool
     shortfall: int
     blocked: list[BlockedShot]
+    project: str | None = None
+    budget: BudgetVerdict | None = Field(None, description="the project's budget and what it would do")
+    member_cap: CapVerdict | None = Field(None, description="the member's cap and what it would do")
 
 
 class Shot(_Out):
@@ -226,9 +304,20 @@ class Shot(_Out):
     completed_at: datetime | None
 
 
+class BudgetWarning(_Out):
+    code: str = Field(description="budget_warning or budget_pause")
+    message: str
+    project: str
+    budget: int
+    spent: int
+    held: int
+    needed: int
+
+
 class Job(_Out):
     id: int
     name: str
+    project: str | None = Field(None, description="the project whose budget the job counts against")
     status: Status
     created_at: datetime
     updated_at: datetime
@@ -237,6 +326,7 @@ class Job(_Out):
     charged_credits: int
     held: int
     shots: list[Shot]
+    warnings: list[BudgetWarning] | None = Field(None, description="POST /v1/jobs past a warn or pause budget")
 
 
 class JobList(_Out):
@@ -383,6 +473,13 @@ class ErrorInfo(_Out):
     plan: str | None = Field(None, description="tier_not_allowed")
     shot_index: int | None = Field(None, description="unknown_engine, unknown_tier, invalid_duration")
     max_shots: int | None = Field(None, description="batch_too_large")
+    project: str | None = Field(None, description="budget_exceeded")
+    budget: int | None = Field(None, description="budget_exceeded")
+    member: str | None = Field(None, description="member_cap_exceeded")
+    cap: int | None = Field(None, description="member_cap_exceeded")
+    spent: int | None = Field(None, description="budget_exceeded, member_cap_exceeded")
+    held: int | None = Field(None, description="budget_exceeded, member_cap_exceeded")
+    needed: int | None = Field(None, description="budget_exceeded, member_cap_exceeded: the batch's credits")
 
 
 class Error(BaseModel):

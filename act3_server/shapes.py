@@ -70,6 +70,7 @@ def job_json(j: Any, shots: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "id": j.number,
         "name": j.name,
+        "project": j.project,  # budgets: the project the job counts against (None: none)
         "status": j.status,
         "created_at": iso(j.created_at),
         "updated_at": iso(j.updated_at),
@@ -82,13 +83,20 @@ def job_json(j: Any, shots: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def queued_job_json(
-    number: int, name: str, member: str, total: int, now: datetime, shot_rows: Sequence[Mapping[str, Any]]
+    number: int,
+    name: str,
+    member: str,
+    total: int,
+    now: datetime,
+    shot_rows: Sequence[Mapping[str, Any]],
+    project: str | None = None,
 ) -> dict[str, Any]:
     """A job just created, from the rows the hold inserted (the same keys as `job_json`)."""
     stamp = iso(now)
     return {
         "id": number,
         "name": name,
+        "project": project,
         "status": Status.QUEUED,
         "created_at": stamp,
         "updated_at": stamp,
@@ -151,6 +159,7 @@ HISTORY_KEYS = (
     "job_id",
     "member",
     "reason",  # why a `failed` or `canceled` shot was not charged; None for other kinds
+    "auto",
 )
 
 
@@ -169,6 +178,7 @@ def history_json(rows: Sequence[Any], limit: int) -> dict[str, Any]:
     for row in rows:
         item = dict(zip(HISTORY_KEYS, row, strict=True))
         item["at"] = iso_z(row[1])
+        item["auto"] = bool(item["auto"])  # NULL on every item but auto top-up's purchases
         items.append(item)
     return {"items": items, "next_cursor": encode_cursor(rows[-1].at, rows[-1].id) if more else None}
 

@@ -287,11 +287,12 @@ class RawDriver:
             "estimated_credits": 196,
             "charged_credits": 0,
             "held": 196,
+            "project": None,
         }
         if self.sqlite:
             acct = self.run(cur, L._HOLD, hold).fetchone()
             job["number"] = acct[7]
-            job_id = self.run(cur, L._INSERT_JOB, job).fetchone()[0]
+            job_id = self.run(cur, L._INSERT_JOB, {**job, "period_start": acct[5]}).fetchone()[0]
         else:  # the hold and the job's row in one statement, as the service does there
             row = self.run(cur, L._HOLD_AND_JOB, {**hold, **job}).fetchone()
             job_id, acct = row[0], row[1:]
@@ -351,7 +352,7 @@ class RawDriver:
             job = self.run(cur, L._CLAIM_JOB, {"real": real}).fetchone()
             if job is None:
                 return None
-            job_id, org_id, number, status, _current = job
+            job_id, org_id, number, status, _current, _pause_before = job
             shot = self.run(cur, L._START_SHOT, {"job_id": job_id}).fetchone()
             now = datetime.now(UTC).replace(tzinfo=None)
             lease = {"job_id": job_id, "shot_id": shot[0], "worker": worker, "expires": real + 10, "now": now}

@@ -8,6 +8,8 @@
    shots from them, show the Cost Estimate, run the batch and print the top bar after every shot,
    pause and resume it, buy a credit pack, print the transaction history, the usage of the
    billing period by tier and the runway at this week's pace.
+4. Budgets on the work (`run_budgets`): a project budget refusing a batch, the batch deferred and
+   started by the next refill, an auto top-up, and what Draft first then upgrade saved.
 
 Panels are printed through the same recording layout the tests read (tests/support/layout.py).
 """
@@ -235,6 +237,8 @@ def run_blender(url: str, key: str, workdir: Path) -> None:
     for row in api.history(limit=3, kind=None)["items"]:
         say(f"  history: {row['kind']:<9} {row['credits']:>+10,}  (monthly {row['monthly_delta']:+,}, bank {row['bank_delta']:+,})")
 
+    run_budgets(bpy, api, session, tick_until, url, key, addon.__name__)
+
     blender.disable_extension()
     say("\n  extension disabled: classes, header, timer and worker thread removed.")
 
@@ -318,6 +322,110 @@ def run_batch(bpy: Any, api: Any, session: Any, timers: Any, tick_until: Any, wo
     job = api.job(job_id)
     say(f"  job {job['status']}: charged {job['charged_credits']:,} cr of {job['estimated_credits']:,} estimated;"
         f" nothing held now ({job['held']} cr); top bar {BOLD}{api.header_text()}{RESET}")
+
+
+def run_budgets(bpy: Any, api: Any, session: Any, tick_until: Any, url: str, key: str, package: str) -> None:
+    """Issue 11: a project budget refusing a batch, the batch deferred to the next refill and started
+    by it, Draft first then upgrade (and what it saved), and an auto top-up."""
+    import importlib
+
+    import requests
+    from support.layout import RecordingLayout
+
+    draw = importlib.import_module(f"{package}.generate.draw")
+    gops = importlib.import_module(f"{package}.generate.ops")
+    gprops = importlib.import_module(f"{package}.generate.props")
+    shots_core = importlib.import_module(f"{package}.core.shots")
+    limits = importlib.import_module(f"{package}.core.limits")
+    auth = {"Authorization": f"Bearer {key}"}
+    worker = session.worker_or_none()
+    scene = bpy.context.scene
+
+    def shots(tier: str) -> None:
+        scene.render.fps, scene.render.fps_base = 24, 1.0
+        scene.act3_shots.clear()
+        for i in range(3):
+            item = scene.act3_shots.add()
+            item.name, item.frame_start, item.frame_end = f"sh{(i + 1) * 10:03d}", 1 + 192 * i, 192 * (i + 1)
+            item.engine, item.tier = "veo-3.1", tier
+
+    def dialog(chosen: list[Any], saving: Any = None) -> RecordingLayout:
+        est = shots_core.estimate(chosen, gprops.rate_card(), gops.account())
+        layout = RecordingLayout()
+        draw.draw_estimate_batch(
+            layout,
+            est,
+            gprops.rate_card(),
+            limits=gops.limits_for(scene, [ln.credits for ln in est.sent]),
+            billing_date=session.state().credits.billing_date,
+            saving=saving,
+        )
+        return layout
+
+    def show(layout: RecordingLayout, *starts: str) -> None:
+        for line in render(layout.items, "    "):
+            if line.strip().lstrip("! ").startswith(starts):
+                say(line)
+
+    heading("8. A project budget refuses a batch; Defer sends it to the next refill")
+    scene.act3_project = "harbour-spot"
+    budget = {"credits": 5_000, "period": "billing_period", "action": "refuse"}
+    requests.put(f"{url}/budgets/harbour-spot", json=budget, headers=auth, timeout=10).raise_for_status()
+    worker.request("budgets")
+    tick_until(lambda: "harbour-spot" in limits.budgets_by_project(session.state().budgets))
+    shots("standard")
+    say("  the owner sets a refuse budget of 5,000 cr on project harbour-spot; 3 × Veo 3.1 Standard 8 s = 6,240 cr")
+    layout = dialog(gprops.tagged_shots(scene, ""))
+    say("  Cost Estimate:")
+    show(layout, "Project", "Budget", "Your cap", "Defer", "[ Defer", "Confirm", "Over")
+    try:
+        bpy.ops.act3.generate_batch()
+    except RuntimeError as exc:
+        say(f"  Confirm → {str(exc).strip()}")
+    deferred = layout.operator_button("act3.defer_shots")
+    bpy.ops.act3.defer_shots(shots_json=deferred.properties.shots_json, job_name="harbour-spot coverage")
+    tick_until(lambda: any(j.status == "scheduled" for j in session.state().jobs.values()))
+    job_id = max(i for i, j in session.state().jobs.items() if j.status == "scheduled")
+    queue = RecordingLayout()
+    draw.draw_render_queue(queue, session.state(), gprops.rate_card())
+    summary = next(t for t in queue.texts() if t.startswith("Scheduled"))
+    say(f"  {deferred.text} → job {job_id}, Render Queue: {summary}; held now: {api.job(job_id)['held']} cr")
+
+    heading("9. Auto top-up, and Draft first then upgrade")
+    available = session.state().credits.available
+    bpy.ops.act3.set_auto_top_up(enabled=True, below=available - 1_000, pack_id="pack-50k", max_dollars=200)
+    say(f"  the owner turns auto top-up on: below {available - 1_000:,} cr buy pack-50k, at most $200.00 a period")
+    scene.act3_project = "harbour-drafts"
+    shots("draft")
+    bpy.ops.act3.generate_batch()
+    tick_until(lambda: all(it.last_cost for it in scene.act3_shots), 120)
+    say(f"  3 shots at Draft: {', '.join(f'{it.name} {it.last_cost:,} cr' for it in scene.act3_shots)}")
+    tick_until(lambda: session.state().credits.available > available)
+    history = requests.get(f"{url}/account/credits/history", params={"kind": "purchase"}, headers=auth, timeout=10)
+    bought = [r for r in history.json()["items"] if r.get("auto")]
+    say(
+        f"  the 3,120 cr hold crossed the line: auto top-up bought {bought[0]['credits']:,} cr "
+        f"(history: purchase, auto); available {session.state().credits.available:,} cr"
+    )
+    scene.act3_shots[0].approved = scene.act3_shots[2].approved = True
+    saving = limits.draft_first_saving(gprops.rate_card(), gprops.drafted_shots(scene))
+    say("  sh010 and sh030 approved; Upgrade Approved (final tier High) → Cost Estimate:")
+    show(dialog(gprops.approved_shots(scene), saving), "Draft first", "All at", "Total")
+    bpy.ops.act3.upgrade_approved()
+    tick_until(lambda: scene.act3_shots[2].last_tier == "high", 120)
+    say("  after the upgrade: " + ", ".join(f"{it.name} {it.last_tier} {it.last_cost:,} cr" for it in scene.act3_shots))
+
+    heading("10. The next refill starts the deferred batch")
+    budget["credits"] = 10_000  # next month's budget, raised by the owner
+    requests.put(f"{url}/budgets/harbour-spot", json=budget, headers=auth, timeout=10).raise_for_status()
+    billing_date = api.credits().billing_date
+    requests.post(f"{url}/dev/clock", json={"now": f"{billing_date}T00:00:05Z"}, headers=auth, timeout=10)
+    tick_until(lambda: api.job(job_id)["status"] == "completed", 120)
+    job = api.job(job_id)
+    say(
+        f"  {billing_date}: the refill holds and starts job {job_id}; it renders its {len(job['shots'])} shots,"
+        f" charged {job['charged_credits']:,} cr"
+    )
 
 
 if __name__ == "__main__":

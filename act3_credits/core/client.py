@@ -24,7 +24,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 if TYPE_CHECKING:
     import requests
@@ -36,6 +36,7 @@ from .contract import Job, Me, ServiceEstimate, ServiceEvent, parse_credits, par
 from .pricing import RateCard
 from .state import Credits, HistoryRow
 from .values import value
+from .vocabulary import ErrorCode
 
 log = logging.getLogger("act3_credits")
 
@@ -123,6 +124,43 @@ class InsufficientCreditsError(Act3Error):
         super().__init__(message, **kw)
         self.required_credits = required_credits
         self.current_balance = current_balance
+
+
+class SpendLimitError(Act3Error):
+    """402 past a limit the organisation set itself (a project budget, a member cap): buying
+    credits does not help; the message says what is spent, held and left, and what the batch needs."""
+
+    @property
+    def spent(self) -> int:
+        return _int(self.extra.get("spent"))
+
+    @property
+    def held(self) -> int:
+        return _int(self.extra.get("held"))
+
+    @property
+    def needed(self) -> int:
+        return _int(self.extra.get("needed"))
+
+
+class BudgetExceededError(SpendLimitError):
+    """402 budget_exceeded: the job would take its project past a `refuse` budget."""
+
+    @property
+    def project(self) -> str | None:
+        return self.extra.get("project")
+
+    @property
+    def budget(self) -> int:
+        return _int(self.extra.get("budget"))
+
+
+class MemberCapExceededError(SpendLimitError):
+    """402 member_cap_exceeded: the job would take the member past their cap for the period."""
+
+    @property
+    def cap(self) -> int:
+        return _int(self.extra.get("cap"))
 
 
 class NotFoundError(Act3Error):
@@ -374,11 +412,61 @@ class Client:
         self._check(data, RateCard.from_json)
         return data, resp.headers.get("ETag")
 
-    def estimate(self, shots: list[dict[str, Any]]) -> ServiceEstimate:
-        return self._check(self._post("/estimates", {"shots": shots}), ServiceEstimate.from_json)
+    def estimate(
+        self, shots: list[dict[str, Any]], project: str | None = None, when: str | None = None
+    ) -> ServiceEstimate:
+        """The price, and with `project` what its budget and the member's cap would do (`budget`,
+        `member_cap`: each with a `verdict` and the `message` to show); `when="next_period"`: against
+        what the next refill leaves available (`next_period`)."""
+        body: dict[str, Any] = {"shots": shots}
+        if project:
+            body["project"] = project
+        if when:
+            body["when"] = when
+        return self._check(self._post("/estimates", body), ServiceEstimate.from_json)
 
-    def submit_job(self, name: str, shots: list[dict[str, Any]], idempotency_key: str) -> Job:
-        return self._job(self._post("/jobs", {"name": name, "shots": shots}, idempotency_key=idempotency_key))
+    def submit_job(
+        self,
+        name: str,
+        shots: list[dict[str, Any]],
+        idempotency_key: str,
+        project: str | None = None,
+        start: str | None = None,
+    ) -> Job:
+        """`start="next_period"`: a scheduled job, held and started by the next refill."""
+        body: dict[str, Any] = {"name": name, "shots": shots}
+        if project:
+            body["project"] = project
+        if start:
+            body["start"] = start
+        return self._job(self._post("/jobs", body, idempotency_key=idempotency_key))
+
+    create_job = submit_job
+
+    # Budgets and caps (owner and admin set them; anyone reads).
+
+    def budgets(self) -> list[dict[str, Any]]:
+        """Every project budget: `{"project", "credits", "period", "action", "spent", "held", "left"}`."""
+        return self._check(self._get("/budgets"), lambda d: [_parse_budget(b) for b in d["budgets"]])
+
+    def set_budget(
+        self, project: str, credits: int, period: str = "billing_period", action: str = "refuse"
+    ) -> dict[str, Any]:
+        body = {"credits": credits, "period": period, "action": action}
+        return self._check(self._json(self._request("PUT", _budget_path(project), json=body)), _parse_budget)
+
+    def delete_budget(self, project: str) -> None:
+        self._json(self._request("DELETE", _budget_path(project)))
+
+    def members(self) -> list[dict[str, Any]]:
+        """The organisation's members: `{"id", "name", "role", "cap"}` (`cap` None: no cap)."""
+        return self._check(self._get("/members"), lambda d: [_parse_member(m) for m in d["members"]])
+
+    def set_member_cap(self, member_id: int, credits_per_period: int | None) -> dict[str, Any]:
+        """Cap what a member may use a billing period; None removes the cap."""
+        body = {"credits_per_period": credits_per_period}
+        resp = self._request("PUT", f"/members/{int(member_id)}/cap", json=body)
+        return self._check(self._json(resp), _parse_member)
 
     def jobs(self, status: str | None = None, limit: int = 50) -> list[Job]:
         data = self._get("/jobs", params={"status": status or None, "limit": limit})
@@ -412,6 +500,15 @@ class Client:
         data = self._json(resp)
         replayed = resp.headers.get("Idempotent-Replayed", "").lower() == "true"
         return self._check(data, lambda d: PurchaseResult(dict(d["purchase"]), parse_credits(d["balance"]), replayed))
+
+    def auto_top_up(self) -> dict[str, Any]:
+        """Auto top-up as the owner set it: enabled, below, pack_id, max_per_period_cents, set_by, set_at."""
+        return self._check(self._get("/account/auto-top-up"), _parse_auto_top_up)
+
+    def set_auto_top_up(self, enabled: bool, below: int, pack_id: str, max_per_period_cents: int) -> dict[str, Any]:
+        """Set auto top-up (the owner's key only)."""
+        body = {"enabled": enabled, "below": below, "pack_id": pack_id, "max_per_period_cents": max_per_period_cents}
+        return self._check(self._json(self._request("PUT", "/account/auto-top-up", json=body)), _parse_auto_top_up)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -467,8 +564,9 @@ class Client:
         hdrs = dict(headers or {})
         if idempotency_key:
             hdrs["Idempotency-Key"] = idempotency_key
-        # A repeat of a POST without a key could act twice (and pause/resume answer 409 the second time).
-        may_retry = method == "GET" or bool(idempotency_key)
+        # A repeat of a POST without a key could act twice (and pause/resume answer 409 the second time);
+        # a PUT sets the same thing again.
+        may_retry = method in ("GET", "PUT") or bool(idempotency_key)
         timeout = (self.connect_timeout, read_timeout if read_timeout is not None else self.read_timeout)
         query = {k: v for k, v in (params or {}).items() if v is not None}
         http = self._http
@@ -562,6 +660,9 @@ class Client:
         extra = {k: v for k, v in err.items() if k not in ("code", "message")}
         if status == 401:
             return AuthError(AUTH_MESSAGE, code=code, status=status)
+        if status == 402 and code in (ErrorCode.BUDGET_EXCEEDED, ErrorCode.MEMBER_CAP_EXCEEDED):
+            limit_cls = BudgetExceededError if code == ErrorCode.BUDGET_EXCEEDED else MemberCapExceededError
+            return limit_cls(message or "An ACT3 spending limit refuses this.", code=code, status=status, **extra)
         if status == 402:
             return InsufficientCreditsError(
                 message or "Not enough ACT3 credits available for this.",
@@ -596,11 +697,33 @@ class Client:
         return " ".join(text.split())
 
 
+def _budget_path(project: str) -> str:
+    # Any character may be in a project name: the path carries it percent-encoded, "/" included.
+    return "/budgets/" + quote(project, safe="")
+
+
+def _parse_budget(d: Any) -> dict[str, Any]:
+    str(d["project"]), int(d["credits"]), int(d["spent"]), int(d["held"]), int(d["left"])
+    return dict(d)
+
+
+def _parse_member(d: Any) -> dict[str, Any]:
+    int(d["id"]), str(d["name"])
+    if d["cap"] is not None:
+        int(d["cap"]["credits_per_period"]), int(d["cap"]["left"])
+    return dict(d)
+
+
 def _parse_packs(d: Any) -> dict[str, Any]:
     packs = [dict(p) for p in d["packs"]]
     for p in packs:
         str(p["id"]), int(p["credits"])
     return {"packs": packs, "payment_method": d.get("payment_method")}
+
+
+def _parse_auto_top_up(d: Any) -> dict[str, Any]:
+    bool(d["enabled"]), int(d["spent_this_period_cents"])
+    return dict(d)
 
 
 def parse_events(raw: Any) -> list[ServiceEvent]:

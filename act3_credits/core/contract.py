@@ -175,6 +175,8 @@ class Job:
         "held",
         "shots",
         "status_reason",
+        "project",
+        "warnings",
     )
     id: int
     name: str
@@ -187,6 +189,8 @@ class Job:
     held: int
     shots: tuple[JobShot, ...]
     status_reason: str | None  # from the last `job.status` event (why it paused); not in the Job answer
+    project: str | None  # the project whose budget the job counts against
+    warnings: tuple[dict[str, Any], ...]  # POST /v1/jobs past a warn or pause budget: {"code", "message", ...}
 
     def __init__(
         self,
@@ -201,6 +205,8 @@ class Job:
         held: int = 0,
         shots: tuple[JobShot, ...] = (),
         status_reason: str | None = None,
+        project: str | None = None,
+        warnings: tuple[dict[str, Any], ...] = (),
     ) -> None:
         _set(self, "id", id)
         _set(self, "name", name)
@@ -213,6 +219,8 @@ class Job:
         _set(self, "held", held)
         _set(self, "shots", tuple(shots))
         _set(self, "status_reason", status_reason)
+        _set(self, "project", project)
+        _set(self, "warnings", tuple(warnings))
 
     @classmethod
     def from_json(cls, data: Any) -> Job:
@@ -228,12 +236,17 @@ class Job:
             charged_credits=_int(d, "charged_credits", "job"),
             held=_int(d, "held", "job"),
             shots=tuple(JobShot.from_json(s) for s in _list(d, "shots", "job")),
+            project=_opt_str(d, "project"),
+            warnings=tuple(w for w in d.get("warnings") or () if isinstance(w, dict)),
         )
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {name: getattr(self, name) for name in self.__slots__ if name != "status_reason"}
+        skip = ("status_reason", "warnings")
+        out: dict[str, Any] = {name: getattr(self, name) for name in self.__slots__ if name not in skip}
         out["status"] = str(self.status)
         out["shots"] = [s.to_json() for s in self.shots]
+        if self.warnings:  # only the answer to POST /v1/jobs carries them
+            out["warnings"] = [dict(w) for w in self.warnings]
         return out
 
 
@@ -322,7 +335,19 @@ class BlockedShot:
 class ServiceEstimate:
     """`POST /v1/estimates`: the service's price (not `shots.Estimate`, the add-on's own from its cached card)."""
 
-    __slots__ = ("shots", "total", "available", "balance_after", "affordable", "shortfall", "blocked")
+    __slots__ = (
+        "shots",
+        "total",
+        "available",
+        "balance_after",
+        "affordable",
+        "shortfall",
+        "blocked",
+        "project",
+        "budget",
+        "member_cap",
+        "next_period",
+    )
     shots: tuple[EstimateLine, ...]
     total: int  # every shot, blocked ones too
     available: int
@@ -330,6 +355,12 @@ class ServiceEstimate:
     affordable: bool
     shortfall: int
     blocked: tuple[BlockedShot, ...]
+    project: str | None
+    # What the project's budget and the member's cap would do (docs/api.md: `verdict`, `message`, ...)
+    budget: dict[str, Any] | None
+    member_cap: dict[str, Any] | None
+    # `when="next_period"`: what the next refill leaves (`starts_on`, `available`, ...); None for now
+    next_period: dict[str, Any] | None
 
     def __init__(
         self,
@@ -340,6 +371,10 @@ class ServiceEstimate:
         affordable: bool = True,
         shortfall: int = 0,
         blocked: tuple[BlockedShot, ...] = (),
+        project: str | None = None,
+        budget: dict[str, Any] | None = None,
+        member_cap: dict[str, Any] | None = None,
+        next_period: dict[str, Any] | None = None,
     ) -> None:
         _set(self, "shots", tuple(shots))
         _set(self, "total", total)
@@ -348,6 +383,15 @@ class ServiceEstimate:
         _set(self, "affordable", affordable)
         _set(self, "shortfall", shortfall)
         _set(self, "blocked", tuple(blocked))
+        _set(self, "project", project)
+        _set(self, "budget", budget)
+        _set(self, "member_cap", member_cap)
+        _set(self, "next_period", next_period)
+
+    def limit_verdict(self, which: str) -> str | None:
+        """`within`, `warn`, `pause` or `refuse` of the `budget` or the `member_cap`; None without one."""
+        limit = self.budget if which == "budget" else self.member_cap
+        return str(limit.get("verdict")) if limit else None
 
     @classmethod
     def from_json(cls, data: Any) -> ServiceEstimate:
@@ -362,6 +406,10 @@ class ServiceEstimate:
             affordable=bool(d.get("affordable")),
             shortfall=_int(d, "shortfall", "estimate"),
             blocked=tuple(BlockedShot.from_json(b) for b in blocked) if isinstance(blocked, list) else (),
+            project=_opt_str(d, "project"),
+            budget=dict(d["budget"]) if isinstance(d.get("budget"), dict) else None,
+            member_cap=dict(d["member_cap"]) if isinstance(d.get("member_cap"), dict) else None,
+            next_period=dict(d["next_period"]) if isinstance(d.get("next_period"), dict) else None,
         )
 
     def credits_by_name(self) -> dict[str, int]:
@@ -377,6 +425,10 @@ class ServiceEstimate:
             "affordable": self.affordable,
             "shortfall": self.shortfall,
             "blocked": [b.to_json() for b in self.blocked],
+            "project": self.project,
+            "budget": self.budget,
+            "member_cap": self.member_cap,
+            **({"when": "next_period", "next_period": self.next_period} if self.next_period is not None else {}),
         }
 
 
@@ -399,6 +451,7 @@ class Me:
         "can_spend",
         "can_buy",
         "payment_method",
+        "cap",
     )
     org_id: int
     org_name: str
@@ -410,6 +463,7 @@ class Me:
     can_spend: bool
     can_buy: bool
     payment_method: dict[str, Any] | None  # {"brand", "last4"}: formatting.payment_method reads it
+    cap: dict[str, Any] | None  # the member's cap: {"credits_per_period", "spent", "held", "left", "period_start"}
 
     def __init__(
         self,
@@ -423,6 +477,7 @@ class Me:
         can_spend: bool = False,
         can_buy: bool = False,
         payment_method: dict[str, Any] | None = None,
+        cap: dict[str, Any] | None = None,
     ) -> None:
         _set(self, "org_id", org_id)
         _set(self, "org_name", org_name)
@@ -434,6 +489,7 @@ class Me:
         _set(self, "can_spend", can_spend)
         _set(self, "can_buy", can_buy)
         _set(self, "payment_method", payment_method)
+        _set(self, "cap", cap)
 
     @classmethod
     def from_json(cls, data: Any) -> Me:
@@ -452,12 +508,13 @@ class Me:
             can_spend=bool(d.get("can_spend")),
             can_buy=bool(d.get("can_buy")),
             payment_method=dict(card) if isinstance(card, dict) else None,
+            cap=dict(member["cap"]) if isinstance(member.get("cap"), dict) else None,
         )
 
     def to_json(self) -> dict[str, Any]:
         return {
             "org": {"id": self.org_id, "name": self.org_name, "plan": self.plan},
-            "member": {"id": self.member_id, "name": self.member_name, "role": self.role},
+            "member": {"id": self.member_id, "name": self.member_name, "role": self.role, "cap": self.cap},
             "allowed_tiers": list(self.allowed_tiers),
             "can_spend": self.can_spend,
             "can_buy": self.can_buy,

@@ -116,6 +116,7 @@ class HistoryRow:
     job_id: int | None
     member: str | None
     reason: str | None  # why a `failed` or `canceled` shot was not charged; None for other kinds
+    auto: bool  # a purchase auto top-up made
 
     def __init__(
         self,
@@ -132,6 +133,7 @@ class HistoryRow:
         job_id: int | None,
         member: str | None,
         reason: str | None = None,
+        auto: bool | None = False,
     ) -> None:
         self.__dict__.update(
             id=id,
@@ -147,6 +149,7 @@ class HistoryRow:
             job_id=job_id,
             member=member,
             reason=reason,
+            auto=bool(auto),
         )
 
     @classmethod
@@ -244,6 +247,8 @@ class State:
         self.packs: list[dict[str, Any]] = []
         self.payment_method: dict[str, Any] | None = None
         self.jobs: dict[int, Job] = {}  # by id; replaced whole by a fetch or an event, never patched
+        self.budgets: list[dict[str, Any]] | None = None  # GET /v1/budgets (limits.budgets_by_project reads it)
+        self.auto_top_up: dict[str, Any] | None = None  # GET /v1/account/auto-top-up
         self.rate_card: RateCard | None = None
         self.pricing_etag: str | None = None
         self.allowed_tiers: tuple[str, ...] = ()

@@ -4,7 +4,8 @@
   `Estimate.why_not` says why Confirm may not send them (the dialog's rule, no network).
 - On Confirm (and in `api.submit`) a `Submission` asks the service's estimate first, then
   `refusal()` decides: a shot the service refuses, a rate card that changed since the dialog
-  opened, or a balance that does not cover the batch (unless `force`, where the service decides).
+  opened, a member cap or a project budget that refuses it, or a balance that does not cover the
+  batch (unless `force`, where the service decides).
   Only then is the job sent, under one idempotency key made before the first try.
 - A confirmation whose answer was lost keeps its key in `KeyBook`: confirming the same shots again
   reuses it, so the service replays the job instead of rendering and charging it twice.
@@ -22,11 +23,20 @@ from collections.abc import Callable
 from typing import Any
 
 from . import formatting
-from .client import Act3Error, ConflictError, ForbiddenError, InsufficientCreditsError, TierNotAllowedError
+from .client import (
+    Act3Error,
+    BudgetExceededError,
+    ConflictError,
+    ForbiddenError,
+    InsufficientCreditsError,
+    MemberCapExceededError,
+    TierNotAllowedError,
+)
 from .client import new_idempotency_key as _new_key
 from .contract import Job, ServiceEstimate
 from .shots import shortfall_message
 from .sync import SyncWorker, Ticket
+from .vocabulary import Status
 
 log = logging.getLogger("act3_credits")
 
@@ -55,6 +65,28 @@ def refusal(answer: ServiceEstimate, *, shown_total: int | None = None, force: b
     total, available = answer.total, answer.available
     if shown_total is not None and total != shown_total:
         return ConflictError(estimate_changed_message(total, shown_total), code="estimate_changed")
+    # Limits the organisation set itself: the service would refuse the job the same way (force or not).
+    cap = answer.member_cap or {}
+    if cap.get("verdict") == "refuse":
+        return MemberCapExceededError(
+            str(cap.get("message") or "This batch is past your cap for the billing period."),
+            code="member_cap_exceeded",
+            cap=cap.get("credits_per_period"),
+            spent=cap.get("spent"),
+            held=cap.get("held"),
+            needed=total,
+        )
+    budget = answer.budget or {}
+    if budget.get("verdict") == "refuse":
+        return BudgetExceededError(
+            str(budget.get("message") or f"This batch is past the budget of project {budget.get('project')}."),
+            code="budget_exceeded",
+            project=budget.get("project"),
+            budget=budget.get("credits"),
+            spent=budget.get("spent"),
+            held=budget.get("held"),
+            needed=total,
+        )
     if answer.shortfall > 0 and not force:
         return InsufficientCreditsError(
             shortfall_message(total, available),
@@ -82,14 +114,18 @@ class Submission:
         force: bool = False,
         shown_total: int | None = None,
         on_done: Callable[[Submission], None] | None = None,
+        project: str | None = None,
+        start: str | None = None,
     ) -> None:
         self.worker = worker
+        self.project = project or None  # the project whose budget the job counts against
         self.name = name
         self.shots_json = shots_json
         self.idempotency_key = idempotency_key
         self.force = force
         self.shown_total = shown_total
         self.on_done = on_done
+        self.start_at = start  # "next_period": a scheduled job, estimated against the next refill
         self.done = False
         self.ok = False
         self.message = ""
@@ -108,7 +144,16 @@ class Submission:
         return self.error.code if self.error is not None else None
 
     def start(self) -> Submission:
-        self.tickets.append(self.worker.request("estimate", shots=self.shots_json, callback=self._estimated))
+        self.tickets.append(
+            self.worker.request(
+                "estimate",
+                shots=self.shots_json,
+                # a deferred batch meets its budget at the refill, not now: asked without it
+                project=None if self.start_at else self.project,
+                when=self.start_at,
+                callback=self._estimated,
+            )
+        )
         return self
 
     def _estimated(self, ticket: Ticket) -> None:
@@ -126,6 +171,8 @@ class Submission:
                 name=self.name,
                 shots=self.shots_json,
                 idempotency_key=self.idempotency_key,
+                project=self.project,
+                start=self.start_at,
                 callback=self._submitted,
             )
         )
@@ -138,7 +185,15 @@ class Submission:
         count = len(job.shots)
         held = formatting.credits(job.estimated_credits)
         shots = f"{count} shot{'s' if count != 1 else ''}"
-        self._finish(True, f"Sent {job.name or self.name} to ACT3 (job {job.id}): {shots}, {held} held.")
+        name = job.name or self.name
+        if job.status == Status.SCHEDULED:
+            next_period = self.estimate.next_period if self.estimate is not None else None
+            starts = (next_period or {}).get("starts_on") or "the next refill"
+            message = f"Scheduled {name} (job {job.id}) to start on {starts}: {shots}, {held} held then."
+            return self._finish(True, message)
+        said = f"Sent {name} to ACT3 (job {job.id}): {shots}, {held} held."
+        warnings = " ".join(str(w.get("message") or "") for w in job.warnings)
+        self._finish(True, f"{said} {warnings}".strip())
 
     def _fail(self, error: Act3Error, refused_here: bool = False) -> None:
         # A write that failed may still have happened (a lost answer): its key lets it be retried safely.

@@ -670,6 +670,14 @@ class SyncWorker:
         self.state.jobs[job.id] = job
         self.state.touch()
 
+    def _on_budgets(self, answer: list[dict[str, Any]], p: dict[str, Any]) -> None:
+        self.state.budgets = answer
+        self.state.touch()
+
+    def _on_auto_top_up(self, answer: dict[str, Any], p: dict[str, Any]) -> None:
+        self.state.auto_top_up = answer
+        self.state.touch()
+
     def _on_resync(self, _r: None, _p: dict[str, Any]) -> None:
         """The event stream (re)connected: fetch everything once, then events keep it current."""
         if not self._refreshing:
@@ -766,10 +774,23 @@ REQUESTS: dict[str, Request] = {
     "history_page": Request(_history),  # a page for a script: limit, cursor, tier, shot, kind
     "packs": Request(lambda c, p: c.credit_packs(), SyncWorker._on_packs),
     "buy": Request(lambda c, p: c.purchase(p["pack_id"], p["idempotency_key"]), SyncWorker._on_buy),
-    "estimate": Request(lambda c, p: c.estimate(p["shots"])),
+    "estimate": Request(lambda c, p: c.estimate(p["shots"], p.get("project"), p.get("when"))),
     "submit_job": Request(
-        lambda c, p: c.submit_job(p["name"], p["shots"], p["idempotency_key"]), SyncWorker._on_submit_job
+        lambda c, p: c.submit_job(p["name"], p["shots"], p["idempotency_key"], p.get("project"), p.get("start")),
+        SyncWorker._on_submit_job,
     ),
+    "auto_top_up": Request(lambda c, p: c.auto_top_up(), SyncWorker._on_auto_top_up),
+    "set_auto_top_up": Request(
+        lambda c, p: c.set_auto_top_up(p["enabled"], p["below"], p["pack_id"], p["max_per_period_cents"]),
+        SyncWorker._on_auto_top_up,
+    ),
+    # Budgets and caps: the budgets are kept in the State (the Cost Estimate reads them); the rest a
+    # ticket alone carries.
+    "budgets": Request(lambda c, p: c.budgets(), SyncWorker._on_budgets),
+    "set_budget": Request(lambda c, p: c.set_budget(p["project"], p["credits"], p["period"], p["action"])),
+    "delete_budget": Request(lambda c, p: c.delete_budget(p["project"])),
+    "members": Request(lambda c, p: c.members()),
+    "set_member_cap": Request(lambda c, p: c.set_member_cap(p["member_id"], p["credits_per_period"])),
     "jobs": Request(lambda c, p: c.jobs(status=p.get("status"), limit=p.get("limit", 50)), SyncWorker._on_jobs),
     "job": Request(lambda c, p: c.job(p["job_id"]), SyncWorker._on_job),
     "pause_job": Request(lambda c, p: c.pause_job(p["job_id"]), SyncWorker._on_job),

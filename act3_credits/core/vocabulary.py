@@ -13,8 +13,9 @@ from enum import StrEnum
 
 
 class Status(StrEnum):
-    """A job's status, and a shot's (a shot is never paused)."""
+    """A job's status, and a shot's (a shot is never paused or scheduled)."""
 
+    SCHEDULED = "scheduled"  # deferred to the next billing period: holds nothing until its refill
     QUEUED = "queued"
     PROCESSING = "processing"
     PAUSED = "paused"
@@ -56,6 +57,41 @@ class Kind(StrEnum):
     CANCELED = "canceled"
 
 
+class BudgetPeriod(StrEnum):
+    """What a project budget counts: the current billing period's jobs, or every job ever."""
+
+    BILLING_PERIOD = "billing_period"
+    TOTAL = "total"
+
+
+class BudgetAction(StrEnum):
+    """What a project budget does to a job that would take the project past it."""
+
+    WARN = "warn"  # accepted, with a warning in the answer
+    PAUSE = "pause"  # accepted, paused before the first shot that would cross
+    REFUSE = "refuse"  # 402 budget_exceeded, nothing held
+
+
+class Verdict(StrEnum):
+    """What `POST /v1/estimates` says a budget or a member cap would do to the batch."""
+
+    WITHIN = "within"
+    WARN = "warn"
+    PAUSE = "pause"
+    REFUSE = "refuse"
+
+
+class Reason(StrEnum):
+    """Why a job's status changed, where the service says (the `reason` of a `job.status` event)."""
+
+    BUDGET = "budget"  # a `pause` budget stopped it before the shot that would cross
+    RESUMED = "resumed"
+
+
+# A project name is at most this long (jobs.project, budgets.project).
+PROJECT_MAX_CHARS = 64
+
+
 class ErrorCode(StrEnum):
     """`error.code` of an error answer (`{"error": {"code", "message", ...}}`)."""
 
@@ -64,6 +100,8 @@ class ErrorCode(StrEnum):
     BAD_REQUEST = "bad_request"
     UNAUTHORIZED = "unauthorized"
     INSUFFICIENT_CREDITS = "insufficient_credits"
+    BUDGET_EXCEEDED = "budget_exceeded"  # + project, budget, spent, held, needed
+    MEMBER_CAP_EXCEEDED = "member_cap_exceeded"  # + member, cap, spent, held, needed
     FORBIDDEN = "forbidden"
     TIER_NOT_ALLOWED = "tier_not_allowed"
     NOT_FOUND = "not_found"

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..core import formatting, pricing
+from ..core import formatting, limits, pricing
 from ..core.contract import Me
 from ..core.state import HistoryRow, Spend, State
 from ..core.values import value
@@ -177,7 +177,9 @@ def status(state: State, thresholds: Thresholds, online_access: bool) -> Status:
     return Status(f"Up to date · {when}", "CHECKMARK", f"Confirmed by ACT3 at {when}.")
 
 
-def draw_credits(layout: Any, state: State, thresholds: Thresholds, online_access: bool, width: float = 0) -> None:
+def draw_credits(
+    layout: Any, state: State, thresholds: Thresholds, online_access: bool, width: float = 0, project: str = ""
+) -> None:
     """The Credits Detail panel (3D View sidebar, ACT3 tab, and the top bar's popover).
 
     Every row is always there (a dash until the first sync) and changes only its text, so nothing
@@ -223,6 +225,9 @@ def draw_credits(layout: Any, state: State, thresholds: Thresholds, online_acces
     box = layout.box()
     box.label(text="Purchased", icon="PACKAGE")
     figure_row(box, "Never expire", cr(c.rollover_purchased if c else None))
+
+    if project:
+        draw_project_budget(layout.box(), project, limits.budgets_by_project(state.budgets).get(project))
 
     st = status(state, thresholds, online_access)
     row = layout.row()
@@ -318,6 +323,17 @@ def runway(state: State) -> Runway:
         )
     lines.append(f"As of {formatting.clock(f.as_of)}. Click to update.")
     return Runway(text, "ERROR" if before_refill else "SORTTIME", label, figure, "\n".join(lines), before_refill)
+
+
+def draw_project_budget(box: Any, project: str, budget: limits.Budget | None) -> None:
+    """The scene's project budget: spent, held and left (dashes without one; the same rows either way)."""
+    box.label(text=project if budget else f"{project}: no budget", icon="FILE_BLEND")
+    label = "Total budget" if budget and budget.period == "total" else "Budget a period"
+    figure_row(box, label, formatting.credits(budget.credits if budget else None))
+    figure_row(box, "Spent", formatting.credits(budget.spent if budget else None))
+    figure_row(box, "Held", formatting.credits(budget.held if budget else None))
+    row = figure_row(box, "Left", formatting.credits(budget.left if budget else None))
+    row.alert = budget is not None and budget.left <= 0
 
 
 def billing_line(billing_date: str) -> str:
@@ -752,3 +768,19 @@ def draw_preferences(
     for line in me_lines(state.me):
         box.label(text=line)
     draw_connection(box, state, online_access)
+    draw_spending_limits(layout.box(), state)
+
+
+def draw_spending_limits(box: Any, state: State) -> None:
+    """The member's cap and the organisation's auto top-up; only the owner gets the button to change it."""
+    box.label(text="Spending limits", icon="MOD_LENGTH")
+    cap = limits.MemberCap.from_me(state.me)
+    figure_row(box, "Your cap", formatting.credits(cap.credits_per_period) if cap else "no cap")
+    figure_row(box, "Left this period", formatting.credits(cap.left if cap else None))
+    for label, figure in limits.auto_top_up_rows(state.auto_top_up, state.packs):
+        figure_row(box, label, figure)
+    role = state.me.role if state.me is not None else ""
+    if role == "owner":
+        box.operator("act3.set_auto_top_up", text="Set Auto Top-Up…", icon="ADD")
+    else:
+        box.label(text="Only the owner sets auto top-up.", icon="LOCKED")

@@ -9,9 +9,10 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import os
+from typing import Any
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper
 
 from .. import prefs, session
@@ -230,9 +231,9 @@ def _pack_items(self, context):
     # Blender keeps only pointers to the strings of dynamic enum items: a list handed out must stay
     # alive and unchanged while a dialog shows it, so a new one is made only when the packs change.
     global _pack_items_cache
-    items = [
-        (str(p.get("id")), draw.pack_label(p), f"Buy {draw.pack_label(p)}") for p in session.state().packs
-    ] or [("NONE", "No credit packs loaded", "")]
+    items = [(str(p.get("id")), draw.pack_label(p), f"Buy {draw.pack_label(p)}") for p in session.state().packs] or [
+        ("NONE", "No credit packs loaded", "")
+    ]
     if items != _pack_items_cache:
         _pack_items_cache = items
     return _pack_items_cache
@@ -369,7 +370,75 @@ class ACT3_OT_print_spend(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class ACT3_OT_set_auto_top_up(bpy.types.Operator):
+    """Buy a credit pack by itself when the available balance falls below a line, at most this much a
+    billing period (the organisation's owner only)"""
+
+    bl_idname = "act3.set_auto_top_up"
+    bl_label = "Auto Top-Up"
+    bl_options = {"INTERNAL"}
+
+    enabled: BoolProperty(name="Enabled", default=True, options={"SKIP_SAVE"})  # type: ignore[valid-type]
+    below: IntProperty(name="Below (credits)", min=0, default=100_000, options={"SKIP_SAVE"})  # type: ignore[valid-type]
+    pack: EnumProperty(name="Pack", items=_pack_items, options={"SKIP_SAVE"})  # type: ignore[valid-type]
+    pack_id: StringProperty(name="Pack id", description="From a script: e.g. pack-250k", options={"SKIP_SAVE"})  # type: ignore[valid-type]
+    max_dollars: IntProperty(name="At most ($ a period)", min=0, default=950, options={"SKIP_SAVE"})  # type: ignore[valid-type]
+
+    @classmethod
+    def poll(cls, context):
+        role = me.role if (me := session.state().me) is not None else ""
+        if role != "owner":
+            cls.poll_message_set("Only the organisation's owner can change auto top-up.")
+            return False
+        return True
+
+    def invoke(self, context, event):
+        state = session.state()
+        if not state.packs:
+            session.request("packs")
+        current = state.auto_top_up or {}
+        if current.get("below") is not None:
+            self.enabled = bool(current.get("enabled"))
+            self.below = int(current.get("below") or 0)
+            self.max_dollars = int(current.get("max_per_period_cents") or 0) // 100
+            try:
+                self.pack = str(current.get("pack_id") or "")
+            except TypeError:
+                pass
+        return context.window_manager.invoke_props_dialog(self, width=360, title="Auto Top-Up", confirm_text="Save")
+
+    def draw(self, context):
+        layout: Any = self.layout
+        layout.prop(self, "enabled")
+        col = layout.column()
+        col.active = self.enabled
+        col.prop(self, "below")
+        col.prop(self, "pack")
+        col.prop(self, "max_dollars")
+
+    def execute(self, context):
+        pack_id = self.pack_id or (self.pack if self.pack != "NONE" else "")
+        if not pack_id:
+            self.report({"ERROR"}, "The credit packs are still loading from ACT3: try again in a moment.")
+            return {"CANCELLED"}
+        ticket = session.request(
+            "set_auto_top_up",
+            enabled=bool(self.enabled),
+            below=int(self.below),
+            pack_id=pack_id,
+            max_per_period_cents=int(self.max_dollars) * 100,
+        )
+        worker = session.worker_or_none()
+        if bpy.app.background and worker is not None:  # a script: wait for the answer, report it
+            if not worker.wait(ticket, 30.0) or not ticket.ok:
+                self.report({"ERROR"}, str(ticket.error or "No answer from ACT3."))
+                return {"CANCELLED"}
+        self.report({"INFO"}, "Saving auto top-up…" if not bpy.app.background else "Auto top-up saved.")
+        return {"FINISHED"}
+
+
 classes = (
+    ACT3_OT_set_auto_top_up,
     ACT3_OT_refresh,
     ACT3_OT_status,
     ACT3_OT_open_credits,

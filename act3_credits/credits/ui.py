@@ -8,6 +8,7 @@ from typing import Any, cast
 import bpy
 
 from .. import prefs, redraw, session
+from ..core import limits
 from ..widgets import CATEGORY, CREDITS_PANEL, region_width
 from . import draw
 
@@ -41,7 +42,12 @@ class ACT3_PT_credits(bpy.types.Panel):
 
     def draw(self, context):
         draw.draw_credits(
-            self.layout, session.state(), prefs.THRESHOLDS, bool(bpy.app.online_access), region_width(context)
+            self.layout,
+            session.state(),
+            prefs.THRESHOLDS,
+            bool(bpy.app.online_access),
+            region_width(context),
+            project=limits.project_name(getattr(context.scene, "act3_project", ""), bpy.data.filepath),
         )
 
 

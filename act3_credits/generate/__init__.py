@@ -33,11 +33,30 @@ def _tick() -> float:
             if worker is not _jobs_asked and worker.state.connection == "ok":
                 _jobs_asked = worker
                 worker.request("jobs", limit=RECENT_JOBS)
+                worker.request("auto_top_up")
+            _ask_budgets(worker)
     except Exception:  # a timer that raises is dropped by Blender
         import logging
 
         logging.getLogger("act3_credits").exception("ACT3: generate timer")
     return INTERCEPT_EVERY_S
+
+
+def _ask_budgets(worker: Any) -> None:
+    """Budgets and the member's cap move with every hold and charge: ask again when the balance did
+    (at most once a tick), never from a draw()."""
+    global _budgets_seen
+    credits = worker.state.credits
+    if credits is None or worker.state.connection != "ok":
+        return
+    seen = (id(worker), credits.held, credits.total)
+    if seen != _budgets_seen:
+        _budgets_seen = seen
+        worker.request("budgets")
+        worker.request("me")
+
+
+_budgets_seen: object = None
 
 
 def register() -> None:

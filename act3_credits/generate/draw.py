@@ -6,12 +6,14 @@ They read an `Estimate` (made from the cached rate card) or the `State`, never t
 
 from __future__ import annotations
 
+import json
 import textwrap
 from collections.abc import Sequence
 from typing import Any
 
 from ..core import formatting, shots
 from ..core.contract import Job
+from ..core.limits import DraftSaving, Limits, defer_label, starts_text
 from ..core.pricing import RateCard
 from ..core.shots import Estimate, JobView, Line
 from ..core.vocabulary import ENDED, RUNNING, Status
@@ -19,6 +21,7 @@ from ..widgets import DEFAULT_SIDEBAR, engine_name, is_wide, tier_name  # one wi
 
 RECENT_ENDED_JOBS = 3  # ended jobs kept in the queue panel (older ones are in the history)
 STATUS_ICONS: dict[str, str] = {
+    Status.SCHEDULED: "TIME",
     Status.QUEUED: "SORTTIME",
     Status.PROCESSING: "RENDER_ANIMATION",
     Status.PAUSED: "PAUSE",
@@ -91,11 +94,11 @@ SINGLE_CHARS = 60  # about how many characters a line of the one-shot dialog hol
 BATCH_CHARS = 92
 
 
-def verdict(est: Estimate, fitted_out: Sequence[bool] = ()) -> tuple[str, str, bool]:
+def verdict(est: Estimate, fitted_out: Sequence[bool] = (), limits: Limits | None = None) -> tuple[str, str, bool]:
     """What Confirm will do, in two short lines, and whether that is a refusal (alert).
 
-    Confirm never sends what this refuses (`Estimate.why_not` is the rule; this is its wording for
-    the dialog's fixed slot).
+    Confirm never sends what this refuses (`Estimate.why_not` and `Limits.refused` are the rules;
+    this is their wording for the dialog's fixed slot). A `warn` or `pause` budget is the second line.
     """
     if est.refusal:
         return "Confirm sends nothing: this key may not spend credits.", est.refusal, True
@@ -106,6 +109,9 @@ def verdict(est: Estimate, fitted_out: Sequence[bool] = ()) -> tuple[str, str, b
             stopped = est.blocked[0]
             return f"Confirm sends nothing: {stopped.name} cannot be rendered.", stopped.blocked_reason or "", True
         return "Confirm sends nothing: every shot is left out.", "Tick at least one shot to render.", True
+    if limits is not None and limits.refused:
+        over = "your cap" if limits.cap is not None and limits.needed > limits.cap.left else "the project's budget"
+        return f"Confirm sends nothing: over {over}.", limits.message or "", True
     if est.shortfall > 0:
         return (
             f"Confirm sends nothing: {formatting.credits(est.shortfall)} short.",
@@ -114,6 +120,8 @@ def verdict(est: Estimate, fitted_out: Sequence[bool] = ()) -> tuple[str, str, b
         )
     count = len(est.sent)
     first = f"Confirm holds {formatting.credits(est.total)} for {count} shot{'s' if count != 1 else ''}."
+    if limits is not None and limits.message:
+        return first, limits.message, False
     left_out = est.blocked
     if len(left_out) == 1:
         return first, f"Left out: {left_out[0].blocked_reason}", False
@@ -125,7 +133,16 @@ def verdict(est: Estimate, fitted_out: Sequence[bool] = ()) -> tuple[str, str, b
     return first, "Each shot is charged when it is done; a failed shot costs nothing.", False
 
 
-def draw_estimate_single(layout: Any, est: Estimate, card: RateCard, *, synced: bool = True, op: Any = None) -> None:
+def draw_estimate_single(
+    layout: Any,
+    est: Estimate,
+    card: RateCard,
+    *,
+    synced: bool = True,
+    op: Any = None,
+    limits: Limits | None = None,
+    billing_date: str = "",
+) -> None:
     """One shot: its name, engine, tier, billed duration and estimated credits, then the balance."""
     if not est.lines:
         layout.label(text="There is no shot to render.", icon="ERROR")
@@ -139,7 +156,7 @@ def draw_estimate_single(layout: Any, est: Estimate, card: RateCard, *, synced: 
     _pair(col, "Estimated", formatting.credits(line.credits if line.duration_s is not None else None))
     note = snap_note(card, line)
     layout.label(text=f"* {note}" if note else "", icon="INFO" if note else "NONE")
-    _draw_footer(layout, est, card, synced=synced, op=op, batch=False)
+    _draw_footer(layout, est, card, synced=synced, op=op, batch=False, limits=limits, billing_date=billing_date)
 
 
 def draw_estimate_batch(
@@ -151,6 +168,9 @@ def draw_estimate_batch(
     fitted_out: Sequence[bool] = (),
     synced: bool = True,
     op: Any = None,
+    limits: Limits | None = None,
+    billing_date: str = "",
+    saving: DraftSaving | None = None,
 ) -> None:
     """A batch: one row per shot with a checkbox to leave it out, then the total and the balance.
 
@@ -197,7 +217,22 @@ def draw_estimate_batch(
     layout.separator()
     count = len(est.sent)
     _pair(layout, "Total", f"{formatting.credits(est.total)} for {count} shot{'s' if count != 1 else ''}")
-    _draw_footer(layout, est, card, synced=synced, op=op, batch=True, fitted_out=fitted_out)
+    if saving is not None:
+        box = layout.box()
+        for i, text in enumerate(saving.lines()):
+            box.label(text=text, icon="SHADING_SOLID" if i == 0 else "BLANK1")
+    _draw_footer(
+        layout,
+        est,
+        card,
+        synced=synced,
+        op=op,
+        batch=True,
+        fitted_out=fitted_out,
+        limits=limits,
+        billing_date=billing_date,
+        upgrade=saving is not None,
+    )
 
 
 ROW_ICONS = {"sent": "CHECKMARK", "blocked": "ERROR", "fitted": "SORTSIZE", "unticked": "BLANK1"}
@@ -232,8 +267,55 @@ def _cells(row: Any, first: str | None, *texts: str) -> Any:
     return cell
 
 
+def deferrable(est: Estimate, fitted_out: Sequence[bool] = (), limits: Limits | None = None) -> list[Line]:
+    """The shots "Defer" sends to the next period: those Fit to Budget left out, else every shot
+    Confirm cannot send now for the balance, the project's budget or the member's cap."""
+    out = [ln for ln, fitted in zip(est.lines, fitted_out, strict=False) if fitted]
+    if out:
+        return out
+    if est.refusal is None and est.sent and (est.shortfall > 0 or (limits is not None and limits.refused)):
+        return est.sent
+    return []
+
+
+def defer_text(lines: Sequence[Line]) -> str:
+    """'2 shots · 4,160 cr', or why the button is off."""
+    if not lines:
+        return "Nothing to defer: every shot fits now."
+    n = len(lines)
+    return f"{n} shot{'s' if n != 1 else ''} · {formatting.credits(sum(ln.credits for ln in lines))}"
+
+
+def _draw_limits(layout: Any, lim: Limits) -> None:
+    col = layout.column()
+    _pair(col, "Project", lim.project)
+    left = lim.budget.summary() if lim.budget is not None else "no budget"
+    _pair(col, "Budget", left, alert=lim.budget is not None and lim.budget.left < lim.needed)
+    cap = lim.cap.summary() if lim.cap is not None else "no cap"
+    _pair(col, "Your cap", cap, alert=lim.cap is not None and lim.cap.left < lim.needed)
+
+
+def _draw_defer(layout: Any, lines: Sequence[Line], billing_date: str) -> None:
+    split = layout.split(factor=0.4)
+    cell = split.row()
+    cell.enabled = bool(lines)
+    op = cell.operator("act3.defer_shots", text=defer_label(billing_date), icon="TIME")
+    op.shots_json = json.dumps([ln.shot.request_json() for ln in lines])
+    split.label(text=defer_text(lines))
+
+
 def _draw_footer(
-    layout: Any, est: Estimate, card: RateCard, *, synced: bool, op: Any, batch: bool, fitted_out: Sequence[bool] = ()
+    layout: Any,
+    est: Estimate,
+    card: RateCard,
+    *,
+    synced: bool,
+    op: Any,
+    batch: bool,
+    fitted_out: Sequence[bool] = (),
+    limits: Limits | None = None,
+    billing_date: str = "",
+    upgrade: bool = False,
 ) -> None:
     """The same rows in every state, so Confirm (at the dialog's foot) never moves under the pointer."""
     layout.separator()
@@ -241,8 +323,12 @@ def _draw_footer(
     _pair(col, "Available", formatting.credits(est.available))
     after = est.balance_after
     _pair(col, "Balance after", formatting.credits(after), alert=after is not None and after < 0)
+    if limits is not None:
+        _draw_limits(layout, limits)
     draft = est.draft_text()
-    if draft:
+    if upgrade:  # the Draft renders are done: the saving above is the comparison that counts
+        text = "Upgrading approved Drafts to their final tier."
+    elif draft:
         text = draft
     elif est.sent and all(ln.shot.tier == shots.DRAFT_TIER for ln in est.sent):
         text = "Already at Draft, the cheapest tier."
@@ -255,7 +341,9 @@ def _draw_footer(
     if batch and op is not None and hasattr(op, "fit_to_budget"):
         row.prop(op, "fit_to_budget", text="Fit to Budget", toggle=True, icon="SORTSIZE")
     row.operator("act3.buy_credits", text="Buy Credits", icon="ADD")
-    first, second, refused = verdict(est, fitted_out)
+    if limits is not None:
+        _draw_defer(layout, deferrable(est, fitted_out, limits), billing_date)
+    first, second, refused = verdict(est, fitted_out, limits)
     box = layout.box()
     box.alert = refused
     width = BATCH_CHARS if batch else SINGLE_CHARS
@@ -344,8 +432,11 @@ def job_counts(view: JobView) -> dict[str, int]:
     return counts
 
 
-def job_summary(view: JobView) -> str:
-    """'Processing · 1 failed · 8 to go' (the bar has the done count; a canceled job says how many were canceled)."""
+def job_summary(view: JobView, billing_date: str = "") -> str:
+    """'Processing · 1 failed · 8 to go' (the bar has the done count; a canceled job says how many were
+    canceled); a deferred job: 'Scheduled · starts 1 Dec'."""
+    if view.status == Status.SCHEDULED:
+        return f"Scheduled · {starts_text(billing_date)}"
     counts = job_counts(view)
     parts = [view.status.capitalize()]
     if counts.get(Status.FAILED):
@@ -384,16 +475,25 @@ def draw_render_queue(
     if not views:
         layout.label(text="No ACT3 jobs yet.", icon="INFO")
         return
+    credits = getattr(state, "credits", None)
+    billing_date = credits.billing_date if credits is not None else ""
     for view in views[:QUEUE_JOBS_SHOWN]:
         job = jobs.get(view.id)
         reason = (guard_reasons or {}).get(view.id) or (job.status_reason if job is not None else None)
-        draw_job(layout, view, card, reason, open_=view.id in expanded, width=width)
+        draw_job(layout, view, card, reason, open_=view.id in expanded, width=width, billing_date=billing_date)
     if len(views) > QUEUE_JOBS_SHOWN:
         layout.label(text=f"{len(views) - QUEUE_JOBS_SHOWN} older jobs are in the history.")
 
 
 def draw_job(
-    layout: Any, view: JobView, card: RateCard, reason: str | None = None, *, open_: bool = False, width: float = 0
+    layout: Any,
+    view: JobView,
+    card: RateCard,
+    reason: str | None = None,
+    *,
+    open_: bool = False,
+    width: float = 0,
+    billing_date: str = "",
 ) -> None:
     box = layout.box()
     head = box.row(align=True)
@@ -412,7 +512,7 @@ def draw_job(
         op = head.operator("act3.job_cancel", text="", icon="X")
         op.job_id = view.id
     box.progress(factor=job_bar_factor(view), type="BAR", text=job_bar_text(view))
-    line = job_summary(view)
+    line = job_summary(view, billing_date)
     if reason and view.status == Status.PAUSED:
         row = box.row()
         row.alert = True
@@ -454,7 +554,14 @@ def draw_job(
 
 
 def draw_shots_panel(
-    layout: Any, scene: Any, settings: Any, est: Estimate | None, active: Line | None = None, width: float = 0
+    layout: Any,
+    scene: Any,
+    settings: Any,
+    est: Estimate | None,
+    active: Line | None = None,
+    width: float = 0,
+    project: str = "",
+    card: RateCard | None = None,
 ) -> None:
     """The Shots sub-panel: the list (filtered by tag), the active shot's settings, Generate buttons.
 
@@ -463,6 +570,8 @@ def draw_shots_panel(
     the Generate buttons stay where the artist found them.
     """
     wide = is_wide(width)
+    # empty: the .blend's name, which the placeholder shows (what is sent)
+    layout.prop(scene, "act3_project", text="Project", icon="FILE_BLEND", placeholder=project)
     row = layout.row(align=True)
     row.operator(
         "act3.shots_from_markers", text="From Markers" if not wide else "From Camera Markers", icon="MARKER_HLT"
@@ -489,13 +598,17 @@ def draw_shots_panel(
         col.prop(item, "tier")
         col.prop(item, "tags")
         col.prop(item, "locked")
+        approve = col.row(align=True)
+        approve.prop(item, "approved")
+        approve.prop(item, "final_tier", text="")
         status = col.row()
         if active is not None and active.blocked_reason:
             status.alert = True
             status.label(text=active.blocked_reason, icon="ERROR")
         elif item.last_job_id:
+            tier = f"{tier_name(item.last_tier, card)} · " if item.last_tier else ""
             status.label(
-                text=f"Last render: job {item.last_job_id} · {formatting.credits(item.last_cost)}", icon="CHECKMARK"
+                text=f"Last: job {item.last_job_id} · {tier}{formatting.credits(item.last_cost)}", icon="CHECKMARK"
             )
         else:
             status.label(text="Not rendered yet", icon="BLANK1")
@@ -513,6 +626,8 @@ def draw_shots_panel(
     label = f"#{settings.tag_filter.strip()}" if tagged else "All"
     op = buttons.operator("act3.generate_batch", text=f"Generate {label} · {total}", icon="RENDER_ANIMATION")
     op.tag = settings.tag_filter
+    approved = sum(1 for it in items if it.approved)
+    layout.operator("act3.upgrade_approved", text=f"Upgrade Approved · {approved} shots", icon="SORT_DESC")
 
 
 def draw_generate_settings(layout: Any, settings: Any, problems: Sequence[str] = (), width: float = 0) -> None:

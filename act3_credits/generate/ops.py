@@ -8,6 +8,7 @@ only the script) so the report line says what happened. Errors are one readable 
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -15,8 +16,8 @@ import bpy
 from bpy.props import BoolProperty, CollectionProperty, IntProperty, StringProperty
 
 from .. import session
-from ..core import formatting, shots, submission
-from ..core.contract import JobShot
+from ..core import formatting, limits, shots, submission
+from ..core.contract import Job, JobShot
 from ..core.shots import Account, Estimate, Shot
 from ..core.sync import SyncWorker, Ticket
 from ..core.vocabulary import Status
@@ -288,6 +289,9 @@ class _CostEstimate(bpy.types.Operator):
         est = shots.estimate(chosen, props.rate_card(), account(), self.included())
         return est, [False] * len(est.lines)
 
+    def budget_limits(self, context: Any, est: Estimate) -> limits.Limits:
+        return limits_for(context.scene, [ln.credits for ln in est.sent])
+
     # ------------------------------------------------------------------ dialog
 
     def invoke(self, context, event):
@@ -304,6 +308,8 @@ class _CostEstimate(bpy.types.Operator):
         worker = worker_or_none()
         if worker is not None and not bpy.app.background:
             worker.request("credits")  # fresh balance while the artist reads the dialog
+            worker.request("budgets")  # and the project's budget, and the member's cap
+            worker.request("me")
         self.from_dialog = True
         title = "Cost Estimate"
         return context.window_manager.invoke_props_dialog(
@@ -321,10 +327,14 @@ class _CostEstimate(bpy.types.Operator):
         layout: Any = self.layout
         if self.then_call:
             layout.label(text=f"Confirm runs {self.then_call} after this estimate.", icon="INFO")
-        self.draw_estimate(layout, est, fitted_out)
+        self.draw_estimate(context, layout, est, fitted_out, self.budget_limits(context, est))
 
-    def draw_estimate(self, layout: Any, est: Estimate, fitted_out: list[bool]) -> None:
-        draw.draw_estimate_single(layout, est, props.rate_card(), synced=synced(), op=self)
+    def draw_estimate(
+        self, context: Any, layout: Any, est: Estimate, fitted_out: list[bool], lim: limits.Limits
+    ) -> None:
+        draw.draw_estimate_single(
+            layout, est, props.rate_card(), synced=synced(), op=self, limits=lim, billing_date=billing_date()
+        )
 
     # ------------------------------------------------------------------ confirm
 
@@ -348,6 +358,10 @@ class _CostEstimate(bpy.types.Operator):
         if not self.batch and est.blocked:
             self.report({"ERROR"}, f"{est.blocked[0].blocked_reason} Nothing was sent.")
             return {"CANCELLED"}
+        lim = self.budget_limits(context, est)
+        if lim.refused:
+            self.report({"ERROR"}, f"{lim.message} {submission.NOTHING_SENT}")
+            return {"CANCELLED"}
         if self.then_call:
             return self.run_intercepted()
         worker = worker_or_none()
@@ -368,6 +382,7 @@ class _CostEstimate(bpy.types.Operator):
             # What the dialog showed must be what the service holds; a script has no dialog to disagree with.
             shown_total=est.total if self.from_dialog else None,
             on_done=_submitted(context.scene.name, est.total, [ln.name for ln in est.sent]),
+            project=lim.project,
         ).start()
         if est.blocked:
             left = ", ".join(ln.name for ln in est.blocked)
@@ -430,11 +445,9 @@ class ACT3_OT_generate(_CostEstimate):
         return f"There is no shot named {self.shot!r} in this scene." if self.shot else "There is no shot to render."
 
 
-class ACT3_OT_generate_batch(_CostEstimate):
-    """Render every shot that carries the tag in the filter (all shots when it is empty). The Cost Estimate lists each shot's cost first; untick shots to leave them out"""
+class _Batch(_CostEstimate):
+    """Shared by Generate Batch and Upgrade Approved (a registered operator class is never subclassed)."""
 
-    bl_idname = "act3.generate_batch"
-    bl_label = "Generate Batch"
     dialog_width = 620
     batch = True
 
@@ -489,11 +502,105 @@ class ACT3_OT_generate_batch(_CostEstimate):
             est = est.with_included([ln.included and not out for ln, out in zip(est.lines, fitted_out, strict=True)])
         return est, fitted_out
 
-    def draw_estimate(self, layout: Any, est: Estimate, fitted_out: list[bool]) -> None:
+    def draw_estimate(
+        self, context: Any, layout: Any, est: Estimate, fitted_out: list[bool], lim: limits.Limits
+    ) -> None:
         rows = list(self.rows) if len(self.rows) == len(est.lines) else []
         draw.draw_estimate_batch(
-            layout, est, props.rate_card(), rows=rows, fitted_out=fitted_out, synced=synced(), op=self
+            layout,
+            est,
+            props.rate_card(),
+            rows=rows,
+            fitted_out=fitted_out,
+            synced=synced(),
+            op=self,
+            limits=lim,
+            billing_date=billing_date(),
+            saving=self.saving(context),
         )
+
+    def saving(self, context: Any) -> limits.DraftSaving | None:
+        return None
+
+
+class ACT3_OT_generate_batch(_Batch):
+    """Render every shot that carries the tag in the filter (all shots when it is empty). The Cost Estimate lists each shot's cost first; untick shots to leave them out"""
+
+    bl_idname = "act3.generate_batch"
+    bl_label = "Generate Batch"
+
+
+class ACT3_OT_upgrade_approved(_Batch):
+    """Render the approved shots again at their final tier (High unless set per shot). The Cost Estimate
+    shows what rendering Draft first saved against every shot at its final tier from the start"""
+
+    bl_idname = "act3.upgrade_approved"
+    bl_label = "Upgrade Approved"
+
+    def shot_list(self, context: Any) -> list[Shot]:
+        return props.approved_shots(context.scene)
+
+    def default_name(self, context: Any, chosen: list[Shot]) -> str:
+        return f"{context.scene.name} upgrade ({len(chosen)} shots)"
+
+    def nothing_message(self) -> str:
+        return "No shot is approved: tick Approved on the shots to render at their final tier."
+
+    def saving(self, context: Any) -> limits.DraftSaving | None:
+        drafted = props.drafted_shots(context.scene)
+        return limits.draft_first_saving(props.rate_card(), drafted) if drafted else None
+
+
+class ACT3_OT_defer_shots(bpy.types.Operator):
+    """Send these shots to start at the next refill: the job holds nothing now, the refill holds and starts it"""
+
+    bl_idname = "act3.defer_shots"
+    bl_label = "Defer to Next Period"
+    bl_options = {"INTERNAL"}
+
+    shots_json: StringProperty(options={"HIDDEN", "SKIP_SAVE"})  # type: ignore[valid-type]
+    job_name: StringProperty(name="Job Name", options={"SKIP_SAVE"})  # type: ignore[valid-type]
+
+    def execute(self, context):
+        try:
+            body = [dict(s) for s in json.loads(self.shots_json or "[]")]
+        except (ValueError, TypeError):
+            body = []
+        if not body:
+            self.report({"WARNING"}, "Nothing to defer: every shot fits now.")
+            return {"CANCELLED"}
+        worker = worker_or_none()
+        if worker is None:
+            self.report({"ERROR"}, "ACT3 Credits is not running: enable the add-on and set an API key.")
+            return {"CANCELLED"}
+        name = self.job_name or f"{context.scene.name} deferred"
+        when = formatting.day_month(billing_date()) or "the next refill"
+        sending = submission.Submission(
+            worker,
+            name=name,
+            shots_json=body,
+            idempotency_key=keys.key_for(name, body),
+            on_done=_deferred(),
+            project=props.project_for(context.scene),
+            start="next_period",
+        ).start()
+        if not bpy.app.background:
+            self.report({"INFO"}, f"Deferring {len(body)} shots to {when}…")
+            return {"FINISHED"}
+        if not sending.wait(SCRIPT_WAIT_S):
+            self.report({"ERROR"}, f"No answer from ACT3 within {SCRIPT_WAIT_S:g} s; {name} may still be sent.")
+            return {"CANCELLED"}
+        self.report({"INFO"} if sending.ok else {"ERROR"}, sending.message)
+        return {"FINISHED"} if sending.ok else {"CANCELLED"}
+
+
+def _deferred() -> Any:
+    def done(sub: submission.Submission) -> None:
+        keys.settle(sub)
+        if not bpy.app.background:
+            notify(sub.message, "INFO" if sub.ok else "WARNING")
+
+    return done
 
 
 class ACT3_OT_retry_shot(_CostEstimate):
@@ -639,6 +746,8 @@ classes = (
     ACT3_OT_fit_to_budget,
     ACT3_OT_generate,
     ACT3_OT_generate_batch,
+    ACT3_OT_upgrade_approved,
+    ACT3_OT_defer_shots,
     ACT3_OT_retry_shot,
     ACT3_OT_job_pause,
     ACT3_OT_job_resume,
@@ -649,11 +758,35 @@ classes = (
 
 
 def record_shot_cost(job_id: int, shot_name: str, credits: int) -> None:
-    """A shot completed: its cost goes on the shot in the .blend (main thread, from drain)."""
+    """A shot completed: its cost and tier go on the shot in the .blend (main thread, from drain)."""
+    tier = sent_tier(session.state().jobs.get(job_id), shot_name)
     for scene in bpy.data.scenes:
         for item in getattr(scene, "act3_shots", ()):
             if item.name == shot_name and item.last_job_id == job_id:
                 item.last_cost = credits
+                if tier:
+                    item.last_tier = tier
+
+
+def sent_tier(job: Job | None, shot_name: str) -> str:
+    """The tier a shot of this job was rendered at ('' when the job is not known here)."""
+    for shot in job.shots if job is not None else ():
+        if shot.name == shot_name:
+            return shot.tier
+    return ""
+
+
+def billing_date() -> str:
+    credits = session.state().credits
+    return credits.billing_date if credits is not None else ""
+
+
+def limits_for(scene: Any, shot_credits: list[int]) -> limits.Limits:
+    """The scene's project budget and the member's cap against these shots (cached, no network)."""
+    state = session.state()
+    project = props.project_for(scene)
+    budget = limits.budgets_by_project(state.budgets).get(project)
+    return limits.assess(project, budget, limits.MemberCap.from_me(state.me), shot_credits)
 
 
 def guard_settings() -> tuple[bool, int, bool]:

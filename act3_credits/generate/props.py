@@ -21,10 +21,11 @@ from bpy.props import (
 )
 
 from .. import session
-from ..core import formatting, pricing, shots
+from ..core import formatting, limits, pricing, shots
 
 TIER_ITEMS = [(t.id, t.name, f"{t.name} quality: x{t.multiplier} the Standard rate") for t in pricing.TIERS]
 DEFAULT_TIER_NUMBER = [t.id for t in pricing.TIERS].index(shots.DEFAULT_TIER)
+FINAL_TIER = "high"  # Draft first, then the approved shots at High
 
 
 def engine_number(engine_id: str) -> int:
@@ -130,6 +131,17 @@ class ACT3_PG_shot(bpy.types.PropertyGroup):
     select: BoolProperty(name="Select", description="Selected for tagging")  # type: ignore[valid-type]
     last_job_id: IntProperty(name="Last job", description="The ACT3 job that last rendered this shot", default=0)  # type: ignore[valid-type]
     last_cost: IntProperty(name="Last cost", description="Credits charged for this shot's last render", default=0)  # type: ignore[valid-type]
+    last_tier: StringProperty(name="Last tier", description="The quality tier of this shot's last render")  # type: ignore[valid-type]
+    approved: BoolProperty(  # type: ignore[valid-type]
+        name="Approved",
+        description="Approved from its Draft: Upgrade Approved renders it again at its final tier",
+    )
+    final_tier: EnumProperty(  # type: ignore[valid-type]
+        name="Final Tier",
+        description="The quality tier Upgrade Approved renders this shot at",
+        items=TIER_ITEMS,
+        default=FINAL_TIER,
+    )
     tooltip: StringProperty(name="Details", get=_shot_tooltip)  # type: ignore[valid-type]
 
 
@@ -175,10 +187,17 @@ def register_properties() -> None:
     """After the classes are registered: the shots on the scene."""
     bpy.types.Scene.act3_shots = CollectionProperty(type=ACT3_PG_shot, name="ACT3 Shots")  # type: ignore[attr-defined]
     bpy.types.Scene.act3_shots_index = IntProperty(name="Active Shot", default=0)  # type: ignore[attr-defined]
+    bpy.types.Scene.act3_project = StringProperty(  # type: ignore[attr-defined]
+        name="Project",
+        description="The ACT3 project every job of this scene is sent for (its budget applies); "
+        "empty: the .blend's file name",
+        maxlen=limits.PROJECT_MAX_CHARS,
+    )
 
 
 def unregister_properties() -> None:
     for owner, name in (
+        (bpy.types.Scene, "act3_project"),
         (bpy.types.Scene, "act3_shots_index"),
         (bpy.types.Scene, "act3_shots"),
     ):
@@ -257,3 +276,34 @@ def tagged_shots(scene: Any, tag: str) -> list[shots.Shot]:
     if len(scene.act3_shots) == 0:
         return [implicit_shot(scene)] if not shots.parse_tags(tag) else []
     return [to_shot(scene, it) for it in scene.act3_shots if shots.matches_tag(it.tags, tag)]
+
+
+def project_for(scene: Any) -> str:
+    """The scene's project, computed when it is sent: its field, else the .blend's name."""
+    return limits.project_name(getattr(scene, "act3_project", ""), bpy.data.filepath)
+
+
+def drafted_shots(scene: Any) -> list[limits.Drafted]:
+    """The shots whose last render was Draft, with what it cost and their final tier."""
+    out = []
+    for item in scene.act3_shots:
+        if item.last_job_id and item.last_tier == shots.DRAFT_TIER:
+            seconds = shot_duration(scene, item.frame_start, item.frame_end)
+            out.append(limits.Drafted(item.name, item.engine, seconds, item.last_cost, item.final_tier, item.approved))
+    return out
+
+
+def approved_shots(scene: Any) -> list[shots.Shot]:
+    """The approved shots at their final tier, in list order (what Upgrade Approved sends)."""
+    return [
+        shots.Shot(
+            name=it.name,
+            engine=it.engine,
+            tier=it.final_tier,
+            duration_s=shot_duration(scene, it.frame_start, it.frame_end),
+            locked=it.locked,
+            tags=it.tags,
+        )
+        for it in scene.act3_shots
+        if it.approved
+    ]

@@ -53,7 +53,9 @@ class ACT3_PT_shots(_SidebarPanel):
         if 0 <= scene.act3_shots_index < len(scene.act3_shots):
             item = scene.act3_shots[scene.act3_shots_index]
             active = shots.estimate([props.to_shot(scene, item)], card, account()).lines[0]
-        draw.draw_shots_panel(self.layout, scene, settings, est, active, region_width(context))
+        draw.draw_shots_panel(
+            self.layout, scene, settings, est, active, region_width(context), props.project_for(scene), card
+        )
 
 
 class ACT3_PT_render_queue(_SidebarPanel):
@@ -83,9 +85,7 @@ class ACT3_PT_generate_settings(_SidebarPanel):
     bl_options = {"DEFAULT_CLOSED"}
 
     def draw(self, context):
-        draw.draw_generate_settings(
-            self.layout, props.settings(context), intercept.problems(), region_width(context)
-        )
+        draw.draw_generate_settings(self.layout, props.settings(context), intercept.problems(), region_width(context))
 
 
 classes: tuple[Any, ...] = (ACT3_UL_shots, ACT3_PT_shots, ACT3_PT_render_queue, ACT3_PT_generate_settings)

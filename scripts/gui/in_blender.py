@@ -351,7 +351,23 @@ DIALOGS = {
     "batch": (lambda: bpy.ops.act3.generate_batch, {"tag": ""}, "estimate-batch"),
     "shot": (lambda: bpy.ops.act3.generate, {}, "estimate-shot"),
     "buy": (lambda: bpy.ops.act3.buy_credits, {}, "buy-credits"),
+    "budget": (lambda: bpy.ops.act3.generate_batch, {"tag": ""}, "estimate-budget"),
 }
+
+
+@step(1.0)
+def s_budget():
+    """For the budget dialog: a refuse budget on the scene's project the batch does not fit, so the
+    Cost Estimate refuses in words and offers Defer."""
+    if DIALOG != "budget":
+        return
+    import requests
+
+    bpy.context.scene.act3_project = "harbour-spot"
+    url, key = os.environ["ACT3_API_URL"], os.environ["ACT3_API_KEY"]
+    body = {"credits": 5_000, "period": "billing_period", "action": "refuse"}
+    requests.put(f"{url}/budgets/harbour-spot", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    module("session").request("budgets")
 
 
 @step(1.0)

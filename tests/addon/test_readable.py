@@ -17,7 +17,7 @@ from support import blender
 from support.layout import RecordingLayout
 
 from act3_credits import widgets
-from act3_credits.core.contract import Job, JobShot
+from act3_credits.core.contract import Job, JobShot, Me
 from act3_credits.core.forecast import Forecast
 from act3_credits.core.pricing import DEFAULT_RATE_CARD as CARD
 from act3_credits.core.shots import Account, Shot, estimate
@@ -204,7 +204,9 @@ def test_the_top_bar_text_fits_beside_the_scene_and_view_layer_selectors():
 
 @pytest.mark.parametrize("scale", SCALES)
 def test_the_budget_guard_panel_reads_whole_at_the_default_width(scale):
-    settings = SimpleNamespace(guard_enabled=True, guard_min_balance=0, guard_pause_over_estimate=True, intercept_ops="")
+    settings = SimpleNamespace(
+        guard_enabled=True, guard_min_balance=0, guard_pause_over_estimate=True, intercept_ops=""
+    )
     panel = RecordingLayout(width=DEFAULT_SIDEBAR - PANEL_MARGINS)
     draw.draw_generate_settings(panel, settings, ["act3ai.generte is not an operator: check the id"])
     assert panel.cut(measure(scale), everything) == []
@@ -245,6 +247,21 @@ def spend_of(state: State, **numbers) -> State:
     return state
 
 
+# ------------------------------------------------------------------ budgets on the work (issue 11)
+
+BUDGETS = [
+    {
+        "project": "harbour_spot_final_v12",
+        "credits": 12_500_000,
+        "period": "billing_period",
+        "action": "refuse",
+        "spent": 11_234_560,
+        "held": 1_125_240,
+        "left": 140_200,
+    }
+]
+
+
 @pytest.mark.parametrize("scale", SCALES)
 @pytest.mark.parametrize("region", WIDTHS)
 def test_the_runway_and_the_spend_panel_read_whole(region, scale):
@@ -263,3 +280,151 @@ def test_the_runway_and_the_spend_panel_read_whole(region, scale):
         credits_draw.draw_spend(spend, state, picture, ["sq010_sh0100"], region)
         assert spend.cut(measure(scale), everything) == []
         assert "9,876,543 cr" in spend.texts()
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("region", WIDTHS)
+def test_the_project_budget_in_credits_detail_reads_whole(region, scale):
+    for state in (state_with(), State()):
+        state.budgets = BUDGETS
+        for project in ("harbour_spot_final_v12", "untitled"):  # with a budget, and without one
+            panel = RecordingLayout(width=region - PANEL_MARGINS)
+            credits_draw.draw_credits(panel, state, credits_draw.Thresholds(), True, region, project=project)
+            assert panel.cut(measure(scale), everything) == [], project
+    texts = panel_texts(region, "harbour_spot_final_v12")
+    assert texts[texts.index("Budget a period") :][:8] == [
+        "Budget a period",
+        "12,500,000 cr",
+        "Spent",
+        "11,234,560 cr",
+        "Held",
+        "1,125,240 cr",
+        "Left",
+        "140,200 cr",
+    ]
+
+
+def panel_texts(region: int, project: str) -> list[str]:
+    state = state_with()
+    state.budgets = BUDGETS
+    panel = RecordingLayout(width=region - PANEL_MARGINS)
+    credits_draw.draw_credits(panel, state, credits_draw.Thresholds(), True, region, project=project)
+    return panel.texts()
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("region", WIDTHS)
+def test_a_shot_with_its_draft_approval_and_the_upgrade_button_read_whole(region, scale):
+    shot = SimpleNamespace(
+        name="sh010_hero_wide",
+        frame_start=1,
+        frame_end=192,
+        camera=None,
+        engine="veo-3.1",
+        tier="draft",
+        tags="hero",
+        locked=False,
+        approved=True,
+        final_tier="high",
+        last_job_id=12_345,
+        last_tier="draft",
+        last_cost=1_040,
+        select=False,
+    )
+    scene = SimpleNamespace(
+        act3_shots=[shot], act3_shots_index=0, name="Scene", frame_start=1, frame_end=250, act3_project=""
+    )
+    est = estimate([Shot("sh010_hero_wide", "veo-3.1", "draft", 8.0)], CARD, PRO)
+    panel = RecordingLayout(width=region - PANEL_MARGINS)
+    draw.draw_shots_panel(panel, scene, SimpleNamespace(tag_filter=""), est, est.lines[0], region, "harbour_spot", CARD)
+    assert panel.cut(measure(scale), everything) == []
+    assert "Last: job 12345 · Draft · 1,040 cr" in panel.texts()
+    assert panel.operator_button("act3.upgrade_approved").text == "Upgrade Approved · 1 shots"
+
+
+@pytest.mark.parametrize("scale", SCALES)
+@pytest.mark.parametrize("region", WIDTHS)
+def test_a_scheduled_job_in_the_render_queue_reads_whole(region, scale):
+    state = state_with(billing_date="2026-12-01")
+    shots = [
+        {"index": i, "name": f"sh{i:03d}", "engine": "veo-3.1", "tier": "high", "duration_s": 8, "credits": 4_160}
+        for i in range(12)
+    ]
+    job = {"id": 14, "name": "Scene deferred", "status": "scheduled", "estimated_credits": 49_920}
+    state.jobs = {
+        14: Job.from_json({**job, "charged_credits": 0, "held": 0, "shots": [{**s, "status": "queued"} for s in shots]})
+    }
+    queue = RecordingLayout(width=region - PANEL_MARGINS)
+    draw.draw_render_queue(queue, state, CARD, width=region)
+    assert queue.cut(measure(scale), everything) == []
+    assert "Scheduled · starts 1 Dec" in queue.texts()
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_the_cost_estimate_with_a_budget_a_cap_defer_and_the_draft_saving_reads_whole(scale):
+    from act3_credits.core import limits
+
+    budget = limits.Budget(
+        "harbour_spot_final_v12", 12_500_000, "billing_period", "refuse", 11_234_560, 1_125_240, 140_200
+    )
+    cap = limits.MemberCap(2_000_000, 1_234_560, 600_000, 165_440)
+    saving = limits.DraftSaving(1_234_560, 2_469_120, 4_938_240, "High")
+    op = SimpleNamespace(use_draft=False, fit_to_budget=False)
+    for action in ("refuse", "warn", "pause"):
+        b = limits.Budget(budget.project, budget.credits, budget.period, action, budget.spent, budget.held, budget.left)
+        batch = estimate(SHOTS, CARD, PRO)
+        for c in (None, cap):
+            lim = limits.assess(b.project, b, c, [ln.credits for ln in batch.sent])
+            many = RecordingLayout(width=620 - 20)
+            draw.draw_estimate_batch(
+                many,
+                batch,
+                CARD,
+                op=op,
+                limits=lim,
+                billing_date="2026-12-01",
+                saving=saving,
+                rows=[SimpleNamespace(include=True)] * 6,
+            )
+            assert many.cut(measure(scale), everything) == [], (action, c)
+            one = RecordingLayout(width=420 - 20)
+            single = estimate(SHOTS[:1], CARD, PRO)
+            lim1 = limits.assess(b.project, b, c, [ln.credits for ln in single.sent])
+            draw.draw_estimate_single(one, single, CARD, op=op, limits=lim1, billing_date="2026-12-01")
+            assert one.cut(measure(scale), everything) == [], (action, c)
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_the_spending_limits_in_the_preferences_read_whole_at_the_sidebar_width(scale):
+    state = state_with()
+    state.me = Me.from_json(
+        {
+            "org": {"id": 1, "name": "Harbour Lane Studio", "plan": "pro"},
+            "member": {
+                "id": 3,
+                "name": "Cleo (editor)",
+                "role": "editor",
+                "cap": {"credits_per_period": 2_000_000, "spent": 1_234_560, "held": 600_000, "left": 165_440},
+            },
+        }
+    )
+    state.packs = [{"id": "pack-2m", "credits": 2_000_000, "price_cents": 340_000}]
+    state.auto_top_up = {
+        "enabled": True,
+        "below": 1_000_000,
+        "pack_id": "pack-2m",
+        "max_per_period_cents": 1_020_000,
+        "spent_this_period_cents": 680_000,
+        "set_by": {"id": 1, "name": "Ana (owner)"},
+        "set_at": "2026-11-25T14:02:11Z",
+    }
+    box = RecordingLayout(width=DEFAULT_SIDEBAR - PANEL_MARGINS)
+    credits_draw.draw_spending_limits(box, state)
+    assert box.cut(measure(scale), everything) == []
+    texts = box.texts()
+    assert texts[texts.index("At most a period") :][:4] == [
+        "At most a period",
+        "$10,200.00",
+        "Spent this period",
+        "$6,800.00",
+    ]
