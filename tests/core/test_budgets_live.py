@@ -38,7 +38,7 @@ def test_the_client_sets_reads_and_meets_budgets_and_caps(live_server: LiveServe
         b = owner.set_budget("seq/010", 5_000, "billing_period", "refuse")  # a slash in the name
         assert (b["project"], b["left"], b["updated_by"]) == ("seq/010", 5_000, "Ana (owner)")
         est = editor.estimate(shots(3), project="seq/010")
-        assert (est["affordable"], est["budget"]["verdict"], est["total"]) == (False, "refuse", 6_240)
+        assert (est.affordable, est.limit_verdict("budget"), est.total) == (False, "refuse", 6_240)
         with pytest.raises(BudgetExceededError) as err:
             editor.submit_job("three", shots(3), new_idempotency_key(), project="seq/010")
         assert (err.value.project, err.value.budget, err.value.needed, err.value.status) == (
@@ -49,7 +49,7 @@ def test_the_client_sets_reads_and_meets_budgets_and_caps(live_server: LiveServe
         )
         assert "needs 6,240" in str(err.value)
         job = editor.create_job("two", shots(2), new_idempotency_key(), project="seq/010")  # 4,160 fits
-        assert job["project"] == "seq/010" and "warnings" not in job
+        assert job.project == "seq/010" and job.warnings == ()
         assert [(x["project"], x["spent"] + x["held"], x["left"]) for x in editor.budgets()] == [
             ("seq/010", 4_160, 840)
         ]
@@ -59,16 +59,17 @@ def test_the_client_sets_reads_and_meets_budgets_and_caps(live_server: LiveServe
         with pytest.raises(InvalidRequestError, match="64 characters"):
             owner.set_budget("x" * 10_000, 5_000)
 
-        me = editor.me()["member"]
-        assert me["cap"] is None
-        capped = owner.set_member_cap(me["id"], 6_000)  # 4,160 already used this period
+        me = editor.me()
+        assert me.cap is None
+        capped = owner.set_member_cap(me.member_id, 6_000)  # 4,160 already used this period
         assert capped["cap"]["left"] == 1_840
-        assert [m["cap"]["left"] for m in owner.members() if m["id"] == me["id"]] == [1_840]  # shots render meanwhile
+        # (shots render meanwhile: spent and held move, what is left does not)
+        assert [m["cap"]["left"] for m in owner.members() if m["id"] == me.member_id] == [1_840]
         with pytest.raises(MemberCapExceededError) as cap_err:
             editor.submit_job("one", shots(1), new_idempotency_key())  # 4,160 + 2,080 > 6,000
         assert (cap_err.value.cap, cap_err.value.needed, cap_err.value.code) == (6_000, 2_080, "member_cap_exceeded")
-        assert editor.me()["member"]["cap"]["credits_per_period"] == 6_000
-        assert owner.set_member_cap(me["id"], None)["cap"] is None
+        assert (editor.me().cap or {})["credits_per_period"] == 6_000
+        assert owner.set_member_cap(me.member_id, None)["cap"] is None
         owner.delete_budget("seq/010")
         assert editor.budgets() == []
 

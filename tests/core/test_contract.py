@@ -26,6 +26,7 @@ from act3_credits.core.vocabulary import Status
 JOB = {
     "id": 12,
     "name": "seq010 batch",
+    "project": "spot-2027",
     "status": "processing",
     "created_at": "2026-11-25T14:02:11Z",
     "updated_at": "2026-11-25T14:03:00Z",
