@@ -92,14 +92,14 @@ class BudgetIn(_Strict):
     model_config = ConfigDict(
         json_schema_extra={"examples": [{"credits": 500_000, "period": "billing_period", "action": "refuse"}]}
     )
-    credits: int = Field(json_schema_extra=oa.LIMIT_CREDITS)
+    credits: oa.WholeCredits
     period: Text = Field(max_length=32, json_schema_extra=oa.BUDGET_PERIODS)
     action: Text = Field(max_length=32, json_schema_extra=oa.BUDGET_ACTIONS)
 
 
 class CapIn(_Strict):
     model_config = ConfigDict(json_schema_extra={"examples": [{"credits_per_period": 100_000}]})
-    credits_per_period: int | None = Field(json_schema_extra=oa.LIMIT_CREDITS)  # required: null removes the cap
+    credits_per_period: oa.WholeCreditsOrNull  # required: null removes the cap
 
 
 class AutoTopUpIn(_Strict):

@@ -60,6 +60,8 @@ def check_project(project: Any, loc: list[str]) -> str:
 
 
 def _check_credits(credits: Any, loc: list[str]) -> int:
+    if type(credits) is float and credits.is_integer():  # JSON's 5000.0 is the integer 5000
+        credits = int(credits)
     if type(credits) is not int or not 0 <= credits <= MAX_LIMIT_CREDITS:
         raise _invalid(loc, f"{loc[-1]} must be a whole number of credits from 0 to {MAX_LIMIT_CREDITS:,}.")
     return credits
@@ -317,7 +319,7 @@ class Budgets:
     def put(self, actor: Actor, project: str, credits: Any, period: Any, action: Any) -> dict[str, Any]:
         _require_manager(actor, "set a project budget")
         check_project(project, ["path", "project"])
-        _check_credits(credits, ["body", "credits"])
+        credits = _check_credits(credits, ["body", "credits"])
         if period not in tuple(BudgetPeriod):
             raise _invalid(["body", "period"], "period must be 'billing_period' or 'total'.")
         if action not in tuple(BudgetAction):
@@ -377,7 +379,7 @@ class Budgets:
     def set_cap(self, actor: Actor, member_id: int, credits: Any) -> dict[str, Any]:
         _require_manager(actor, "set a member's cap")
         if credits is not None:
-            _check_credits(credits, ["body", "credits_per_period"])
+            credits = _check_credits(credits, ["body", "credits_per_period"])
         now = self.ledger.now()
         with self.ledger._write() as conn:
             _org, acct = self.ledger._touch(conn, actor.org_id, now)

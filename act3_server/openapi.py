@@ -60,7 +60,11 @@ PROJECT: JsonDict = {
     "pattern": "^[^\u0000-\u001f\u007f]+$",
     "description": "a project name: 1-64 characters, no control characters",
 }
-LIMIT_CREDITS: JsonDict = {"minimum": 0, "maximum": 10**15}
+LIMIT_CREDITS: JsonDict = {"type": "integer", "minimum": 0, "maximum": 10**15}
+# A JSON number, said to be an integer: 9828.0 is one too (JSON Schema's integer), so the model takes
+# a float and budgets.py turns a whole one into an int and refuses any other with its own message.
+WholeCredits = Annotated[int | float, WithJsonSchema(LIMIT_CREDITS)]
+WholeCreditsOrNull = Annotated[int | float | None, WithJsonSchema({"anyOf": [LIMIT_CREDITS, {"type": "null"}]})]
 BUDGET_PERIODS: JsonDict = {"enum": [p.value for p in BudgetPeriod]}
 BUDGET_ACTIONS: JsonDict = {"enum": [a.value for a in BudgetAction]}
 SHOT_EXAMPLE: JsonDict = {"name": "sh010", "engine": "veo-3.1", "tier": "standard", "duration_s": 7.5}

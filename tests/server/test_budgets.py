@@ -325,5 +325,7 @@ def test_budgets_and_caps_over_http(api: Api) -> None:
     assert (r.status_code, r.json()["error"]["code"], r.json()["error"]["cap"]) == (402, "member_cap_exceeded", 4_000)
     members = api.client.get("/v1/members", headers=api.headers(role="viewer")).json()["members"]
     assert [m["cap"] and m["cap"]["credits_per_period"] for m in members] == [None, None, 4_000, None]
+    whole = dict(body, credits=6_000.0)  # JSON's 6000.0 is a whole number of credits too
+    assert api.client.put("/v1/budgets/spot 2027", json=whole, headers=owner).json()["credits"] == 6_000
     assert api.client.delete("/v1/budgets/spot 2027", headers=owner).json() == {"deleted": "spot 2027"}
     assert api.client.delete("/v1/budgets/spot 2027", headers=owner).status_code == 404

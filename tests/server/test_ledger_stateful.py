@@ -294,7 +294,9 @@ class LedgerMachine(RuleBasedStateMachine):
     def claim(self) -> None:
         self.workers += 1
         self.model.apply_due(self.clock.now)  # type: ignore[union-attr]
-        c = self.ledger.claim_next_shot(f"w{self.workers}")
+        # A lease of an hour: a step of this machine on a loaded machine can take longer than the
+        # default 10 s of real time, and an expired lease is (rightly) taken over by the next claim.
+        c = self.ledger.claim_next_shot(f"w{self.workers}", lease_s=3600)
         if c is not None:
             assert c.org_id == self.books.org_id  # type: ignore[union-attr]
             assert all(o.shot_id != c.shot_id for o in self.claims)  # never two live claims on one shot
