@@ -52,6 +52,7 @@ from .core.client import (
     TierNotAllowedError,
     new_idempotency_key,
 )
+from .core.contract import Job, ServiceEstimate, ServiceEvent
 from .core.sync import Ticket
 
 Callback = Callable[[Ticket], None]
@@ -212,11 +213,13 @@ def buy(
 def estimate(
     shots: Iterable[Any], when: str | None = None, wait: float = WAIT_S, callback: Callback | None = None
 ) -> Any:
-    """The service's price for these shots (dicts with name, engine, tier, duration_s, or `Shot`s).
+    """The service's price for these shots (dicts with name, engine, tier, duration_s, or `Shot`s), as the
+    API gives it: `{"shots", "total", "available", "balance_after", "affordable", "shortfall", "blocked"}`.
 
     `when="next_period"`: compared with what will be available right after the next refill (the
-    answer's `next_period` says when that is and how it adds up)."""
-    return _call("estimate", wait, callback, shots=_shots(shots), **({"when": when} if when else {}))
+    answer adds `when` and `next_period`, which says when that is and how it adds up)."""
+    extra = {"when": when} if when else {}
+    return _call("estimate", wait, callback, ServiceEstimate.to_json, shots=_shots(shots), **extra)
 
 
 def submit(
@@ -229,7 +232,7 @@ def submit(
     wait: float = 30.0,
     callback: Callback | None = None,
 ) -> Any:
-    """Send a batch to render; the answer is the Job.
+    """Send a batch to render; the answer is the Job, as the API gives it (a dict: `id`, `status`, ...).
 
     `start="next_period"` defers it: the job is `scheduled`, holds nothing now, and the next refill
     starts it (or pauses it if it no longer fits); it is checked against the next period's estimate.
@@ -264,30 +267,35 @@ def submit(
         )
     if sending.error is not None:
         raise sending.error
-    return sending.job
+    return sending.result
 
 
 def jobs(status: str | None = None, limit: int = 50, wait: float = WAIT_S, callback: Callback | None = None) -> Any:
-    """The organisation's jobs, newest first."""
-    return _call("jobs", wait, callback, list, status=status, limit=limit)
+    """The organisation's jobs, newest first (dicts, as the API gives them)."""
+    return _call("jobs", wait, callback, _jobs_json, status=status, limit=limit)
+
+
+def _jobs_json(jobs: list[Job]) -> list[dict[str, Any]]:
+    return [j.to_json() for j in jobs]
 
 
 def job(job_id: int, wait: float = WAIT_S, callback: Callback | None = None) -> Any:
-    return _call("job", wait, callback, job_id=int(job_id))
+    """One job as the API gives it: `{"id", "name", "status", "estimated_credits", "charged_credits", "held", "shots", ...}`."""
+    return _call("job", wait, callback, Job.to_json, job_id=int(job_id))
 
 
 def pause(job_id: int, wait: float = WAIT_S, callback: Callback | None = None) -> Any:
     """Pause: a shot already rendering finishes (and is charged), then the job stops."""
-    return _call("pause_job", wait, callback, job_id=int(job_id))
+    return _call("pause_job", wait, callback, Job.to_json, job_id=int(job_id))
 
 
 def resume(job_id: int, wait: float = WAIT_S, callback: Callback | None = None) -> Any:
-    return _call("resume_job", wait, callback, job_id=int(job_id))
+    return _call("resume_job", wait, callback, Job.to_json, job_id=int(job_id))
 
 
 def cancel(job_id: int, wait: float = WAIT_S, callback: Callback | None = None) -> Any:
     """Cancel now: a rendering shot is not charged, everything still held is released."""
-    return _call("cancel_job", wait, callback, job_id=int(job_id))
+    return _call("cancel_job", wait, callback, Job.to_json, job_id=int(job_id))
 
 
 def auto_top_up(wait: float = WAIT_S, callback: Callback | None = None) -> Any:
@@ -326,16 +334,30 @@ def wait(ticket: Ticket | submission.Submission, timeout: float = WAIT_S) -> boo
     return runtime.worker().wait(ticket, timeout)
 
 
+# A script's callback and what the worker calls for it: the typed event handed on as (type, data dict).
+_subscribed: dict[Callable[[str, dict[str, Any]], None], Callable[[ServiceEvent], None]] = {}
+
+
 def subscribe(callback: Callable[[str, dict[str, Any]], None]) -> None:
     """`callback(event_type, data)` for every service event ("balance.changed", "job.status", ...).
 
-    It runs on the main thread, when the add-on's timer (or a waiting call) drains the sync.
+    `data` is the event's `data` as docs/api.md describes it. It runs on the main thread, when the
+    add-on's timer (or a waiting call) drains the sync.
     """
-    runtime.worker().subscribe(callback)
+    relay = _subscribed.get(callback)
+    if relay is None:
+
+        def relay(event: ServiceEvent) -> None:
+            callback(str(event.type), event.data())
+
+        _subscribed[callback] = relay
+    runtime.worker().subscribe(relay)
 
 
 def unsubscribe(callback: Callable[[str, dict[str, Any]], None]) -> None:
-    runtime.worker().unsubscribe(callback)
+    relay = _subscribed.pop(callback, None)
+    if relay is not None:
+        runtime.worker().unsubscribe(relay)
 
 
 def _shots(shots: Iterable[Any]) -> list[dict[str, Any]]:

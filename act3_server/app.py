@@ -19,11 +19,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from act3_credits.core import pricing
-from act3_credits.core.vocabulary import Status
+from act3_credits.core.vocabulary import ErrorCode, Kind, Status
 
 from . import longpoll, topup
+from . import openapi as oa
 from .auth import parse_bearer
 from .clock import ClockMovedBack, DbClock
 from .errors import ApiError, error_response, is_database_unavailable, unavailable_response
@@ -33,9 +35,6 @@ from .ledger import MAX_DB_INT, Actor, Ledger, LedgerError, Result
 
 log = logging.getLogger("act3_server")
 
-JOB_STATUSES = tuple(s.value for s in Status)
-HISTORY_KINDS = ("render", "purchase", "refill", "rollover", "expiry", "refund")
-
 
 def _no_nul(value: str | None) -> str | None:
     # PostgreSQL text cannot hold U+0000: refuse it here rather than fail (500) in the database.
@@ -44,9 +43,14 @@ def _no_nul(value: str | None) -> str | None:
     return value
 
 
-# A string the database can store on SQLite and PostgreSQL alike.
-Text = Annotated[str, AfterValidator(_no_nul)]
+# A string the database can store on SQLite and PostgreSQL alike (the pattern says so in the schema).
+_NO_NUL = {"pattern": "^[^\\u0000]*$"}
+Text = Annotated[str, AfterValidator(_no_nul), Field(json_schema_extra=_NO_NUL)]
 OptText = Annotated[str | None, AfterValidator(_no_nul)]
+
+
+def _text_query(max_length: int, description: str) -> Any:
+    return Query(max_length=max_length, json_schema_extra=_NO_NUL, description=description)
 
 
 class _Strict(BaseModel):
@@ -54,11 +58,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
 
 
+# The enums and bounds in `json_schema_extra` are the schema's only: the ledger checks them with its own codes.
 class ShotIn(_Strict):
     name: Text = Field("", max_length=200)
-    engine: Text = Field(max_length=64)
-    tier: Text = Field(max_length=32)
-    duration_s: float
+    engine: Text = Field(max_length=64, json_schema_extra=oa.ENGINES)
+    tier: Text = Field(max_length=32, json_schema_extra=oa.TIERS)
+    duration_s: float = Field(json_schema_extra=oa.DURATION)
 
 
 # When a job starts: now (the default) or at the refill of the next billing period (schedule.py).
@@ -68,13 +73,15 @@ MAX_AMOUNT = 2**53
 
 
 class EstimateIn(_Strict):
-    shots: list[ShotIn]
+    model_config = ConfigDict(json_schema_extra={"examples": [{"shots": [oa.SHOT_EXAMPLE]}]})
+    shots: list[ShotIn] = Field(json_schema_extra=oa.SHOTS)
     when: Start | None = None
 
 
 class JobIn(_Strict):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "seq010 batch", "shots": [oa.SHOT_EXAMPLE]}]})
     name: Text = Field("", max_length=200)
-    shots: list[ShotIn]
+    shots: list[ShotIn] = Field(json_schema_extra=oa.SHOTS)
     start: Start | None = None
 
 
@@ -86,11 +93,13 @@ class AutoTopUpIn(_Strict):
 
 
 class PurchaseIn(_Strict):
-    pack_id: Text = Field(max_length=64)
+    model_config = ConfigDict(json_schema_extra={"examples": [{"pack_id": pricing.CREDIT_PACKS[0].id}]})
+    pack_id: Text = Field(max_length=64, json_schema_extra=oa.PACKS)
 
 
 class ClockIn(_Strict):
-    now: Text = Field(max_length=64)
+    model_config = ConfigDict(json_schema_extra={"examples": [{"now": "2026-12-01T00:00:00Z"}]})
+    now: Text = Field(max_length=64, json_schema_extra=oa.CLOCK_TIME)
 
 
 def _result_response(result: Result) -> JSONResponse:
@@ -101,7 +110,7 @@ def _result_response(result: Result) -> JSONResponse:
 def _idempotency_key(value: str | None) -> str:
     if value is None or not (1 <= len(value) <= 200) or "\x00" in value:
         raise ApiError(
-            "idempotency_key_required",
+            ErrorCode.IDEMPOTENCY_KEY_REQUIRED,
             "Send an Idempotency-Key header of 1-200 characters (no NUL) with this request.",
         )
     return value
@@ -171,7 +180,7 @@ class BodyLimit:
 
     async def _refuse(self, scope: Any, receive: Any, send: Any) -> None:
         response = error_response(
-            "payload_too_large", f"The request body is larger than {self.limit // 1024} KiB.", 413
+            ErrorCode.PAYLOAD_TOO_LARGE, f"The request body is larger than {self.limit // 1024} KiB.", 413
         )
         await response(scope, receive, send)
 
@@ -209,6 +218,7 @@ def create_app(
         strict_content_type=False,  # a JSON body is JSON even without Content-Type: application/json
     )
     app.add_middleware(BodyLimit)
+    oa.install(app)
 
     def unexpected(exc: BaseException) -> JSONResponse:
         if is_database_unavailable(exc):
@@ -216,12 +226,18 @@ def create_app(
             log.warning("database unavailable: %s: %s", type(exc).__name__, str(exc).strip().splitlines()[:1])
             return unavailable_response()
         log.error("unexpected error", exc_info=exc)  # details go to the log, never into the body
-        return error_response("internal_error", "Something went wrong on our side; nothing was changed.", 500)
+        return error_response(ErrorCode.INTERNAL_ERROR, "Something went wrong on our side; nothing was changed.", 500)
 
-    # Outermost of ours: the idle long polls' cheap path (the route below stays the reference).
-    app.add_middleware(
-        longpoll.EventsFastPath, ledger=ledger, bus=events_bus, authenticate=keys.authenticate, on_error=unexpected
-    )
+    # Outermost of all, before Starlette's own error and body-limit layers: the idle long polls'
+    # cheap path (the route below stays the reference and answers everything it hands on).
+    build_stack = app.build_middleware_stack
+
+    def with_fast_path() -> Any:
+        return longpoll.EventsFastPath(
+            build_stack(), ledger=ledger, bus=events_bus, authenticate=keys.authenticate, on_error=unexpected
+        )
+
+    app.build_middleware_stack = with_fast_path  # type: ignore[method-assign]
 
     # --- errors ------------------------------------------------------------------------------------
 
@@ -237,21 +253,34 @@ def create_app(
     async def _validation_error(_r: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         if any(e.get("type") == "json_invalid" for e in errors):
-            return error_response("malformed_json", "The request body is not valid JSON.")
+            return error_response(ErrorCode.MALFORMED_JSON, "The request body is not valid JSON.")
         details = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))} for e in errors]
         first = details[0] if details else {"loc": [], "msg": "invalid"}
         message = f"{'.'.join(first['loc'][1:] or first['loc'])}: {first['msg']}" if details else "Invalid request."
-        return error_response("validation_error", message, details=details)
+        return error_response(ErrorCode.VALIDATION_ERROR, message, details=details)
+
+    def allowed_methods(request: Request) -> str:
+        # Every route on this path, not only the first one Starlette tried (GET and POST /v1/jobs are two).
+        methods: set[str] = set()
+        for route in app.router.routes:
+            if route.matches(request.scope)[0] is not Match.NONE:
+                methods |= getattr(route, "methods", None) or set()
+        return ", ".join(sorted(methods))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
-            return error_response("not_found", "There is nothing at this address.", 404)
+            return error_response(ErrorCode.NOT_FOUND, "There is nothing at this address.", 404)
         if exc.status_code == 405:
-            return error_response("method_not_allowed", "This method is not allowed here.", 405)
+            return error_response(
+                ErrorCode.METHOD_NOT_ALLOWED,
+                "This method is not allowed here.",
+                405,
+                headers={"Allow": allowed_methods(request)},
+            )
         if exc.status_code == 400:  # FastAPI could not read the body (bad UTF-8, nesting too deep, ...)
-            return error_response("malformed_json", "The request body is not valid JSON.")
-        return error_response("bad_request", str(exc.detail), exc.status_code)
+            return error_response(ErrorCode.MALFORMED_JSON, "The request body is not valid JSON.")
+        return error_response(ErrorCode.BAD_REQUEST, str(exc.detail), exc.status_code)
 
     async def _database_error(_r: Request, exc: Exception) -> JSONResponse:
         return unexpected(exc)  # 503 when the database is away, else 500
@@ -269,42 +298,59 @@ def create_app(
         # Checked against the database on every request: a revoked key fails from the next one on.
         who = keys.authenticate(parse_bearer(authorization))
         if who is None:
-            raise ApiError("unauthorized", "Send a valid API key as 'Authorization: Bearer KEY'.")
+            raise ApiError(ErrorCode.UNAUTHORIZED, "Send a valid API key as 'Authorization: Bearer KEY'.")
         return who
 
     Who = Annotated[Actor, Depends(actor)]
 
     # --- routes ------------------------------------------------------------------------------------
 
-    @app.get("/v1/me", tags=["account"])
-    def me(who: Who) -> dict[str, Any]:
-        return ledger.me(who)
+    # Each route names its answer's model and its error answers (openapi.py); the models only
+    # describe: a route returns the ledger's JSON as it is.
+    JOB_ACTION_ERRORS = oa.errors(
+        ErrorCode.FORBIDDEN, ErrorCode.NOT_FOUND, ErrorCode.INVALID_STATE, ErrorCode.VALIDATION_ERROR
+    )
 
-    @app.get("/v1/account/credits", tags=["account"])
-    def credits(who: Who) -> dict[str, Any]:
-        return ledger.credits(who.org_id)
+    @app.get("/v1/me", tags=["account"], response_model=oa.Me, responses=oa.errors())
+    def me(who: Who) -> JSONResponse:
+        return JSONResponse(ledger.me(who))
 
-    @app.get("/v1/account/credits/history", tags=["account"])
+    @app.get("/v1/account/credits", tags=["account"], response_model=oa.Credits, responses=oa.errors())
+    def credits(who: Who) -> JSONResponse:
+        return JSONResponse(ledger.credits(who.org_id))
+
+    @app.get(
+        "/v1/account/credits/history",
+        tags=["account"],
+        response_model=oa.HistoryPage,
+        responses=oa.errors(ErrorCode.BAD_REQUEST, ErrorCode.VALIDATION_ERROR),
+    )
     def history(
         who: Who,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
-        cursor: Annotated[OptText, Query(max_length=500)] = None,
-        tier: Annotated[OptText, Query(max_length=32)] = None,
-        shot: Annotated[OptText, Query(max_length=200)] = None,
-        kind: Annotated[OptText, Query(max_length=16)] = None,
-    ) -> dict[str, Any]:
-        return ledger.history(who.org_id, limit=limit, cursor=cursor, tier=tier, shot=shot, kind=kind)
+        cursor: Annotated[OptText, _text_query(500, "a `next_cursor` this service gave out")] = None,
+        tier: Annotated[OptText, _text_query(32, "a tier id (exact)")] = None,
+        shot: Annotated[OptText, _text_query(200, "part of a shot name (any case)")] = None,
+        kind: Annotated[OptText, _text_query(16, "one of: " + ", ".join(Kind))] = None,
+    ) -> JSONResponse:
+        return JSONResponse(ledger.history(who.org_id, limit=limit, cursor=cursor, tier=tier, shot=shot, kind=kind))
 
-    @app.get("/v1/account/auto-top-up", tags=["account"])
-    def get_auto_top_up(who: Who) -> dict[str, Any]:
-        return topup.read(ledger, who)
+    @app.get("/v1/account/auto-top-up", tags=["account"], response_model=oa.AutoTopUp, responses=oa.errors())
+    def get_auto_top_up(who: Who) -> JSONResponse:
+        return JSONResponse(topup.read(ledger, who))
 
-    @app.put("/v1/account/auto-top-up", tags=["account"])
-    def put_auto_top_up(who: Who, body: AutoTopUpIn) -> dict[str, Any]:
-        return topup.write(ledger, who, body.enabled, body.below, body.pack_id, body.max_per_period_cents)
+    @app.put(
+        "/v1/account/auto-top-up",
+        tags=["account"],
+        response_model=oa.AutoTopUp,
+        responses=oa.errors(*oa.BODY_ERRORS, ErrorCode.FORBIDDEN, ErrorCode.UNKNOWN_PACK),
+    )
+    def put_auto_top_up(who: Who, body: AutoTopUpIn) -> JSONResponse:
+        setting = topup.write(ledger, who, body.enabled, body.below, body.pack_id, body.max_per_period_cents)
+        return JSONResponse(setting)
 
-    @app.get("/v1/pricing", tags=["pricing"])
-    def get_pricing(who: Who, if_none_match: Annotated[str | None, Header(include_in_schema=False)] = None) -> Response:
+    @app.get("/v1/pricing", tags=["pricing"], response_model=oa.RateCardOut, responses=oa.PRICING_ANSWERS)
+    def get_pricing(who: Who, if_none_match: Annotated[str | None, Header()] = None) -> Response:
         plan = pricing.plan(ledger.org(who.org_id).plan)
         body = {**ledger.card.to_json(), "plan": plan.id, "allowed_tiers": list(plan.allowed_tiers)}
         raw = json.dumps(body, sort_keys=True).encode()
@@ -313,59 +359,102 @@ def create_app(
             return Response(status_code=304, headers={"ETag": etag})
         return JSONResponse(body, headers={"ETag": etag, "Cache-Control": "no-cache"})
 
-    @app.post("/v1/estimates", tags=["jobs"])
-    def estimates(who: Who, body: EstimateIn) -> dict[str, Any]:
-        return ledger.estimate(who, [s.model_dump() for s in body.shots], when=body.when)
+    @app.post(
+        "/v1/estimates",
+        tags=["jobs"],
+        response_model=oa.Estimate,
+        responses=oa.errors(*oa.BODY_ERRORS, *oa.SHOT_ERRORS),
+    )
+    def estimates(who: Who, body: EstimateIn) -> JSONResponse:
+        return JSONResponse(ledger.estimate(who, [s.model_dump() for s in body.shots], when=body.when))
 
-    @app.post("/v1/jobs", status_code=201, tags=["jobs"])
+    @app.post(
+        "/v1/jobs",
+        status_code=201,
+        tags=["jobs"],
+        response_model=oa.Job,
+        responses=oa.errors(
+            *oa.BODY_ERRORS,
+            *oa.SHOT_ERRORS,
+            ErrorCode.IDEMPOTENCY_KEY_REQUIRED,
+            ErrorCode.IDEMPOTENCY_CONFLICT,
+            ErrorCode.INSUFFICIENT_CREDITS,
+            ErrorCode.FORBIDDEN,
+            ErrorCode.TIER_NOT_ALLOWED,
+        ),
+        openapi_extra=oa.IDEMPOTENCY_KEY,
+    )
     def create_job(
-        who: Who, body: JobIn, idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None
+        who: Who,
+        body: JobIn,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", include_in_schema=False)] = None,
     ) -> JSONResponse:
         key = _idempotency_key(idempotency_key)
         shots = [s.model_dump() for s in body.shots]
         return _result_response(ledger.create_job(who, body.name, shots, key, start=body.start))
 
-    @app.get("/v1/jobs", tags=["jobs"])
+    @app.get("/v1/jobs", tags=["jobs"], response_model=oa.JobList, responses=oa.errors(ErrorCode.VALIDATION_ERROR))
     def list_jobs(
-        who: Who,
-        status: Annotated[str | None, Query(pattern="^(" + "|".join(JOB_STATUSES) + ")$")] = None,
-        limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    ) -> dict[str, Any]:
-        return {"jobs": ledger.list_jobs(who, status=status, limit=limit)}
+        who: Who, status: Status | None = None, limit: Annotated[int, Query(ge=1, le=200)] = 50
+    ) -> JSONResponse:
+        return JSONResponse({"jobs": ledger.list_jobs(who, status=status and status.value, limit=limit)})
 
-    @app.get("/v1/jobs/{job_id}", tags=["jobs"])
-    def get_job(who: Who, job_id: int) -> dict[str, Any]:
-        return ledger.get_job(who, job_id)
+    @app.get(
+        "/v1/jobs/{job_id}",
+        tags=["jobs"],
+        response_model=oa.Job,
+        responses=oa.errors(ErrorCode.NOT_FOUND, ErrorCode.VALIDATION_ERROR),
+    )
+    def get_job(who: Who, job_id: int) -> JSONResponse:
+        return JSONResponse(ledger.get_job(who, job_id))
 
-    @app.post("/v1/jobs/{job_id}/pause", tags=["jobs"])
-    def pause(who: Who, job_id: int) -> dict[str, Any]:
-        return ledger.pause(who, job_id)
+    @app.post("/v1/jobs/{job_id}/pause", tags=["jobs"], response_model=oa.Job, responses=JOB_ACTION_ERRORS)
+    def pause(who: Who, job_id: int) -> JSONResponse:
+        return JSONResponse(ledger.pause(who, job_id))
 
-    @app.post("/v1/jobs/{job_id}/resume", tags=["jobs"])
-    def resume(who: Who, job_id: int) -> dict[str, Any]:
-        return ledger.resume(who, job_id)
+    @app.post("/v1/jobs/{job_id}/resume", tags=["jobs"], response_model=oa.Job, responses=JOB_ACTION_ERRORS)
+    def resume(who: Who, job_id: int) -> JSONResponse:
+        return JSONResponse(ledger.resume(who, job_id))
 
-    @app.post("/v1/jobs/{job_id}/cancel", tags=["jobs"])
-    def cancel(who: Who, job_id: int) -> dict[str, Any]:
-        return ledger.cancel(who, job_id)
+    @app.post("/v1/jobs/{job_id}/cancel", tags=["jobs"], response_model=oa.Job, responses=JOB_ACTION_ERRORS)
+    def cancel(who: Who, job_id: int) -> JSONResponse:
+        return JSONResponse(ledger.cancel(who, job_id))
 
-    @app.get("/v1/events", tags=["events"])
+    # The idle long poll is answered by longpoll.EventsFastPath below FastAPI, in the same words.
+    @app.get(
+        "/v1/events", tags=["events"], response_model=oa.EventsPage, responses=oa.errors(ErrorCode.VALIDATION_ERROR)
+    )
     async def get_events(
         who: Who,
         after: Annotated[int | None, Query(ge=0, le=MAX_DB_INT)] = None,
         wait: Annotated[float, Query(ge=0, le=30)] = 0,
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         if after is None:
-            return {"events": [], "last_seq": await run_in_threadpool(ledger.last_seq, who.org_id)}
-        return await longpoll.answer(ledger, events_bus, who.org_id, after, wait)
+            return JSONResponse({"events": [], "last_seq": await run_in_threadpool(ledger.last_seq, who.org_id)})
+        return JSONResponse(await longpoll.answer(ledger, events_bus, who.org_id, after, wait))
 
-    @app.get("/v1/credit-packs", tags=["purchases"])
-    def credit_packs(who: Who) -> dict[str, Any]:
-        return ledger.credit_packs(who)
+    @app.get("/v1/credit-packs", tags=["purchases"], response_model=oa.CreditPacks, responses=oa.errors())
+    def credit_packs(who: Who) -> JSONResponse:
+        return JSONResponse(ledger.credit_packs(who))
 
-    @app.post("/v1/purchases", status_code=201, tags=["purchases"])
+    @app.post(
+        "/v1/purchases",
+        status_code=201,
+        tags=["purchases"],
+        response_model=oa.Purchase,
+        responses=oa.errors(
+            *oa.BODY_ERRORS,
+            ErrorCode.IDEMPOTENCY_KEY_REQUIRED,
+            ErrorCode.IDEMPOTENCY_CONFLICT,
+            ErrorCode.FORBIDDEN,
+            ErrorCode.UNKNOWN_PACK,
+        ),
+        openapi_extra=oa.IDEMPOTENCY_KEY,
+    )
     def purchase(
-        who: Who, body: PurchaseIn, idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None
+        who: Who,
+        body: PurchaseIn,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", include_in_schema=False)] = None,
     ) -> JSONResponse:
         key = _idempotency_key(idempotency_key)
         return _result_response(ledger.purchase(who, body.pack_id, key))
@@ -373,28 +462,33 @@ def create_app(
     if dev_clock is not None:
         clock = dev_clock
 
-        @app.post("/v1/dev/clock", tags=["dev"])
-        def set_clock(who: Who, body: ClockIn) -> dict[str, Any]:
+        @app.post(
+            "/v1/dev/clock",
+            tags=["dev"],
+            response_model=oa.ClockOut,
+            responses=oa.errors(*oa.BODY_ERRORS, ErrorCode.FORBIDDEN, ErrorCode.CLOCK_MOVED_BACK),
+        )
+        def set_clock(who: Who, body: ClockIn) -> JSONResponse:
             try:
                 wanted = datetime.fromisoformat(body.now)
             except ValueError:
                 raise ApiError(
-                    "validation_error",
+                    ErrorCode.VALIDATION_ERROR,
                     "now must be an ISO 8601 time.",
                     details=[{"loc": ["body", "now"], "msg": "not ISO 8601"}],
                 ) from None
             if wanted.year >= 9000:  # billing dates, history times etc. must stay representable
                 raise ApiError(
-                    "validation_error",
+                    ErrorCode.VALIDATION_ERROR,
                     "now must be before the year 9000.",
                     details=[{"loc": ["body", "now"], "msg": "too far in the future"}],
                 )
             try:
                 moved = clock.set(wanted, actor=who)  # owners and admins only
             except ClockMovedBack as exc:
-                raise ApiError("clock_moved_back", str(exc), 422) from None
+                raise ApiError(ErrorCode.CLOCK_MOVED_BACK, str(exc), 422) from None
             # Billing dates the move passed over are due now, for every organisation, as at midnight.
             ledger.refill_due()
-            return {"now": moved.strftime("%Y-%m-%dT%H:%M:%SZ")}
+            return JSONResponse({"now": moved.strftime("%Y-%m-%dT%H:%M:%SZ")})
 
     return app

@@ -223,17 +223,6 @@ def _keys_revoke(ledger: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-class _QuietLongPolls(logging.Filter):
-    """Drops `GET /v1/events?...` answered 200 from the access log; errors stay."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and len(args) == 5 and args[4] == 200 and args[1] == "GET":
-            path = str(args[2])
-            return not (path == "/v1/events" or path.startswith("/v1/events?"))
-        return True
-
-
 def _serve(args: argparse.Namespace, url: str) -> int:
     import uvicorn
 
@@ -250,9 +239,8 @@ def _serve(args: argparse.Namespace, url: str) -> int:
         events_recheck_s=args.events_recheck,
         events_backstop_s=args.events_backstop,
     )
-    # uvicorn's access log prints the request line only (never headers), so keys stay out of logs.
-    # An answered long poll is not logged: each idle Blender session makes one every 10 s.
-    logging.getLogger("uvicorn.access").addFilter(_QuietLongPolls())
+    # uvicorn's access log prints the request line only (never headers), so keys stay out of logs;
+    # an answered long poll is not logged (server.QuietAccessLog).
     # A long poll may wait 30 s; on shutdown give requests 2 s, then close.
     # Slow clients: every request's head and body have a deadline, a head is at most 16 KiB
     # (larger is 400), and an idle keep-alive connection is closed after 5 s.

@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
+from act3_credits.core.vocabulary import ErrorCode
+
 from .db import read_tx, settings, write_tx
 from .errors import ApiError
 
@@ -58,7 +60,7 @@ class DbClock:
         """
         if actor is not None and getattr(actor, "role", None) not in CLOCK_ROLES:
             raise ApiError(
-                "forbidden",
+                ErrorCode.FORBIDDEN,
                 f"The {getattr(actor, 'role', 'unknown')} role cannot move the clock; ask the owner or an admin.",
             )
         if new_now.tzinfo is None:

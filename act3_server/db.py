@@ -10,7 +10,7 @@ import os
 import stat
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -38,11 +38,19 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 
+from act3_credits.core.vocabulary import SHOT_STATUSES, Kind, Status
+
 metadata = MetaData()
+
+
+def _sql_list(words: Iterable[str]) -> str:
+    """`'queued', 'processing', ...`: the vocabulary's words as an SQL list, in their order."""
+    return ", ".join(f"'{w}'" for w in words)
+
 
 # The predicate of the partial kind index; a query for another kind repeats it word for word, so
 # that SQLite (which matches partial-index predicates by their terms) can use the index.
-NOT_RENDER = "kind <> 'render'"
+NOT_RENDER = f"kind <> '{Kind.RENDER}'"
 
 # Settings: the per-database demo seed and the dev clock offset live here, so every serve process
 # on one database shares them.
@@ -157,10 +165,7 @@ jobs = Table(
     CheckConstraint("held >= 0", name="ck_jobs_held"),
     CheckConstraint("charged_credits >= 0", name="ck_jobs_charged"),
     CheckConstraint("charged_credits + held <= estimated_credits", name="ck_jobs_hold_bound"),
-    CheckConstraint(
-        "status IN ('scheduled', 'queued', 'processing', 'paused', 'completed', 'failed', 'canceled')",
-        name="ck_jobs_status",
-    ),
+    CheckConstraint(f"status IN ({_sql_list(Status)})", name="ck_jobs_status"),
 )
 UniqueConstraint(jobs.c.org_id, jobs.c.number, name="uq_jobs_org_number")
 Index("ix_jobs_status", jobs.c.status)
@@ -183,7 +188,7 @@ shots = Table(
     Column("completed_at", DateTime, nullable=True),
     UniqueConstraint("job_id", "idx", name="uq_shots_job_idx"),
     CheckConstraint("credits >= 0", name="ck_shots_credits"),
-    CheckConstraint("status IN ('queued', 'processing', 'completed', 'failed', 'canceled')", name="ck_shots_status"),
+    CheckConstraint(f"status IN ({_sql_list(SHOT_STATUSES)})", name="ck_shots_status"),
 )
 
 # History items ("transactions"); `journal` holds their per-bucket movements.
@@ -205,9 +210,7 @@ transactions = Table(
     Column("shot_id", Integer, nullable=True, unique=True),  # a shot is charged at most once
     Column("member", String(200), nullable=True),
     Column("auto", Boolean, nullable=True),  # a purchase made by auto top-up (migration 0007)
-    CheckConstraint(
-        "kind IN ('render', 'purchase', 'refill', 'rollover', 'expiry', 'refund')", name="ck_transactions_kind"
-    ),
+    CheckConstraint(f"kind IN ({_sql_list(Kind)})", name="ck_transactions_kind"),
 )
 # History pages are keyset ranges `(at, id) < (:at, :id)` of one org (migration 0002 says why each).
 Index("ix_transactions_org_at_id", transactions.c.org_id, transactions.c.at, transactions.c.id)

@@ -6,31 +6,34 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 
-STATUS = {
-    "malformed_json": 400,
-    "idempotency_key_required": 400,
-    "bad_request": 400,
-    "unauthorized": 401,
-    "insufficient_credits": 402,
-    "forbidden": 403,
-    "tier_not_allowed": 403,
-    "not_found": 404,
-    "method_not_allowed": 405,
-    "idempotency_conflict": 409,
-    "invalid_state": 409,
-    "validation_error": 422,
-    "empty_batch": 422,
-    "batch_too_large": 422,
-    "unknown_engine": 422,
-    "unknown_tier": 422,
-    "invalid_duration": 422,
-    "unknown_pack": 422,
-    "clock_moved_back": 422,
-    "request_timeout": 408,
-    "payload_too_large": 413,
-    "headers_too_large": 431,
-    "internal_error": 500,
-    "database_unavailable": 503,
+from act3_credits.core.vocabulary import ErrorCode
+
+# The HTTP status of every error code (the codes themselves are shared with the add-on).
+STATUS: dict[str, int] = {
+    ErrorCode.MALFORMED_JSON: 400,
+    ErrorCode.IDEMPOTENCY_KEY_REQUIRED: 400,
+    ErrorCode.BAD_REQUEST: 400,
+    ErrorCode.UNAUTHORIZED: 401,
+    ErrorCode.INSUFFICIENT_CREDITS: 402,
+    ErrorCode.FORBIDDEN: 403,
+    ErrorCode.TIER_NOT_ALLOWED: 403,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.IDEMPOTENCY_CONFLICT: 409,
+    ErrorCode.INVALID_STATE: 409,
+    ErrorCode.VALIDATION_ERROR: 422,
+    ErrorCode.EMPTY_BATCH: 422,
+    ErrorCode.BATCH_TOO_LARGE: 422,
+    ErrorCode.UNKNOWN_ENGINE: 422,
+    ErrorCode.UNKNOWN_TIER: 422,
+    ErrorCode.INVALID_DURATION: 422,
+    ErrorCode.UNKNOWN_PACK: 422,
+    ErrorCode.CLOCK_MOVED_BACK: 422,
+    ErrorCode.REQUEST_TIMEOUT: 408,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.HEADERS_TOO_LARGE: 431,
+    ErrorCode.INTERNAL_ERROR: 500,
+    ErrorCode.DATABASE_UNAVAILABLE: 503,
 }
 
 # Seconds a client should wait before trying again after `database_unavailable`.
@@ -65,7 +68,7 @@ def is_database_unavailable(exc: BaseException) -> bool:
 
 def unavailable_response() -> JSONResponse:
     return error_response(
-        "database_unavailable",
+        ErrorCode.DATABASE_UNAVAILABLE,
         "The service cannot reach its database right now; nothing was changed. Try again shortly.",
         503,
         headers={"Retry-After": str(RETRY_AFTER_S)},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,22 @@ BODY_TIMEOUT_S = 30.0
 MAX_HEAD_BYTES = 16 * 1024
 
 
+class QuietAccessLog:
+    """uvicorn's access logger, minus the long polls answered 200: each idle Blender session makes
+    one every 30 s. They are dropped before a log record is built (a logging filter would run after
+    building it, which cost about 4 % of an idle serve process's CPU); errors are logged as before."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+
+    def info(self, msg: str, *args: Any) -> None:
+        if len(args) == 5 and args[4] == 200 and args[1] == "GET":
+            path = str(args[2])
+            if path == "/v1/events" or path.startswith("/v1/events?"):
+                return
+        self.logger.info(msg, *args)
+
+
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's HTTP/1.1 protocol with deadlines for what the client sends.
 
@@ -48,7 +65,10 @@ class GuardedH11Protocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self._owed: str | None = None  # "head", "body" or None (the client owes nothing now)
         self._head_bytes = 0
+        self._head_tail = b""
         self._deadline: asyncio.TimerHandle | None = None
+        if self.access_log:
+            self.access_logger = QuietAccessLog(self.access_logger)  # type: ignore[assignment]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
@@ -57,7 +77,11 @@ class GuardedH11Protocol(H11Protocol):
     def data_received(self, data: bytes) -> None:
         if self._owed == "head":
             # h11 bounds only a head that arrives in pieces; count this one whichever way it comes.
-            self._head_bytes += len(data)
+            # Only the head: a body that came in the same read (a 30 KB job often does) is not one.
+            seen = self._head_tail + data
+            end = _HEAD_END.search(seen)
+            self._head_bytes += len(data) if end is None else max(0, end.end() - len(self._head_tail))
+            self._head_tail = seen[-2:]  # the end of a head may straddle two reads
             if self._head_bytes > self.max_head_bytes:
                 self._refuse(431, _HEAD_TOO_LARGE_BODY, "request head too large")
                 return
@@ -80,6 +104,7 @@ class GuardedH11Protocol(H11Protocol):
         self._cancel()
         self._owed = owed
         self._head_bytes = 0
+        self._head_tail = b""
         if owed is not None and not self.transport.is_closing():
             timeout = self.header_timeout_s if owed == "head" else self.body_timeout_s
             self._deadline = self.loop.call_later(timeout, self._expired)
@@ -112,6 +137,8 @@ class GuardedH11Protocol(H11Protocol):
         self.transport.close()
 
 
+# Where a head ends, as h11 finds it (a bare LF ends a line too).
+_HEAD_END = re.compile(rb"\n\r?\n")
 _TIMEOUT_BODY = b'{"error":{"code":"request_timeout","message":"The request was not received in time."}}'
 _HEAD_TOO_LARGE_BODY = (
     b'{"error":{"code":"headers_too_large","message":"The request line and headers are over 16 KiB."}}'

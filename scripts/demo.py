@@ -277,13 +277,15 @@ def run_batch(bpy: Any, api: Any, session: Any, timers: Any, tick_until: Any, wo
     paused_once = False
 
     def progress() -> bool:
-        job = session.state().jobs.get(job_id, {})
-        for shot in job.get("shots", []):
-            if shot["status"] in ("completed", "failed") and shot["index"] not in seen:
-                seen.add(shot["index"])
-                cost = f"−{shot['credits']:,} cr" if shot["status"] == "completed" else "failed, not charged"
-                say(f"    {shot['name']:<8} {shot['tier']:<9} {cost:>14}   top bar: {BOLD}{api.header_text()}{RESET}")
-        return job.get("status") in ("completed", "failed", "canceled") or (not paused_once and len(seen) >= 4)
+        job = session.state().jobs.get(job_id)  # typed (core/contract.py): a Job and its JobShots
+        if job is None:
+            return False
+        for shot in job.shots:
+            if shot.status in ("completed", "failed") and shot.index not in seen:
+                seen.add(shot.index)
+                cost = f"−{shot.credits:,} cr" if shot.status == "completed" else "failed, not charged"
+                say(f"    {shot.name:<8} {shot.tier:<9} {cost:>14}   top bar: {BOLD}{api.header_text()}{RESET}")
+        return job.status in ("completed", "failed", "canceled") or (not paused_once and len(seen) >= 4)
 
     tick_until(progress, 120)
     paused_once = True
@@ -293,7 +295,7 @@ def run_batch(bpy: Any, api: Any, session: Any, timers: Any, tick_until: Any, wo
     def settled() -> bool:
         job = session.state().jobs[job_id]
         progress()
-        return job["status"] == "paused" and not any(s["status"] == "processing" for s in job["shots"])
+        return job.status == "paused" and not any(s.status == "processing" for s in job.shots)
 
     tick_until(settled)
     at_pause = len(seen)

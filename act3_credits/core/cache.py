@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .contract import Me
 from .pricing import RateCard
 from .state import Credits, HistoryRow, State
 
@@ -26,8 +27,6 @@ log = logging.getLogger("act3_credits")
 FILE_NAME = "act3_cache.json"
 FORMAT = 1
 HISTORY_ROWS = 50
-# What of `GET /v1/me` is worth keeping: who and what this key may do, never the key itself.
-ME_FIELDS = ("org", "member", "allowed_tiers", "can_spend", "can_buy", "payment_method")
 
 
 @dataclass
@@ -39,7 +38,7 @@ class Snapshot:
     history_next_cursor: str | None = None
     rate_card: dict[str, Any] | None = None
     pricing_etag: str | None = None
-    me: dict[str, Any] | None = None
+    me: Me | None = None  # who and what this key may do (never the key itself)
 
     @classmethod
     def from_state(cls, state: State, base_url: str, previous: Snapshot | None = None) -> Snapshot:
@@ -55,8 +54,7 @@ class Snapshot:
         if state.rate_card is not None:
             snap.rate_card = state.rate_card.to_json()
             snap.pricing_etag = state.pricing_etag
-        if state.me is not None:
-            snap.me = {k: state.me[k] for k in ME_FIELDS if k in state.me}
+        snap.me = state.me
         return snap
 
     def to_json(self) -> dict[str, Any]:
@@ -69,7 +67,7 @@ class Snapshot:
             "history_next_cursor": self.history_next_cursor,
             "rate_card": self.rate_card,
             "pricing_etag": self.pricing_etag,
-            "me": self.me,
+            "me": self.me.to_json() if self.me is not None else None,
         }
 
     @classmethod
@@ -77,6 +75,7 @@ class Snapshot:
         if data.get("format") != FORMAT:
             raise ValueError("unknown cache format")
         credits = data.get("credits")
+        me = data.get("me")
         card = data.get("rate_card")
         if card is not None:
             RateCard.from_json(card)  # refuse a card that would not parse later
@@ -88,7 +87,7 @@ class Snapshot:
             history_next_cursor=data.get("history_next_cursor"),
             rate_card=card,
             pricing_etag=data.get("pricing_etag"),
-            me=data.get("me"),
+            me=Me.from_json(me) if me is not None else None,
         )
 
     def apply_to(self, state: State) -> None:
@@ -102,9 +101,9 @@ class Snapshot:
             state.rate_card = RateCard.from_json(self.rate_card)
             state.pricing_etag = self.pricing_etag
         if self.me is not None and state.me is None:
-            state.me = dict(self.me)
-            state.allowed_tiers = tuple(self.me.get("allowed_tiers") or ())
-            state.payment_method = self.me.get("payment_method")
+            state.me = self.me
+            state.allowed_tiers = self.me.allowed_tiers
+            state.payment_method = self.me.payment_method
         state.touch()
 
 

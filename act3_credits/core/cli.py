@@ -116,27 +116,25 @@ def _run(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
     if args.command == "estimate":
         est = client.estimate(_shots(args), when=NEXT_PERIOD if args.next_period else None)
         lines = [
-            f"{s['name']:8} {s['duration_s']:>3} s  {formatting.credits(s['credits'])}"
-            + (f"  blocked: {s['blocked_reason']}" if s.get("blocked_reason") else "")
-            for s in est["shots"]
+            f"{s.name:8} {s.duration_s:>3} s  {formatting.credits(s.credits)}"
+            + (f"  blocked: {s.blocked_reason}" if s.blocked_reason else "")
+            for s in est.shots
         ]
-        when = f"after the refill on {est['next_period']['starts_on']}" if est.get("next_period") else "now"
-        lines.append(
-            f"Total {formatting.credits(est['total'])}; available {when} {formatting.credits(est['available'])}"
-        )
-        if est.get("shortfall"):
-            lines.append(f"Short by {formatting.credits(est['shortfall'])}")
-        return est, "\n".join(lines)
+        when = f"after the refill on {est.next_period['starts_on']}" if est.next_period else "now"
+        lines.append(f"Total {formatting.credits(est.total)}; available {when} {formatting.credits(est.available)}")
+        if est.shortfall:
+            lines.append(f"Short by {formatting.credits(est.shortfall)}")
+        return est.to_json(), "\n".join(lines)
     if args.command == "submit":
         start = NEXT_PERIOD if args.next_period else None
         job = client.submit_job(args.name, _shots(args), new_idempotency_key(), start=start)
-        return job, _job_line(job)
+        return job.to_json(), _job_line(job.to_json())
     if args.command == "jobs":
-        found = client.jobs(status=args.status, limit=args.limit)
+        found = [j.to_json() for j in client.jobs(status=args.status, limit=args.limit)]
         return {"jobs": found}, "\n".join(_job_line(j) for j in found) or "No jobs."
     if args.command == "cancel":
         job = client.cancel_job(args.job)
-        return job, _job_line(job)
+        return job.to_json(), _job_line(job.to_json())
     if args.command == "auto-top-up":
         now = client.auto_top_up()
         if args.on or (args.off and now.get("below") is not None):  # never set: nothing to turn off

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 if TYPE_CHECKING:
     import requests
 
+from .contract import Job, Me, ServiceEstimate, ServiceEvent, parse_credits, parse_event
 from .pricing import RateCard
 from .state import Credits, HistoryRow
 from .values import value
@@ -178,12 +179,12 @@ class HistoryPage:
 @value
 @dataclass(init=False, repr=False, eq=False)
 class EventsPage:
-    """Events after the one asked for, and the newest event number."""
+    """Events after the one asked for (typed, see core/contract.py), and the newest event number."""
 
-    events: list[dict[str, Any]]
+    events: list[ServiceEvent]
     last_seq: int
 
-    def __init__(self, events: list[dict[str, Any]], last_seq: int) -> None:
+    def __init__(self, events: list[ServiceEvent], last_seq: int) -> None:
         self.__dict__.update(events=events, last_seq=last_seq)
 
 
@@ -198,16 +199,6 @@ class PurchaseResult:
 
     def __init__(self, purchase: dict[str, Any], balance: Credits, replayed: bool) -> None:
         self.__dict__.update(purchase=purchase, balance=balance, replayed=replayed)
-
-
-def parse_credits(data: Any) -> Credits:
-    """A Credits object from JSON, refusing anything without the numbers the top bar shows."""
-    if not isinstance(data, dict):
-        raise TypeError("credits is not an object")
-    for name in ("total", "available", "held", "monthly_remaining", "monthly_allocation", "version"):
-        if not isinstance(data.get(name), int) or isinstance(data.get(name), bool):
-            raise TypeError(f"credits.{name} is not an integer")
-    return Credits.from_json(data)
 
 
 # ---------------------------------------------------------------------------------------- client
@@ -321,8 +312,8 @@ class Client:
 
     # ------------------------------------------------------------------ endpoints
 
-    def me(self) -> dict[str, Any]:
-        return self._check(self._get("/me"), _parse_me)
+    def me(self) -> Me:
+        return self._check(self._get("/me"), Me.from_json)
 
     def credits(self) -> Credits:
         return self._check(self._get("/account/credits"), parse_credits)
@@ -351,45 +342,41 @@ class Client:
         self._check(data, RateCard.from_json)
         return data, resp.headers.get("ETag")
 
-    def estimate(self, shots: list[dict[str, Any]], when: str | None = None) -> dict[str, Any]:
+    def estimate(self, shots: list[dict[str, Any]], when: str | None = None) -> ServiceEstimate:
         """`when="next_period"`: against what will be available right after the next refill."""
         body: dict[str, Any] = {"shots": shots}
         if when:
             body["when"] = when
-        return self._check(self._post("/estimates", body), _parse_estimate)
+        return self._check(self._post("/estimates", body), ServiceEstimate.from_json)
 
-    def submit_job(
-        self, name: str, shots: list[dict[str, Any]], idempotency_key: str, start: str | None = None
-    ) -> dict[str, Any]:
+    def submit_job(self, name: str, shots: list[dict[str, Any]], idempotency_key: str, start: str | None = None) -> Job:
         """`start="next_period"`: a `scheduled` job that holds nothing until the next refill starts it."""
         body: dict[str, Any] = {"name": name, "shots": shots}
         if start:
             body["start"] = start
         return self._job(self._post("/jobs", body, idempotency_key=idempotency_key))
 
-    def jobs(self, status: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    def jobs(self, status: str | None = None, limit: int = 50) -> list[Job]:
         data = self._get("/jobs", params={"status": status or None, "limit": limit})
-        return self._check(data, lambda d: [self._job(j) for j in d["jobs"]])
+        return self._check(data, lambda d: [Job.from_json(j) for j in d["jobs"]])
 
-    def job(self, job_id: int) -> dict[str, Any]:
+    def job(self, job_id: int) -> Job:
         return self._job(self._get(f"/jobs/{int(job_id)}"))
 
-    def pause_job(self, job_id: int) -> dict[str, Any]:
+    def pause_job(self, job_id: int) -> Job:
         return self._job(self._post(f"/jobs/{int(job_id)}/pause", None))
 
-    def resume_job(self, job_id: int) -> dict[str, Any]:
+    def resume_job(self, job_id: int) -> Job:
         return self._job(self._post(f"/jobs/{int(job_id)}/resume", None))
 
-    def cancel_job(self, job_id: int) -> dict[str, Any]:
+    def cancel_job(self, job_id: int) -> Job:
         return self._job(self._post(f"/jobs/{int(job_id)}/cancel", None))
 
     def events(self, after: int | None, wait: float = 0) -> EventsPage:
         """Long poll: answers as soon as an event after `after` exists, or after `wait` seconds."""
         params: dict[str, Any] = {"after": after, "wait": round(wait, 3) if wait else None}
         data = self._get("/events", params=params, read_timeout=wait + LONG_POLL_MARGIN_S)
-        return self._check(
-            data, lambda d: EventsPage([e for e in d["events"] if isinstance(e, dict)], int(d["last_seq"]))
-        )
+        return self._check(data, lambda d: EventsPage(parse_events(d["events"]), int(d["last_seq"])))
 
     def credit_packs(self) -> dict[str, Any]:
         """`{"packs": [...], "payment_method": {...} or None}`."""
@@ -413,8 +400,8 @@ class Client:
 
     # ------------------------------------------------------------------ plumbing
 
-    def _job(self, data: Any) -> dict[str, Any]:
-        return self._check(data, _parse_job)
+    def _job(self, data: Any) -> Job:
+        return self._check(data, Job.from_json)
 
     def _get(self, path: str, params: dict[str, Any] | None = None, read_timeout: float | None = None) -> Any:
         return self._json(self._request("GET", path, params=params, read_timeout=read_timeout))
@@ -595,16 +582,6 @@ class Client:
         return " ".join(text.split())
 
 
-def _parse_me(d: Any) -> dict[str, Any]:
-    str(d["org"]["name"]), str(d["member"]["role"])
-    return dict(d)
-
-
-def _parse_estimate(d: Any) -> dict[str, Any]:
-    int(d["total"]), int(d["available"]), list(d["shots"])
-    return dict(d)
-
-
 def _parse_packs(d: Any) -> dict[str, Any]:
     packs = [dict(p) for p in d["packs"]]
     for p in packs:
@@ -617,9 +594,16 @@ def _parse_auto_top_up(d: Any) -> dict[str, Any]:
     return dict(d)
 
 
-def _parse_job(d: Any) -> dict[str, Any]:
-    int(d["id"]), str(d["status"]), list(d["shots"])
-    return dict(d)
+def parse_events(raw: Any) -> list[ServiceEvent]:
+    """Each event on its own: one the add-on cannot read is skipped (and logged), not the page with it."""
+    events = []
+    for item in raw:
+        try:
+            events.append(parse_event(item))
+        except (TypeError, ValueError) as exc:
+            kind = item.get("type") if isinstance(item, dict) else None
+            log.warning("ACT3: ignoring an unreadable %s event: %s", kind or "", exc)
+    return events
 
 
 def _retry_after_s(value: str | None) -> float | None:

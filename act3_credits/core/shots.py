@@ -16,6 +16,7 @@ from operator import attrgetter
 from typing import Any
 
 from . import formatting, pricing
+from .contract import Job, JobShot, ServiceEstimate
 from .pricing import PricingError, RateCard
 from .values import value
 from .vocabulary import ENDED, RUNNING, Status
@@ -229,11 +230,11 @@ class Account:
 
     @classmethod
     def from_state(cls, state: Any) -> Account:
-        me = getattr(state, "me", None) or {}
+        me = getattr(state, "me", None)
         credits = getattr(state, "credits", None)
-        plan = str((me.get("org") or {}).get("plan") or (credits.plan if credits else "") or "")
-        role = str((me.get("member") or {}).get("role") or "")
-        allowed = tuple(getattr(state, "allowed_tiers", ()) or me.get("allowed_tiers") or ())
+        plan = (me.plan if me else "") or (credits.plan if credits else "")
+        role = me.role if me else ""
+        allowed = tuple(getattr(state, "allowed_tiers", ()) or (me.allowed_tiers if me else ()))
         return cls(
             plan=plan,
             role=role,
@@ -532,24 +533,18 @@ def _price(card: RateCard, engine_id: str, tier_id: str, seconds: float) -> _Pri
     return snapped, credits, draft, None, None
 
 
-def estimate_from_service(answer: dict[str, Any]) -> dict[str, int]:
-    """Per-shot credits from a `POST /v1/estimates` answer, by shot name (to compare with ours)."""
-    return {str(s["name"]): int(s["credits"]) for s in answer.get("shots", [])}
-
-
-def differs_from_service(ours: Estimate, answer: dict[str, Any]) -> str | None:
+def differs_from_service(ours: Estimate, answer: ServiceEstimate) -> str | None:
     """None when the service's estimate for the sent shots matches ours, else one readable line."""
-    theirs = estimate_from_service(answer)
+    theirs = answer.credits_by_name()
     for ln in ours.sent:
         if theirs.get(ln.name) != ln.credits:
             return (
                 f"The service prices shot {ln.name} at {formatting.credits(theirs.get(ln.name))}, "
                 f"not {formatting.credits(ln.credits)}: the rate card changed; check the new estimate."
             )
-    blocked = answer.get("blocked") or []
-    if blocked:
-        first = blocked[0]
-        return str(first.get("reason") or f"The service refuses shot {first.get('name')}.")
+    if answer.blocked:
+        first = answer.blocked[0]
+        return first.reason or f"The service refuses shot {first.name}."
     return None
 
 
@@ -564,7 +559,7 @@ ACTIVE_JOB_STATUSES = RUNNING
 
 def guard_decision(
     *,
-    job: dict[str, Any],
+    job: Job,
     balance_total: int | None,
     min_balance: int,
     pause_over_estimate: bool,
@@ -576,20 +571,20 @@ def guard_decision(
     held for a batch is still the studio's until a shot is charged). `min_balance` 0 switches that
     check off. `estimate` is what the add-on estimated at Confirm (the job's own estimate otherwise).
     """
-    if str(job.get("status")) not in ACTIVE_JOB_STATUSES:
+    if job.status not in ACTIVE_JOB_STATUSES:
         return None
-    name = job.get("name") or f"job {job.get('id')}"
+    name = job.name or f"job {job.id}"
     if min_balance > 0 and balance_total is not None and balance_total < min_balance:
         return (
             f"Budget guard paused {name}: the balance fell to {formatting.credits(balance_total)}, "
             f"below your minimum of {formatting.credits(min_balance)}."
         )
-    expected = estimate if estimate is not None else job.get("estimated_credits")
-    charged = int(job.get("charged_credits") or 0)
-    if pause_over_estimate and expected is not None and charged > int(expected):
+    expected = estimate if estimate is not None else job.estimated_credits
+    charged = job.charged_credits
+    if pause_over_estimate and charged > expected:
         return (
             f"Budget guard paused {name}: it has been charged {formatting.credits(charged)}, "
-            f"more than its estimate of {formatting.credits(int(expected))}."
+            f"more than its estimate of {formatting.credits(expected)}."
         )
     return None
 
@@ -604,23 +599,23 @@ class JobView:
 
     id: int
     name: str
-    status: str
+    status: Status
     done: int
     total: int
     charged: int
     estimated: int
-    shots: tuple[dict[str, Any], ...]
+    shots: tuple[JobShot, ...]
 
     def __init__(
         self,
         id: int,
         name: str,
-        status: str,
+        status: Status,
         done: int,
         total: int,
         charged: int,
         estimated: int,
-        shots: tuple[dict[str, Any], ...],
+        shots: tuple[JobShot, ...],
     ) -> None:
         self.__dict__.update(
             id=id, name=name, status=status, done=done, total=total, charged=charged, estimated=estimated, shots=shots
@@ -641,34 +636,32 @@ class JobView:
 SHOT_ENDED = ENDED
 
 
-def job_view(job: dict[str, Any]) -> JobView:
-    shots = tuple(dict(s) for s in job.get("shots") or ())
-    done = sum(1 for s in shots if s.get("status") in SHOT_ENDED)
+def job_view(job: Job) -> JobView:
     return JobView(
-        id=int(job.get("id") or 0),
-        name=str(job.get("name") or f"Job {job.get('id')}"),
-        status=str(job.get("status") or Status.QUEUED),
-        done=done,
-        total=len(shots),
-        charged=int(job.get("charged_credits") or 0),
-        estimated=int(job.get("estimated_credits") or 0),
-        shots=shots,
+        id=job.id,
+        name=job.name or f"Job {job.id}",
+        status=job.status,
+        done=sum(1 for s in job.shots if s.status in SHOT_ENDED),
+        total=len(job.shots),
+        charged=job.charged_credits,
+        estimated=job.estimated_credits,
+        shots=job.shots,
     )
 
 
-def shot_status_text(shot: dict[str, Any]) -> str:
+def shot_status_text(shot: JobShot) -> str:
     """'completed · 2,080 cr', 'failed: engine timed out · not charged', 'queued · 2,080 cr est.'"""
-    status = str(shot.get("status") or Status.QUEUED)
-    credits = int(shot.get("credits") or 0)
+    status = shot.status
+    credits = shot.credits
     if status == Status.COMPLETED:
         return f"completed · {formatting.credits(credits)}"
     if status == Status.FAILED:
-        error = shot.get("error") or "failed"
+        error = shot.error or "failed"
         return f"failed: {error} · not charged"
     if status == Status.CANCELED:
         return "canceled · not charged"
     return f"{status} · {formatting.credits(credits)} est."
 
 
-def jobs_newest_first(jobs: dict[int, dict[str, Any]]) -> list[JobView]:
+def jobs_newest_first(jobs: dict[int, Job]) -> list[JobView]:
     return [job_view(j) for _id, j in sorted(jobs.items(), key=lambda kv: -int(kv[0]))]

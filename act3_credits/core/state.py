@@ -9,12 +9,15 @@ from __future__ import annotations
 import datetime as dt
 import time
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import formatting
 from .pricing import RateCard
 from .values import value
 from .vocabulary import Kind
+
+if TYPE_CHECKING:
+    from .contract import Job, Me  # the API's objects (contract.py imports Credits from here)
 
 # The top bar calls the balance stale when the last good sync is older than this.
 STALE_AFTER_S = 60.0
@@ -214,11 +217,11 @@ class State:
     def __init__(self, credits: Credits | None = None, connection: str = "connecting") -> None:
         self.credits = credits
         self.credits_from_cache = False
-        self.me: dict[str, Any] | None = None
+        self.me: Me | None = None
         self.history = History()
         self.packs: list[dict[str, Any]] = []
         self.payment_method: dict[str, Any] | None = None
-        self.jobs: dict[int, dict[str, Any]] = {}
+        self.jobs: dict[int, Job] = {}  # by id; replaced whole by a fetch or an event, never patched
         self.rate_card: RateCard | None = None
         self.pricing_etag: str | None = None
         self.allowed_tiers: tuple[str, ...] = ()

@@ -24,8 +24,10 @@ from typing import Any
 from . import formatting
 from .client import Act3Error, ConflictError, ForbiddenError, InsufficientCreditsError, TierNotAllowedError
 from .client import new_idempotency_key as _new_key
+from .contract import Job, ServiceEstimate
 from .shots import shortfall_message
 from .sync import SyncWorker, Ticket
+from .vocabulary import Status
 
 log = logging.getLogger("act3_credits")
 
@@ -40,22 +42,21 @@ def estimate_changed_message(total: int, shown: int) -> str:
     )
 
 
-def refusal(answer: dict[str, Any], *, shown_total: int | None = None, force: bool = False) -> Act3Error | None:
+def refusal(answer: ServiceEstimate, *, shown_total: int | None = None, force: bool = False) -> Act3Error | None:
     """Why the service's estimate (`POST /v1/estimates`) says this batch must not be sent, or None.
 
     `shown_total` is what the Cost Estimate showed (None from a script: there was no dialog to
     disagree with); `force` lets the service decide about the balance (it still refuses a hold
     that does not fit).
     """
-    for blocked in answer.get("blocked") or []:
-        code = str(blocked.get("code") or "forbidden")
-        reason = str(blocked.get("reason") or f"The service refuses shot {blocked.get('name')}.")
-        cls = TierNotAllowedError if code == "tier_not_allowed" else ForbiddenError
-        return cls(reason, code=code)
-    total, available = int(answer.get("total") or 0), int(answer.get("available") or 0)
+    for blocked in answer.blocked:
+        reason = blocked.reason or f"The service refuses shot {blocked.name}."
+        cls = TierNotAllowedError if blocked.code == "tier_not_allowed" else ForbiddenError
+        return cls(reason, code=blocked.code)
+    total, available = answer.total, answer.available
     if shown_total is not None and total != shown_total:
         return ConflictError(estimate_changed_message(total, shown_total), code="estimate_changed")
-    if int(answer.get("shortfall") or 0) > 0 and not force:
+    if answer.shortfall > 0 and not force:
         return InsufficientCreditsError(
             shortfall_message(total, available),
             code="insufficient_credits",
@@ -96,13 +97,14 @@ class Submission:
         self.ok = False
         self.message = ""
         self.error: Act3Error | None = None
-        self.job: dict[str, Any] | None = None
-        self.estimate: dict[str, Any] | None = None
+        self.job: Job | None = None
+        self.estimate: ServiceEstimate | None = None
         self.tickets: list[Ticket] = []
 
     @property
     def result(self) -> dict[str, Any] | None:
-        return self.job
+        """The job as the API gives it (a dict), as `act3_credits.api` promises scripts; `job` is the typed one."""
+        return self.job.to_json() if self.job is not None else None
 
     @property
     def error_code(self) -> str | None:
@@ -137,17 +139,19 @@ class Submission:
     def _submitted(self, ticket: Ticket) -> None:
         if ticket.error is not None:
             return self._fail(ticket.error)
-        job: dict[str, Any] = ticket.result
+        job: Job = ticket.result
         self.job = job
-        count = len(job.get("shots") or [])
-        held = formatting.credits(int(job.get("estimated_credits") or 0))
+        count = len(job.shots)
+        held = formatting.credits(job.estimated_credits)
         shots = f"{count} shot{'s' if count != 1 else ''}"
-        if job.get("status") == "scheduled":
-            starts = ((self.estimate or {}).get("next_period") or {}).get("starts_on") or "the next refill"
-            name = job.get("name") or self.name
-            message = f"Scheduled {name} (job {job.get('id')}) to start on {starts}: {shots}, {held} held then."
-            return self._finish(True, message)
-        self._finish(True, f"Sent {job.get('name') or self.name} to ACT3 (job {job.get('id')}): {shots}, {held} held.")
+        if job.status == Status.SCHEDULED:
+            outlook = self.estimate.next_period if self.estimate is not None else None
+            starts = (outlook or {}).get("starts_on") or "the next refill"
+            name = job.name or self.name
+            return self._finish(
+                True, f"Scheduled {name} (job {job.id}) to start on {starts}: {shots}, {held} held then."
+            )
+        self._finish(True, f"Sent {job.name or self.name} to ACT3 (job {job.id}): {shots}, {held} held.")
 
     def _fail(self, error: Act3Error, refused_here: bool = False) -> None:
         # A write that failed may still have happened (a lost answer): its key lets it be retried safely.

@@ -19,7 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from . import formatting
@@ -39,8 +39,8 @@ from .client import (
     ServerError,
     mask_key,
     new_idempotency_key,
-    parse_credits,
 )
+from .contract import Job, JobEvent, JobStatusChanged, Me, ServiceEvent, ShotCompleted, ShotFailed
 from .pricing import RateCard
 from .state import Credits, History, State
 from .values import value
@@ -144,7 +144,7 @@ class Ticket:
 class RefreshResult:
     """What one refresh brought."""
 
-    me: dict[str, Any]
+    me: Me
     credits: Credits
     pricing: dict[str, Any] | None  # None: the card did not change (304)
     pricing_etag: str | None
@@ -152,7 +152,7 @@ class RefreshResult:
 
     def __init__(
         self,
-        me: dict[str, Any],
+        me: Me,
         credits: Credits,
         pricing: dict[str, Any] | None,
         pricing_etag: str | None,
@@ -331,7 +331,7 @@ class SyncWorker:
         self._running = False
         self._ids = itertools.count(1)
         self._tickets: dict[int, Ticket] = {}
-        self._subscribers: list[Callable[[str, dict[str, Any]], None]] = []
+        self._subscribers: list[Callable[[ServiceEvent], None]] = []
         self._refreshing = 0  # refresh tickets in flight
         self._history_dirty = False
         self._history_ticket: Ticket | None = None
@@ -467,12 +467,12 @@ class SyncWorker:
             p.setdefault("idempotency_key", new_idempotency_key())
         return p
 
-    def subscribe(self, callback: Callable[[str, dict[str, Any]], None]) -> None:
-        """`callback(event_type, data)` for every event from the service, run by `drain()`."""
+    def subscribe(self, callback: Callable[[ServiceEvent], None]) -> None:
+        """`callback(event)` for every event from the service (typed: core/contract.py), run by `drain()`."""
         if callback not in self._subscribers:
             self._subscribers.append(callback)
 
-    def unsubscribe(self, callback: Callable[[str, dict[str, Any]], None]) -> None:
+    def unsubscribe(self, callback: Callable[[ServiceEvent], None]) -> None:
         if callback in self._subscribers:
             self._subscribers.remove(callback)
 
@@ -569,24 +569,23 @@ class SyncWorker:
             self._history_dirty = False
         self.state.touch()
 
-    def _on_me(self, me: dict[str, Any], p: dict[str, Any]) -> None:
+    def _on_me(self, me: Me, p: dict[str, Any]) -> None:
         self.state.me = me
-        self.state.allowed_tiers = tuple(me.get("allowed_tiers") or ())
-        if me.get("payment_method") is not None:
-            self.state.payment_method = me.get("payment_method")
+        self.state.allowed_tiers = me.allowed_tiers
+        if me.payment_method is not None:
+            self.state.payment_method = me.payment_method
         self.state.touch()
 
     def _on_credits(self, credits: Credits, p: dict[str, Any]) -> None:
         self.state.set_credits(credits)
 
-    def _on_test_connection(self, r: tuple[dict[str, Any], Credits], p: dict[str, Any]) -> None:
+    def _on_test_connection(self, r: tuple[Me, Credits], p: dict[str, Any]) -> None:
         me, credits = r
         self._on_me(me, p)
         self.state.set_credits(credits)
-        org, member = me.get("org") or {}, me.get("member") or {}
         self.state.last_message = (
-            f"Connected to ACT3 at {_host(self.settings.base_url)} as {member.get('name', '?')} "
-            f"({member.get('role', '?')}) of {org.get('name', '?')}, {formatting.credits(credits.available)} available."
+            f"Connected to ACT3 at {_host(self.settings.base_url)} as {me.member_name or '?'} "
+            f"({me.role}) of {me.org_name}, {formatting.credits(credits.available)} available."
         )
 
     def _on_history(self, page: HistoryPage | None, p: dict[str, Any]) -> None:
@@ -621,17 +620,17 @@ class SyncWorker:
         self._history_dirty = True
         self.state.touch()
 
-    def _on_submit_job(self, job: dict[str, Any], p: dict[str, Any]) -> None:
-        self.state.jobs[int(job["id"])] = job  # what the artist reads about it is core.submission's
+    def _on_submit_job(self, job: Job, p: dict[str, Any]) -> None:
+        self.state.jobs[job.id] = job  # what the artist reads about it is core.submission's
         self.state.touch()
 
-    def _on_jobs(self, jobs: list[dict[str, Any]], p: dict[str, Any]) -> None:
+    def _on_jobs(self, jobs: list[Job], p: dict[str, Any]) -> None:
         for job in jobs:
-            self.state.jobs[int(job["id"])] = job
+            self.state.jobs[job.id] = job
         self.state.touch()
 
-    def _on_job(self, job: dict[str, Any], p: dict[str, Any]) -> None:
-        self.state.jobs[int(job["id"])] = job
+    def _on_job(self, job: Job, p: dict[str, Any]) -> None:
+        self.state.jobs[job.id] = job
         self.state.touch()
 
     def _on_resync(self, _r: None, _p: dict[str, Any]) -> None:
@@ -648,52 +647,30 @@ class SyncWorker:
                     self._on_resync(None, {})
             return
         for event in page.events:
-            etype = str(event.get("type") or "")
-            data = event.get("data") if isinstance(event.get("data"), dict) else {}
-            assert isinstance(data, dict)
-            if isinstance(data.get("balance"), dict):
-                try:
-                    self.state.set_credits(parse_credits(data["balance"]))
-                except TypeError:
-                    log.warning("ACT3: ignoring a %s event without a readable balance", etype)
-            if etype.startswith("job.") and data.get("job_id") is not None:
-                try:
-                    self._job_event(etype, data)
-                except (TypeError, ValueError):  # one odd event must not hide the rest of the page
-                    log.warning("ACT3: ignoring a %s event with an unreadable job", etype)
-            if etype in HISTORY_EVENTS:
+            balance = getattr(event, "balance", None)
+            if isinstance(balance, Credits):
+                self.state.set_credits(balance)
+            if isinstance(event, (JobStatusChanged, ShotCompleted, ShotFailed)):
+                self._job_event(event)
+            if event.type in HISTORY_EVENTS:
                 self._history_dirty = True
             for callback in list(self._subscribers):
                 try:
-                    callback(etype, data)
+                    callback(event)
                 except Exception:
                     log.exception("ACT3: an event subscriber failed")
 
-    def _job_event(self, etype: str, data: dict[str, Any]) -> None:
-        job_id = int(data["job_id"])
-        job = self.state.jobs.get(job_id)
+    def _job_event(self, event: JobEvent) -> None:
+        job = self.state.jobs.get(event.job_id)
         if job is not None:
-            if etype == Event.JOB_STATUS and data.get("status"):
-                job["status"] = data["status"]
-                job["status_reason"] = data.get("reason")
-            index = data.get("shot_index")
-            shots = job.get("shots") or []
-            if isinstance(index, int) and 0 <= index < len(shots):
-                shots[index]["status"] = Status.COMPLETED if etype == Event.SHOT_COMPLETED else Status.FAILED
-                if etype == Event.SHOT_FAILED:
-                    shots[index]["error"] = data.get("error")
-                elif isinstance(data.get("credits"), int):
-                    shots[index]["credits"] = data["credits"]
-                    job["charged_credits"] = sum(
-                        int(s.get("credits") or 0) for s in shots if s.get("status") == Status.COMPLETED
-                    )
+            self.state.jobs[event.job_id] = job_after(job, event)
             self.state.touch()
         # The event carries the news; the job itself has the exact held/charged numbers.
-        if job_id in self._job_fetches:
-            self._job_fetches[job_id] = True  # the answer on its way may predate this event
+        if event.job_id in self._job_fetches:
+            self._job_fetches[event.job_id] = True  # the answer on its way may predate this event
         else:
-            self._job_fetches[job_id] = False
-            self.request("job", job_id=job_id)
+            self._job_fetches[event.job_id] = False
+            self.request("job", job_id=event.job_id)
 
     def _job_fetched(self, job_id: int) -> None:
         if self._job_fetches.pop(job_id, False) and self._link is not None:
@@ -766,6 +743,22 @@ LINK_RESULTS: dict[str, Callable[[SyncWorker, Any, dict[str, Any]], None] | None
     "_link_error": None,  # errors go through _apply_error
     "_events": SyncWorker._on_events,
 }
+
+
+def job_after(job: Job, event: JobEvent) -> Job:
+    """The job as an event says it is now, until the job itself is fetched again (a new value)."""
+    if isinstance(event, JobStatusChanged):
+        return replace(job, status=event.status, status_reason=event.reason)
+    if not 0 <= event.shot_index < len(job.shots):
+        return job
+    shots = list(job.shots)
+    old = shots[event.shot_index]
+    if isinstance(event, ShotFailed):
+        shots[event.shot_index] = replace(old, status=Status.FAILED, error=event.error)
+        return replace(job, shots=tuple(shots))
+    shots[event.shot_index] = replace(old, status=Status.COMPLETED, credits=event.credits)
+    charged = sum(s.credits for s in shots if s.status == Status.COMPLETED)
+    return replace(job, shots=tuple(shots), charged_credits=charged)
 
 
 def _host(url: str) -> str:

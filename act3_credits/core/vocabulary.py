@@ -1,9 +1,10 @@
-"""The words the service and the add-on share: job and shot statuses, event types, history kinds.
+"""The words the service and the add-on share: job and shot statuses, event types, history kinds,
+error codes.
 
 Each is a `StrEnum`, so a member is the very string the API sends (`Status.QUEUED == "queued"`,
 JSON encodes it as that string) and a search for `Status.PAUSED` finds every place that cares.
-docs/api.md lists the same words; error codes are the service's (act3_server/errors.py) and the
-client's error classes (core/client.py).
+docs/api.md lists the same words; the HTTP status of each error code is the service's
+(act3_server/errors.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ class Status(StrEnum):
 # A job or shot that may still be charged, and one that never will be again.
 RUNNING = frozenset({Status.QUEUED, Status.PROCESSING})
 ENDED = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELED})
+# A shot is never paused or scheduled (its job is); in the order of `Status`.
+SHOT_STATUSES = tuple(s for s in Status if s not in (Status.PAUSED, Status.SCHEDULED))
 
 
 class Event(StrEnum):
@@ -48,3 +51,32 @@ class Kind(StrEnum):
     ROLLOVER = "rollover"
     EXPIRY = "expiry"
     REFUND = "refund"
+
+
+class ErrorCode(StrEnum):
+    """`error.code` of an error answer (`{"error": {"code", "message", ...}}`)."""
+
+    MALFORMED_JSON = "malformed_json"
+    IDEMPOTENCY_KEY_REQUIRED = "idempotency_key_required"
+    BAD_REQUEST = "bad_request"
+    UNAUTHORIZED = "unauthorized"
+    INSUFFICIENT_CREDITS = "insufficient_credits"
+    FORBIDDEN = "forbidden"
+    TIER_NOT_ALLOWED = "tier_not_allowed"
+    NOT_FOUND = "not_found"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
+    REQUEST_TIMEOUT = "request_timeout"
+    IDEMPOTENCY_CONFLICT = "idempotency_conflict"
+    INVALID_STATE = "invalid_state"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    VALIDATION_ERROR = "validation_error"
+    EMPTY_BATCH = "empty_batch"
+    BATCH_TOO_LARGE = "batch_too_large"
+    UNKNOWN_ENGINE = "unknown_engine"
+    UNKNOWN_TIER = "unknown_tier"
+    INVALID_DURATION = "invalid_duration"
+    UNKNOWN_PACK = "unknown_pack"
+    CLOCK_MOVED_BACK = "clock_moved_back"
+    HEADERS_TOO_LARGE = "headers_too_large"
+    INTERNAL_ERROR = "internal_error"
+    DATABASE_UNAVAILABLE = "database_unavailable"

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core import formatting, pricing
+from ..core.contract import Me
 from ..core.state import HistoryRow, State
 from ..core.values import value
 from ..core.vocabulary import Kind
@@ -356,8 +357,8 @@ def buy_refusal(state: State) -> str | None:
     if state.connection == "auth":
         return "ACT3 refused the API key: paste a valid one in Preferences > Add-ons > ACT3 Credits."
     me = state.me
-    if me and me.get("can_buy") is False:
-        role = (me.get("member") or {}).get("role", "member")
+    if me is not None and not me.can_buy:
+        role = me.role or "member"
         return f"Your role ({role}) may not buy credits: ask the organisation's owner or an admin."
     return None
 
@@ -410,17 +411,14 @@ def draw_connection(layout: Any, state: State, online_access: bool, width: int =
         wrapped_label(layout, state.last_message, icon="INFO", width=width)
 
 
-def me_lines(me: dict[str, Any] | None) -> list[str]:
+def me_lines(me: Me | None) -> list[str]:
     """'Organisation: …', 'Plan: …', 'Role: …' from /v1/me."""
-    if not me:
+    if me is None:
         return []
-    org = me.get("org") or {}
-    member = me.get("member") or {}
-    plan = str(org.get("plan", ""))
-    plan_name = pricing.PLANS[plan].name if plan in pricing.PLANS else plan
-    name, role = str(member.get("name", "?")), str(member.get("role", "?"))
+    plan_name = pricing.PLANS[me.plan].name if me.plan in pricing.PLANS else me.plan
+    name, role = me.member_name or "?", me.role
     who = name if name.endswith(f"({role})") else f"{name} ({role})"
-    return [f"Organisation: {org.get('name', '?')}", f"Plan: {plan_name}", f"Signed in as {who}"]
+    return [f"Organisation: {me.org_name}", f"Plan: {plan_name}", f"Signed in as {who}"]
 
 
 def draw_preferences(

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..core import formatting, shots
+from ..core.contract import Job
 from ..core.pricing import RateCard
 from ..core.shots import Estimate, JobView, Line
 from ..core.vocabulary import ENDED, RUNNING, Status
@@ -328,7 +329,7 @@ QUEUE_JOBS_SHOWN = 20
 QUEUE_SHOTS_SHOWN = 12  # an unfolded job lists this many shots, then says how many more
 
 
-def visible_jobs(jobs: dict[int, dict[str, Any]]) -> list[JobView]:
+def visible_jobs(jobs: dict[int, Job]) -> list[JobView]:
     """The organisation's latest jobs, newest first: running and paused ones always, then the ended ones."""
     views = shots.jobs_newest_first(jobs)
     active = [v for v in views if not v.ended]
@@ -339,8 +340,7 @@ def visible_jobs(jobs: dict[int, dict[str, Any]]) -> list[JobView]:
 def job_counts(view: JobView) -> dict[str, int]:
     counts: dict[str, int] = {}
     for shot in view.shots:
-        status = str(shot.get("status") or Status.QUEUED)
-        counts[status] = counts.get(status, 0) + 1
+        counts[shot.status] = counts.get(shot.status, 0) + 1
     return counts
 
 
@@ -379,13 +379,14 @@ def draw_render_queue(
     width: float = 0,
 ) -> None:
     """The organisation's recent jobs: status, progress and charge; each job's shots on demand."""
-    jobs = getattr(state, "jobs", {}) or {}
+    jobs: dict[int, Job] = getattr(state, "jobs", {}) or {}
     views = visible_jobs(jobs)
     if not views:
         layout.label(text="No ACT3 jobs yet.", icon="INFO")
         return
     for view in views[:QUEUE_JOBS_SHOWN]:
-        reason = (guard_reasons or {}).get(view.id) or jobs.get(view.id, {}).get("status_reason")
+        job = jobs.get(view.id)
+        reason = (guard_reasons or {}).get(view.id) or (job.status_reason if job is not None else None)
         draw_job(layout, view, card, reason, open_=view.id in expanded, width=width)
     if len(views) > QUEUE_JOBS_SHOWN:
         layout.label(text=f"{len(views) - QUEUE_JOBS_SHOWN} older jobs are in the history.")
@@ -423,14 +424,14 @@ def draw_job(
     col = box.column(align=True)
     wide = is_wide(width)
     for index, shot in enumerate(view.shots[:QUEUE_SHOTS_SHOWN]):
-        status = str(shot.get("status") or Status.QUEUED)
+        status = shot.status
         row = col.row(align=True)
         row.alert = status == Status.FAILED
         split = row.split(factor=0.5 if not wide else 0.3)
-        split.label(text=str(shot.get("name") or f"shot {index + 1}"), icon=STATUS_ICONS.get(status, "DOT"))
+        split.label(text=shot.name or f"shot {index + 1}", icon=STATUS_ICONS.get(status, "DOT"))
         if wide:
             mid = split.split(factor=0.4)
-            mid.label(text=f"{tier_name(str(shot.get('tier') or ''), card)} · {shot.get('duration_s', '?')} s")
+            mid.label(text=f"{tier_name(shot.tier, card)} · {shot.duration_s} s")
             split = mid
         right = split.row()
         right.alignment = "RIGHT"
@@ -442,7 +443,7 @@ def draw_job(
         elif status == Status.CANCELED:
             right.label(text="not charged")
         else:
-            credits = formatting.credits(int(shot.get("credits") or 0))
+            credits = formatting.credits(shot.credits)
             right.label(text=credits if status == Status.COMPLETED else f"est. {credits}")
     more = len(view.shots) - QUEUE_SHOTS_SHOWN
     if more > 0:

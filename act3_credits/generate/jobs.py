@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
 
 from ..core import formatting, shots
+from ..core.contract import BalanceChanged, BillingRefilled, JobStatusChanged, ServiceEvent, ShotCompleted, ShotFailed
 from ..core.sync import SyncWorker
-from ..core.vocabulary import Event
 
 log = logging.getLogger("act3_credits")
 
@@ -68,18 +68,17 @@ class BudgetGuard:
             self.reasons.pop(job_id, None)
             self.let_run.add(job_id)
 
-    def on_event(self, etype: str, data: dict[str, Any]) -> None:
-        job_id = data.get("job_id")
-        if etype == Event.SHOT_COMPLETED and job_id is not None:
-            jid = int(job_id)
-            self.charged[jid] = self.charged.get(jid, 0) + int(data.get("credits") or 0)
+    def on_event(self, event: ServiceEvent) -> None:
+        if isinstance(event, ShotCompleted):
+            jid = event.job_id
+            self.charged[jid] = self.charged.get(jid, 0) + event.credits
             try:
-                self.on_shot_completed(jid, str(data.get("shot") or ""), int(data.get("credits") or 0))
+                self.on_shot_completed(jid, event.shot, event.credits)
             except Exception:
-                log.exception("ACT3: recording the cost of shot %s", data.get("shot"))
-        if etype == Event.BILLING_REFILLED:
-            self.announce(refill_message(data))
-        if etype in (Event.BALANCE_CHANGED, Event.SHOT_COMPLETED, Event.SHOT_FAILED, Event.JOB_STATUS):
+                log.exception("ACT3: recording the cost of shot %s", event.shot)
+        if isinstance(event, BillingRefilled):
+            self.announce(refill_message(event))
+        if isinstance(event, (BalanceChanged, ShotCompleted, ShotFailed, JobStatusChanged)):
             self.check()
 
     def check(self) -> list[str]:
@@ -95,8 +94,7 @@ class BudgetGuard:
             job = state.jobs.get(job_id)
             if job is None or job_id in self.paused or job_id in self.let_run:
                 continue
-            view = dict(job)
-            view["charged_credits"] = max(int(job.get("charged_credits") or 0), self.charged.get(job_id, 0))
+            view = replace(job, charged_credits=max(job.charged_credits, self.charged.get(job_id, 0)))
             reason = shots.guard_decision(
                 job=view,
                 balance_total=total,
@@ -115,10 +113,10 @@ class BudgetGuard:
         return reasons
 
 
-def refill_message(data: dict[str, Any]) -> str:
+def refill_message(event: BillingRefilled) -> str:
     """'Monthly refill: +875,000 cr. 120,000 cr rolled into the Rollover Bank; 30,000 cr over its cap expired.'"""
-    parts = [f"Monthly refill: +{formatting.credits(int(data.get('monthly_allocation') or 0))}."]
-    rolled, expired = int(data.get("rolled_over") or 0), int(data.get("expired") or 0)
+    parts = [f"Monthly refill: +{formatting.credits(event.monthly_allocation)}."]
+    rolled, expired = event.rolled_over, event.expired
     if rolled:
         parts.append(f"{formatting.credits(rolled)} unused last period rolled into the Rollover Bank.")
     if expired:

@@ -16,6 +16,7 @@ from bpy.props import BoolProperty, CollectionProperty, IntProperty, StringPrope
 
 from .. import session
 from ..core import formatting, shots, submission
+from ..core.contract import JobShot
 from ..core.shots import Account, Estimate, Shot
 from ..core.sync import SyncWorker, Ticket
 from ..core.vocabulary import Status
@@ -396,7 +397,7 @@ def _submitted(scene_name: str, total: int, shot_names: list[str]) -> Any:
     def done(sub: submission.Submission) -> None:
         keys.settle(sub)
         if sub.ok and sub.job is not None:
-            job_id = int(sub.job["id"])
+            job_id = sub.job.id
             jobs.guard.attach(sub.worker)
             jobs.guard.watch(job_id, total)
             scene = bpy.data.scenes.get(scene_name)
@@ -504,19 +505,19 @@ class ACT3_OT_retry_shot(_CostEstimate):
     job_id: IntProperty(name="Job")  # type: ignore[valid-type]
     shot_index: IntProperty(name="Shot")  # type: ignore[valid-type]
 
-    def failed_shot(self) -> dict[str, Any] | None:
+    def failed_shot(self) -> JobShot | None:
         job = session.state().jobs.get(self.job_id)
-        shots_ = (job or {}).get("shots") or []
+        shots_ = job.shots if job is not None else ()
         found = shots_[self.shot_index] if 0 <= self.shot_index < len(shots_) else None
         # Only a failed shot is retried (it was never charged); a script must not re-render the others.
-        return found if found is not None and found.get("status") == Status.FAILED else None
+        return found if found is not None and found.status == Status.FAILED else None
 
     def shot_list(self, context: Any) -> list[Shot]:
         s = self.failed_shot()
         if s is None:
             return []
-        requested = s.get("requested_duration_s") or s.get("duration_s") or 0
-        return [Shot(str(s.get("name")), str(s.get("engine")), str(s.get("tier")), float(requested))]
+        requested = s.requested_duration_s or s.duration_s
+        return [Shot(s.name, s.engine, s.tier, float(requested))]
 
     def default_name(self, context: Any, chosen: list[Shot]) -> str:
         return f"{chosen[0].name} retry" if chosen else "retry"

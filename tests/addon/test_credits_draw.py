@@ -6,6 +6,7 @@ recording layout, without Blender and without a service.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from types import SimpleNamespace
@@ -14,6 +15,7 @@ import pytest
 from support.layout import RecordingLayout
 
 from act3_credits.core import formatting
+from act3_credits.core.contract import Me
 from act3_credits.core.state import Credits, HistoryRow, State
 from act3_credits.credits import draw as credits_draw
 from act3_credits.credits import export
@@ -371,7 +373,7 @@ def test_without_an_api_key_buying_is_refused_with_the_way_out():
 
 def test_a_viewer_is_told_to_ask_an_owner_or_admin():
     state = synced_state()
-    state.me = {"member": {"name": "Vic", "role": "viewer"}, "can_buy": False, "org": {"name": "Studio"}}
+    state.me = Me(org_name="Studio", member_name="Vic", role="viewer", can_buy=False)
     refusal = credits_draw.buy_refusal(state)
     assert refusal is not None and "ask the organisation's owner or an admin" in refusal
     layout = RecordingLayout()
@@ -381,10 +383,12 @@ def test_a_viewer_is_told_to_ask_an_owner_or_admin():
 
 
 def test_test_connection_result_reads_organisation_plan_and_role():
-    me = {"org": {"id": 1, "name": "Blue Studio", "plan": "pro"}, "member": {"name": "Ana", "role": "owner"}}
+    me = Me.from_json(
+        {"org": {"id": 1, "name": "Blue Studio", "plan": "pro"}, "member": {"name": "Ana", "role": "owner"}}
+    )
     assert credits_draw.me_lines(me) == ["Organisation: Blue Studio", "Plan: Pro", "Signed in as Ana (owner)"]
-    me["member"]["name"] = "Ana (owner)"  # names that already say the role are not repeated
-    assert credits_draw.me_lines(me)[2] == "Signed in as Ana (owner)"
+    named = dataclasses.replace(me, member_name="Ana (owner)")  # names that already say the role are not repeated
+    assert credits_draw.me_lines(named)[2] == "Signed in as Ana (owner)"
 
 
 def test_preferences_say_where_the_key_and_url_come_from_but_never_the_key():

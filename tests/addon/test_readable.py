@@ -17,9 +17,11 @@ from support import blender
 from support.layout import RecordingLayout
 
 from act3_credits import widgets
+from act3_credits.core.contract import Job, JobShot
 from act3_credits.core.pricing import DEFAULT_RATE_CARD as CARD
 from act3_credits.core.shots import Account, Shot, estimate
 from act3_credits.core.state import Credits, HistoryRow, State
+from act3_credits.core.vocabulary import Status
 from act3_credits.credits import draw as credits_draw
 from act3_credits.generate import draw
 
@@ -152,19 +154,19 @@ def test_shots_panel_buttons_and_render_queue_read_whole(region, scale):
     assert panel.find("Generate #hero · 166,400 cr").kind == "operator"
 
     state = State()
-    shots = [
-        {"name": f"sh{i:03d}", "tier": "high", "duration_s": 8, "credits": 4_160, "status": s}
+    shots = tuple(
+        JobShot(i, f"sh{i:03d}", "veo-3.1", "high", 8.0, 8, 4_160, Status(s))
         for i, s in enumerate(["completed"] * 30 + ["failed"] + ["queued"] * 29)
-    ]
+    )
     state.jobs = {
-        12: {
-            "id": 12,
-            "name": "seq010 previs",
-            "status": "processing",
-            "shots": shots,
-            "estimated_credits": 249_600,
-            "charged_credits": 124_800,
-        }
+        12: Job(
+            id=12,
+            name="seq010 previs",
+            status=Status.PROCESSING,
+            shots=shots,
+            estimated_credits=249_600,
+            charged_credits=124_800,
+        )
     }
     queue = RecordingLayout(width=region - PANEL_MARGINS)
     draw.draw_render_queue(queue, state, CARD, expanded={12}, width=region)

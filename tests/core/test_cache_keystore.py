@@ -11,6 +11,7 @@ import pytest
 from act3_credits import runtime
 from act3_credits.core import keystore
 from act3_credits.core.cache import Cache
+from act3_credits.core.contract import Me
 from act3_credits.core.pricing import DEFAULT_RATE_CARD
 from act3_credits.core.state import Credits, History, HistoryRow, State
 from act3_credits.core.sync import Settings
@@ -47,18 +48,22 @@ ROW = HistoryRow(
 )
 
 
-def synced_state() -> State:
+ME = {
+    "org": {"id": 1, "name": "Studio", "plan": "pro"},
+    "member": {"name": "Ana", "role": "owner"},
+    "allowed_tiers": ["draft", "standard", "high"],
+    "payment_method": {"brand": "Visa", "last4": "4242"},
+}
+
+
+def synced_state(secret: str = "") -> State:
     state = State()
     state.set_credits(CREDITS)
     state.history = History(rows=[ROW], next_cursor="c1", loaded_once=True)
     state.rate_card = DEFAULT_RATE_CARD
     state.pricing_etag = '"card-2026-11"'
-    state.me = {
-        "org": {"id": 1, "name": "Studio", "plan": "pro"},
-        "member": {"name": "Ana", "role": "owner"},
-        "allowed_tiers": ["draft", "standard", "high"],
-        "payment_method": {"brand": "Visa", "last4": "4242"},
-    }
+    # Even if an answer put the key in it, `me` keeps only what the add-on reads, and is saved so.
+    state.me = Me.from_json({**ME, "api_key": secret} if secret else ME)
     return state
 
 
@@ -68,8 +73,7 @@ def mode(path) -> int:
 
 def test_cache_round_trip_is_private_and_keyless(tmp_path, secret):
     cache = Cache(tmp_path / "user")
-    state = synced_state()
-    state.me["api_key"] = secret  # even if something put it there, it is not saved
+    state = synced_state(secret)
     cache.save(state, URL)
 
     assert mode(cache.path) == 0o600
@@ -87,6 +91,7 @@ def test_cache_round_trip_is_private_and_keyless(tmp_path, secret):
     assert restored.rate_card is not None and restored.rate_card.price("veo-3.1", "high", 8).credits == 4160
     assert restored.allowed_tiers == ("draft", "standard", "high")
     assert restored.payment_method == {"brand": "Visa", "last4": "4242"}
+    assert restored.me is not None and (restored.me.org_name, restored.me.role) == ("Studio", "owner")
 
 
 def test_a_cache_for_another_service_or_a_damaged_one_is_ignored(tmp_path):

@@ -86,7 +86,7 @@ def test_refresh_fills_the_state_with_the_services_own_numbers(live_server, work
     assert mine == served
     assert state.header_text() == "875,000 cr"
     assert not state.is_stale() and state.last_error is None
-    assert state.me["org"]["name"] == "Harbour Lane Studio (demo, Pro)"
+    assert state.me.org_name == "Harbour Lane Studio (demo, Pro)"
     assert state.allowed_tiers == ("draft", "standard", "high")
     assert state.payment_method == {"brand": "Visa", "last4": "4242"}
     assert state.rate_card is not None and state.rate_card.price("veo-3.1", "standard", 7.5).credits == 2080
@@ -154,7 +154,7 @@ def test_a_viewer_is_told_to_ask_the_owner_or_an_admin(live_server, workers, dra
 def test_a_purchase_by_another_member_shows_within_a_second_without_polling(live_server, workers, drain_until):
     worker = synced(start_worker(workers, live_server), drain_until)
     seen: list[str] = []
-    worker.subscribe(lambda kind, data: seen.append(kind))
+    worker.subscribe(lambda event: seen.append(event.type))
     time.sleep(0.3)  # the long poll is waiting on the service now
     before = api_requests(live_server)
 
@@ -177,8 +177,8 @@ def test_renders_by_another_artist_update_the_balance_and_history(live_server, w
     drain_until(worker, lambda: worker.state.credits.available == PRO_MONTHLY - cost, timeout=3)
     drain_until(worker, lambda: len(worker.state.history.rows) == 3)
     assert [(r.shot, r.credits) for r in worker.state.history.rows[:2]] == [("sh020", -784), ("sh010", -392)]
-    drain_until(worker, lambda: worker.state.jobs.get(job["id"], {}).get("status") == "completed")
-    assert worker.state.jobs[job["id"]]["charged_credits"] == cost
+    drain_until(worker, lambda: job["id"] in worker.state.jobs and worker.state.jobs[job["id"]].status == "completed")
+    assert worker.state.jobs[job["id"]].charged_credits == cost
 
 
 def test_the_state_goes_offline_and_comes_back_with_a_full_refresh(live_server, workers, drain_until):
@@ -317,4 +317,4 @@ def test_a_new_key_for_another_organisation_shows_that_organisations_balance(liv
     assert worker.state.is_stale()  # Pro's number is no longer confirmed
     drain_until(worker, lambda: worker.state.credits.plan == "starter" and worker.state.connection == "ok")
     assert worker.state.header_text() == "245,000 cr"
-    assert worker.state.me["org"]["name"] == "Northlight Animation (demo, Starter)"
+    assert worker.state.me.org_name == "Northlight Animation (demo, Starter)"

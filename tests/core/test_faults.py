@@ -8,7 +8,7 @@ import time
 import pytest
 from support.faults import FaultServer, closed_port_url
 
-from act3_credits.core.client import AuthError, Client, EventsPage, OfflineError, ServerError
+from act3_credits.core.client import AuthError, Client, EventsPage, OfflineError, ServerError, parse_events
 from act3_credits.core.state import Credits, State
 from act3_credits.core.sync import Settings, SyncWorker
 
@@ -249,12 +249,12 @@ def test_an_error_from_a_subscriber_does_not_escape_drain_nor_hide_events_from_t
     calls: list[str] = []
     seen: list[str] = []
 
-    def explode(kind, _data):
-        calls.append(kind)
+    def explode(event):
+        calls.append(event.type)
         raise RuntimeError("a buggy add-on's subscriber")
 
     worker.subscribe(explode)  # first, so a subscriber after it only sees events if drain goes on
-    worker.subscribe(lambda kind, _data: seen.append(kind))
+    worker.subscribe(lambda event: seen.append(event.type))
     worker.start()
     try:
         drain_until(worker, lambda: worker.state.credits is not None, timeout=15)
@@ -343,20 +343,24 @@ def test_a_purchase_whose_answer_never_came_can_be_retried_with_its_key(secret):
 
 
 def test_an_unreadable_job_event_does_not_hide_the_rest_of_its_page():
-    """A garbled event (a job id that is not a number) is skipped; the balance after it still lands."""
+    """A garbled event (a job id that is not a number) is skipped when the page is parsed; the balance
+    after it still lands, and an event type this add-on does not know reaches subscribers as it came."""
     state = State()
     worker = SyncWorker(state)
-    seen: list[str] = []
-    worker.subscribe(lambda kind, data: seen.append(kind))
+    seen: list[tuple[str, dict]] = []
+    worker.subscribe(lambda event: seen.append((event.type, event.data())))
     balance = Credits(org_id=1, total=874_216, available=874_216, monthly_allocation=875_000, version=9).to_json()
-    page = EventsPage(
+    events = parse_events(
         [
             {"seq": 1, "type": "job.shot_completed", "data": {"job_id": "not-a-number", "credits": 784}},
-            {"seq": 2, "type": "balance.changed", "data": {"balance": balance, "reason": "render"}},
-        ],
-        last_seq=2,
+            {"seq": 2, "type": "balance.changed", "data": {"balance": balance, "reason": "render"}, "new": 1},
+            {"seq": 3, "type": "studio.renamed", "data": {"name": "Blue Studio"}},
+        ]
     )
-    worker._on_events(page, {})
+    worker._on_events(EventsPage(events, last_seq=3), {})
     assert state.credits is not None and state.credits.total == 874_216
     assert state.header_text() == "874,216 cr"
-    assert seen == ["job.shot_completed", "balance.changed"]
+    assert seen == [
+        ("balance.changed", {"balance": balance, "reason": "render"}),
+        ("studio.renamed", {"name": "Blue Studio"}),
+    ]

@@ -55,9 +55,9 @@ def test_a_submitted_batch_renders_and_charges_what_was_estimated(script):
     state = runtime.state()
     assert state.last_message == f"Sent seq010 batch to ACT3 (job {job['id']}): 3 shots, 1,176 cr held."
 
-    wait_for(lambda: state.jobs[job["id"]]["status"] == "completed" and state.credits.held == 0)
-    wait_for(lambda: state.jobs[job["id"]]["charged_credits"] == 1176 and state.jobs[job["id"]]["held"] == 0)
-    assert [s["status"] for s in state.jobs[job["id"]]["shots"]] == ["completed"] * 3
+    wait_for(lambda: state.jobs[job["id"]].status == "completed" and state.credits.held == 0)
+    wait_for(lambda: state.jobs[job["id"]].charged_credits == 1176 and state.jobs[job["id"]].held == 0)
+    assert [s.status for s in state.jobs[job["id"]].shots] == ["completed"] * 3
     assert state.credits.available == PRO - 1176
     assert events.count("job.shot_completed") == 3 and "job.status" in events
     assert api.jobs()[0]["id"] == job["id"]
@@ -115,10 +115,10 @@ def test_pause_lets_the_running_shot_finish_and_cancel_releases_the_hold(live_se
     try:
         assert api.refresh(wait=10)
         job = api.submit(shots(3), name="to pause")
-        wait_for(lambda: runtime.state().jobs[job["id"]]["status"] == "processing")
+        wait_for(lambda: runtime.state().jobs[job["id"]].status == "processing")
         paused = api.pause(job["id"])
         assert paused["status"] in ("processing", "paused")
-        wait_for(lambda: runtime.state().jobs[job["id"]]["status"] == "paused")
+        wait_for(lambda: runtime.state().jobs[job["id"]].status == "paused")
         canceled = api.cancel(job["id"])
         assert canceled["status"] == "canceled"
         state = runtime.state()

@@ -8,8 +8,10 @@ from hypothesis import strategies as st
 from support import prices
 
 from act3_credits.core import pricing, shots
+from act3_credits.core.contract import EstimateLine, Job, JobShot, Me, ServiceEstimate
 from act3_credits.core.pricing import DEFAULT_RATE_CARD as CARD
 from act3_credits.core.shots import Account, Marker, Shot, ShotRange
+from act3_credits.core.vocabulary import Status
 
 PRO_EDITOR = Account(plan="pro", role="editor", allowed_tiers=("draft", "standard", "high"), available=875_000)
 
@@ -256,9 +258,9 @@ def test_unknown_engine_is_a_blocked_line_not_a_traceback():
 
 def test_the_service_estimate_must_match_ours():
     est = shots.estimate([Shot("sh010", duration_s=8.0)], CARD, PRO_EDITOR)
-    same = {"shots": [{"name": "sh010", "credits": 2_080}], "blocked": []}
+    same = ServiceEstimate(shots=(EstimateLine(name="sh010", credits=2_080),))
     assert shots.differs_from_service(est, same) is None
-    moved = {"shots": [{"name": "sh010", "credits": 2_600}], "blocked": []}
+    moved = ServiceEstimate(shots=(EstimateLine(name="sh010", credits=2_600),))
     assert "2,600 cr, not 2,080 cr" in (shots.differs_from_service(est, moved) or "")
 
 
@@ -266,7 +268,7 @@ def test_account_from_state_reads_me_and_credits():
     from act3_credits.core.state import Credits, State
 
     state = State()
-    state.me = {"org": {"plan": "enterprise"}, "member": {"role": "admin"}, "allowed_tiers": ["draft", "4k"]}
+    state.me = Me(plan="enterprise", role="admin", allowed_tiers=("draft", "4k"))
     state.allowed_tiers = ("draft", "4k")
     state.set_credits(Credits(plan="enterprise", total=10, available=7, held=3, version=1))
     acct = Account.from_state(state)
@@ -366,7 +368,7 @@ def test_shots_and_estimates_stay_frozen_values():
 
 
 def test_guard_pauses_when_the_balance_falls_below_the_minimum():
-    job = {"id": 3, "name": "seq010", "status": "processing", "estimated_credits": 20_800, "charged_credits": 4_160}
+    job = Job(id=3, name="seq010", status=Status.PROCESSING, estimated_credits=20_800, charged_credits=4_160)
     reason = shots.guard_decision(job=job, balance_total=99_000, min_balance=100_000, pause_over_estimate=True)
     assert reason == "Budget guard paused seq010: the balance fell to 99,000 cr, below your minimum of 100,000 cr."
     assert shots.guard_decision(job=job, balance_total=100_000, min_balance=100_000, pause_over_estimate=True) is None
@@ -374,7 +376,7 @@ def test_guard_pauses_when_the_balance_falls_below_the_minimum():
 
 
 def test_guard_pauses_a_job_charged_more_than_its_estimate():
-    job = {"id": 3, "name": "seq010", "status": "processing", "estimated_credits": 20_800, "charged_credits": 4_160}
+    job = Job(id=3, name="seq010", status=Status.PROCESSING, estimated_credits=20_800, charged_credits=4_160)
     assert shots.guard_decision(
         job=job, balance_total=None, min_balance=0, pause_over_estimate=True, estimate=4_000
     ) == ("Budget guard paused seq010: it has been charged 4,160 cr, more than its estimate of 4,000 cr.")
@@ -385,8 +387,8 @@ def test_guard_pauses_a_job_charged_more_than_its_estimate():
 
 
 def test_guard_leaves_paused_and_ended_jobs_alone():
-    for status in ("paused", "completed", "failed", "canceled"):
-        job = {"id": 1, "status": status, "estimated_credits": 1, "charged_credits": 9}
+    for status in (Status.PAUSED, Status.COMPLETED, Status.FAILED, Status.CANCELED):
+        job = Job(id=1, status=status, estimated_credits=1, charged_credits=9)
         assert shots.guard_decision(job=job, balance_total=0, min_balance=10, pause_over_estimate=True) is None
 
 
@@ -394,18 +396,18 @@ def test_guard_leaves_paused_and_ended_jobs_alone():
 
 
 def test_job_view_counts_ended_shots_and_says_what_each_cost():
-    job = {
-        "id": 12,
-        "name": "seq010 batch",
-        "status": "processing",
-        "estimated_credits": 6_240,
-        "charged_credits": 2_080,
-        "shots": [
-            {"name": "sh010", "status": "completed", "credits": 2_080},
-            {"name": "sh020", "status": "failed", "credits": 2_080, "error": "engine timed out"},
-            {"name": "sh030", "status": "queued", "credits": 2_080},
-        ],
-    }
+    job = Job(
+        id=12,
+        name="seq010 batch",
+        status=Status.PROCESSING,
+        estimated_credits=6_240,
+        charged_credits=2_080,
+        shots=(
+            JobShot(0, "sh010", status=Status.COMPLETED, credits=2_080),
+            JobShot(1, "sh020", status=Status.FAILED, credits=2_080, error="engine timed out"),
+            JobShot(2, "sh030", status=Status.QUEUED, credits=2_080),
+        ),
+    )
     view = shots.job_view(job)
     assert (view.done, view.total) == (2, 3) and view.progress == pytest.approx(2 / 3)
     assert view.progress_text() == "2/3 shots · 2,080 cr of 6,240 cr"
@@ -414,4 +416,4 @@ def test_job_view_counts_ended_shots_and_says_what_each_cost():
         "failed: engine timed out · not charged",
         "queued · 2,080 cr est.",
     ]
-    assert [v.id for v in shots.jobs_newest_first({3: {"id": 3}, 12: job})] == [12, 3]
+    assert [v.id for v in shots.jobs_newest_first({3: Job(id=3), 12: job})] == [12, 3]

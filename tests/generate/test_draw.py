@@ -6,9 +6,11 @@ from types import SimpleNamespace
 
 from support.layout import RecordingLayout
 
+from act3_credits.core.contract import Job, JobShot
 from act3_credits.core.pricing import DEFAULT_RATE_CARD as CARD
 from act3_credits.core.shots import Account, Shot, estimate
 from act3_credits.core.state import State
+from act3_credits.core.vocabulary import Status
 from act3_credits.generate import draw
 
 PRO = Account(plan="pro", role="editor", allowed_tiers=("draft", "standard", "high"), available=875_000)
@@ -109,31 +111,32 @@ def test_before_the_first_sync_the_dialog_says_whose_prices_these_are():
     assert layout.find("Built-in prices until the first sync; confirmed on Confirm.")
 
 
-def job(job_id: int, status: str, shot_states: list[str], **extra) -> dict:
-    shots = [
-        {
-            "index": i,
-            "name": f"sh{i + 1}0",
-            "engine": "veo-3.1",
-            "tier": "standard",
-            "duration_s": 8,
-            "credits": 2_080,
-            "status": s,
-            "error": "engine timed out" if s == "failed" else None,
-        }
+def job(job_id: int, status: str, shot_states: list[str], **extra) -> Job:
+    shots = tuple(
+        JobShot(
+            index=i,
+            name=f"sh{i + 1}0",
+            engine="veo-3.1",
+            tier="standard",
+            requested_duration_s=8.0,
+            duration_s=8,
+            credits=2_080,
+            status=Status(s),
+            error="engine timed out" if s == "failed" else None,
+        )
         for i, s in enumerate(shot_states)
-    ]
+    )
     charged = 2_080 * shot_states.count("completed")
-    return {
-        "id": job_id,
-        "name": f"batch {job_id}",
-        "status": status,
-        "estimated_credits": 2_080 * len(shots),
-        "charged_credits": charged,
-        "held": 0,
-        "shots": shots,
+    return Job(
+        id=job_id,
+        name=f"batch {job_id}",
+        status=Status(status),
+        estimated_credits=2_080 * len(shots),
+        charged_credits=charged,
+        held=0,
+        shots=shots,
         **extra,
-    }
+    )
 
 
 def test_render_queue_shows_each_job_with_progress_charge_and_controls_and_its_shots_on_demand():

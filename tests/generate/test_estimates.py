@@ -266,7 +266,7 @@ def test_a_lost_answer_is_retried_with_the_same_key_and_makes_one_job(studio, li
         proxy.shutdown()
     assert proxy.lost == 1 and len(proxy.posts) == 2 and proxy.posts[0] == proxy.posts[1]
     (job,) = studio.service_jobs(live_server)
-    assert studio.state.jobs[job["id"]]["name"] == "sh010"
+    assert studio.state.jobs[job["id"]].name == "sh010"
 
 
 def test_confirming_again_with_the_same_key_replays_the_first_job(studio, live_server):

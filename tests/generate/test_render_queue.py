@@ -29,7 +29,7 @@ def twelve_shots(studio: Any) -> list[Any]:
 
 
 def completed(studio: Any, job_id: int) -> int:
-    return sum(1 for s in studio.state.jobs[job_id]["shots"] if s["status"] == "completed")
+    return sum(1 for s in studio.state.jobs[job_id].shots if s.status == "completed")
 
 
 def shots_in(server: LiveServer, job_id: int, status: str) -> list[dict[str, Any]]:
@@ -46,24 +46,24 @@ def test_a_batch_of_twelve_runs_live_shot_by_shot_with_pause_resume_and_cancel(s
     drops: list[tuple[str, int, int]] = []  # (shot, credits the event says, drop of the balance)
     last_total = [before]
 
-    def on_event(etype: str, data: dict[str, Any]) -> None:
-        if etype == "job.shot_completed":
+    def on_event(event: Any) -> None:
+        if event.type == "job.shot_completed":
             total = studio.state.credits.total  # the state right after this event was drained
-            drops.append((data["shot"], data["credits"], last_total[0] - total))
+            drops.append((event.shot, event.credits, last_total[0] - total))
             last_total[0] = total
 
     studio.worker.subscribe(on_event)
     assert bpy.ops.act3.generate_batch(tag="seq010") == {"FINISHED"}
     job_id = max(studio.state.jobs)
     job = studio.state.jobs[job_id]
-    costs = {s["name"]: s["credits"] for s in job["shots"]}
-    assert job["estimated_credits"] == sum(costs.values()) == 4 * (1_040 + 1_560 + 2_080)
+    costs = {s.name: s.credits for s in job.shots}
+    assert job.estimated_credits == sum(costs.values()) == 4 * (1_040 + 1_560 + 2_080)
     assert studio.scene.act3_shots[0].last_job_id == job_id
 
     # Pause after three shots: the one rendering may finish, then nothing more starts.
     studio.until(lambda: completed(studio, job_id) >= 3, "three shots")
     assert bpy.ops.act3.job_pause(job_id=job_id) == {"FINISHED"}
-    studio.until(lambda: studio.state.jobs[job_id]["status"] == "paused", "the pause")
+    studio.until(lambda: studio.state.jobs[job_id].status == "paused", "the pause")
     studio.until(lambda: not shots_in(server, job_id, "processing"), "the shot rendering at the pause to end")
     at_pause = len(shots_in(server, job_id, "completed"))
     assert 3 <= at_pause <= 4
@@ -87,7 +87,7 @@ def test_a_batch_of_twelve_runs_live_shot_by_shot_with_pause_resume_and_cancel(s
 
     # Cancel: what is still held goes back; completed shots stay charged.
     assert bpy.ops.act3.job_cancel(job_id=job_id) == {"FINISHED"}
-    studio.until(lambda: studio.state.jobs[job_id]["status"] == "canceled", "the cancel")
+    studio.until(lambda: studio.state.jobs[job_id].status == "canceled", "the cancel")
     service_job = server.get(f"/jobs/{job_id}").json()
     done = [s for s in service_job["shots"] if s["status"] == "completed"]
     assert len(done) < 12
@@ -150,7 +150,7 @@ def test_budget_guard_pauses_a_batch_when_the_balance_falls_below_the_minimum(st
     n = sum(1 for s in job["shots"] if s["status"] == "completed")
     assert 3 <= n <= 4  # the shot rendering when the guard spoke may finish
     layout = RecordingLayout()
-    studio.until(lambda: studio.state.jobs[job_id]["status"] == "paused", "the paused job in the state")
+    studio.until(lambda: studio.state.jobs[job_id].status == "paused", "the paused job in the state")
     studio.module("generate.draw").draw_render_queue(layout, studio.state, studio.state.rate_card, guard.reasons)
     assert layout.find("Budget guard paused").alert
     layout.operator_button("act3.job_resume")
@@ -171,7 +171,7 @@ def test_a_failed_shot_is_not_charged_and_retry_sends_a_new_one_shot_job(studio,
     job_id = max(studio.state.jobs)
     ended = ("completed", "failed")
     studio.until(lambda: server.get(f"/jobs/{job_id}").json()["status"] in ended, "the batch")
-    studio.until(lambda: studio.state.jobs[job_id]["status"] in ended, "the batch in the state")
+    studio.until(lambda: studio.state.jobs[job_id].status in ended, "the batch in the state")
     job = server.get(f"/jobs/{job_id}").json()
     failed = [s for s in job["shots"] if s["status"] == "failed"]
     completed_shots = [s for s in job["shots"] if s["status"] == "completed"]
@@ -192,8 +192,8 @@ def test_a_failed_shot_is_not_charged_and_retry_sends_a_new_one_shot_job(studio,
     new_id = max(studio.state.jobs)
     assert new_id != job_id
     new = studio.state.jobs[new_id]
-    assert [s["name"] for s in new["shots"]] == [failed[0]["name"]]
-    assert new["estimated_credits"] == failed[0]["credits"] == 1_040
+    assert [s.name for s in new.shots] == [failed[0]["name"]]
+    assert new.estimated_credits == failed[0]["credits"] == 1_040
     # A completed shot is not retried, even from a script: it was charged already.
     jobs_before = set(studio.state.jobs)
     with pytest.raises(RuntimeError, match="has no failed shot"):  # its report, as one line

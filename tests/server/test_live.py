@@ -172,14 +172,18 @@ def test_no_key_in_the_server_log(live_server: LiveServer) -> None:
     srv.post("/jobs", {"name": "x", "shots": []}, idem="x")
     requests.get(srv.url + "/me", headers={"Authorization": "Bearer act3_wrong_key_1234567890"}, timeout=5)
     make_job(srv, 1)
+    srv.get("/events?after=0&wait=0")  # answered 200: an idle session's poll, not worth a line
+    requests.get(srv.url + "/events?after=0", headers={"Authorization": "Bearer act3_nope_events"}, timeout=5)
     time.sleep(0.3)
     srv.stop()
     log = srv.read_log()
     assert "GET /v1/me" in log  # the access log is on...
+    assert "GET /v1/events?after=0&wait=0" not in log
+    assert '"GET /v1/events?after=0 HTTP/1.1" 401' in log  # ...a refused long poll is logged
     for org in srv.orgs["orgs"]:
         for key in org["keys"].values():
             assert key not in log  # ...and no key is in it
-    assert "act3_wrong_key_1234567890" not in log and "Traceback" not in log
+    assert "act3_wrong_key_1234567890" not in log and "act3_nope_events" not in log and "Traceback" not in log
 
 
 def test_dev_clock_is_404_on_a_server_without_the_flag(live_server_factory) -> None:
