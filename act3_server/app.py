@@ -17,7 +17,7 @@ from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -72,6 +72,14 @@ Start = Literal["now", "next_period"]
 MAX_AMOUNT = 2**53
 
 
+def _whole(value: Any) -> Any:
+    # JSON has one number type: 100000.0 is the whole number the schema's "integer" allows.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole)]
+
+
 class EstimateIn(_Strict):
     model_config = ConfigDict(json_schema_extra={"examples": [{"shots": [oa.SHOT_EXAMPLE]}]})
     shots: list[ShotIn] = Field(json_schema_extra=oa.SHOTS)
@@ -86,10 +94,15 @@ class JobIn(_Strict):
 
 
 class AutoTopUpIn(_Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"enabled": True, "below": 100_000, "pack_id": "pack-250k", "max_per_period_cents": 95_000}]
+        }
+    )
     enabled: bool
-    below: int = Field(ge=0, le=MAX_AMOUNT)
-    pack_id: Text = Field(max_length=64)
-    max_per_period_cents: int = Field(ge=0, le=MAX_AMOUNT)
+    below: WholeNumber = Field(ge=0, le=MAX_AMOUNT)
+    pack_id: Text = Field(max_length=64, json_schema_extra=oa.PACKS)
+    max_per_period_cents: WholeNumber = Field(ge=0, le=MAX_AMOUNT)
 
 
 class PurchaseIn(_Strict):
