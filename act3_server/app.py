@@ -17,7 +17,7 @@ from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -72,6 +72,14 @@ Start = Literal["now", "next_period"]
 MAX_AMOUNT = 2**53
 
 
+def _whole(value: Any) -> Any:
+    # JSON has one number type: 100000.0 is the whole number the schema's "integer" allows.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole)]
+
+
 class EstimateIn(_Strict):
     model_config = ConfigDict(json_schema_extra={"examples": [{"shots": [oa.SHOT_EXAMPLE]}]})
     shots: list[ShotIn] = Field(json_schema_extra=oa.SHOTS)
@@ -103,10 +111,15 @@ class CapIn(_Strict):
 
 
 class AutoTopUpIn(_Strict):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"enabled": True, "below": 100_000, "pack_id": "pack-250k", "max_per_period_cents": 95_000}]
+        }
+    )
     enabled: bool
-    below: int = Field(ge=0, le=MAX_AMOUNT)
-    pack_id: Text = Field(max_length=64)
-    max_per_period_cents: int = Field(ge=0, le=MAX_AMOUNT)
+    below: WholeNumber = Field(ge=0, le=MAX_AMOUNT)
+    pack_id: Text = Field(max_length=64, json_schema_extra=oa.PACKS)
+    max_per_period_cents: WholeNumber = Field(ge=0, le=MAX_AMOUNT)
 
 
 class PurchaseIn(_Strict):
@@ -384,13 +397,20 @@ def create_app(
     @app.get("/v1/account/forecast", tags=["account"], response_model=oa.Forecast, responses=oa.errors())
     def get_forecast(who: Who) -> JSONResponse:
         return JSONResponse(usage.answer_forecast(ledger, who.org_id))
-    @app.get("/v1/account/auto-top-up", tags=["account"])
-    def get_auto_top_up(who: Who) -> dict[str, Any]:
-        return topup.read(ledger, who)
 
-    @app.put("/v1/account/auto-top-up", tags=["account"])
-    def put_auto_top_up(who: Who, body: AutoTopUpIn) -> dict[str, Any]:
-        return topup.write(ledger, who, body.enabled, body.below, body.pack_id, body.max_per_period_cents)
+    @app.get("/v1/account/auto-top-up", tags=["account"], response_model=oa.AutoTopUp, responses=oa.errors())
+    def get_auto_top_up(who: Who) -> JSONResponse:
+        return JSONResponse(topup.read(ledger, who))
+
+    @app.put(
+        "/v1/account/auto-top-up",
+        tags=["account"],
+        response_model=oa.AutoTopUp,
+        responses=oa.errors(*oa.BODY_ERRORS, ErrorCode.FORBIDDEN, ErrorCode.UNKNOWN_PACK),
+    )
+    def put_auto_top_up(who: Who, body: AutoTopUpIn) -> JSONResponse:
+        setting = topup.write(ledger, who, body.enabled, body.below, body.pack_id, body.max_per_period_cents)
+        return JSONResponse(setting)
 
     @app.get("/v1/pricing", tags=["pricing"], response_model=oa.RateCardOut, responses=oa.PRICING_ANSWERS)
     def get_pricing(who: Who, if_none_match: Annotated[str | None, Header()] = None) -> Response:

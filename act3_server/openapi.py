@@ -200,6 +200,7 @@ class HistoryItem(_Out):
     job_id: int | None
     member: str | None
     reason: str | None = Field(None, description="why a failed or canceled shot was not charged; else null")
+    auto: bool = Field(False, description="a purchase auto top-up made")
 
 
 class HistoryPage(_Out):
@@ -282,10 +283,22 @@ class BlockedShot(_Out):
     reason: str
 
 
+class NextPeriod(_Out):
+    """What will be available right after the next refill (`"when": "next_period"`)."""
+
+    starts_on: date
+    monthly_allocation: int
+    rolled_over: int
+    expired: int
+    held: int
+    scheduled: int = Field(description="what the jobs already scheduled will hold first")
+    available: int
+
+
 class Estimate(_Out):
     shots: list[EstimatedShot]
     total: int
-    available: int
+    available: int = Field(description="now, or right after the next refill with when=next_period")
     balance_after: int
     affordable: bool
     shortfall: int
@@ -293,6 +306,26 @@ class Estimate(_Out):
     project: str | None = None
     budget: BudgetVerdict | None = Field(None, description="the project's budget and what it would do")
     member_cap: CapVerdict | None = Field(None, description="the member's cap and what it would do")
+    when: Literal["next_period"] | None = None
+    next_period: NextPeriod | None = None
+
+
+class SetBy(_Out):
+    id: int
+    name: str
+
+
+class AutoTopUp(_Out):
+    """`GET`/`PUT /v1/account/auto-top-up`; before the owner sets it, off with nulls."""
+
+    enabled: bool
+    below: int | None
+    pack_id: PackId | None
+    max_per_period_cents: int | None
+    set_by: SetBy | None
+    set_at: datetime | None
+    period_start: date
+    spent_this_period_cents: int
 
 
 class Shot(_Out):
@@ -394,6 +427,7 @@ class PurchaseCompletedData(_Out):
     pack_id: PackId
     credits: int
     balance: Credits
+    auto: bool = Field(False, description="bought by auto top-up")
 
 
 class PurchaseCompleted(_EventBase):

@@ -350,7 +350,7 @@ class ServiceEstimate:
     )
     shots: tuple[EstimateLine, ...]
     total: int  # every shot, blocked ones too
-    available: int
+    available: int  # now, or right after the next refill when `when == "next_period"`
     balance_after: int
     affordable: bool
     shortfall: int

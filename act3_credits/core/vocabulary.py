@@ -27,8 +27,8 @@ class Status(StrEnum):
 # A job or shot that may still be charged, and one that never will be again.
 RUNNING = frozenset({Status.QUEUED, Status.PROCESSING})
 ENDED = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELED})
-# A shot is never paused (its job is); in the order of `Status`.
-SHOT_STATUSES = tuple(s for s in Status if s is not Status.PAUSED)
+# A shot is never paused or scheduled (its job is); in the order of `Status`.
+SHOT_STATUSES = tuple(s for s in Status if s not in (Status.PAUSED, Status.SCHEDULED))
 
 
 class Event(StrEnum):
