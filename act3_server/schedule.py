@@ -25,7 +25,8 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from act3_credits.core import pricing
-from act3_credits.core.vocabulary import Status
+from act3_credits.core.shots import shortfall_message
+from act3_credits.core.vocabulary import Status, Verdict
 
 from . import billing, rules, topup
 from .db import accounts, jobs, read_tx, shots, to_db
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 NEXT_PERIOD = "next_period"
 
 _SCHEDULED = (
-    select(jobs.c.id, jobs.c.number, jobs.c.member_id, jobs.c.estimated_credits)
+    select(jobs.c.id, jobs.c.number, jobs.c.member_id, jobs.c.project, jobs.c.estimated_credits)
     .where(jobs.c.org_id == bindparam("org_id"), jobs.c.status == Status.SCHEDULED.value)
     .order_by(jobs.c.number)
     .with_for_update(skip_locked=True)
@@ -46,6 +47,7 @@ _SCHEDULED_TOTALS = (
     .where(jobs.c.org_id == bindparam("org_id"), jobs.c.status == Status.SCHEDULED.value)
     .order_by(jobs.c.number)
 )
+_SHOT_COSTS = select(shots.c.credits).where(shots.c.job_id == bindparam("job_id")).order_by(shots.c.idx)
 _OPEN_CREDITS = select(func.coalesce(func.sum(shots.c.credits), 0)).where(
     shots.c.job_id == bindparam("job_id"), shots.c.status.in_((Status.QUEUED.value, Status.PROCESSING.value))
 )
@@ -71,16 +73,22 @@ def wants_next_period(value: str | None) -> bool:
 
 
 def refusal(
-    ledger: Ledger, conn: Connection, org: Org, acct: dict[str, Any], member_id: int, amount: int
-) -> str | None:
-    """Why `amount` more cannot be held for a job of `member_id` now (its reason word), or None.
+    conn: Connection, org: Org, acct: dict[str, Any], job: Any, costs: list[int], now: datetime
+) -> tuple[str | None, int | None]:
+    """Why `job` cannot hold `costs` (its open shots' credits) in the period of `now`: the reason
+    word ("member_cap", "budget", "insufficient_credits") or None; and, under a `pause` budget, the
+    shot it stops before. The same checks, in the same order, as a job sent now."""
+    from . import budgets as spend_limits  # budgets imports the ledger, which imports this module
 
-    --- hook: project budgets and member caps (issue 11, items 1-2) add their checks here and
-    return their own reason ("budget", "member_cap"); the balance is checked last.
-    """
-    if amount > rules.available(acct):
-        return "insufficient_credits"
-    return None
+    period = billing.period_start(now.date(), org.billing_day)
+    found = spend_limits.assess(conn, org.id, job.member_id, "", job.project, costs, period)
+    if found.cap_verdict == Verdict.REFUSE:
+        return "member_cap", None
+    if found.budget_verdict == Verdict.REFUSE:
+        return "budget", None
+    if sum(costs) > rules.available(acct):
+        return "insufficient_credits", None
+    return None, found.pause_before if found.budget_verdict == Verdict.PAUSE else None
 
 
 def start_scheduled(ledger: Ledger, conn: Connection, org: Org, acct: dict[str, Any], now: datetime) -> None:
@@ -88,7 +96,8 @@ def start_scheduled(ledger: Ledger, conn: Connection, org: Org, acct: dict[str, 
     first, holds and is queued, or is paused with the reason it could not start."""
     for job in conn.execute(_SCHEDULED, {"org_id": org.id}).all():
         before = rules.available(acct)
-        reason = refusal(ledger, conn, org, acct, job.member_id, job.estimated_credits)
+        costs = [int(c) for c in conn.execute(_SHOT_COSTS, {"job_id": job.id}).scalars()]
+        reason, pause_before = refusal(conn, org, acct, job, costs, now)
         if reason is not None:
             conn.execute(
                 jobs.update().where(jobs.c.id == job.id).values(status=Status.PAUSED.value, updated_at=to_db(now))
@@ -99,7 +108,15 @@ def start_scheduled(ledger: Ledger, conn: Connection, org: Org, acct: dict[str, 
         conn.execute(
             jobs.update()
             .where(jobs.c.id == job.id)
-            .values(status=Status.QUEUED.value, held=job.estimated_credits, updated_at=to_db(now))
+            .values(
+                status=Status.QUEUED.value,
+                held=job.estimated_credits,
+                # It counts against the period it starts in (budgets and caps), and a pause budget
+                # stops it before the shot that would cross, as for a job sent now.
+                period_start=billing.period_start(now.date(), org.billing_day),
+                pause_before=pause_before,
+                updated_at=to_db(now),
+            )
         )
         ledger._hold(conn, org, acct, job.id, job.estimated_credits, now)
         data = {"job_id": job.number, "status": Status.QUEUED.value, "reason": "refill"}
@@ -116,16 +133,14 @@ def hold_before_resume(
     if missing <= 0:
         return
     before = rules.available(acct)
-    reason = refusal(ledger, conn, org, acct, job.member_id, missing)
+    reason, _pause = refusal(conn, org, acct, job, [missing], now)
     if reason == "insufficient_credits":
         raise _error(
-            "insufficient_credits",
-            f"Job {job.number} needs {missing:,} credits to resume but only {before:,} are available.",
-            required_credits=missing,
-            current_balance=before,
+            "insufficient_credits", shortfall_message(missing, before), required_credits=missing, current_balance=before
         )
     if reason is not None:
-        raise _error(reason, f"Job {job.number} cannot resume: {reason}.")
+        words = {"member_cap": "your member cap", "budget": f"the budget of project {job.project!r}"}[reason]
+        raise _error(f"{reason}_exceeded", f"Job {job.number} cannot resume: it would go past {words}.")
     conn.execute(jobs.update().where(jobs.c.id == job.id).values(held=job.held + missing))
     ledger._hold(conn, org, acct, job.id, missing, now)
     topup.after_hold(ledger, conn, org, acct, before, now)

@@ -96,6 +96,38 @@ def test_the_refill_starts_scheduled_jobs_oldest_first_and_pauses_one_that_no_lo
     starter.assert_books_balance()
 
 
+def test_the_refill_pauses_a_scheduled_job_past_its_projects_budget_or_its_members_cap(starter: Books) -> None:
+    ledger = starter.ledger
+    ledger.budgets.put(starter.owner, "spot", 200_000, "billing_period", "refuse")
+    sent = ledger.create_job(starter.editor, "now", shots_costing(150_000), None, project="spot").body
+    assert sum(starter.run_all()) == 150_000  # November's spend: it does not count in December
+    x = ledger.create_job(starter.editor, "x", shots_costing(120_000), None, project="spot", start="next_period").body
+    y = ledger.create_job(starter.editor, "y", shots_costing(90_000), None, project="spot", start="next_period").body
+    assert (sent["status"], x["status"], y["status"]) == ("queued", "scheduled", "scheduled")
+    starter.clock.set(DEC_1)
+    ledger.refill_due(at=starter.clock.now)
+    # December: 245,000 + the 95,000 rolled over are available, so only the budget stops y:
+    # x uses 120,000 of spot's 200,000, and y's 90,000 would make 210,000.
+    jobs = {j["name"]: j for j in ledger.list_jobs(starter.editor)}
+    assert (jobs["x"]["status"], jobs["x"]["held"]) == ("queued", 120_000)
+    assert (jobs["y"]["status"], jobs["y"]["held"]) == ("paused", 0)
+    assert {"job_id": y["id"], "status": "paused", "reason": "budget"} in status_events(starter)
+    assert available(starter) == 340_000 - 120_000
+    with pytest.raises(LedgerError) as refused:  # resuming it would still cross the budget
+        ledger.resume(starter.editor, y["id"])
+    assert refused.value.code == "budget_exceeded"
+    assert ledger.get_job(starter.editor, y["id"])["held"] == 0
+
+    # A member cap, the same way: the editor may use 100,000 a period, so a deferred 130,000 pauses.
+    ledger.budgets.set_cap(starter.owner, starter.editor.member_id, 100_000)
+    z = ledger.create_job(starter.editor, "z", shots_costing(130_000), None, start="next_period").body
+    starter.clock.set(datetime(2027, 1, 1, 0, 0, 1, tzinfo=UTC))
+    ledger.refill_due(at=starter.clock.now)
+    assert ledger.get_job(starter.editor, z["id"])["status"] == "paused"
+    assert {"job_id": z["id"], "status": "paused", "reason": "member_cap"} in status_events(starter)
+    starter.assert_books_balance()
+
+
 def test_a_clock_jump_over_many_periods_starts_a_scheduled_job_exactly_once(starter: Books) -> None:
     ledger = starter.ledger
     job = defer(starter, 100_000)
