@@ -44,16 +44,11 @@ def spend(acct: Mapping[str, int], amount: int) -> dict[str, int]:
     Returns each bucket's change (negative), leaving out buckets it did not touch; the account is
     not changed (`apply` does that). Raises OverdrawnError if the three buckets hold less.
     """
-    deltas: dict[str, int] = {}
-    left = amount
-    for bucket, column in SPENDING_ORDER:
-        take = min(left, acct[column])
-        if take:
-            deltas[bucket] = -take
-            left -= take
-    if left:
+    buckets = (acct["monthly_remaining"], acct["bank_rolled"], acct["bank_purchased"])
+    takes = billing.spend_in_order(buckets, amount)
+    if sum(takes) != amount:
         raise OverdrawnError("charge exceeds the balance")
-    return deltas
+    return {bucket: -take for (bucket, _column), take in zip(SPENDING_ORDER, takes, strict=True) if take}
 
 
 def apply(acct: dict[str, int], deltas: Mapping[str, int]) -> None:

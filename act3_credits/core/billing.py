@@ -1,5 +1,5 @@
-"""Billing dates and the refill's split: the calendar side of refills, and what a refill does with
-the month that is left.
+"""Billing dates, the spending order and the refill's split: the calendar side of refills, which
+bucket a charge takes from, and what a refill does with the month that is left.
 
 An org refills at 00:00 UTC on its billing day each month; a billing day of 29-31 falls on the last
 day of shorter months (day 31 is 28 or 29 February, 30 April, ...). Plain Python: the service's
@@ -62,6 +62,21 @@ def nth_period_after(last_start: date, n: int, billing_day: int) -> date:
     """The n-th billing date after `last_start` (n >= 1): what `periods_between` yields n-th."""
     y, m = _shift(last_start.year, last_start.month, n)
     return billing_date(y, m, billing_day)
+
+
+def spend_in_order(buckets: tuple[int, int, int], amount: int) -> tuple[int, int, int]:
+    """What `amount` takes from (monthly, rolled-over bank, purchased bank), in that order: monthly
+    credits expire at the refill, so they go first; bought credits never expire, so they go last.
+
+    The three takes sum to `amount` when the buckets hold enough; the caller decides what a shortfall
+    means (the ledger refuses it, the forecast stops there)."""
+    left = amount
+    takes = []
+    for held in buckets:
+        take = min(left, held)
+        takes.append(take)
+        left -= take
+    return takes[0], takes[1], takes[2]
 
 
 def refill_split(monthly_left: int, bank_rolled: int, rollover_cap: int) -> tuple[int, int]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from fractions import Fraction
 
-from .billing import next_billing_date, refill_split
+from .billing import next_billing_date, refill_split, spend_in_order
 
 HORIZON = timedelta(days=365)
 DAY_S = 86_400
@@ -118,11 +118,10 @@ def _refill_after(moment: datetime, billing_day: int) -> datetime:
 
 
 def _spend(buckets: list[int], amount: int) -> None:
-    """Take `amount` from [monthly, bank_rolled, bank_purchased] in that order (it fits)."""
-    for i in range(3):
-        take = min(amount, buckets[i])
+    """Take `amount` from [monthly, bank_rolled, bank_purchased] in the spending order (it fits)."""
+    takes = spend_in_order((buckets[0], buckets[1], buckets[2]), amount)
+    for i, take in enumerate(takes):
         buckets[i] -= take
-        amount -= take
 
 
 def forecast(
