@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from act3_credits.core import pricing
-from act3_credits.core.vocabulary import Status
+from act3_credits.core.vocabulary import HISTORY_FIELDS, Status
 
 from . import billing, rules
 from .db import iso, to_db
@@ -145,22 +145,7 @@ def event_json(row: Any) -> dict[str, Any]:
     return {"seq": row.seq, "type": row.type, "at": iso(row.at), "data": json.loads(row.data)}
 
 
-HISTORY_KEYS = (
-    "id",
-    "at",
-    "kind",
-    "shot",
-    "engine",
-    "tier",
-    "duration_s",
-    "credits",
-    "monthly_delta",
-    "bank_delta",
-    "job_id",
-    "member",
-    "reason",  # why a `failed` or `canceled` shot was not charged; None for other kinds
-    "auto",
-)
+HISTORY_KEYS = ("id", *HISTORY_FIELDS)
 
 
 def iso_z(dt: datetime) -> str:

@@ -92,6 +92,25 @@ class Reason(StrEnum):
 PROJECT_MAX_CHARS = 64
 
 
+# The fields of a history row as `GET /v1/account/credits/history` lists them (after its `id`), in
+# the order the CSV export writes them.
+HISTORY_FIELDS = (
+    "at",
+    "kind",
+    "shot",
+    "engine",
+    "tier",
+    "duration_s",
+    "credits",
+    "monthly_delta",
+    "bank_delta",
+    "job_id",
+    "member",
+    "reason",  # why a `failed` or `canceled` shot was not charged; None for other kinds
+    "auto",  # a purchase auto top-up made
+)
+
+
 class ErrorCode(StrEnum):
     """`error.code` of an error answer (`{"error": {"code", "message", ...}}`)."""
 

@@ -5,20 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from ..core.state import HistoryRow
+from ..core.vocabulary import HISTORY_FIELDS
 
-HEADER = (
-    "at",
-    "kind",
-    "shot",
-    "engine",
-    "tier",
-    "duration_s",
-    "credits",
-    "monthly_delta",
-    "bank_delta",
-    "job_id",
-    "member",
-)
+HEADER = HISTORY_FIELDS
 
 
 def _text(value: object) -> str:
@@ -43,4 +32,6 @@ def csv_rows(rows: Iterable[HistoryRow]) -> Iterator[list[object]]:
             r.bank_delta,
             "" if r.job_id is None else r.job_id,
             _text(r.member),
+            _text(r.reason),
+            "true" if r.auto else "",
         ]

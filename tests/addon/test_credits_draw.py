@@ -433,9 +433,9 @@ def test_history_load_more_is_off_once_everything_is_loaded():
 def test_csv_export_rows_keep_numbers_and_defuse_formulas():
     rows = list(export.csv_rows([row(1, "2026-11-25T12:00:00Z", "=HYPERLINK(1)", "draft", -520)]))
     assert rows == [
-        ["2026-11-25T12:00:00Z", "render", "'=HYPERLINK(1)", "veo-3.1", "draft", 8, -520, -520, 0, 1, "Ana (editor)"]
+        ["2026-11-25T12:00:00Z", "render", "'=HYPERLINK(1)", "veo-3.1", "draft", 8, -520, -520, 0, 1, "Ana (editor)", "", ""]
     ]
-    assert len(export.HEADER) == len(rows[0])
+    assert len(export.HEADER) == len(rows[0]) and export.HEADER[-2:] == ("reason", "auto")
 
 
 # --------------------------------------------------------------------------------------- buying
