@@ -141,7 +141,9 @@ def hold_before_resume(
     if reason is not None:
         words = {"member_cap": "your member cap", "budget": f"the budget of project {job.project!r}"}[reason]
         raise _error(f"{reason}_exceeded", f"Job {job.number} cannot resume: it would go past {words}.")
-    conn.execute(jobs.update().where(jobs.c.id == job.id).values(held=job.held + missing))
+    # Only a job its refill paused gets here (others kept their hold): it counts from this period on.
+    period = billing.period_start(now.date(), org.billing_day)
+    conn.execute(jobs.update().where(jobs.c.id == job.id).values(held=job.held + missing, period_start=period))
     ledger._hold(conn, org, acct, job.id, missing, now)
     topup.after_hold(ledger, conn, org, acct, before, now)
 

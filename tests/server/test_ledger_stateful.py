@@ -139,14 +139,29 @@ class Model:
             self.after_refills()
 
     def after_refills(self) -> None:
-        """A new period: auto top-up's cap starts again; scheduled jobs hold in order, or pause."""
+        """A new period: auto top-up's cap starts again; scheduled jobs hold in order, or pause (past
+        their member's cap, or past the balance); a started one counts in the period it starts in."""
         self.auto_spent_cents = 0
         for job_id, cost in self.scheduled:
-            if cost <= self.available:
-                self.hold(cost)
-            else:
-                self.unheld[job_id] = cost
+            self.start_or_pause(job_id, cost, unheld=False)
         self.scheduled = []
+
+    def start_or_pause(self, job_id: int, cost: int, unheld: bool) -> str | None:
+        """Hold a scheduled job (at its refill) or one its refill paused (on resume): None, or why not."""
+        use = self.limits.jobs[job_id]
+        period = self.last_refill_day
+        verdict, _ = self.limits.verdict(use.member_id, use.project, [cost], period)
+        why = "member_cap_exceeded" if verdict == "member_cap_exceeded" else None
+        if why is None and cost > self.available:
+            why = "insufficient_credits"
+        if why is not None:
+            if not unheld:
+                self.unheld[job_id] = cost
+            return why
+        self.unheld.pop(job_id, None)
+        self.hold(cost)
+        self.limits.jobs[job_id] = JobUse(use.project, period, use.member_id, cost)
+        return None
 
     def hold(self, amount: int) -> None:
         """Hold `amount`; if `available` crosses auto top-up's threshold, buy its pack within the cap."""
@@ -351,15 +366,16 @@ class LedgerMachine(RuleBasedStateMachine):
         try:
             job = getattr(self.ledger, action)(self.books.editor, job_id)
         except LedgerError as err:
-            if err.code == "insufficient_credits":  # a job its refill paused holds on resume
-                assert action == "resume" and self.model.unheld[job_id] > self.model.available
+            if err.code in ("insufficient_credits", "member_cap_exceeded"):  # a job its refill paused
+                assert action == "resume" and job_id in self.model.unheld
+                assert self.model.start_or_pause(job_id, self.model.unheld[job_id], unheld=True) == err.code
                 return
             assert err.code == "invalid_state"
             assert before["status"] in ("completed", "failed", "canceled", "scheduled") or action == "resume"
             return
         assert before["status"] != "scheduled" or action == "cancel"
         if action == "resume" and job_id in self.model.unheld:
-            self.model.hold(self.model.unheld.pop(job_id))
+            assert self.model.start_or_pause(job_id, self.model.unheld[job_id], unheld=True) is None
         if action == "cancel":
             assert job["held"] == 0 and job["status"] == "canceled"
             self.model.held -= before["held"]
@@ -506,6 +522,8 @@ class LedgerMachine(RuleBasedStateMachine):
         job = result.body
         assert (job["status"], job["held"], job["estimated_credits"]) == ("scheduled", 0, sum(costs))
         self.model.scheduled.append((job["id"], sum(costs)))
+        # Counts against no period until its refill starts it (Model.start_or_pause).
+        self.model.limits.jobs[job["id"]] = JobUse(None, date.min, self.books.editor.member_id, 0)
         self.jobs.append(job["id"])
         with db.read_tx(self.ledger.engine) as conn:
             internal = conn.execute(
