@@ -24,7 +24,7 @@ from starlette.routing import Match
 from act3_credits.core import pricing
 from act3_credits.core.vocabulary import ErrorCode, Kind, Status
 
-from . import longpoll, topup, usage
+from . import jobpath, longpoll, topup, usage
 from . import openapi as oa
 from .auth import parse_bearer
 from .clock import ClockMovedBack, DbClock
@@ -222,7 +222,10 @@ def create_app(
     bus: EventBus | None = None,
     on_start: Callable[[], None] | None = None,
     on_stop: Callable[[], None] | None = None,
+    fast_paths: bool = True,
 ) -> FastAPI:
+    """The service's app. `fast_paths=False` leaves every request to the FastAPI routes (the
+    reference the fast paths are compared with in tests/server/test_jobpath.py)."""
     events_bus = bus or EventBus(ledger.engine)
     keys = KeyCheck(ledger.engine)
 
@@ -258,16 +261,42 @@ def create_app(
         log.error("unexpected error", exc_info=exc)  # details go to the log, never into the body
         return error_response(ErrorCode.INTERNAL_ERROR, "Something went wrong on our side; nothing was changed.", 500)
 
+    def error_answer(exc: BaseException) -> JSONResponse:
+        # What the exception handlers below answer, for the fast paths that run outside them.
+        if isinstance(exc, ApiError):
+            return error_response(exc.code, exc.message, exc.status, **exc.extra)
+        if isinstance(exc, LedgerError):
+            return error_response(exc.code, exc.message, **exc.extra)
+        return unexpected(exc)
+
+    def submit(key: str, idempotency_key: str, raw: bytes) -> Result | None:
+        # POST /v1/jobs as the route does it, in one worker thread (jobpath.JobsFastPath); None
+        # whenever the route would answer something else than the ledger's result.
+        try:
+            body = JobIn.model_validate(json.loads(raw))
+        except (ValueError, RecursionError):  # not JSON, or not a job (ValidationError is a ValueError)
+            return None
+        who = keys.authenticate(key)
+        if who is None:
+            return None
+        shots = [s.model_dump() for s in body.shots]
+        return ledger.create_job(who, body.name, shots, idempotency_key, project=body.project, start=body.start)
+
     # Outermost of all, before Starlette's own error and body-limit layers: the idle long polls'
-    # cheap path (the route below stays the reference and answers everything it hands on).
+    # and the job submissions' cheap paths (the routes below stay the reference and answer
+    # everything the fast paths hand on).
     build_stack = app.build_middleware_stack
 
-    def with_fast_path() -> Any:
-        return longpoll.EventsFastPath(
-            build_stack(), ledger=ledger, bus=events_bus, authenticate=keys.authenticate, on_error=unexpected
-        )
+    def with_fast_paths() -> Any:
+        stack: Any = build_stack()
+        if fast_paths:
+            stack = jobpath.JobsFastPath(stack, submit=submit, on_error=error_answer, limit=MAX_BODY_BYTES)
+            stack = longpoll.EventsFastPath(
+                stack, ledger=ledger, bus=events_bus, authenticate=keys.authenticate, on_error=unexpected
+            )
+        return stack
 
-    app.build_middleware_stack = with_fast_path  # type: ignore[method-assign]
+    app.build_middleware_stack = with_fast_paths  # type: ignore[method-assign]
 
     # --- errors ------------------------------------------------------------------------------------
 

@@ -300,16 +300,6 @@ def pace(conn: Connection, org_id: int, now: datetime) -> tuple[int, int]:
     return last_7, last_30
 
 
-def _whole_periods(start: datetime, end: datetime, billing_day: int | None) -> tuple[date, date] | None:
-    """(first, end) billing dates when [start, end) is whole billing periods of the org, else None."""
-    if billing_day is None or start.time() != time(0) or end.time() != time(0):
-        return None
-    first, last = start.date(), end.date()
-    if billing.period_start(first, billing_day) != first or billing.period_start(last, billing_day) != last:
-        return None
-    return first, last
-
-
 def _week(d: date) -> date:
     return d - timedelta(days=d.weekday())  # ISO weeks: the Monday names the week
 
@@ -325,9 +315,11 @@ def usage(
     engine: str | None = None,
     limit: int = DEFAULT_LIMIT,
     billing_day: int | None = None,
+    now: datetime | None = None,
 ) -> dict[str, Any]:
     """The usage answer for [start, end) (naive UTC, checked by `check_range`); `billing_day` (the
-    org's) lets a grouping by shot over whole billing periods read `usage_shots`."""
+    org's) lets an unfiltered grouping by shot read `usage_shots` (`_by_shot`), and `now` (naive
+    UTC) tells it that no render is later, so a part of a period after it costs no rows."""
     sums: dict[str, _Sum] = defaultdict(_Sum)
     days, parts = _pieces(start, end)
     timeline = group_by in ("day", "week")
@@ -340,26 +332,9 @@ def usage(
             return str(raw) if raw else ""
         return str(raw)
 
-    periods = _whole_periods(start, end, billing_day) if group_by == "shot" and not (tier or engine) else None
-    if periods is not None:  # whole billing periods: usage_shots, a row per shot name and period
-        # Only the `limit` largest come back (sorted by the database); the total is one more sum.
-        where = (_S.c.org_id == org_id, _S.c.period_start >= periods[0], _S.c.period_start < periods[1])
-        credits = func.sum(_S.c.credits)
-        top = conn.execute(
-            select(_S.c.shot, credits, func.sum(_S.c.shots), func.sum(_S.c.seconds))
-            .where(*where)
-            .group_by(_S.c.shot)
-            .order_by(credits.desc(), _S.c.shot)
-            .limit(limit)
-        ).all()
-        c, n, s = conn.execute(
-            select(func.sum(_S.c.credits), func.sum(_S.c.shots), func.sum(_S.c.seconds)).where(*where)
-        ).one()
-        everything = _Sum()
-        everything.add(c or 0, n or 0, s or 0)
-        ranked = [(str(k), _Sum(int(c), int(n), int(s))) for k, c, n, s in top]
-        return _answer(start, end, group_by, [{"key": k, **v.json()} for k, v in ranked], everything)
-    elif group_by == "shot":  # any other range, or filtered: the render rows of the whole range
+    if group_by == "shot" and not (tier or engine) and billing_day is not None:
+        return _by_shot(conn, org_id, start, end, limit, billing_day, now)
+    if group_by == "shot":  # filtered: the render rows of the whole range
         for k, c, n, s in _from_rows(conn, org_id, (start, end), "shot", tier, engine):
             sums[key_of(k, None)].add(c, n, s)
     else:
@@ -387,6 +362,76 @@ def usage(
         ranked = sorted(sums.items(), key=lambda kv: (-kv[1].credits, kv[0]))[:limit]
         groups = [{"key": k, **v.json()} for k, v in ranked]
     return _answer(start, end, group_by, groups, total)
+
+
+def _period_bounds(d: date, billing_day: int) -> tuple[datetime, datetime]:
+    first = billing.period_start(d, billing_day)
+    return datetime.combine(first, time(0)), datetime.combine(billing.next_billing_date(first, billing_day), time(0))
+
+
+def _by_shot(
+    conn: Connection, org_id: int, start: datetime, end: datetime, limit: int, billing_day: int, now: datetime | None
+) -> dict[str, Any]:
+    """Unfiltered usage by shot for any range, from `usage_shots` (a row per shot and billing period).
+
+    The periods the range covers whole are read as they are. A period it covers in part (only the
+    first and the last can be) is either its part inside the range summed from the render rows, or
+    its whole `usage_shots` rows less the render rows of its parts outside the range, whichever
+    spans less time (a part after `now` holds no renders yet): both are exact, so a year by shot
+    reads ~12 periods of names and at most half a period of render rows at each end."""
+    added: list[tuple[datetime, datetime]] = []
+    taken: list[tuple[datetime, datetime]] = []
+    first_p = _period_bounds(start.date(), billing_day)
+    last_p = _period_bounds((end - timedelta(microseconds=1)).date(), billing_day)
+    lo, hi = first_p[0], last_p[1]  # the periods read from usage_shots: [lo, hi)
+
+    def span(parts: list[tuple[datetime, datetime]]) -> timedelta:
+        cut = now or datetime.max
+        return sum((min(b, cut) - a for a, b in parts if a < min(b, cut)), timedelta())
+
+    for p_start, p_end in {first_p, last_p}:
+        inside = (max(start, p_start), min(end, p_end))
+        outside = [(a, b) for a, b in ((p_start, inside[0]), (inside[1], p_end)) if a < b]
+        if not outside:
+            continue  # whole
+        if span([inside]) <= span(outside):
+            added.append(inside)
+            if p_start == lo:
+                lo = p_end
+            if p_end == hi:
+                hi = p_start
+        else:
+            taken.extend(outside)
+    sums: dict[str, _Sum] = defaultdict(_Sum)
+    where = (_S.c.org_id == org_id, _S.c.period_start >= lo.date(), _S.c.period_start < hi.date())
+    credits = func.sum(_S.c.credits)
+    query = select(_S.c.shot, credits, func.sum(_S.c.shots), func.sum(_S.c.seconds)).where(*where).group_by(_S.c.shot)
+    if lo < hi and not (added or taken):
+        # Whole billing periods (the default): only the `limit` largest come back, sorted by the
+        # database; the total is one more sum.
+        top = conn.execute(query.order_by(credits.desc(), _S.c.shot).limit(limit)).all()
+        c, n, s = conn.execute(
+            select(func.sum(_S.c.credits), func.sum(_S.c.shots), func.sum(_S.c.seconds)).where(*where)
+        ).one()
+        everything = _Sum()
+        everything.add(c or 0, n or 0, s or 0)
+        ranked = [(str(k), _Sum(int(c), int(n), int(s))) for k, c, n, s in top]
+        return _answer(start, end, "shot", [{"key": k, **v.json()} for k, v in ranked], everything)
+    if lo < hi:
+        for k, c, n, s in conn.execute(query):
+            sums[str(k)].add(c, n, s)
+    for part in added:
+        for k, c, n, s in _from_rows(conn, org_id, part, "shot", None, None):
+            sums[str(k)].add(c, n, s)
+    for part in taken:
+        for k, c, n, s in _from_rows(conn, org_id, part, "shot", None, None):
+            sums[str(k)].add(-c, -n, -s)
+    total = _Sum()
+    kept = {k: v for k, v in sums.items() if v.shots}
+    for one in kept.values():
+        total.add(one.credits, one.shots, one.seconds)
+    ranked = sorted(kept.items(), key=lambda kv: (-kv[1].credits, kv[0]))[:limit]
+    return _answer(start, end, "shot", [{"key": k, **v.json()} for k, v in ranked], total)
 
 
 def _answer(start: datetime, end: datetime, group_by: str, groups: list[dict[str, Any]], total: _Sum) -> dict[str, Any]:
@@ -427,7 +472,10 @@ def answer_usage(
     end = parse_bound("to", to) if to else period[1]
     check_range(start, end)
     with read_tx(ledger.engine) as conn:
-        return usage(conn, org_id, start, end, group_by, tier=tier, engine=engine, limit=limit, billing_day=billing_day)
+        return usage(
+            conn, org_id, start, end, group_by, tier=tier, engine=engine, limit=limit, billing_day=billing_day,
+            now=to_db(ledger.now()),
+        )  # fmt: skip
 
 
 def answer_forecast(ledger: Ledger, org_id: int) -> dict[str, Any]:

@@ -85,6 +85,10 @@ RANGES = [
     ("inside one day", "2026-11-25T12:00:00", "2026-11-25T23:59:59"),
     ("across one midnight", "2026-11-25T23:00:00+00:00", "2026-11-26T00:00:01Z"),
     ("the last week with offsets", "2026-11-28T11:00:00+01:00", "2026-12-03"),
+    # By shot, a period covered in part is its part in the range (above) or the whole period less
+    # its parts outside (here, both ends: most of November and most of December).
+    ("most of two billing periods", "2026-11-02", "2026-12-31T12:00:00Z"),
+    ("most of one billing period", "2026-11-01T06:00:00Z", "2026-11-30"),
 ]
 FILTERS: list[dict[str, str]] = [{}, {"tier": "high"}, {"engine": V}, {"tier": "draft", "engine": K}]
 
