@@ -254,7 +254,7 @@ def _serve_one(args: argparse.Namespace, url: str, sock: Any) -> None:
     """One serve process: on its own port, or on `sock` (a listening socket shared by --processes)."""
     import uvicorn
 
-    from .server import MAX_HEAD_BYTES, build_service, guarded_protocol
+    from .server import build_service, guarded_protocol
 
     service = build_service(
         url,
@@ -270,7 +270,7 @@ def _serve_one(args: argparse.Namespace, url: str, sock: Any) -> None:
     # an answered long poll is not logged (server.QuietAccessLog).
     # A long poll may wait 30 s; on shutdown give requests 2 s, then close.
     # Slow clients: every request's head and body have a deadline, a head is at most 16 KiB
-    # (larger is 400), and an idle keep-alive connection is closed after 5 s.
+    # (larger is 431), and an idle keep-alive connection is closed after 5 s.
     config = uvicorn.Config(
         service.app,
         host=args.host,
@@ -279,7 +279,6 @@ def _serve_one(args: argparse.Namespace, url: str, sock: Any) -> None:
         access_log=True,
         timeout_graceful_shutdown=2,
         http=guarded_protocol(args.header_timeout, args.body_timeout),
-        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         timeout_keep_alive=5,
     )
     uvicorn.Server(config).run(sockets=None if sock is None else [sock])

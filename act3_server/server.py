@@ -13,10 +13,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import h11
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from . import migrate
 from .app import create_app
@@ -52,14 +51,17 @@ class QuietAccessLog:
         self.logger.info(msg, *args)
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol with deadlines for what the client sends.
+class GuardedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol (httptools, the C parser) with deadlines for what the client sends.
 
     uvicorn closes a keep-alive connection that stays silent, but a client that trickles a request
     (a byte now and then: a slowloris) or never finishes its body would hold its connection for
     ever. Here each request's head and body have a deadline; past it the connection is closed (a
     408 first when no request has started). A response being computed, or a long poll waiting, is
-    not limited: the deadlines cover only what the client still owes."""
+    not limited: the deadlines cover only what the client still owes. A head is at most
+    `max_head_bytes` (431). httptools rather than h11: parsing a request and writing its answer in
+    C is about a tenth of what an idle long poll or a job submission costs the process in Python
+    (docs/benchmarks.md)."""
 
     header_timeout_s = HEADER_TIMEOUT_S
     body_timeout_s = BODY_TIMEOUT_S
@@ -71,38 +73,52 @@ class GuardedH11Protocol(H11Protocol):
         self._head_bytes = 0
         self._head_tail = b""
         self._deadline: asyncio.TimerHandle | None = None
+        self._body_done = True  # the latest request's body has all arrived (or there is none yet)
         if self.access_log:
             self.access_logger = QuietAccessLog(self.access_logger)  # type: ignore[assignment]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[arg-type]
-        self._watch()
+        self._owe("head")
 
     def data_received(self, data: bytes) -> None:
         if self._owed == "head":
-            # h11 bounds only a head that arrives in pieces; count this one whichever way it comes.
-            # Only the head: a body that came in the same read (a 30 KB job often does) is not one.
+            # Count the head whichever way it comes. Only the head: a body that came in the same
+            # read (a 30 KB job often does) is not one.
             seen = self._head_tail + data
             end = _HEAD_END.search(seen)
             self._head_bytes += len(data) if end is None else max(0, end.end() - len(self._head_tail))
-            self._head_tail = seen[-2:]  # the end of a head may straddle two reads
+            self._head_tail = seen[-3:]  # the end of a head may straddle two reads
             if self._head_bytes > self.max_head_bytes:
                 self._refuse(431, _HEAD_TOO_LARGE_BODY, "request head too large")
                 return
         super().data_received(data)
-        self._watch()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._body_done = False
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        if not self._body_done:
+            self._owe("body")
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._body_done = True
+        # Nothing owed while we answer; the next head is owed once the answer is out.
+        self._owe("head" if self.cycle is None or self.cycle.response_complete else None)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        self._watch()
+        if self._body_done and not self.transport.is_closing():
+            self._owe("head")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel()
         super().connection_lost(exc)
 
-    def _watch(self) -> None:
-        state = self.conn.their_state
-        owed = "head" if state is h11.IDLE else "body" if state is h11.SEND_BODY else None
+    def _owe(self, owed: str | None) -> None:
         if owed == self._owed:
             return
         self._cancel()
@@ -130,7 +146,7 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
     def _refuse(self, status: int, body: bytes, why: str) -> None:
-        """Answer `status` with `body` and close, outside h11 (which has no request to answer)."""
+        """Answer `status` with `body` and close, outside the parser (which has no request to answer)."""
         self._cancel()
         reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
         self.transport.write(
@@ -141,7 +157,7 @@ class GuardedH11Protocol(H11Protocol):
         self.transport.close()
 
 
-# Where a head ends, as h11 finds it (a bare LF ends a line too).
+# Where a head ends (a bare LF ends a line too, for the count).
 _HEAD_END = re.compile(rb"\n\r?\n")
 _TIMEOUT_BODY = b'{"error":{"code":"request_timeout","message":"The request was not received in time."}}'
 _HEAD_TOO_LARGE_BODY = (
@@ -149,11 +165,11 @@ _HEAD_TOO_LARGE_BODY = (
 )
 
 
-def guarded_protocol(header_timeout_s: float, body_timeout_s: float) -> type[GuardedH11Protocol]:
+def guarded_protocol(header_timeout_s: float, body_timeout_s: float) -> type[GuardedHttpProtocol]:
     """The protocol class for uvicorn's `http=` with these deadlines."""
     return type(
-        "GuardedH11Protocol",
-        (GuardedH11Protocol,),
+        "GuardedHttpProtocol",
+        (GuardedHttpProtocol,),
         {"header_timeout_s": header_timeout_s, "body_timeout_s": body_timeout_s},
     )
 

@@ -4,7 +4,7 @@
     .venv/bin/python scripts/profile_serve.py [--backend sqlite|postgres] [--clients 16]
         [--jobs-per-client 40] [--top 25]
 
-Starts one serve process (the same `build_service` + uvicorn + guarded h11 protocol as `act3-server
+Starts one serve process (the same `build_service` + uvicorn + guarded httptools protocol as `act3-server
 serve`, 4 render threads, render speed 0.001) with cProfile on every thread, timed by each thread's
 own CPU clock (`time.thread_time`), so a thread waiting for the GIL, a lock or the database costs
 nothing. N client threads in this process post one-shot jobs on one Enterprise org over keep-alive
@@ -49,7 +49,7 @@ LAYERS = (
     ("act3_server/events.py", "act3 events"),
     ("act3_server/longpoll.py", "act3 events"),
     ("act3_server/app.py", "act3 app (routes, BodyLimit)"),
-    ("act3_server/server.py", "uvicorn + h11 (protocol)"),
+    ("act3_server/server.py", "uvicorn + httptools (protocol)"),
     ("act3_credits/", "act3 pricing"),
     ("/sqlalchemy/", "sqlalchemy"),
     ("/psycopg", "driver"),
@@ -57,8 +57,8 @@ LAYERS = (
     ("/fastapi/", "fastapi (routing, dependencies, validation, serialisation)"),
     ("/starlette/", "starlette (middleware, routing, responses)"),
     ("/pydantic", "pydantic"),
-    ("/uvicorn/", "uvicorn + h11 (protocol)"),
-    ("/h11/", "uvicorn + h11 (protocol)"),
+    ("/uvicorn/", "uvicorn + httptools (protocol)"),
+    ("/httptools/", "uvicorn + httptools (protocol)"),
     ("/anyio/", "anyio (thread hand-off)"),
     ("asyncio", "asyncio event loop"),
     ("selectors", "asyncio event loop"),
@@ -104,7 +104,7 @@ def thread_kind(name: str) -> str:
 def serve(url: str, port: int, out: str) -> None:
     import uvicorn
 
-    from act3_server.server import MAX_HEAD_BYTES, build_service, guarded_protocol
+    from act3_server.server import build_service, guarded_protocol
 
     profiles: list[tuple[str, cProfile.Profile]] = []
     lock = threading.Lock()
@@ -128,7 +128,6 @@ def serve(url: str, port: int, out: str) -> None:
         access_log=True,
         timeout_graceful_shutdown=2,
         http=guarded_protocol(10.0, 30.0),
-        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
         timeout_keep_alive=5,
     )
     server = uvicorn.Server(config)
