@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Integer, String, and_, bindparam, case, func, literal, or_, select
+from sqlalchemy import Integer, String, and_, bindparam, case, func, literal, or_, select, union_all
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -402,7 +402,6 @@ def _by_shot(
                 hi = p_start
         else:
             taken.extend(outside)
-    sums: dict[str, _Sum] = defaultdict(_Sum)
     where = (_S.c.org_id == org_id, _S.c.period_start >= lo.date(), _S.c.period_start < hi.date())
     credits = func.sum(_S.c.credits)
     query = select(_S.c.shot, credits, func.sum(_S.c.shots), func.sum(_S.c.seconds)).where(*where).group_by(_S.c.shot)
@@ -417,20 +416,36 @@ def _by_shot(
         everything.add(c or 0, n or 0, s or 0)
         ranked = [(str(k), _Sum(int(c), int(n), int(s))) for k, c, n, s in top]
         return _answer(start, end, "shot", [{"key": k, **v.json()} for k, v in ranked], everything)
+    # Otherwise one statement: the periods' rows, the render rows added and those taken away, summed
+    # by shot in the database (a name whose renders all fell outside sums to no shots and is left
+    # out), the `limit` largest sorted there, and the total beside each row (a window over the groups).
+    parts: list[Any] = []
     if lo < hi:
-        for k, c, n, s in conn.execute(query):
-            sums[str(k)].add(c, n, s)
-    for part in added:
-        for k, c, n, s in _from_rows(conn, org_id, part, "shot", None, None):
-            sums[str(k)].add(c, n, s)
-    for part in taken:
-        for k, c, n, s in _from_rows(conn, org_id, part, "shot", None, None):
-            sums[str(k)].add(-c, -n, -s)
+        parts.append(select(_S.c.shot, _S.c.credits, _S.c.shots, _S.c.seconds).where(*where))
+    for (a, b), sign in [(p, 1) for p in added] + [(p, -1) for p in taken]:
+        parts.append(
+            select(
+                func.coalesce(_T.c.shot, ""),
+                -sign * _T.c.credits,
+                literal(sign, Integer),
+                sign * func.coalesce(_T.c.duration_s, 0),
+            ).where(_T.c.org_id == org_id, _T.c.at >= a, _T.c.at < b, _T.c.kind == "render")
+        )
+    rows = union_all(*parts).subquery()
+    shot, c_, n_, s_ = rows.c
+    credits, shots, seconds = func.sum(c_), func.sum(n_), func.sum(s_)
+    top = conn.execute(
+        select(shot, credits, shots, seconds, *(func.sum(x).over() for x in (credits, shots, seconds)))
+        .group_by(shot)
+        .having(shots > 0)
+        .order_by(credits.desc(), shot)
+        .limit(limit)
+    ).all()
     total = _Sum()
-    kept = {k: v for k, v in sums.items() if v.shots}
-    for one in kept.values():
-        total.add(one.credits, one.shots, one.seconds)
-    ranked = sorted(kept.items(), key=lambda kv: (-kv[1].credits, kv[0]))[:limit]
+    if top:
+        first: Any = top[0]
+        total.add(first[4], first[5], first[6])
+    ranked = [(str(r[0]), _Sum(int(r[1]), int(r[2]), int(r[3]))) for r in top]
     return _answer(start, end, "shot", [{"key": k, **v.json()} for k, v in ranked], total)
 
 
