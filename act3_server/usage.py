@@ -6,9 +6,10 @@ filters, `total.credits` is minus the sum of those rows. Whole UTC days are read
 transaction by `count_charge`), and the part of a day at either end of a range that is not whole
 from the render rows themselves, so a range of any length costs a few thousand rows at most. The
 one grouping `usage_days` cannot answer is by shot name (its rows would be as many as the renders):
-`group_by=shot` reads `usage_shots` (a row per shot name and billing period) when the range is
-whole billing periods (the default: the current one) and nothing filters it, and otherwise sums the
-render rows of the range (docs/benchmarks.md has the costs).
+`group_by=shot` with no filter reads `usage_shots` (a row per shot name and billing period): the
+periods the range covers whole as they are, and a period it covers in part as its part from the
+render rows or as the whole period less its parts outside, whichever is shorter (`_by_shot`);
+filtered by tier or engine it sums the render rows of the range (docs/benchmarks.md has the costs).
 """
 
 from __future__ import annotations
