@@ -292,7 +292,7 @@ def create_app(
         if fast_paths:
             stack = jobpath.JobsFastPath(stack, submit=submit, on_error=error_answer, limit=MAX_BODY_BYTES)
             stack = longpoll.EventsFastPath(
-                stack, ledger=ledger, bus=events_bus, authenticate=keys.authenticate, on_error=unexpected
+                stack, ledger=ledger, bus=events_bus, authenticate=keys.authenticate_pinned, on_error=unexpected
             )
         return stack
 

@@ -9,6 +9,7 @@ through SQLAlchemy's execution layer costs about ten times more.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,6 +42,7 @@ class KeyCheck:
         # autocommit the SELECT is the only one (its snapshot is the statement's, as in a transaction
         # of one statement). sqlite3 opens no transaction for a SELECT either way.
         self._autocommit = engine.dialect.name == "postgresql"
+        self._pinned = threading.local()  # authenticate_pinned's connection, per thread
 
     def _invalidate(self, conn: Any, exc: Exception) -> None:
         """Never reuse a connection that failed. When the database dropped it (restarted, went
@@ -57,6 +59,38 @@ class KeyCheck:
             pool_invalidate(conn, exc)
         else:
             conn.invalidate(exc)
+
+    def authenticate_pinned(self, key: str | None) -> Actor | None:
+        """`authenticate` on a driver connection the calling thread keeps for itself: no pool
+        check-out and check-in (with the pool's reset), which cost more than the query. For the
+        long polls' few reader threads only (longpoll._READERS), so they hold a handful of
+        connections per process; the same statement, so a revoked key is refused just as soon."""
+        if not key:
+            return None
+        conn = getattr(self._pinned, "conn", None)
+        if conn is None:
+            raw = self.engine.raw_connection()
+            raw.detach()  # the thread's for good: never returned to the pool
+            conn = raw.dbapi_connection
+            if self._autocommit:
+                conn.autocommit = True  # type: ignore[union-attr]
+            self._pinned.conn = conn
+        h = hash_key(key)
+        try:
+            cur = conn.cursor()  # type: ignore[union-attr]
+            try:
+                cur.execute(self._sql, (h,) if self._positional else {"key_hash": h})
+                row = cur.fetchone()
+            finally:
+                cur.close()
+        except Exception:
+            self._pinned.conn = None  # a failed connection is never used again
+            try:
+                conn.close()  # type: ignore[union-attr]
+            except Exception:
+                pass
+            raise
+        return _actor(row)
 
     def authenticate(self, key: str | None) -> Actor | None:
         if not key:
@@ -80,10 +114,14 @@ class KeyCheck:
             raise
         finally:
             conn.close()
-        if row is None:
-            return None
-        member_id, org_id, name, role = row
-        return Actor(org_id=int(org_id), member_id=int(member_id), member_name=str(name), role=str(role))
+        return _actor(row)
+
+
+def _actor(row: Any) -> Actor | None:
+    if row is None:
+        return None
+    member_id, org_id, name, role = row
+    return Actor(org_id=int(org_id), member_id=int(member_id), member_name=str(name), role=str(role))
 
 
 # --- keys list / keys revoke -----------------------------------------------------------------------
