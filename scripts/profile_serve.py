@@ -93,8 +93,8 @@ def thread_kind(name: str) -> str:
         return "event loop"
     if name.startswith("act3-runner"):
         return "runner"
-    if "AnyIO" in name or name.startswith("asyncio"):
-        return "request threads"
+    if "AnyIO" in name or name.startswith(("asyncio", "act3-jobs", "act3-longpoll")):
+        return "request threads"  # FastAPI's pool, and the fast paths' own (jobpath, longpoll)
     return "other threads"
 
 
