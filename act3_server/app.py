@@ -302,11 +302,11 @@ def create_app(
 
     @app.exception_handler(ApiError)
     async def _api_error(_r: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.code, exc.message, exc.status, **exc.extra)
+        return error_answer(exc)
 
     @app.exception_handler(LedgerError)
     async def _ledger_error(_r: Request, exc: LedgerError) -> JSONResponse:
-        return error_response(exc.code, exc.message, **exc.extra)
+        return error_answer(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_r: Request, exc: RequestValidationError) -> JSONResponse:

@@ -649,6 +649,19 @@ def _reraise_driver_error(engine: Engine, raw: Any, cursor: Any, exc: BaseExcept
     raise DBAPIError.instance(None, None, exc, dbapi.Error, connection_invalidated=disconnect) from exc
 
 
+def own_connection(engine: Engine) -> Any:
+    """A driver connection of the caller's own, taken from the pool and never returned to it (for a
+    thread that keeps one: the long-poll bus, the long polls' key check); in autocommit on
+    PostgreSQL (sqlite3's connections here already run without an open transaction)."""
+    raw = engine.raw_connection()
+    raw.detach()
+    conn = raw.dbapi_connection
+    assert conn is not None
+    if engine.dialect.name == "postgresql":
+        conn.autocommit = True
+    return conn
+
+
 @contextmanager
 def read_tx(engine: Engine) -> Iterator[Connection]:
     with engine.connect() as conn:

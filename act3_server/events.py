@@ -32,6 +32,8 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from .db import own_connection
+
 log = logging.getLogger("act3_server.events")
 
 CHANNEL = "act3_events"
@@ -324,16 +326,9 @@ class EventBus:
     # --- PostgreSQL: NOTIFY out, LISTEN in ---------------------------------------------------------
 
     def _connect(self) -> Any:
-        """A driver connection of our own (not from the pool), in autocommit: psycopg's for NOTIFY
-        and reads, sqlite3's for reads (its connections already run without an open transaction)."""
+        """psycopg's for NOTIFY and reads, sqlite3's for reads: `db.own_connection`."""
         assert self.engine is not None
-        raw = self.engine.raw_connection()
-        raw.detach()  # ours for good: never returned to the pool
-        conn = raw.dbapi_connection
-        assert conn is not None
-        if self._pg or self.engine.dialect.name == "postgresql":
-            conn.autocommit = True
-        return conn
+        return own_connection(self.engine)
 
     def _send_notify(self) -> None:
         for attempt in (1, 2):  # a dropped connection is re-made once

@@ -18,7 +18,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Engine
 
 from .auth import hash_key
-from .db import api_keys, iso, members, orgs, read_tx, to_db, write_tx
+from .db import api_keys, iso, members, orgs, own_connection, read_tx, to_db, write_tx
 from .ledger import Actor
 
 # The columns of an Actor, for a key that is not revoked.
@@ -69,12 +69,7 @@ class KeyCheck:
             return None
         conn = getattr(self._pinned, "conn", None)
         if conn is None:
-            raw = self.engine.raw_connection()
-            raw.detach()  # the thread's for good: never returned to the pool
-            conn = raw.dbapi_connection
-            if self._autocommit:
-                conn.autocommit = True  # type: ignore[union-attr]
-            self._pinned.conn = conn
+            conn = self._pinned.conn = own_connection(self.engine)
         h = hash_key(key)
         try:
             cur = conn.cursor()  # type: ignore[union-attr]
