@@ -33,6 +33,11 @@ log = logging.getLogger("act3_server")
 HEADER_TIMEOUT_S = 10.0
 BODY_TIMEOUT_S = 30.0
 MAX_HEAD_BYTES = 16 * 1024
+# After a 408 or 431 the service stops writing but reads (and drops) what the client still sends; it
+# closes once the client has been silent LINGER_S, or LINGER_MAX_S after the answer at the latest:
+# see GuardedHttpProtocol._linger.
+LINGER_S = 2.0
+LINGER_MAX_S = 10.0
 
 
 class QuietAccessLog:
@@ -66,6 +71,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     header_timeout_s = HEADER_TIMEOUT_S
     body_timeout_s = BODY_TIMEOUT_S
     max_head_bytes = MAX_HEAD_BYTES
+    linger_s = LINGER_S
+    linger_max_s = LINGER_MAX_S
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -74,6 +81,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._head_tail = b""
         self._deadline: asyncio.TimerHandle | None = None
         self._body_done = True  # the latest request's body has all arrived (or there is none yet)
+        self._linger_until: float | None = None  # answered and half-closed: what comes in is dropped
         if self.access_log:
             self.access_logger = QuietAccessLog(self.access_logger)  # type: ignore[assignment]
 
@@ -82,6 +90,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._owe("head")
 
     def data_received(self, data: bytes) -> None:
+        if self._linger_until is not None:
+            self._linger_on()
+            return
         if self._owed == "head":
             # Count the head whichever way it comes. Only the head: a body that came in the same
             # read (a 30 KB job often does) is not one.
@@ -154,7 +165,28 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             % (status, reason, len(body), body)
         )
         self.logger.info("closed a connection: %s", why)
-        self.transport.close()
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close after the answer without destroying it (a "lingering close", as Apache and nginx do).
+
+        Closing a socket while the client's bytes sit unread in it (a slowloris still trickling, the
+        rest of an over-long head) makes the kernel reset the connection, and a reset can throw away
+        the 408 or 431 before the client reads it. So: send FIN after the answer, drop whatever still
+        comes, and close when the client closes its side, has sent nothing for `linger_s`, or
+        `linger_max_s` after the answer at the latest (so a client that never stops is still cut)."""
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        self._linger_until = self.loop.time() + self.linger_max_s
+        self._linger_on()
+
+    def _linger_on(self) -> None:
+        assert self._linger_until is not None
+        self._cancel()
+        when = min(self.loop.time() + self.linger_s, self._linger_until)
+        self._deadline = self.loop.call_at(when, self.transport.close)
 
 
 # Where a head ends (a bare LF ends a line too, for the count).

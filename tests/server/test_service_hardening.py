@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
 import time
 import uuid
@@ -99,6 +100,41 @@ def test_slow_clients_are_cut_off_and_never_stop_others_being_served(live_server
     assert requests.get(srv.url + "/me", headers={**srv.auth(), "X-Pad": "a" * 12_000}, timeout=10).ok
     assert srv.get("/me").status_code == 200
     assert "Traceback" not in srv.read_log()
+
+
+def test_a_client_still_sending_when_cut_off_reads_the_whole_answer(live_server_factory) -> None:
+    # Found in CI: a slowloris that went on trickling after its 408 sometimes read a connection
+    # reset instead, because a socket closed with the client's bytes unread in it is reset, and the
+    # reset can destroy the answer before the client reads it. The service now half-closes after
+    # the answer and drops what still comes in (a lingering close), so the client reads it whole.
+    srv = live_server_factory(extra_args=SLOW_ARGS)
+    answers = []
+    for late in (b"X", b"X" * 50_000):  # a byte after the deadline, and a lot of them
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+            sock.sendall(b"GET /v1/me HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            time.sleep(2.0)  # past the 1.5 s head deadline: the 408 is out
+            sock.sendall(late)
+            time.sleep(0.3)  # and only now does the client read
+            answers.append(_read_to_end(sock))
+    # The rest of an over-long head, unread when the 431 is decided, does not destroy the 431 either.
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as sock:
+        sock.sendall(b"GET /v1/me HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * 1_000_000 + b"\r\n\r\n")
+        answers.append(_read_to_end(sock))
+    assert [a.split(b"\r\n", 1)[0] for a in answers] == [
+        b"HTTP/1.1 408 Request Timeout",
+        b"HTTP/1.1 408 Request Timeout",
+        b"HTTP/1.1 431 Request Header Fields Too Large",
+    ]
+    assert all(a.endswith(b"}}") for a in answers)  # each answer's JSON body whole
+    assert srv.get("/me").status_code == 200
+
+
+def _read_to_end(sock: socket.socket) -> bytes:
+    """What the server sent until it closed its side (a reset raises)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
 
 
 def test_a_body_that_arrives_with_its_head_is_not_counted_as_head(live_server) -> None:
