@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from .db import own_connection
+from .ticks import ticks
 
 log = logging.getLogger("act3_server.events")
 
@@ -60,10 +61,11 @@ class Waiter:
         self.event.set()
 
     async def sleep(self, timeout: float) -> bool:
-        """Until woken or `timeout` seconds; True when woken. Cheaper than asyncio.wait_for, which
-        makes a task per call: a timer on the loop sets the same event."""
+        """Until woken or `timeout` seconds (up to 50 ms more); True when woken. Cheaper than
+        asyncio.wait_for, which makes a task per call: a coarse deadline (ticks.py, no timer of its
+        own on asyncio's heap) sets the same event."""
         if not self.woken:
-            timer = self.loop.call_later(timeout, self.event.set)
+            timer = ticks(self.loop).call_later(timeout, self.event.set)
             try:
                 await self.event.wait()
             finally:

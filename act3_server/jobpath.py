@@ -13,18 +13,17 @@ reference and answers it in its own words.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .auth import parse_bearer
 from .ledger import Result
+from .workers import Workers
 
 # Holds of one org queue on its account row, so a few threads are enough; their own pool keeps a
 # burst of jobs from queueing behind (or starving) the other endpoints' thread pool.
-_SUBMITTERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="act3-jobs")
+_SUBMITTERS = Workers(max_workers=16, name="act3-jobs")
 
 # submit(api_key, idempotency_key, body) -> the ledger's Result, or None: let the route answer.
 Submit = Callable[[str, str, bytes], Result | None]
@@ -82,9 +81,7 @@ class JobsFastPath:
                 break
         body = b"".join(chunks)
         try:
-            result = await asyncio.get_running_loop().run_in_executor(
-                _SUBMITTERS, self.submit, key, idempotency.decode("latin-1"), body
-            )
+            result = await _SUBMITTERS.run(self.submit, key, idempotency.decode("latin-1"), body)
         except Exception as exc:
             await self.on_error(exc)(scope, receive, send)
             return

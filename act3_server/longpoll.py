@@ -18,27 +18,28 @@ import asyncio
 import json
 import re
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from .auth import parse_bearer
 from .events import EventBus
 from .ledger import MAX_DB_INT, Actor, Ledger
+from .workers import Workers
 
 T = TypeVar("T")
 MAX_WAIT_S = 30.0
 _AFTER = re.compile(r"[0-9]{1,10}")
 _WAIT = re.compile(r"[0-9]{1,2}(\.[0-9]{1,6})?")
+_PLAIN = re.compile(rb"after=([0-9]{1,10})&wait=([0-9]{1,2}(?:\.[0-9]{1,6})?)")
 
 
 # The long polls' own few threads for their short reads: lighter than anyio's thread pool, and
 # a burst of long polls never queues behind (or starves) the plain endpoints there.
-_READERS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="act3-longpoll")
+_READERS = Workers(max_workers=8, name="act3-longpoll")
 
 
 async def in_thread(fn: Callable[..., T], *args: Any) -> T:
-    return await asyncio.get_running_loop().run_in_executor(_READERS, fn, *args)
+    return await _READERS.run(fn, *args)
 
 
 async def answer(ledger: Ledger, bus: EventBus, org_id: int, after: int, wait: float) -> dict[str, Any]:
@@ -70,6 +71,10 @@ async def answer(ledger: Ledger, bus: EventBus, org_id: int, after: int, wait: f
 
 def _params(query_string: bytes) -> tuple[int, float] | None:
     """(after, wait) when both are plainly valid, else None (the FastAPI route answers)."""
+    plain = _PLAIN.fullmatch(query_string)  # what the add-on sends: no need to parse it in general
+    if plain is not None:
+        after, wait = int(plain[1]), float(plain[2])
+        return (after, wait) if after <= MAX_DB_INT and wait <= MAX_WAIT_S else None
     try:
         pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True, strict_parsing=False)
     except ValueError:

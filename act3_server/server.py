@@ -25,6 +25,7 @@ from .errors import is_database_unavailable
 from .events import EventBus
 from .ledger import Ledger
 from .runner import Runner
+from .ticks import Deadline, ticks
 
 log = logging.getLogger("act3_server")
 
@@ -79,7 +80,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._owed: str | None = None  # "head", "body" or None (the client owes nothing now)
         self._head_bytes = 0
         self._head_tail = b""
-        self._deadline: asyncio.TimerHandle | None = None
+        self._ticks = ticks(self.loop)  # deadlines without a timer each on asyncio's heap
+        self._deadline: Deadline | None = None
         self._body_done = True  # the latest request's body has all arrived (or there is none yet)
         self._linger_until: float | None = None  # answered and half-closed: what comes in is dropped
         if self.access_log:
@@ -121,8 +123,21 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._owe("head" if self.cycle is None or self.cycle.response_complete else None)
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if self._body_done and not self.transport.is_closing():
+        # uvicorn's (0.54), with its keep-alive time-out on the coarse deadlines instead of a timer
+        # of its own on asyncio's heap, then the next head owed.
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        else:
+            self.timeout_keep_alive_task = self._ticks.call_later(  # type: ignore[assignment]
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+        if self._body_done:
             self._owe("head")
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -138,7 +153,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._head_tail = b""
         if owed is not None and not self.transport.is_closing():
             timeout = self.header_timeout_s if owed == "head" else self.body_timeout_s
-            self._deadline = self.loop.call_later(timeout, self._expired)
+            self._deadline = self._ticks.call_later(timeout, self._expired)
 
     def _cancel(self) -> None:
         if self._deadline is not None:
@@ -185,8 +200,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def _linger_on(self) -> None:
         assert self._linger_until is not None
         self._cancel()
-        when = min(self.loop.time() + self.linger_s, self._linger_until)
-        self._deadline = self.loop.call_at(when, self.transport.close)
+        now = self.loop.time()
+        self._deadline = self._ticks.call_later(min(self.linger_s, self._linger_until - now), self.transport.close)
 
 
 # Where a head ends (a bare LF ends a line too, for the count).
