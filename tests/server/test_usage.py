@@ -124,6 +124,53 @@ def test_usage_sums_the_history_renders_for_every_grouping_range_and_filter(book
                 assert keys == sorted(keys, key=lambda k: (-seen[k][0], k)), what
 
 
+def test_usage_by_shot_over_settled_periods_is_the_same_from_the_cache(books: Books) -> None:
+    # What lies over an hour before now (whole billing periods, parts of them) is summed by name once
+    # per process, then merged from memory with the rest of the range: the answers stay the history's.
+    render_plan(books)
+    rows = history_renders(books)
+    cache = usage._settled.get(books.ledger.engine)
+    assert not cache  # nothing settled was read yet
+
+    def check_all() -> None:
+        for label, start_s, end_s in RANGES[1:]:  # the first is the current period: March now
+            got = _by_shot(books, start_s, end_s)
+            start = _bound(start_s, datetime(2026, 11, 1, tzinfo=UTC))
+            end = _bound(end_s, datetime(2026, 12, 1, tzinfo=UTC))
+            groups, total = expected_usage(rows, start, end, "shot")
+            assert (got["total"]["credits"], got["total"]["shots"], got["total"]["seconds"]) == total, label
+            seen = {g["key"]: (g["credits"], g["shots"], g["seconds"]) for g in got["groups"]}
+            assert seen == groups, label
+            keys = [g["key"] for g in got["groups"]]
+            assert keys == sorted(keys, key=lambda k: (-seen[k][0], k)), label
+
+    # Half an hour after November's period ended it is not settled yet: nothing is cached.
+    books.clock.set(datetime(2026, 12, 1, 0, 30, tzinfo=UTC))
+    got = _by_shot(books, "2026-11-01", "2026-12-01")
+    assert got["total"]["shots"] == 7 and not usage._settled.get(books.ledger.engine)
+
+    # In March every period of the plan is settled. The same answers, read and then from the cache.
+    books.clock.set(datetime(2027, 3, 10, 12, 0, tzinfo=UTC))
+    check_all()
+    cache = usage._settled[books.ledger.engine]
+    entries = dict(cache)
+    # Whole periods from usage_shots, and parts of periods (the render rows added or taken away).
+    pieces = [piece for _org, combination in entries for piece in combination]
+    assert {source for source, _lo, _hi, _sign in pieces} == {"periods", "renders"}
+    assert all(lo < hi <= datetime(2027, 3, 10, 11, 0) for _source, lo, hi, _sign in pieces)
+    check_all()
+    assert dict(cache) == entries  # answered from the cache: nothing new read
+
+    # The default range is the current period (March): nothing of it comes from the cache.
+    assert _by_shot(books, None, None)["total"]["shots"] == 0
+
+
+def _by_shot(books: Books, start_s: str | None, end_s: str | None) -> dict[str, Any]:
+    return usage.answer_usage(
+        books.ledger, books.org_id, from_=start_s, to=end_s, group_by="shot", tier=None, engine=None, limit=50
+    )
+
+
 def _filters(where: dict[str, str]) -> dict[str, str | None]:
     return {"tier": where.get("tier"), "engine": where.get("engine")}
 
