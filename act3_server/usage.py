@@ -8,8 +8,10 @@ from the render rows themselves, so a range of any length costs a few thousand r
 one grouping `usage_days` cannot answer is by shot name (its rows would be as many as the renders):
 `group_by=shot` with no filter reads `usage_shots` (a row per shot name and billing period): the
 periods the range covers whole as they are, and a period it covers in part as its part from the
-render rows or as the whole period less its parts outside, whichever is shorter (`_by_shot`);
-filtered by tier or engine it sums the render rows of the range (docs/benchmarks.md has the costs).
+render rows or as the whole period less its parts outside, whichever is shorter (`_by_shot`),
+and whatever of that lies over an hour before now (settled: nothing is charged in the past) summed
+by name once per process (`_settled_sums`); filtered by tier or engine it sums the render rows of
+the range (docs/benchmarks.md has the costs).
 """
 
 from __future__ import annotations
