@@ -155,9 +155,12 @@ def test_usage_by_shot_over_settled_periods_is_the_same_from_the_cache(books: Bo
     cache = usage._settled[books.ledger.engine]
     entries = dict(cache)
     # Whole periods from usage_shots, and parts of periods (the render rows added or taken away).
-    pieces = [piece for _org, combination in entries for piece in combination]
+    # Each settled piece once, and each range's merge of them.
+    merges = [k for k in entries if len(k) == 2]
+    pieces = {piece for _org, combination in merges for piece in combination}
     assert {source for source, _lo, _hi, _sign in pieces} == {"periods", "renders"}
     assert all(lo < hi <= datetime(2027, 3, 10, 11, 0) for _source, lo, hi, _sign in pieces)
+    assert {k[1:] for k in entries if len(k) == 4} == {piece[:3] for piece in pieces}
     check_all()
     assert dict(cache) == entries  # answered from the cache: nothing new read
 
