@@ -103,7 +103,12 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._head_bytes += len(data) if end is None else max(0, end.end() - len(self._head_tail))
             self._head_tail = seen[-3:]  # the end of a head may straddle two reads
             if self._head_bytes > self.max_head_bytes:
-                self._refuse(431, _HEAD_TOO_LARGE_BODY, "request head too large")
+                if self.cycle is not None and not self.cycle.response_complete:
+                    # A pipelined head while an answer is under way: no room for a 431 in between.
+                    self.logger.info("closed a connection: request head too large")
+                    self.transport.close()
+                else:
+                    self._refuse(431, _HEAD_TOO_LARGE_BODY, "request head too large")
                 return
         super().data_received(data)
 
@@ -193,6 +198,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if not self.transport.can_write_eof():
             self.transport.close()
             return
+        self._unset_keepalive_if_required()  # or its time-out would cut the linger short
         self.transport.write_eof()
         self._linger_until = self.loop.time() + self.linger_max_s
         self._linger_on()
@@ -368,7 +374,11 @@ def build_service(
 ) -> Service:
     ledger, clock = open_ledger(database_url, dev_clock)
     bus = EventBus(ledger.engine, recheck_s=events_recheck_s, backstop_s=events_backstop_s)
-    runner = Runner(ledger, render_speed=render_speed, fail_rate=fail_rate, fail_every=fail_every, workers=workers) if run_jobs else None
+    runner = (
+        Runner(ledger, render_speed=render_speed, fail_rate=fail_rate, fail_every=fail_every, workers=workers)
+        if run_jobs
+        else None
+    )
     # Background work (rendering, billing) runs in `serve`; tests that drive the ledger by hand opt out.
     biller = Biller(ledger) if run_jobs else None
 

@@ -42,12 +42,21 @@ class Ticks:
     """The coarse deadlines of one event loop (`ticks()` gives the running loop's)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, resolution: float = RESOLUTION_S) -> None:
-        self.loop = loop
+        # Weakly: `ticks()` keeps one Ticks per loop in a WeakKeyDictionary, which a strong
+        # reference back to its key would keep for ever.
+        self._loop = weakref.ref(loop)
         self.resolution = resolution
         self._slots: dict[int, list[Deadline]] = {}
         self._order: list[int] = []  # the slot numbers of `_slots`, a heap
         self._armed: int | None = None  # the slot the loop timer is set for
         self._timer: asyncio.TimerHandle | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop()
+        if loop is None:
+            raise RuntimeError("the event loop of these deadlines is gone")
+        return loop
 
     def call_later(self, delay: float, callback: Callable[[], object]) -> Deadline:
         """Call `callback()` on the loop `delay` seconds from now, or up to `resolution` later."""

@@ -33,6 +33,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from act3_credits.core import billing, forecast, pricing
 
+from .clock import DbClock
 from .db import DriverSql, read_tx, to_db, transactions, usage_days, usage_shots
 
 if TYPE_CHECKING:
@@ -324,10 +325,12 @@ def usage(
     limit: int = DEFAULT_LIMIT,
     billing_day: int | None = None,
     now: datetime | None = None,
+    settle: bool = True,
 ) -> dict[str, Any]:
     """The usage answer for [start, end) (naive UTC, checked by `check_range`); `billing_day` (the
     org's) lets an unfiltered grouping by shot read `usage_shots` (`_by_shot`), and `now` (naive
-    UTC) tells it that no render is later, so a part of a period after it costs no rows."""
+    UTC) tells it that no render is later, so a part of a period after it costs no rows, and
+    (unless `settle` is False) that nothing over an hour before it changes any more."""
     sums: dict[str, _Sum] = defaultdict(_Sum)
     days, parts = _pieces(start, end)
     timeline = group_by in ("day", "week")
@@ -341,7 +344,7 @@ def usage(
         return str(raw)
 
     if group_by == "shot" and not (tier or engine) and billing_day is not None:
-        return _by_shot(conn, org_id, start, end, limit, billing_day, now)
+        return _by_shot(conn, org_id, start, end, limit, billing_day, now, settle)
     if group_by == "shot":  # filtered: the render rows of the whole range
         for k, c, n, s in _from_rows(conn, org_id, (start, end), "shot", tier, engine):
             sums[key_of(k, None)].add(c, n, s)
@@ -378,7 +381,14 @@ def _period_bounds(d: date, billing_day: int) -> tuple[datetime, datetime]:
 
 
 def _by_shot(
-    conn: Connection, org_id: int, start: datetime, end: datetime, limit: int, billing_day: int, now: datetime | None
+    conn: Connection,
+    org_id: int,
+    start: datetime,
+    end: datetime,
+    limit: int,
+    billing_day: int,
+    now: datetime | None,
+    settle: bool = True,
 ) -> dict[str, Any]:
     """Unfiltered usage by shot for any range, from `usage_shots` (a row per shot and billing period).
 
@@ -412,7 +422,7 @@ def _by_shot(
             taken.extend(outside)
     # What lies over SETTLED_AFTER before now never changes again: whole billing periods and render
     # rows that old are summed by name once per process, then merged from memory (`_by_shot_settled`).
-    if now is not None:
+    if now is not None and settle:
         settled_at = now - SETTLED_AFTER
         mid = max(lo, min(_period_bounds(settled_at.date(), billing_day)[0], hi))
         if lo < mid or any(b <= settled_at for _a, b in added + taken):
@@ -526,7 +536,9 @@ def _render_rows(org_id: int, a: datetime, b: datetime, sign: int) -> Any:
 
 
 # Nothing is charged this long before now: a charge is a render row at the ledger's clock, which
-# only moves forward (the margin covers serve processes whose clocks differ a little).
+# only moves forward (the margin covers serve processes whose clocks differ a little). Not with the
+# dev clock (`serve --dev-clock`): a jump of months would settle at once what a charge under way,
+# or another process that has not seen the jump yet, may still write.
 SETTLED_AFTER = timedelta(hours=1)
 _SETTLED_KEEP = 64  # cached pieces and merges per database (a few hundred KB each at most)
 _settled: weakref.WeakKeyDictionary[Engine, OrderedDict[tuple[Any, ...], Any]]
@@ -627,7 +639,7 @@ def answer_usage(
     with read_tx(ledger.engine) as conn:
         return usage(
             conn, org_id, start, end, group_by, tier=tier, engine=engine, limit=limit, billing_day=billing_day,
-            now=to_db(ledger.now()),
+            now=to_db(ledger.now()), settle=not isinstance(ledger.clock, DbClock),
         )  # fmt: skip
 
 

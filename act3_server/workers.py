@@ -28,7 +28,7 @@ class Workers:
         self.max_workers = max_workers
         self.name = name
         self._calls: queue.SimpleQueue[_Call] = queue.SimpleQueue()
-        self._idle = threading.Semaphore(0)  # released by each worker as it waits for a call
+        self._idle = threading.Semaphore(0)  # released by each worker as it finishes a call
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
 
@@ -49,13 +49,19 @@ class Workers:
                 t.start()
 
     def _work(self) -> None:
+        # A new thread takes the call that started it without a token; each finished call gives
+        # one back, so `_idle` counts the threads waiting (or about to) and `run` grows the pool
+        # whenever none is.
         while True:
-            self._idle.release()
             loop, future, fn, args = self._calls.get()
+            if future.cancelled():  # its caller went away before it started: never run it
+                self._idle.release()
+                continue
             try:
                 result, error = fn(*args), None
             except BaseException as exc:  # handed to the caller, who raises it
                 result, error = None, exc
+            self._idle.release()  # before the answer: its caller may ask again at once
             try:
                 loop.call_soon_threadsafe(_settle, future, result, error)
             except RuntimeError:  # the loop is closed: nobody waits for it any more

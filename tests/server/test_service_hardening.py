@@ -129,6 +129,24 @@ def test_a_client_still_sending_when_cut_off_reads_the_whole_answer(live_server_
     assert srv.get("/me").status_code == 200
 
 
+def test_a_refused_head_on_a_keep_alive_connection_lingers_past_the_keep_alive(live_server_factory) -> None:
+    # Found in review: after a first answer the keep-alive time-out (5 s) was still armed, so a
+    # 431 on the same connection was cut short by it while the client was still sending: a reset.
+    srv = live_server_factory(extra_args=SLOW_ARGS)
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=15) as sock:
+        sock.sendall(f"GET /v1/me HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {srv.key()}\r\n\r\n".encode())
+        first = b""
+        while b"\r\n\r\n" not in first or not first.endswith(b"}"):
+            first += sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200 ")
+        sock.sendall(b"GET /v1/me HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * 20_000 + b"\r\n\r\n")
+        for _ in range(13):  # 6.5 s of a client that goes on sending, past the 5 s keep-alive
+            time.sleep(0.5)
+            sock.sendall(b"X" * 100)
+        answer = _read_to_end(sock)
+    assert answer.startswith(b"HTTP/1.1 431 ") and answer.endswith(b"}}")
+
+
 def _read_to_end(sock: socket.socket) -> bytes:
     """What the server sent until it closed its side (a reset raises)."""
     data = b""

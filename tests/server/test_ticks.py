@@ -65,3 +65,23 @@ def test_a_failing_callback_is_reported_and_the_others_still_fire() -> None:
         assert [type(r["exception"]) for r in reported] == [RuntimeError]
 
     asyncio.run(scenario())
+
+
+def test_a_finished_loop_is_not_kept_alive_by_its_deadlines() -> None:
+    import gc
+    import weakref
+
+    from act3_server import ticks as ticks_module
+
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def scenario() -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        ticks().call_later(0.01, lambda: None)
+        await asyncio.sleep(0.1)
+
+    for _ in range(3):
+        asyncio.run(scenario())
+    gc.collect()
+    assert all(ref() is None for ref in loops)
+    assert not any(ref() in ticks_module._LOOPS for ref in loops)

@@ -16,6 +16,7 @@ import pytest
 from srv_helpers import Api, Books, price, shot
 
 from act3_server import db, usage
+from act3_server.clock import DbClock
 
 V, S, K = "veo-3.1", "seedance-2.0", "veo-3.1-fast"
 
@@ -166,6 +167,18 @@ def test_usage_by_shot_over_settled_periods_is_the_same_from_the_cache(books: Bo
 
     # The default range is the current period (March): nothing of it comes from the cache.
     assert _by_shot(books, None, None)["total"]["shots"] == 0
+
+
+def test_usage_by_shot_caches_nothing_with_the_dev_clock(books: Books) -> None:
+    # The dev clock can jump months at once, and a charge under way (or another process that has
+    # not seen the jump yet) may still write at the old time: nothing is taken as settled then.
+    render_plan(books)
+    clock = DbClock(books.ledger.engine, ttl=0)
+    clock.set(datetime(2027, 3, 10, 12, 0, tzinfo=UTC))
+    books.ledger.clock = clock
+    got = _by_shot(books, "2026-11-02", "2026-12-31T12:00:00Z")
+    assert got["total"]["shots"] == sum(len(p[2]) for p in PLAN if p[0] >= datetime(2026, 11, 2, tzinfo=UTC))
+    assert not usage._settled.get(books.ledger.engine)
 
 
 def _by_shot(books: Books, start_s: str | None, end_s: str | None) -> dict[str, Any]:

@@ -52,6 +52,23 @@ def test_a_burst_grows_to_the_limit_and_no_further() -> None:
     assert most == 3 and len(w._threads) == 3
 
 
+def test_a_pool_that_has_served_still_grows_when_all_its_threads_are_busy() -> None:
+    # Found in review: a worker counted itself idle on starting, so a pool that had grown once
+    # thought a thread was free when none was, and two calls ran one after the other.
+    w = Workers(max_workers=4, name="t-regrow")
+
+    async def scenario() -> float:
+        await w.run(int, "1")  # one thread, now idle
+        t0 = time.monotonic()
+        await asyncio.gather(w.run(time.sleep, 0.3), w.run(time.sleep, 0.3))
+        first = time.monotonic() - t0
+        await asyncio.gather(*(w.run(time.sleep, 0.3) for _ in range(3)))  # and again, wider
+        return first
+
+    assert asyncio.run(scenario()) < 0.5  # side by side (one after the other takes 0.6 s)
+    assert len(w._threads) == 3
+
+
 def test_a_cancelled_caller_leaves_the_workers_serving() -> None:
     w = Workers(max_workers=1, name="t-cancel")
 
@@ -62,5 +79,16 @@ def test_a_cancelled_caller_leaves_the_workers_serving() -> None:
         with pytest.raises(asyncio.CancelledError):
             await slow
         assert await asyncio.wait_for(w.run(str.upper, "next"), 2) == "NEXT"
+
+        # A call whose caller went away before a thread took it is never run.
+        ran: list[str] = []
+        blocker = asyncio.create_task(w.run(time.sleep, 0.2))
+        await asyncio.sleep(0.02)
+        queued = asyncio.create_task(w.run(ran.append, "late"))
+        await asyncio.sleep(0.02)
+        queued.cancel()
+        await blocker
+        assert await w.run(str.lower, "AFTER") == "after"
+        assert ran == []
 
     asyncio.run(scenario())
