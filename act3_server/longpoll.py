@@ -73,20 +73,21 @@ def _params(query_string: bytes) -> tuple[int, float] | None:
     """(after, wait) when both are plainly valid, else None (the FastAPI route answers)."""
     plain = _PLAIN.fullmatch(query_string)  # what the add-on sends: no need to parse it in general
     if plain is not None:
-        after, wait = int(plain[1]), float(plain[2])
-        return (after, wait) if after <= MAX_DB_INT and wait <= MAX_WAIT_S else None
-    try:
-        pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True, strict_parsing=False)
-    except ValueError:
-        return None
-    seen: dict[str, str] = {}
-    for name, value in pairs:
-        if name in seen and name in ("after", "wait"):
+        after_s, wait_s = plain[1].decode(), plain[2].decode()
+    else:
+        try:
+            pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True, strict_parsing=False)
+        except ValueError:
             return None
-        seen[name] = value
-    after_s, wait_s = seen.get("after"), seen.get("wait", "0")
-    if after_s is None or not _AFTER.fullmatch(after_s) or not _WAIT.fullmatch(wait_s):
-        return None
+        seen: dict[str, str] = {}
+        for name, value in pairs:
+            if name in seen and name in ("after", "wait"):
+                return None
+            seen[name] = value
+        found, wait_s = seen.get("after"), seen.get("wait", "0")
+        if found is None or not _AFTER.fullmatch(found) or not _WAIT.fullmatch(wait_s):
+            return None
+        after_s = found
     after, wait = int(after_s), float(wait_s)
     if after > MAX_DB_INT or wait > MAX_WAIT_S:
         return None

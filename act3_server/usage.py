@@ -446,16 +446,9 @@ def _by_shot(
     # out), the `limit` largest sorted there, and the total beside each row (a window over the groups).
     parts: list[Any] = []
     if lo < hi:
-        parts.append(select(_S.c.shot, _S.c.credits, _S.c.shots, _S.c.seconds).where(*where))
+        parts.append(_period_rows(org_id, lo, hi))
     for (a, b), sign in [(p, 1) for p in added] + [(p, -1) for p in taken]:
-        parts.append(
-            select(
-                func.coalesce(_T.c.shot, ""),
-                -sign * _T.c.credits,
-                literal(sign, Integer),
-                sign * func.coalesce(_T.c.duration_s, 0),
-            ).where(_T.c.org_id == org_id, _T.c.at >= a, _T.c.at < b, _T.c.kind == "render")
-        )
+        parts.append(_render_rows(org_id, a, b, sign))
     rows = union_all(*parts).subquery()
     shot, c_, n_, s_ = rows.c
     credits, shots, seconds = func.sum(c_), func.sum(n_), func.sum(s_)
@@ -493,11 +486,7 @@ def _by_shot_settled(
     pieces: list[tuple[str, datetime, datetime, int]] = [("periods", lo, mid, 1)] if lo < mid else []
     parts: list[Any] = []
     if mid < hi:
-        parts.append(
-            select(_S.c.shot, _S.c.credits, _S.c.shots, _S.c.seconds).where(
-                _S.c.org_id == org_id, _S.c.period_start >= mid.date(), _S.c.period_start < hi.date()
-            )
-        )
+        parts.append(_period_rows(org_id, mid, hi))
     for (a, b), sign in [(p, 1) for p in added] + [(p, -1) for p in taken]:
         if b <= settled_at:
             pieces.append(("renders", a, b, sign))
@@ -506,10 +495,7 @@ def _by_shot_settled(
     settled = _settled_sums(conn, org_id, tuple(pieces))
     live: dict[str, tuple[int, int, int]] = {}
     if parts:
-        rows = union_all(*parts).subquery()
-        shot, c_, n_, s_ = rows.c
-        query = select(shot, func.sum(c_), func.sum(n_), func.sum(s_)).group_by(shot)
-        live = {str(k): (int(c), int(n), int(sec)) for k, c, n, sec in conn.execute(query).all()}
+        live = {k: (c, n, sec) for k, c, n, sec in _by_name(conn, *parts)}
     # (-credits, name, shots, seconds): sorted as the answer lists them; names with no shots left out,
     # as in `_by_shot` (their renders all fell outside the range).
     merged: list[tuple[int, str, int, int]] = []
@@ -523,6 +509,22 @@ def _by_shot_settled(
     total = _Sum(-sum(r[0] for r in merged), sum(r[2] for r in merged), sum(r[3] for r in merged))
     groups = [{"key": k, **_Sum(-c, n, sec).json()} for c, k, n, sec in heapq.nsmallest(limit, merged)]
     return _answer(start, end, "shot", groups, total)
+
+
+def _period_rows(org_id: int, lo: datetime, hi: datetime) -> Any:
+    """The `usage_shots` rows of the billing periods that begin in [lo, hi), as (shot, credits,
+    shots, seconds)."""
+    return select(_S.c.shot, _S.c.credits, _S.c.shots, _S.c.seconds).where(
+        _S.c.org_id == org_id, _S.c.period_start >= lo.date(), _S.c.period_start < hi.date()
+    )
+
+
+def _by_name(conn: Connection, *parts: Any) -> list[tuple[str, int, int, int]]:
+    """The rows of `parts` (each as `_period_rows` or `_render_rows` give them) summed by shot name."""
+    rows = union_all(*parts).subquery() if len(parts) > 1 else parts[0].subquery()
+    shot, c_, n_, s_ = rows.c
+    query = select(shot, func.sum(c_), func.sum(n_), func.sum(s_)).group_by(shot)
+    return [(str(k), int(c), int(n), int(sec)) for k, c, n, sec in conn.execute(query).all()]
 
 
 def _render_rows(org_id: int, a: datetime, b: datetime, sign: int) -> Any:
@@ -570,17 +572,8 @@ def _settled_sums(
 
 
 def _piece(conn: Connection, org_id: int, source: str, lo: datetime, hi: datetime) -> list[tuple[str, int, int, int]]:
-    if source == "periods":
-        query = (
-            select(_S.c.shot, func.sum(_S.c.credits), func.sum(_S.c.shots), func.sum(_S.c.seconds))
-            .where(_S.c.org_id == org_id, _S.c.period_start >= lo.date(), _S.c.period_start < hi.date())
-            .group_by(_S.c.shot)
-        )
-    else:
-        rows = _render_rows(org_id, lo, hi, 1).subquery()
-        shot, c_, n_, s_ = rows.c
-        query = select(shot, func.sum(c_), func.sum(n_), func.sum(s_)).group_by(shot)
-    return [(str(k), int(c), int(n), int(sec)) for k, c, n, sec in conn.execute(query).all()]
+    rows = _period_rows(org_id, lo, hi) if source == "periods" else _render_rows(org_id, lo, hi, 1)
+    return _by_name(conn, rows)
 
 
 def _cached(conn: Connection, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
