@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 import threading
 import weakref
 from collections.abc import Iterable, Iterator
@@ -15,6 +16,11 @@ from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
+
+if sys.platform != "win32":
+    import fcntl
+else:  # pragma: no cover - Windows: the threads of one process queue, processes meet the busy handler
+    fcntl = None
 
 from sqlalchemy import (
     BigInteger,
@@ -485,15 +491,53 @@ def _install_sqlite_recipe(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("act3_write") else "BEGIN")
 
 
-_sqlite_writers: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+class WriterQueue:
+    """SQLite's one writer at a time, as a queue instead of its busy handler's sleeps.
+
+    Threads of one process queue on a lock; with a database file, the thread at the head then
+    takes an exclusive `flock` on a file beside it (`<db>-writer`, 0600), so the serve processes
+    of `serve --processes N` queue in the kernel too and the next writer is woken the moment the
+    one before it commits. SQLite's own lock still guards the data: a writer that does not pass here
+    (a migration, a script) is only slower to get in, never wrong.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self._lock = threading.Lock()
+        self._path = path
+        self._fd = -1
+        self._pid = 0
+
+    def acquire(self) -> None:
+        self._lock.acquire()
+        if self._path is None or fcntl is None:
+            return
+        try:
+            if self._pid != os.getpid():  # first use, or a forked child: a lock file of its own
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                self._pid = os.getpid()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except OSError:  # no lock file (a read-only directory): the busy handler queues instead
+            self._path = None
+
+    def release(self) -> None:
+        try:
+            if self._path is not None and fcntl is not None and self._pid == os.getpid():
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._lock.release()
+
+
+_sqlite_writers: weakref.WeakKeyDictionary[Engine, WriterQueue] = weakref.WeakKeyDictionary()
 _sqlite_writers_guard = threading.Lock()
 
 
-def _sqlite_writer_lock(engine: Engine) -> threading.Lock:
+def _sqlite_writer_lock(engine: Engine) -> WriterQueue:
     with _sqlite_writers_guard:
         lock = _sqlite_writers.get(engine)
         if lock is None:
-            lock = _sqlite_writers[engine] = threading.Lock()
+            db = engine.url.database
+            path = Path(db + "-writer") if db and db != ":memory:" and not db.startswith("file:") else None
+            lock = _sqlite_writers[engine] = WriterQueue(path)
         return lock
 
 
@@ -504,8 +548,8 @@ def write_tx(engine: Engine) -> Iterator[Connection]:
     SQLite has one writer at a time. A BEGIN IMMEDIATE that finds the database locked does not
     queue: its busy handler sleeps and retries (up to 100 ms between tries), so under load a writer
     can lose the race again and again and wait seconds while the lock is free most of the time.
-    The threads of one process therefore queue on a lock here and are woken the moment the writer
-    before them commits; only other processes on the same file still meet the busy handler.
+    Writers therefore queue in `WriterQueue` (threads and serve processes alike) and are woken the
+    moment the writer before them commits.
     """
     lock = _sqlite_writer_lock(engine) if engine.dialect.name == "sqlite" else None
     if lock is not None:

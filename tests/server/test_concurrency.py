@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 import subprocess
 import sys
 import threading
@@ -81,7 +82,15 @@ def test_several_processes_spending_one_org(ledger: Ledger, books: Books, databa
     worker = Path(__file__).with_name("spend_worker.py")
     procs = [
         subprocess.Popen(
-            [sys.executable, str(worker), database_url, str(starter.org_id), str(starter.editor.member_id), f"p{i}"],
+            [
+                sys.executable,
+                str(worker),
+                database_url,
+                str(starter.org_id),
+                str(starter.editor.member_id),
+                f"p{i}",
+                books.clock.now.isoformat(),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -124,4 +133,57 @@ def test_sqlite_writers_of_one_process_queue_instead_of_polling(tmp_path: Path) 
     committed = time.monotonic()
     waiter.join(5)
     assert started and started[0] - committed < 0.1
+    engine.dispose()
+
+
+_HOLD_THE_QUEUE = """
+import sys
+from act3_server import db
+engine = db.make_engine(sys.argv[1], pool_size=1)
+queue = db._sqlite_writer_lock(engine)
+queue.acquire()
+print("held", flush=True)
+sys.stdin.readline()
+queue.release()
+"""
+
+
+def test_sqlite_writers_of_two_processes_queue_in_the_kernel(tmp_path: Path) -> None:
+    """`serve --processes N` on SQLite: a writer of another process at the head of the queue (its
+    `flock` on `<db>-writer`) keeps this process's writer waiting, though it holds no SQLite lock,
+    and lets it in when it lets go; the lock file is the service user's alone."""
+    path = tmp_path / "w.db"
+    engine = db.make_engine(f"sqlite:///{path}", pool_size=2)
+    migrate.upgrade(engine)
+    other = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_THE_QUEUE, f"sqlite:///{path}"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        assert other.stdout is not None and other.stdin is not None
+        assert other.stdout.readline().strip() == "held"
+        wrote: list[float] = []
+
+        def write() -> None:
+            with db.write_tx(engine) as conn:
+                conn.execute(db.settings.insert().values(key="queued", value="1"))
+            wrote.append(time.monotonic())
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        time.sleep(0.3)
+        assert not wrote  # waiting behind the other process
+        other.stdin.write("\n")
+        other.stdin.flush()
+        writer.join(5)
+        assert wrote
+        assert other.wait(5) == 0
+    finally:
+        other.kill()
+    with db.read_tx(engine) as conn:
+        assert conn.execute(select(db.settings.c.value).where(db.settings.c.key == "queued")).scalar_one() == "1"
+    assert stat.S_IMODE(path.with_name("w.db-writer").stat().st_mode) == 0o600
     engine.dispose()
