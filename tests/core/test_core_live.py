@@ -8,6 +8,7 @@ import re
 import stat
 import time
 from collections.abc import Iterator
+from datetime import UTC, date, datetime
 
 import pytest
 from support.servers import LiveServer
@@ -106,11 +107,13 @@ def test_scripts_refresh_and_read_through_the_api_module(live_server, workers, t
     runtime.start(settings(live_server, live_server.key("pro", "admin")), tmp_path)
     assert api.refresh(wait=10) is True
     info = api.credits()
+    today = datetime.now(UTC).date()  # the live server's dev clock starts at the real time
+    next_first = date(today.year + today.month // 12, today.month % 12 + 1, 1)  # billing day 1
     assert (info.available, info.monthly_allocation, info.held, info.billing_date) == (
         875_000,
         875_000,
         0,
-        "2026-12-01",
+        next_first.isoformat(),
     )
     assert info.stale is False and info.last_error is None
     assert api.header_text() == runtime.state().header_text() == "875,000 cr"
