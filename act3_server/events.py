@@ -158,6 +158,10 @@ class EventBus:
     def notify(self) -> None:
         """Called from any thread after a local commit that wrote events."""
         self._local = True
+        if self._sqlite and not (self._waiters or self._linger):
+            # Nobody follows an org, so there is nothing to read for: no wake-up per commit (a
+            # waiter that registers later reads for itself, and wakes the thread when it was idle).
+            return
         if self._thread is None and self.engine is None:
             # No database to read: wake everyone, they re-read themselves.
             with self._lock:
