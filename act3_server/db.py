@@ -6,14 +6,16 @@ PostgreSQL (psycopg 3, `SELECT ... FOR UPDATE` on the org's account row for ever
 
 from __future__ import annotations
 
+import operator
 import os
 import stat
 import sys
 import threading
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -573,13 +575,15 @@ def write_tx(engine: Engine) -> Iterator[Connection]:
 
 class DriverSql:
     """A Core statement compiled once per dialect into SQL text, its parameter order (positional
-    drivers) and the values it carries itself (the 1 of `version + 1`)."""
+    drivers) and the values it carries itself (the 1 of `version + 1`), with `bind` to turn a
+    statement's parameters into what the driver takes."""
 
-    __slots__ = ("stmt", "_compiled")
+    __slots__ = ("stmt", "_compiled", "_binders")
 
     def __init__(self, stmt: Any) -> None:
         self.stmt = stmt
         self._compiled: dict[str, tuple[str, tuple[str, ...] | None, dict[str, Any]]] = {}
+        self._binders: dict[str, Callable[[dict[str, Any]], Any]] = {}
 
     def compiled(self, dialect: Any) -> tuple[str, tuple[str, ...] | None, dict[str, Any]]:
         found = self._compiled.get(dialect.name)
@@ -588,12 +592,61 @@ class DriverSql:
             own = {name: bp.effective_value for bp, name in c.bind_names.items() if not bp.required}
             found = (c.string, tuple(c.positiontup) if c.positional else None, own)
             self._compiled[dialect.name] = found
+            if c.positional:
+                dated = {name for bp, name in c.bind_names.items() if bp.type._type_affinity in (DateTime, Date)}
+                self._binders[dialect.name] = _positional_binder(found[1], own, dated)  # type: ignore[arg-type]
+            else:
+                self._binders[dialect.name] = partial(_with_own, own) if own else _as_is
         return found
+
+    def bind(self, dialect: Any, params: dict[str, Any]) -> Any:
+        """The driver's parameters for `params` (named: a dict, with the statement's own values;
+        positional: a tuple in order, dates and times in SQLAlchemy's text form on SQLite)."""
+        binder = self._binders.get(dialect.name)
+        if binder is None:
+            self.compiled(dialect)
+            binder = self._binders[dialect.name]
+        return binder(params)
+
+
+def _as_is(params: dict[str, Any]) -> dict[str, Any]:
+    return params
+
+
+def _with_own(own: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    return {**own, **params}
+
+
+_DATED = (datetime, date)
+_DATED_TYPES = frozenset(_DATED)
+
+
+def _positional_binder(names: tuple[str, ...], own: dict[str, Any], dated: set[str]) -> Callable[[dict[str, Any]], Any]:
+    """A tuple of the parameters in `names` order, taken in one C call (`itemgetter`); only the
+    positions typed Date or DateTime are converted (`_sqlite_value`), and a date or time found
+    anywhere else (an untyped parameter) sends the whole row the slow, per-value way."""
+    take = operator.itemgetter(*names) if len(names) != 1 else (lambda p, n=names[0]: (p[n],))
+    at = tuple(i for i, n in enumerate(names) if n in dated)
+
+    def bind(params: dict[str, Any]) -> tuple[Any, ...]:
+        values = take({**own, **params} if own else params) if names else ()
+        if at:
+            values = list(values)
+            for i in at:
+                values[i] = _sqlite_value(values[i])
+        if not _DATED_TYPES.isdisjoint(map(type, values)):
+            values = [_sqlite_value(v) for v in values]
+        return tuple(values)
+
+    return bind
 
 
 def _sqlite_value(value: Any) -> Any:
     # SQLAlchemy's own storage format for DateTime and Date on SQLite (comparisons are on the text).
     if isinstance(value, datetime):
+        if value.tzinfo is None:
+            text_ = value.isoformat(" ")
+            return text_ if value.microsecond else text_ + ".000000"
         return value.strftime("%Y-%m-%d %H:%M:%S.%f")
     if isinstance(value, date):
         return value.isoformat()
@@ -610,15 +663,8 @@ class RawTx:
         self.cursor = cursor
         self.sqlite = dialect.name == "sqlite"
 
-    @staticmethod
-    def _params(names: tuple[str, ...] | None, own: dict[str, Any], params: dict[str, Any]) -> Any:
-        if names is None:
-            return {**own, **params} if own else params
-        return tuple(_sqlite_value(params[n] if n in params else own[n]) for n in names)
-
     def execute(self, sql: DriverSql, params: dict[str, Any]) -> Any:
-        text_, names, own = sql.compiled(self.dialect)
-        self.cursor.execute(text_, self._params(names, own, params))
+        self.cursor.execute(sql.compiled(self.dialect)[0], sql.bind(self.dialect, params))
         return self.cursor
 
     def one(self, sql: DriverSql, params: dict[str, Any]) -> Any:
@@ -643,8 +689,8 @@ class RawTx:
         if len(rows) == 1:
             self.execute(sql, rows[0])
             return
-        text_, names, own = sql.compiled(self.dialect)
-        self.cursor.executemany(text_, [self._params(names, own, r) for r in rows])
+        text_ = sql.compiled(self.dialect)[0]
+        self.cursor.executemany(text_, [sql.bind(self.dialect, r) for r in rows])
 
 
 @contextmanager

@@ -1786,8 +1786,8 @@ class Ledger:
         raw = self.engine.raw_connection()
         try:
             cursor = raw.cursor()
-            text_, names, own = _PROBE_RUNNABLE.compiled(self.engine.dialect)
-            cursor.execute(text_, RawTx._params(names, own, {"real": real}))
+            dialect = self.engine.dialect
+            cursor.execute(_PROBE_RUNNABLE.compiled(dialect)[0], _PROBE_RUNNABLE.bind(dialect, {"real": real}))
             found = cursor.fetchone() is not None
             cursor.close()
             return found

@@ -216,8 +216,8 @@ def service_run(srv: LiveServer, orgs: list[dict[str, Any]], clients: int, per_c
 
 class RawDriver:
     """The service's three transactions per job, straight on sqlite3 / psycopg: the ledger's own
-    statements (their compiled SQL text), no SQLAlchemy, no HTTP, no service logic beyond what the
-    writes need."""
+    statements (their compiled SQL text, their parameters bound as the service binds them:
+    `DriverSql.bind`), no SQLAlchemy, no HTTP, no service logic beyond what the writes need."""
 
     def __init__(self, url: str) -> None:
         self.url = normalize_url(url)
@@ -247,19 +247,11 @@ class RawDriver:
         return stmt.compiled(self.dialect)
 
     def run(self, cur: Any, stmt: DriverSql, params: dict[str, Any]) -> Any:
-        text, names, own = self.sql(stmt)
-        if names is None:
-            cur.execute(text, {**own, **params})
-        else:
-            cur.execute(text, tuple(self.value(params[n] if n in params else own[n]) for n in names))
+        cur.execute(self.sql(stmt)[0], stmt.bind(self.dialect, params))
         return cur
 
     def many(self, cur: Any, stmt: DriverSql, rows: list[dict[str, Any]]) -> None:
-        text, names, own = self.sql(stmt)
-        if names is None:
-            cur.executemany(text, [{**own, **r} for r in rows])
-        else:
-            cur.executemany(text, [tuple(self.value(r[n] if n in r else own[n]) for n in names) for r in rows])
+        cur.executemany(self.sql(stmt)[0], [stmt.bind(self.dialect, r) for r in rows])
 
     @contextlib.contextmanager
     def batch(self, cur: Any, commit: bool = False) -> Any:
@@ -272,11 +264,6 @@ class RawDriver:
             yield
             if commit:
                 cur.connection.commit()
-
-    def value(self, v: Any) -> Any:
-        if isinstance(v, datetime):
-            return v.strftime("%Y-%m-%d %H:%M:%S.%f")
-        return v.isoformat() if hasattr(v, "isoformat") else v
 
     def tx(self, conn: Any, work: Callable[[Any], Any]) -> Any:
         if self.sqlite:
