@@ -145,3 +145,41 @@ def test_driver_errors_come_out_as_sqlalchemy_errors_and_roll_back(books: Books)
         keys = conn.execute(select(db.settings.c.key).where(db.settings.c.key.like("fast-path-test%"))).scalars()
         assert sorted(keys) == ["fast-path-test"]
     books.job(shot("after"))  # the writer is free
+
+
+def test_driver_parameters_are_bound_as_sqlalchemy_stores_them() -> None:
+    """The driver path's dates and times on SQLite are the text SQLAlchemy itself stores (the
+    columns are compared as text, so one character off would misplace a row in every range), in
+    the statement's parameter order with its own values; a date or time in an untyped parameter
+    is converted too; PostgreSQL gets a dict, as psycopg adapts the values itself."""
+    from datetime import UTC, date, datetime
+
+    from sqlalchemy import func, literal
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = sqlite.dialect()
+    stored = sqlite.DATETIME().bind_processor(dialect)
+    assert stored is not None
+    t = db.transactions
+    stmt = db.DriverSql(
+        select(func.coalesce(bindparam("loose"), literal(7)), t.c.id).where(
+            t.c.org_id == bindparam("org_id"), t.c.at >= bindparam("since"), t.c.at < bindparam("until")
+        )
+    )
+    moments = [
+        datetime(2026, 11, 30, 23, 59, 59),
+        datetime(2026, 12, 1, 0, 0, 0, 1),
+        datetime(1, 1, 1),
+        datetime(2026, 12, 1, 12, 0, tzinfo=UTC),
+    ]
+    for when in moments:
+        bound = stmt.bind(dialect, {"org_id": 3, "since": when, "until": when, "loose": when})
+        text_, names, _own = stmt.compiled(dialect)
+        assert names is not None and len(bound) == len(names) == text_.count("?")
+        by_name = dict(zip(names, bound, strict=True))
+        want = stored(when.replace(tzinfo=None))
+        assert (by_name["since"], by_name["until"], by_name["loose"], by_name["org_id"]) == (want, want, want, 3)
+    on_day = stmt.bind(dialect, {"org_id": 3, "since": date(2026, 12, 1), "until": None, "loose": date(2026, 12, 1)})
+    assert "2026-12-01" in on_day and None in on_day
+    pg = stmt.bind(postgresql.dialect(), {"org_id": 3, "since": moments[0], "until": moments[1], "loose": 1})
+    assert isinstance(pg, dict) and pg["since"] == moments[0] and pg["org_id"] == 3
