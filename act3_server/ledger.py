@@ -452,8 +452,8 @@ _LOCK_FOR_CHARGE = DriverSql(
     .values(version=_A.c.version + 1, last_event_seq=_A.c.last_event_seq + _bp("events", BigInteger()))
     .returning(*_STATE_COLUMNS)
 )
-# The columns a render row writes, on both charge paths.
-_RENDER_COLUMNS = (
+# The columns a render row writes, on both charge paths (and scripts/seed_history.py's rows).
+RENDER_COLUMNS = (
     "org_id",
     "at",
     "kind",
@@ -470,14 +470,14 @@ _RENDER_COLUMNS = (
 )
 _INSERT_RENDER = DriverSql(
     transactions.insert()
-    .values({c: _bp(c, transactions.c[c].type) for c in _RENDER_COLUMNS})
+    .values({c: _bp(c, transactions.c[c].type) for c in RENDER_COLUMNS})
     .returning(transactions.c.id)
 )
 # PostgreSQL: the render and its journal rows in one statement (the rows' transaction_id from the
 # render's RETURNING); buckets that did not move are left out.
 _RENDER = (
     transactions.insert()
-    .values({c: _bp(c, transactions.c[c].type) for c in _RENDER_COLUMNS})
+    .values({c: _bp(c, transactions.c[c].type) for c in RENDER_COLUMNS})
     .returning(transactions.c.id)
     .cte("render")
 )

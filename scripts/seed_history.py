@@ -34,24 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from act3_credits.core.billing import period_start
 from act3_server.auth import new_random_key
 from act3_server.db import normalize_url, to_db, usage_days, usage_shots, write_tx
-from act3_server.ledger import shot_names_upsert
+from act3_server.ledger import RENDER_COLUMNS, shot_names_upsert
 from act3_server.server import open_ledger
 
-COLUMNS = (
-    "org_id",
-    "at",
-    "kind",
-    "shot",
-    "engine",
-    "tier",
-    "duration_s",
-    "credits",
-    "monthly_delta",
-    "bank_delta",
-    "job_id",
-    "shot_id",
-    "member",
-)
+COLUMNS = RENDER_COLUMNS  # a seeded render row has the columns the charge writes
 ENGINES = (("veo-3.1", 260), ("veo-3.1-fast", 49), ("seedance-2.0", 245), ("kling-3", 120))
 TIERS = (("draft", 1, 50), ("standard", 2, 35), ("high", 4, 14), ("4k", 8, 1))  # id, multiplier, weight %
 MEMBERS = ("Ana (owner)", "Ben (admin)", "Cleo (editor)", "Eli (editor)", "Fay (editor)")
