@@ -261,24 +261,26 @@ _HOLD = DriverSql(_HOLD_UPDATE)
 # PostgreSQL: the hold and the job's row in one statement (data-modifying WITHs), so the account row
 # is locked one round trip later and released one sooner; no row back: a refill is due, or a 402.
 _HELD = _HOLD_UPDATE.cte("held")
+# The columns a new job writes, on both hold paths (the SQLite insert and the PostgreSQL CTE).
+_JOB_COLUMNS = (
+    "org_id",
+    "number",
+    "member_id",
+    "member_name",
+    "name",
+    "status",
+    "created_at",
+    "updated_at",
+    "estimated_credits",
+    "charged_credits",
+    "held",
+    "project",
+    "period_start",
+)
 _NEW_JOB = (
     jobs.insert()
     .from_select(
-        [
-            "org_id",
-            "number",
-            "member_id",
-            "member_name",
-            "name",
-            "status",
-            "created_at",
-            "updated_at",
-            "estimated_credits",
-            "charged_credits",
-            "held",
-            "project",
-            "period_start",
-        ],
+        list(_JOB_COLUMNS),
         select(
             _bp("org_id", Integer()),
             _HELD.c.last_job_number,
@@ -301,21 +303,6 @@ _NEW_JOB = (
 _HOLD_AND_JOB = DriverSql(select(_NEW_JOB.c.id, *[_HELD.c[k] for k in _ACCOUNT_STATE], _HELD.c.auto_top_up_below))
 _KNOWN_KEY = DriverSql(
     select(literal_column("1")).where(idempotency.c.org_id == _bp("org_id"), idempotency.c.key == _bp("key"))
-)
-_JOB_COLUMNS = (
-    "org_id",
-    "number",
-    "member_id",
-    "member_name",
-    "name",
-    "status",
-    "created_at",
-    "updated_at",
-    "estimated_credits",
-    "charged_credits",
-    "held",
-    "project",
-    "period_start",
 )
 _INSERT_JOB = DriverSql(jobs.insert().values({c: _bp(c, jobs.c[c].type) for c in _JOB_COLUMNS}).returning(jobs.c.id))
 _SHOT_COLUMNS = (
