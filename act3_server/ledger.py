@@ -1623,6 +1623,27 @@ class Ledger:
         names = [str(spec.get("name", "")) for spec in shot_specs]
         now = self.now()
         at = to_db(now)
+        # What does not depend on the account row is made before it is locked (on PostgreSQL the
+        # row is held from the hold's UPDATE to the COMMIT, and other holds of the org wait on it).
+        shot_rows = [
+            {
+                "job_id": None,
+                "idx": i,
+                "name": n,
+                "engine": p.engine,
+                "tier": p.tier,
+                "requested_duration_s": float(p.requested_s),
+                "duration_s": p.duration_s,
+                "credits": p.credits,
+                "status": Status.QUEUED,
+                "attempts": 0,
+            }
+            for i, (n, p) in enumerate(zip(names, prices, strict=True))
+        ]
+        name_rows = [
+            {"org_id": org.id, "shot": n, "shot_key": n.lower(), "shots": c} for n, c in Counter(names).items()
+        ]
+        request_hash = _job_request_hash(name, names, prices, project) if idempotency_key is not None else ""
         with raw_write_tx(self.engine) as tx:
             if idempotency_key is not None and tx.one(_KNOWN_KEY, {"org_id": org.id, "key": idempotency_key}):
                 raise _Fallback  # a replay (or a conflict): the general path answers it
@@ -1656,28 +1677,11 @@ class Ledger:
             if row[-1] is not None and topup.crosses(rules.available(acct) + total, rules.available(acct), row[-1]):
                 raise _Fallback  # auto top-up is on and this hold crosses its threshold: bought with it
             number = acct["last_job_number"]
-            shot_rows = [
-                {
-                    "job_id": job_id,
-                    "idx": i,
-                    "name": n,
-                    "engine": p.engine,
-                    "tier": p.tier,
-                    "requested_duration_s": float(p.requested_s),
-                    "duration_s": p.duration_s,
-                    "credits": p.credits,
-                    "status": Status.QUEUED,
-                    "attempts": 0,
-                }
-                for i, (n, p) in enumerate(zip(names, prices, strict=True))
-            ]
+            for shot_row in shot_rows:
+                shot_row["job_id"] = job_id
             with tx.batch(commit=True):  # nothing below needs an answer: one round trip on PostgreSQL
                 tx.executemany(_INSERT_SHOTS, shot_rows)
-                counts = Counter(names)
-                tx.executemany(
-                    _SHOT_NAMES_UPSERT[tx.dialect.name],
-                    [{"org_id": org.id, "shot": n, "shot_key": n.lower(), "shots": c} for n, c in counts.items()],
-                )
+                tx.executemany(_SHOT_NAMES_UPSERT[tx.dialect.name], name_rows)
                 tx.execute(
                     _INSERT_JOURNAL_ROWS,
                     {
@@ -1709,7 +1713,6 @@ class Ledger:
                 )
                 body = shapes.queued_job_json(number, name, actor.member_name, total, now, shot_rows, project)
                 if idempotency_key is not None:
-                    request_hash = _job_request_hash(name, names, prices, project)
                     tx.execute(
                         _INSERT_IDEMPOTENCY,
                         {
