@@ -367,7 +367,7 @@ def run_budgets(bpy: Any, api: Any, session: Any, tick_until: Any, url: str, key
             if line.strip().lstrip("! ").startswith(starts):
                 say(line)
 
-    heading("8. A project budget refuses a batch; Defer sends it to the next refill")
+    heading("9. A project budget refuses a batch; Defer sends it to the next refill")
     scene.act3_project = "harbour-spot"
     budget = {"credits": 5_000, "period": "billing_period", "action": "refuse"}
     requests.put(f"{url}/budgets/harbour-spot", json=budget, headers=auth, timeout=10).raise_for_status()
@@ -391,7 +391,7 @@ def run_budgets(bpy: Any, api: Any, session: Any, tick_until: Any, url: str, key
     summary = next(t for t in queue.texts() if t.startswith("Scheduled"))
     say(f"  {deferred.text} → job {job_id}, Render Queue: {summary}; held now: {api.job(job_id)['held']} cr")
 
-    heading("9. Auto top-up, and Draft first then upgrade")
+    heading("10. Auto top-up, and Draft first then upgrade")
     available = session.state().credits.available
     bpy.ops.act3.set_auto_top_up(enabled=True, below=available - 1_000, pack_id="pack-50k", max_dollars=200)
     say(f"  the owner turns auto top-up on: below {available - 1_000:,} cr buy pack-50k, at most $200.00 a period")
@@ -415,7 +415,7 @@ def run_budgets(bpy: Any, api: Any, session: Any, tick_until: Any, url: str, key
     tick_until(lambda: scene.act3_shots[2].last_tier == "high", 120)
     say("  after the upgrade: " + ", ".join(f"{it.name} {it.last_tier} {it.last_cost:,} cr" for it in scene.act3_shots))
 
-    heading("10. The next refill starts the deferred batch")
+    heading("11. The next refill starts the deferred batch")
     budget["credits"] = 10_000  # next month's budget, raised by the owner
     requests.put(f"{url}/budgets/harbour-spot", json=budget, headers=auth, timeout=10).raise_for_status()
     billing_date = api.credits().billing_date
