@@ -520,6 +520,15 @@ class WriterQueue:
             fcntl.flock(self._fd, fcntl.LOCK_EX)
         except OSError:  # no lock file (a read-only directory): the busy handler queues instead
             self._path = None
+        except BaseException:  # interrupted while waiting: not at the head, so not holding the queue
+            self._lock.release()
+            raise
+
+    def __del__(self) -> None:
+        # The engine it served is gone: its lock file descriptor goes too (a forked child's
+        # inherited copy is the parent's to close).
+        if self._fd >= 0 and self._pid == os.getpid():
+            os.close(self._fd)
 
     def release(self) -> None:
         try:
