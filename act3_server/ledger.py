@@ -58,7 +58,7 @@ from act3_credits.core import pricing, vocabulary
 from act3_credits.core.shots import shortfall_message
 from act3_credits.core.vocabulary import Event, Kind, Reason, Status
 
-from . import billing, rules, schedule, shapes, topup, usage
+from . import billing, groupcommit, rules, schedule, shapes, topup, usage
 from . import budgets as spend_limits
 from .auth import hash_key
 from .clock import utcnow
@@ -164,6 +164,22 @@ class _TxBuffers:
     read: dict[int, tuple[Any, ...]] = field(default_factory=dict)  # each account as it was read
     journal: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class _PendingHold:
+    """A hold waiting for its group commit: everything made before the account row is locked."""
+
+    actor: Actor
+    org: Org
+    name: str
+    total: int
+    shot_rows: list[dict[str, Any]]
+    name_rows: list[dict[str, Any]]
+    key: str | None
+    request_hash: str
+    project: str | None
+    wrote: bool = False  # its hold is written (a fallback after this must undo it)
 
 
 def _buffers(conn: Connection) -> _TxBuffers:
@@ -564,6 +580,7 @@ class Ledger:
         self._orgs_lock = threading.Lock()
         self._refilled_through: dict[int, date] = {}  # org -> newest period_start seen (a hint)
         self.budgets = spend_limits.Budgets(self)  # budgets: /v1/budgets and /v1/members
+        self._holds = groupcommit.GroupCommit(self._hold_batch)
 
     # --- plumbing ----------------------------------------------------------------------------------
 
@@ -1619,10 +1636,23 @@ class Ledger:
         idempotency_key: str | None,
         project: str | None = None,
     ) -> Result:
-        total = pricing.batch_total(prices)
+        """The hold's common case, in a group commit (`_holds`): holds that arrive together share
+        one transaction, each applied as if alone (`_hold_in`)."""
+        hold = self._pending_hold(actor, org, name, shot_specs, prices, idempotency_key, project)
+        lane = 0 if self.engine.dialect.name == "sqlite" else org.id
+        return self._holds.run(lane, hold)  # type: ignore[no-any-return]
+
+    def _pending_hold(
+        self,
+        actor: Actor,
+        org: Org,
+        name: str,
+        shot_specs: Sequence[Mapping[str, Any]],
+        prices: Sequence[pricing.ShotPrice],
+        idempotency_key: str | None,
+        project: str | None,
+    ) -> _PendingHold:
         names = [str(spec.get("name", "")) for spec in shot_specs]
-        now = self.now()
-        at = to_db(now)
         # What does not depend on the account row is made before it is locked (on PostgreSQL the
         # row is held from the hold's UPDATE to the COMMIT, and other holds of the org wait on it).
         shot_rows = [
@@ -1640,91 +1670,132 @@ class Ledger:
             }
             for i, (n, p) in enumerate(zip(names, prices, strict=True))
         ]
-        name_rows = [
-            {"org_id": org.id, "shot": n, "shot_key": n.lower(), "shots": c} for n, c in Counter(names).items()
-        ]
-        request_hash = _job_request_hash(name, names, prices, project) if idempotency_key is not None else ""
-        with raw_write_tx(self.engine) as tx:
-            if idempotency_key is not None and tx.one(_KNOWN_KEY, {"org_id": org.id, "key": idempotency_key}):
-                raise _Fallback  # a replay (or a conflict): the general path answers it
-            hold = {"org_id": org.id, "due": billing.period_start(now.date(), org.billing_day), "total": total}
-            job = {
-                "org_id": org.id,
-                "member_id": actor.member_id,
-                "member_name": actor.member_name,
-                "name": name,
-                "status": Status.QUEUED,
-                "created_at": at,
-                "updated_at": at,
-                "estimated_credits": total,
-                "charged_credits": 0,
-                "held": total,
-                "project": project,
-            }
-            if tx.sqlite:
-                row = tx.one(_HOLD, hold)
-                if row is None:
-                    raise _Fallback  # a refill is due first, or the credits are not there (a 402 to explain)
-                acct = _account_from_row(tx, org.id, row[:-1])
-                job_id = tx.one(
-                    _INSERT_JOB, {**job, "number": acct["last_job_number"], "period_start": acct["period_start"]}
-                )[0]
-            else:
-                row = tx.one(_HOLD_AND_JOB, {**hold, **job})
-                if row is None:
-                    raise _Fallback  # as above
-                job_id, acct = row[0], _account_from_row(tx, org.id, row[1:-1])
-            if row[-1] is not None and topup.crosses(rules.available(acct) + total, rules.available(acct), row[-1]):
-                raise _Fallback  # auto top-up is on and this hold crosses its threshold: bought with it
-            number = acct["last_job_number"]
-            for shot_row in shot_rows:
-                shot_row["job_id"] = job_id
-            with tx.batch(commit=True):  # nothing below needs an answer: one round trip on PostgreSQL
-                tx.executemany(_INSERT_SHOTS, shot_rows)
-                tx.executemany(_SHOT_NAMES_UPSERT[tx.dialect.name], name_rows)
+        return _PendingHold(
+            actor=actor,
+            org=org,
+            name=name,
+            total=pricing.batch_total(prices),
+            shot_rows=shot_rows,
+            name_rows=[
+                {"org_id": org.id, "shot": n, "shot_key": n.lower(), "shots": c} for n, c in Counter(names).items()
+            ],
+            key=idempotency_key,
+            request_hash=_job_request_hash(name, names, prices, project) if idempotency_key is not None else "",
+            project=project,
+        )
+
+    def _hold_batch(self, items: list[groupcommit.Item]) -> None:
+        """One transaction for the holds of a group commit. A hold that cannot take the fast path
+        before it writes anything (a replay, a refill due, a 402 to explain) answers `_Fallback`
+        and the others go on; anything else (a hold that must undo what it wrote, a database
+        error) rolls the batch back and each hold runs again in a transaction of its own, so each
+        answers exactly what it would have alone."""
+        done: list[tuple[groupcommit.Item, Result]] = []
+        skipped: list[groupcommit.Item] = []
+        try:
+            with raw_write_tx(self.engine) as tx:
+                for i, item in enumerate(items):
+                    try:
+                        done.append((item, self._hold_in(tx, item.payload, commit=i == len(items) - 1)))
+                    except _Fallback:
+                        if item.payload.wrote:
+                            raise
+                        skipped.append(item)
+        except Exception as exc:
+            if len(items) == 1:
+                items[0].answer(error=exc)
+                return
+            for item in items:
+                item.payload.wrote = False
+                self._hold_batch([item])
+            return
+        for item in skipped:
+            item.answer(error=_Fallback())
+        for item, result in done:
+            item.answer(result)
+        if done:
+            self._events_written()
+
+    def _hold_in(self, tx: RawTx, h: _PendingHold, commit: bool) -> Result:
+        """One hold inside the group commit's transaction (`commit`: the transaction's last
+        statements, so on PostgreSQL the COMMIT goes in their pipeline)."""
+        org = h.org
+        now = self.now()
+        at = to_db(now)
+        if h.key is not None and tx.one(_KNOWN_KEY, {"org_id": org.id, "key": h.key}):
+            raise _Fallback  # a replay (or a conflict): the general path answers it
+        hold = {"org_id": org.id, "due": billing.period_start(now.date(), org.billing_day), "total": h.total}
+        job = {
+            "org_id": org.id,
+            "member_id": h.actor.member_id,
+            "member_name": h.actor.member_name,
+            "name": h.name,
+            "status": Status.QUEUED,
+            "created_at": at,
+            "updated_at": at,
+            "estimated_credits": h.total,
+            "charged_credits": 0,
+            "held": h.total,
+            "project": h.project,
+        }
+        if tx.sqlite:
+            row = tx.one(_HOLD, hold)
+            if row is None:
+                raise _Fallback  # a refill is due first, or the credits are not there (a 402 to explain)
+            h.wrote = True
+            acct = _account_from_row(tx, org.id, row[:-1])
+            job_id = tx.one(
+                _INSERT_JOB, {**job, "number": acct["last_job_number"], "period_start": acct["period_start"]}
+            )[0]
+        else:
+            row = tx.one(_HOLD_AND_JOB, {**hold, **job})
+            if row is None:
+                raise _Fallback  # as above
+            h.wrote = True
+            job_id, acct = row[0], _account_from_row(tx, org.id, row[1:-1])
+        if row[-1] is not None and topup.crosses(rules.available(acct) + h.total, rules.available(acct), row[-1]):
+            raise _Fallback  # auto top-up is on and this hold crosses its threshold: bought with it
+        number = acct["last_job_number"]
+        shot_rows = [{**r, "job_id": job_id} for r in h.shot_rows]
+        with tx.batch(commit=commit):  # nothing below needs an answer: one round trip on PostgreSQL
+            tx.executemany(_INSERT_SHOTS, shot_rows)
+            tx.executemany(_SHOT_NAMES_UPSERT[tx.dialect.name], h.name_rows)
+            tx.execute(
+                _INSERT_JOURNAL_ROWS,
+                {
+                    "org_id": org.id,
+                    "transaction_id": None,
+                    "job_id": job_id,
+                    "bucket": "held",
+                    "delta": h.total,
+                    "reason": "hold",
+                    "at": at,
+                },
+            )
+            seq = acct["last_event_seq"]
+            balance = shapes.credits_json(org, acct, now)
+            tx.executemany(
+                _INSERT_EVENT_ROWS,
+                [
+                    self._event_row(org.id, seq - 1, Event.BALANCE_CHANGED, {"balance": balance, "reason": "hold"}, now),
+                    self._event_row(
+                        org.id, seq, Event.JOB_STATUS, {"job_id": number, "status": Status.QUEUED, "reason": None}, now
+                    ),
+                ],
+            )
+            body = shapes.queued_job_json(number, h.name, h.actor.member_name, h.total, now, shot_rows, h.project)
+            if h.key is not None:
                 tx.execute(
-                    _INSERT_JOURNAL_ROWS,
+                    _INSERT_IDEMPOTENCY,
                     {
                         "org_id": org.id,
-                        "transaction_id": None,
-                        "job_id": job_id,
-                        "bucket": "held",
-                        "delta": total,
-                        "reason": "hold",
-                        "at": at,
+                        "key": h.key,
+                        "request_hash": h.request_hash,
+                        "status_code": 201,
+                        "response": json.dumps(body),
+                        "created_at": at,
                     },
                 )
-                seq = acct["last_event_seq"]
-                balance = shapes.credits_json(org, acct, now)
-                tx.executemany(
-                    _INSERT_EVENT_ROWS,
-                    [
-                        self._event_row(
-                            org.id, seq - 1, Event.BALANCE_CHANGED, {"balance": balance, "reason": "hold"}, now
-                        ),
-                        self._event_row(
-                            org.id,
-                            seq,
-                            Event.JOB_STATUS,
-                            {"job_id": number, "status": Status.QUEUED, "reason": None},
-                            now,
-                        ),
-                    ],
-                )
-                body = shapes.queued_job_json(number, name, actor.member_name, total, now, shot_rows, project)
-                if idempotency_key is not None:
-                    tx.execute(
-                        _INSERT_IDEMPOTENCY,
-                        {
-                            "org_id": org.id,
-                            "key": idempotency_key,
-                            "request_hash": request_hash,
-                            "status_code": 201,
-                            "response": json.dumps(body),
-                            "created_at": at,
-                        },
-                    )
-        self._events_written()
         return Result(201, body)
 
     def _events_written(self) -> None:

@@ -1,0 +1,184 @@
+"""Group commit: holds that arrive together share one transaction, and each still answers exactly
+what it would have answered alone (its own job number, a replay, a 402, an auto top-up)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+from srv_helpers import Books, ManualClock, make_books, shot, shots_costing
+from test_ledger_fast_path import snapshot
+
+from act3_server import groupcommit
+from act3_server import ledger as ledger_module
+from act3_server.ledger import Ledger
+from act3_server.topup import write as write_auto_top_up
+
+
+def test_callers_that_arrive_while_a_batch_runs_share_the_next_one() -> None:
+    """The first caller leads; the six that queue behind its batch all go in the next batch, led by
+    the oldest of them; each gets its own answer, and an item's error is raised in its caller only."""
+    batches: list[list[Any]] = []
+    first_running = threading.Event()
+    release_first = threading.Event()
+
+    def run_batch(items: list[groupcommit.Item]) -> None:
+        batches.append([it.payload for it in items])
+        if len(batches) == 1:
+            first_running.set()
+            assert release_first.wait(10)
+        for it in items:
+            if it.payload == 13:
+                it.answer(error=ValueError("thirteen"))
+            else:
+                it.answer(it.payload * 10)
+
+    gc = groupcommit.GroupCommit(run_batch)
+    answers: dict[int, Any] = {}
+
+    def call(n: int) -> None:
+        try:
+            answers[n] = gc.run("org-1", n)
+        except ValueError as exc:
+            answers[n] = str(exc)
+
+    first = threading.Thread(target=call, args=(1,))
+    first.start()
+    assert first_running.wait(10)
+    others = [threading.Thread(target=call, args=(n,)) for n in (2, 3, 13, 5, 6, 7)]
+    for t in others:
+        t.start()
+    deadline = time.monotonic() + 10
+    while len(gc._queues["org-1"]) < 6 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    release_first.set()
+    for t in [first, *others]:
+        t.join(10)
+    assert batches[0] == [1]
+    assert sorted(batches[1]) == [2, 3, 5, 6, 7, 13] and len(batches) == 2
+    assert answers == {1: 10, 2: 20, 3: 30, 13: "thirteen", 5: 50, 6: 60, 7: 70}
+    assert gc._queues == {}  # nobody leads an empty lane: the next caller leads at once
+    assert gc.run("org-1", 4) == 40
+
+
+def test_a_batch_that_raises_answers_its_items_with_the_error_and_the_lane_goes_on() -> None:
+    def run_batch(items: list[groupcommit.Item]) -> None:
+        if items[0].payload == "boom":
+            raise RuntimeError("database went away")
+        for it in items:
+            it.answer(it.payload)
+
+    gc = groupcommit.GroupCommit(run_batch)
+    with pytest.raises(RuntimeError, match="database went away"):
+        gc.run(0, "boom")
+    assert gc.run(0, "fine") == "fine"
+
+
+def test_lanes_do_not_wait_for_each_other() -> None:
+    """An org's batch does not hold up another org's holds (PostgreSQL: one lane per account row)."""
+    inside = threading.Event()
+    release = threading.Event()
+
+    def run_batch(items: list[groupcommit.Item]) -> None:
+        if items[0].payload == "slow":
+            inside.set()
+            assert release.wait(10)
+        for it in items:
+            it.answer(it.payload)
+
+    gc = groupcommit.GroupCommit(run_batch)
+    slow = threading.Thread(target=gc.run, args=("a", "slow"))
+    slow.start()
+    assert inside.wait(10)
+    assert gc.run("b", "quick") == "quick"
+    release.set()
+    slow.join(10)
+
+
+def pending(ledger: Ledger, books: Books, specs: list[dict[str, Any]], key: str | None) -> groupcommit.Item:
+    org = ledger.org(books.org_id)
+    prices = ledger.price_shots(specs)
+    return groupcommit.Item(ledger._pending_hold(books.editor, org, "batch", specs, prices, key, None))
+
+
+def test_holds_in_one_batch_write_what_they_write_one_at_a_time(ledger: Ledger, clock: ManualClock) -> None:
+    """Four holds in one transaction: the second repeats the first's Idempotency-Key and the third
+    asks for more than is left, so both step aside before writing anything (their callers then take
+    the general path: a replay and a 402) while the first and the fourth are held. The books end as
+    they end when the same four requests come one at a time."""
+    start = clock.now
+    grouped = make_books(ledger, clock, "pro", name="grouped")
+    available = grouped.account()["monthly_remaining"]
+    specs = [[shot("sh010")], [shot("sh010")], shots_costing(available + 1), [shot("sh020", tier="high")]]
+    keys = ["a", "a", None, "d"]
+    items = [pending(ledger, grouped, s, k) for s, k in zip(specs, keys, strict=True)]
+    ledger._hold_batch(items)
+    assert [it.result.body["id"] if it.result else None for it in items] == [1, None, None, 2]
+    assert [type(it.error) for it in items] == [type(None), ledger_module._Fallback, ledger_module._Fallback, type(None)]
+    replay = ledger.create_job(grouped.editor, "batch", specs[1], "a")
+    assert replay.replayed and replay.body["id"] == 1
+    with pytest.raises(ledger_module.LedgerError) as refused:
+        ledger.create_job(grouped.editor, "batch", specs[2], None)
+    assert refused.value.code == "insufficient_credits"
+
+    clock.set(start)
+    alone = make_books(ledger, clock, "pro", name="one at a time")
+    for s, k in zip(specs, keys, strict=True):
+        try:
+            ledger.create_job(alone.editor, "batch", s, k)
+        except ledger_module.LedgerError as exc:
+            assert exc.code == "insufficient_credits"
+    got, want = snapshot(grouped), snapshot(alone)
+    for part in want:
+        assert got[part] == want[part], part
+    assert got["account"]["held"] == items[0].result.body["estimated_credits"] + items[3].result.body["estimated_credits"]
+    grouped.assert_books_balance()
+
+
+def test_a_hold_that_must_undo_its_write_sends_each_hold_of_its_batch_alone(ledger: Ledger, clock: ManualClock) -> None:
+    """Auto top-up: the hold that crosses the threshold is bought with its pack by the general path,
+    after what it wrote in the batch is rolled back; the batch's other holds run again one by one,
+    so every hold is written once and the pack bought once."""
+    books = make_books(ledger, clock, "starter", name="top-up")
+    write_auto_top_up(ledger, books.owner, True, 100_000, "pack-50k", 20_000)
+    have = books.account()["monthly_remaining"]
+    specs = [shots_costing(have - 120_000), shots_costing(30_000), [shot("sh900", tier="draft")]]  # the 2nd crosses
+    items = [pending(ledger, books, s, k) for s, k in zip(specs, ["x", "y", "z"], strict=True)]
+    ledger._hold_batch(items)
+    assert items[0].result.body["id"] == 1 and items[2].result.body["id"] == 2
+    assert isinstance(items[1].error, ledger_module._Fallback) and items[1].result is None
+    crossing = ledger.create_job(books.editor, "batch", specs[1], "y")  # what the caller does next
+    assert crossing.status == 201 and crossing.body["id"] == 3
+    bought = [i for i in ledger.history(books.org_id, kind="purchase")["items"] if i["auto"]]
+    assert [i["credits"] for i in bought] == [50_000]
+    held = sum(it.result.body["estimated_credits"] for it in (items[0], items[2])) + crossing.body["estimated_credits"]
+    acct = books.account()
+    assert acct["held"] == held
+    assert acct["monthly_remaining"] + acct["bank_rolled"] + acct["bank_purchased"] - acct["held"] == have + 50_000 - held
+    books.assert_books_balance()
+
+
+def test_concurrent_holds_of_one_org_are_numbered_once_each(ledger: Ledger, clock: ManualClock) -> None:
+    """Sixteen threads hold at once through `create_job`: sixteen jobs numbered 1 to 16, the sum held,
+    and the events numbered without a gap."""
+    books = make_books(ledger, clock, "pro", name="sixteen")
+    answers: list[dict[str, Any]] = []
+    lock = threading.Lock()
+
+    def hold(i: int) -> None:
+        body = ledger.create_job(books.editor, "batch", [shot(f"sh{i:03d}")], f"k{i}").body
+        with lock:
+            answers.append(body)
+
+    threads = [threading.Thread(target=hold, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(a["id"] for a in answers) == list(range(1, 17))
+    assert books.account()["held"] == sum(a["estimated_credits"] for a in answers)
+    seqs = [e["seq"] for e in ledger.events_after(books.org_id, 0, 1000)]
+    assert seqs == list(range(1, len(seqs) + 1))
+    books.assert_books_balance()
