@@ -9,7 +9,6 @@ and `drain()` applies its answers on the main thread.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import bpy
@@ -19,8 +18,6 @@ from .core import keystore
 from .core.client import mask_key
 from .core.state import State
 from .core.sync import Settings, SyncWorker, Ticket
-
-log = logging.getLogger("act3_credits")
 
 PACKAGE = __package__ or "act3_credits"
 

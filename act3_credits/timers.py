@@ -6,14 +6,11 @@ quiet. It never raises (Blender drops a timer that raises) and never waits on th
 
 from __future__ import annotations
 
-import logging
-
 import bpy
 
 from . import redraw, session
+from .core.logs import log
 from .credits import props
-
-log = logging.getLogger("act3_credits")
 
 FAST_S = 0.1
 SLOW_S = 1.0

@@ -11,34 +11,38 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import logging
 import os
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .contract import Me
+from .logs import log
 from .pricing import RateCard
 from .state import Credits, HistoryRow, State
-
-log = logging.getLogger("act3_credits")
 
 FILE_NAME = "act3_cache.json"
 FORMAT = 1
 HISTORY_ROWS = 50
 
 
-@dataclass
 class Snapshot:
-    base_url: str = ""
-    saved_at: str = ""
-    credits: Credits | None = None
-    history: list[HistoryRow] = field(default_factory=list)
-    history_next_cursor: str | None = None
-    rate_card: dict[str, Any] | None = None
-    pricing_etag: str | None = None
-    me: Me | None = None  # who and what this key may do (never the key itself)
+    """What the cache file holds (a plain class: no dataclass work when the add-on is enabled)."""
+
+    def __init__(
+        self,
+        base_url: str = "",
+        saved_at: str = "",
+        credits: Credits | None = None,
+        history: list[HistoryRow] | None = None,
+        history_next_cursor: str | None = None,
+        rate_card: dict[str, Any] | None = None,
+        pricing_etag: str | None = None,
+        me: Me | None = None,  # who and what this key may do (never the key itself)
+    ) -> None:
+        self.base_url, self.saved_at = base_url, saved_at
+        self.credits, self.history, self.history_next_cursor = credits, history or [], history_next_cursor
+        self.rate_card, self.pricing_etag, self.me = rate_card, pricing_etag, me
 
     @classmethod
     def from_state(cls, state: State, base_url: str, previous: Snapshot | None = None) -> Snapshot:

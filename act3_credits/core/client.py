@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import email.utils
 import functools
-import logging
 import random
 import socket
 import threading
@@ -22,7 +21,6 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote, urlsplit
 
@@ -33,12 +31,11 @@ if TYPE_CHECKING:
     from .usage import Usage
 
 from .contract import Job, Me, ServiceEstimate, ServiceEvent, parse_credits, parse_event
+from .logs import log
 from .pricing import RateCard
 from .state import Credits, HistoryRow
 from .values import value
 from .vocabulary import ErrorCode
-
-log = logging.getLogger("act3_credits")
 
 USER_AGENT = "act3-credits-blender/0.1"
 # The public ACT3 API; the reference service (act3-server) listens on http://127.0.0.1:8765/v1.
@@ -206,7 +203,6 @@ _BY_STATUS: dict[int, type[Act3Error]] = {
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class HistoryPage:
     """A page of the credit history, and the cursor of the next (None: the last page)."""
 
@@ -218,7 +214,6 @@ class HistoryPage:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class EventsPage:
     """Events after the one asked for (typed, see core/contract.py), and the newest event number."""
 
@@ -230,7 +225,6 @@ class EventsPage:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class PurchaseResult:
     """A purchase and the balance after it."""
 

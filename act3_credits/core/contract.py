@@ -15,7 +15,6 @@ these are the API's objects, in the order docs/api.md lists them. Declared like 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 from .state import Credits
@@ -83,7 +82,6 @@ def _list(data: dict[str, Any], name: str, what: str) -> list[Any]:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class JobShot:
     """One shot of a job (not `shots.Shot`, the artist's shot before it is sent)."""
 
@@ -159,7 +157,6 @@ class JobShot:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class Job:
     """`GET /v1/jobs/{id}`: a batch sent to render, and what it has held and been charged."""
 
@@ -254,7 +251,6 @@ class Job:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class EstimateLine:
     """One shot of the service's estimate, priced as the service will charge it."""
 
@@ -303,7 +299,6 @@ class EstimateLine:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class BlockedShot:
     """A shot the service will not render for this key: `tier_not_allowed` (plan) or `forbidden` (role)."""
 
@@ -331,7 +326,6 @@ class BlockedShot:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class ServiceEstimate:
     """`POST /v1/estimates`: the service's price (not `shots.Estimate`, the add-on's own from its cached card)."""
 
@@ -436,7 +430,6 @@ class ServiceEstimate:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class Me:
     """`GET /v1/me`: who this key belongs to and what it may do."""
 
@@ -547,7 +540,6 @@ def _balance(d: dict[str, Any], what: str, required: bool = False) -> Credits | 
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class BalanceChanged:
     """`balance.changed`: after every change of the Credits numbers."""
 
@@ -573,7 +565,6 @@ class BalanceChanged:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class JobStatusChanged:
     """`job.status`: a job's status changed (`reason`, e.g. why it paused, may be None)."""
 
@@ -606,7 +597,6 @@ class JobStatusChanged:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class ShotCompleted:
     """`job.shot_completed`: a shot rendered and was charged `credits`."""
 
@@ -654,7 +644,6 @@ class ShotCompleted:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class ShotFailed:
     """`job.shot_failed`: a shot failed and was not charged."""
 
@@ -708,7 +697,6 @@ class ShotFailed:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class PurchaseCompleted:
     """`purchase.completed`: a credit pack was bought (here or anywhere else in the organisation)."""
 
@@ -746,7 +734,6 @@ class PurchaseCompleted:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class BillingRefilled:
     """`billing.refilled`: the monthly refill (one event for many periods when the dev clock jumps)."""
 
@@ -819,7 +806,6 @@ class BillingRefilled:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class OtherEvent:
     """An event type this add-on does not know (a newer service's): passed on to subscribers as it came."""
 

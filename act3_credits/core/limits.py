@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from . import formatting, pricing
@@ -41,7 +40,6 @@ def _int(data: dict[str, Any], name: str) -> int:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class Budget:
     """One project's budget (`GET /v1/budgets`): what it allows and what its jobs spent and hold."""
 
@@ -88,7 +86,6 @@ def budgets_by_project(budgets: Sequence[dict[str, Any]] | None) -> dict[str, Bu
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class MemberCap:
     """The member's own cap per billing period (`cap` of `GET /v1/me`)."""
 
@@ -122,7 +119,6 @@ class MemberCap:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class Limits:
     """What the project's budget and the member's cap do with one batch, before it is sent.
 
@@ -226,7 +222,6 @@ def starts_text(billing_date: str | None) -> str:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class Drafted:
     """A shot as Draft first sees it: what its Draft render cost, and whether it goes up a tier."""
 
@@ -251,7 +246,6 @@ class Drafted:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class DraftSaving:
     """Draft first against every drafted shot at its final tier from the start."""
 

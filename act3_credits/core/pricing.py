@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from fractions import Fraction
 from typing import Any
 
@@ -31,7 +31,6 @@ class PricingError(ValueError):
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class Tier:
     """A quality tier; the cost doubles with each step up."""
 
@@ -52,7 +51,6 @@ class Tier:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class Engine:
     """A video engine: credits per second at the Standard tier, and the durations it renders."""
 
@@ -133,7 +131,6 @@ _NEAR_MIDPOINT = 1e-6
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class Plan:
     """A subscription plan: monthly credits, the rollover cap and the tiers it may render."""
 
@@ -156,7 +153,6 @@ class Plan:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class CreditPack:
     """Credits an owner or admin can buy."""
 
@@ -183,7 +179,6 @@ class CreditPack:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class ShotPrice:
     """What one shot costs."""
 
@@ -198,7 +193,6 @@ class ShotPrice:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class RateCard:
     """The engines and tiers, and the one cost formula."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import cached_property
 from operator import attrgetter
 from typing import Any
@@ -63,7 +63,6 @@ def duration_text(requested_s: float, snapped_s: int | None) -> str:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class Shot:
     """One shot as the estimate sees it (the bpy PropertyGroup converts to this)."""
 
@@ -91,7 +90,6 @@ class Shot:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class ShotRange:
     """A shot's frames and camera, as read from the timeline's camera markers."""
 
@@ -105,7 +103,6 @@ class ShotRange:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class Marker:
     """A timeline marker."""
 
@@ -208,7 +205,6 @@ def match_existing(new: Sequence[ShotRange], existing: Sequence[tuple[str, int]]
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class Account:
     """What the add-on knows of who is spending: from `state.me`, `state.allowed_tiers`, `state.credits`."""
 
@@ -245,7 +241,6 @@ class Account:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class Line:
     """One row of the Cost Estimate dialog."""
 
@@ -292,7 +287,6 @@ def shortfall_message(total: int, available: int) -> str:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class Estimate:
     """The Cost Estimate: its lines, the balance it is compared with, and why nothing may be sent."""
 
@@ -593,7 +587,6 @@ def guard_decision(
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class JobView:
     """A job of `state.jobs` as the Render Queue draws it."""
 

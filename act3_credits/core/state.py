@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 from . import formatting
@@ -25,12 +25,11 @@ if TYPE_CHECKING:  # imported by the worker's threads when the first answer come
 STALE_AFTER_S = 60.0
 
 
-# The classes here are imported when the add-on is enabled: `@value` over a plain dataclass gives a
-# frozen dataclass's meaning without compiling its methods at import (see core/values.py).
+# The classes here are imported when the add-on is enabled: `@value` gives a frozen dataclass's
+# meaning without a dataclass's work at import (see core/values.py).
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class Credits:
     """`GET /v1/account/credits` (and `balance` in events)."""
 
@@ -101,7 +100,6 @@ class Credits:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class HistoryRow:
     id: int
     at: str
@@ -162,7 +160,6 @@ class HistoryRow:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class Spend:
     """The current billing period's spend and the runway: what the Spend panel and the runway line read.
 

@@ -17,7 +17,6 @@ read it. No bpy here: the worker's answers arrive on the main thread through `Sy
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -34,11 +33,10 @@ from .client import (
 )
 from .client import new_idempotency_key as _new_key
 from .contract import Job, ServiceEstimate
+from .logs import log
 from .shots import shortfall_message
 from .sync import SyncWorker, Ticket
 from .vocabulary import Status
-
-log = logging.getLogger("act3_credits")
 
 SHORTFALL_HINT = "Fit to budget, switch to Draft, or buy credits."
 NOTHING_SENT = "Nothing was sent."

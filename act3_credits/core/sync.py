@@ -14,12 +14,11 @@ Both put their answers into one results queue. `drain()`, on the main thread (a 
 from __future__ import annotations
 
 import itertools
-import logging
 import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from . import formatting
@@ -41,12 +40,11 @@ from .client import (
     new_idempotency_key,
 )
 from .contract import Job, JobEvent, JobStatusChanged, Me, ServiceEvent, ShotCompleted, ShotFailed
+from .logs import log
 from .pricing import DEFAULT_RATE_CARD, RateCard
 from .state import Credits, History, Spend, State
 from .values import value
 from .vocabulary import Event, Status
-
-log = logging.getLogger("act3_credits")
 
 DISABLED_MESSAGE = (
     "Online access is off: turn on Preferences > System > Network > Allow Online Access to sync ACT3 credits."
@@ -67,7 +65,6 @@ RESYNC_EVERY_S = 15.0
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class Settings:
     """Where and how to connect; a change of any of them reconnects."""
 
@@ -109,7 +106,6 @@ class Settings:
         return f"Settings(base_url={self.base_url!r}, api_key={mask_key(self.api_key)!r}, online={self.online_access})"
 
 
-@dataclass(init=False, repr=False, eq=False)
 class Ticket:
     """One request; `drain()` fills `done`, `ok`, `result` and `error` and then runs the callback."""
 
@@ -144,7 +140,6 @@ class Ticket:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class RefreshResult:
     """What one refresh brought."""
 

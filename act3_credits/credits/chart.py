@@ -16,7 +16,8 @@ the image is shown pixel for pixel, so it is as crisp at scale 2 as at scale 1.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+
+from ..core.values import value
 
 RGBA = tuple[float, float, float, float]
 
@@ -42,7 +43,7 @@ def tier_colour(tier: str) -> RGBA:
     return TIER_COLOURS.get(tier, OTHER_TIER)
 
 
-@dataclass(frozen=True)
+@value
 class Series:
     """The numbers the chart draws (plain values, taken from the cached `State.spend`)."""
 
@@ -54,6 +55,22 @@ class Series:
     allocation: int
     pace: int  # credits a day the runway uses (0: no pace, no forecast line)
     available: int  # what the pace can still spend
+
+    def __init__(
+        self,
+        start: dt.datetime,
+        end: dt.datetime,
+        tiers: tuple[str, ...],
+        per_day: tuple[tuple[int, ...], ...],
+        now: dt.datetime,
+        allocation: int,
+        pace: int,
+        available: int,
+    ) -> None:
+        self.__dict__.update(
+            start=start, end=end, tiers=tiers, per_day=per_day, now=now, allocation=allocation, pace=pace,
+            available=available,
+        )  # fmt: skip
 
     @property
     def days(self) -> int:
@@ -148,7 +165,7 @@ class Canvas:
         return out
 
 
-@dataclass(frozen=True)
+@value
 class Geometry:
     """Where values and moments land on a canvas of `width` × `height` at `scale`: the period so far
     (cumulative) in the top 3/5, the spend of each day on its own scale below."""
@@ -157,6 +174,9 @@ class Geometry:
     width: int
     height: int
     scale: float
+
+    def __init__(self, series: Series, width: int, height: int, scale: float) -> None:
+        self.__dict__.update(series=series, width=width, height=height, scale=scale)
 
     @property
     def pad(self) -> int:
@@ -228,6 +248,8 @@ def render(series: Series, width: int, height: int, scale: float) -> tuple[Canva
     top = g.y(series.allocation)
     c.rect(g.pad, top, width - g.pad, top + g.line, ALLOCATION_COLOUR)
     return c, g
+
+
 def _forecast(c: Canvas, g: Geometry) -> None:
     """The dashed forecast: a column at a time, each joined to the one before so steep parts stay whole."""
     points = g.series.projected()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from ..core import formatting, limits, pricing
@@ -24,12 +23,11 @@ ONLINE_ACCESS_HINT = "Turn it on in Preferences > System > Network > Allow Onlin
 OFFLINE_LINE = "Online access is off: nothing is sent to ACT3."
 
 
-# `@value` over a plain dataclass: a frozen dataclass that costs nothing to define when the add-on
-# is enabled (core/values.py).
+# `@value`: a frozen dataclass that costs nothing to define when the add-on is enabled
+# (core/values.py).
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class Thresholds:
     """The low-balance lines from the preferences (fractions of the monthly allocation, and credits)."""
 
@@ -136,7 +134,6 @@ def _percent(fraction: float) -> str:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class Status:
     """The Credits Detail panel's one status line: a short text, its icon, and the whole story for its tooltip."""
 
@@ -243,7 +240,6 @@ def draw_credits(
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class Runway:
     """The runway under the monthly allocation: how long the credits last at the recent pace (a
     button whose tooltip has the whole sentence), and what the next refill will do (a figure row).
@@ -409,7 +405,6 @@ def period_text(spend: Spend) -> tuple[str, str]:
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class ChartIcon:
     """The chart as Blender shows it: a preview's icon id and the `template_icon` scale that draws it
     pixel for pixel; `icons` are the legend's colour swatches by name (tier ids, 'allocation', 'forecast')."""
@@ -524,7 +519,6 @@ KIND_LABELS: dict[str, str] = {
 
 
 @value
-@dataclass(init=False, repr=False, eq=False)
 class HistoryCells:
     """One history row as the list reads it, and its tooltip."""
 

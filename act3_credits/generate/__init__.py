@@ -36,9 +36,9 @@ def _tick() -> float:
                 worker.request("auto_top_up")
             _ask_budgets(worker)
     except Exception:  # a timer that raises is dropped by Blender
-        import logging
+        from ..core.logs import log
 
-        logging.getLogger("act3_credits").exception("ACT3: generate timer")
+        log.exception("ACT3: generate timer")
     return INTERCEPT_EVERY_S
 
 

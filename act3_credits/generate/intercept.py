@@ -11,13 +11,12 @@ Only operators written in Python can be guarded (not Blender's own, such as `ren
 
 from __future__ import annotations
 
-import logging
 import uuid
 from typing import Any
 
 import bpy
 
-log = logging.getLogger("act3_credits")
+from ..core.logs import log
 
 _MISSING = object()
 

@@ -6,15 +6,13 @@ follows the worker's events in `drain()`, on the main thread.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import replace
 
 from ..core import formatting, shots
 from ..core.contract import BalanceChanged, BillingRefilled, JobStatusChanged, ServiceEvent, ShotCompleted, ShotFailed
+from ..core.logs import log
 from ..core.sync import SyncWorker
-
-log = logging.getLogger("act3_credits")
 
 # ---------------------------------------------------------------------------------------- budget guard
 

@@ -9,7 +9,6 @@ only the script) so the report line says what happened. Errors are one readable 
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 import bpy
@@ -18,12 +17,11 @@ from bpy.props import BoolProperty, CollectionProperty, IntProperty, StringPrope
 from .. import session
 from ..core import formatting, limits, shots, submission
 from ..core.contract import Job, JobShot
+from ..core.logs import log
 from ..core.shots import Account, Estimate, Shot
 from ..core.sync import SyncWorker, Ticket
 from ..core.vocabulary import Status
 from . import draw, intercept, jobs, props
-
-log = logging.getLogger("act3_credits")
 
 SCRIPT_WAIT_S = 60.0  # how long a script's call waits for the service in `blender -b`
 
