@@ -477,8 +477,11 @@ _Priced = tuple[int | None, int, int, str | None, str | None]  # snapped, credit
 
 def _estimate(shots: Sequence[Shot], card: RateCard, account: Account, flags: tuple[bool, ...] | None) -> Estimate:
     refusal = role_refusal(account.role)
-    # Shots of one engine, tier and duration cost the same, and shots of one tier are refused alike.
-    priced: dict[tuple[str, str, float], _Priced] = {}
+    # A request snaps to one of an engine's durations, and shots of one engine, tier and snapped
+    # duration cost the same: each is worked out once (a few hundred prices for thousands of shots
+    # of any lengths). Shots of one tier are refused alike.
+    snaps: dict[tuple[str, float], int | None] = {}
+    priced: dict[tuple[str, str, int], _Priced] = {}
     tier_reasons: dict[str, str | None] = {}
     lines: list[Line] = []
     append = lines.append
@@ -486,14 +489,19 @@ def _estimate(shots: Sequence[Shot], card: RateCard, account: Account, flags: tu
         seconds = shot.duration_s
         p = None
         if type(seconds) is float:  # (only floats share: True == 1, yet True is refused and 1 is priced)
-            key = (shot.engine, shot.tier, seconds)
             try:
-                p = priced.get(key)
-                if p is None:
-                    p = priced[key] = _price(card, shot.engine, shot.tier, seconds)
+                engine = shot.engine
+                snapped = snaps.get((engine, seconds), _UNSNAPPED)
+                if snapped is _UNSNAPPED:
+                    snapped = snaps[engine, seconds] = _snap(card, engine, seconds)
+                if snapped is not None:
+                    key = (engine, shot.tier, snapped)
+                    p = priced.get(key)
+                    if p is None:  # an allowed duration snaps to itself: the shot's own price
+                        p = priced[key] = _price(card, engine, shot.tier, float(snapped))
             except TypeError:  # an unhashable engine or tier id: `_price` says why it is refused
                 pass
-        if p is None:
+        if p is None:  # refused before a price (its own words from `_price`), or not a float
             p = _price(card, shot.engine, shot.tier, seconds)
         snapped, credits, draft, reason, code = p
         if reason is None and shot.locked:
@@ -510,6 +518,17 @@ def _estimate(shots: Sequence[Shot], card: RateCard, account: Account, flags: tu
                 reason, code = refusal, "forbidden"
         append(Line(shot, snapped, credits, draft, reason, code, True if flags is None else flags[k]))
     return Estimate(tuple(lines), account.available, card.version, refusal)
+
+
+_UNSNAPPED: Any = object()
+
+
+def _snap(card: RateCard, engine_id: str, seconds: float) -> int | None:
+    """The engine's duration for `seconds`; None when the card refuses the engine or the duration."""
+    try:
+        return card.engine(engine_id).snap(seconds)
+    except PricingError:
+        return None
 
 
 def _price(card: RateCard, engine_id: str, tier_id: str, seconds: float) -> _Priced:

@@ -417,3 +417,40 @@ def test_job_view_counts_ended_shots_and_says_what_each_cost():
         "queued · 2,080 cr est.",
     ]
     assert [v.id for v in shots.jobs_newest_first({3: Job(id=3), 12: job})] == [12, 3]
+
+
+def test_a_large_batch_prices_every_shot_as_the_price_list_does_one_by_one():
+    """Thousands of shots of every engine, tier and frame count (the estimate works each snapped
+    duration and price out once and shares it): every line is what the price list says of that
+    shot alone, and the refused ones (an engine the card does not have, no length, 4K on Pro)
+    carry their own reason."""
+    import random
+
+    rng = random.Random(7)
+    pro = Account(plan="pro", role="editor", allowed_tiers=("draft", "standard", "high"), available=10**9)
+    engines = (*prices.ENGINES, "sora-9")
+    batch = [
+        Shot(
+            f"sh{i:05d}",
+            rng.choice(engines),
+            rng.choice(prices.TIERS),
+            shots.duration_s(1, rng.randint(0, 400), rng.choice((24, 25, 30))),
+        )
+        for i in range(3_000)
+    ]
+    est = shots.estimate(batch, CARD, pro)
+    assert [ln.shot for ln in est.lines] == batch
+    for ln in est.lines:
+        s = ln.shot
+        if s.engine == "sora-9" or s.duration_s <= 0:
+            assert ln.blocked_reason and ln.credits == 0, ln
+            continue
+        snapped = prices.snap(s.engine, s.duration_s)
+        assert (ln.duration_s, ln.credits, ln.draft_credits) == (
+            snapped,
+            prices.cost(s.engine, s.tier, snapped),
+            prices.cost(s.engine, "draft", snapped),
+        ), ln
+        assert (ln.blocked_code == "tier_not_allowed") == (s.tier == "4k"), ln
+    priced = [ln for ln in est.lines if ln.blocked_reason is None]
+    assert est.total == sum(ln.credits for ln in priced) > 0 and len(priced) > 1_500
