@@ -665,12 +665,13 @@ def _sqlite_value(value: Any) -> Any:
 class RawTx:
     """A write transaction on the DBAPI connection (see `raw_write_tx`)."""
 
-    __slots__ = ("dialect", "cursor", "sqlite")
+    __slots__ = ("dialect", "cursor", "sqlite", "piped")
 
     def __init__(self, dialect: Any, cursor: Any) -> None:
         self.dialect = dialect
         self.cursor = cursor
         self.sqlite = dialect.name == "sqlite"
+        self.piped = False
 
     def execute(self, sql: DriverSql, params: dict[str, Any]) -> Any:
         self.cursor.execute(sql.compiled(self.dialect)[0], sql.bind(self.dialect, params))
@@ -689,10 +690,30 @@ class RawTx:
             yield
             return
         connection = self.cursor.connection
+        if self.piped:  # inside `pipeline()`: queued with what follows, sent by the next read
+            yield
+            if commit:
+                connection.commit()
+            return
         with connection.pipeline():
             yield
             if commit:
                 connection.commit()  # queued in the pipeline; raw_write_tx's own commit is then a no-op
+
+    @contextmanager
+    def pipeline(self) -> Iterator[None]:
+        """PostgreSQL: the whole block in one psycopg pipeline, so what `batch()` queues goes to
+        the server with the next statement whose answer is read (one round trip for both); no-op
+        on SQLite."""
+        if self.sqlite:
+            yield
+            return
+        with self.cursor.connection.pipeline():
+            self.piped = True
+            try:
+                yield
+            finally:
+                self.piped = False
 
     def executemany(self, sql: DriverSql, rows: list[dict[str, Any]]) -> None:
         if len(rows) == 1:

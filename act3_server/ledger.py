@@ -49,6 +49,7 @@ from sqlalchemy import (
     true,
     tuple_,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
@@ -319,6 +320,12 @@ _NEW_JOB = (
 _HOLD_AND_JOB = DriverSql(select(_NEW_JOB.c.id, *[_HELD.c[k] for k in _ACCOUNT_STATE], _HELD.c.auto_top_up_below))
 _KNOWN_KEY = DriverSql(
     select(literal_column("1")).where(idempotency.c.org_id == _bp("org_id"), idempotency.c.key == _bp("key"))
+)
+# PostgreSQL: which of a group commit's keys (one org's) are already known, in one round trip.
+_KNOWN_KEYS = DriverSql(
+    select(idempotency.c.key).where(
+        idempotency.c.org_id == _bp("org_id"), idempotency.c.key == func.any(_bp("keys", ARRAY(String())))
+    )
 )
 _INSERT_JOB = DriverSql(jobs.insert().values({c: _bp(c, jobs.c[c].type) for c in _JOB_COLUMNS}).returning(jobs.c.id))
 _SHOT_COLUMNS = (
@@ -1693,10 +1700,16 @@ class Ledger:
         done: list[tuple[groupcommit.Item, Result]] = []
         skipped: list[groupcommit.Item] = []
         try:
-            with raw_write_tx(self.engine) as tx:
+            with raw_write_tx(self.engine) as tx, tx.pipeline():
+                keys = [item.payload.key for item in items if item.payload.key is not None]
+                known: set[str] | None = None
+                if not tx.sqlite and len(keys) > 1:  # one org's lane: its keys asked at once
+                    rows = tx.execute(_KNOWN_KEYS, {"org_id": items[0].payload.org.id, "keys": keys}).fetchall()
+                    known = {r[0] for r in rows}
                 for i, item in enumerate(items):
                     try:
-                        done.append((item, self._hold_in(tx, item.payload, commit=i == len(items) - 1)))
+                        hold = self._hold_in(tx, item.payload, commit=i == len(items) - 1, known=known)
+                        done.append((item, hold))
                     except _Fallback:
                         if item.payload.wrote:
                             raise
@@ -1716,14 +1729,20 @@ class Ledger:
         if done:
             self._events_written()
 
-    def _hold_in(self, tx: RawTx, h: _PendingHold, commit: bool) -> Result:
+    def _hold_in(self, tx: RawTx, h: _PendingHold, commit: bool, known: set[str] | None = None) -> Result:
         """One hold inside the group commit's transaction (`commit`: the transaction's last
-        statements, so on PostgreSQL the COMMIT goes in their pipeline)."""
+        statements, so on PostgreSQL the COMMIT goes in their pipeline). `known`: the batch's
+        Idempotency-Keys the database had when it began (each hold adds its own)."""
         org = h.org
         now = self.now()
         at = to_db(now)
-        if h.key is not None and tx.one(_KNOWN_KEY, {"org_id": org.id, "key": h.key}):
-            raise _Fallback  # a replay (or a conflict): the general path answers it
+        if h.key is not None:
+            if known is None:
+                seen = tx.one(_KNOWN_KEY, {"org_id": org.id, "key": h.key}) is not None
+            else:
+                seen = h.key in known
+            if seen:
+                raise _Fallback  # a replay (or a conflict): the general path answers it
         hold = {"org_id": org.id, "due": billing.period_start(now.date(), org.billing_day), "total": h.total}
         job = {
             "org_id": org.id,
@@ -1796,6 +1815,8 @@ class Ledger:
                         "created_at": at,
                     },
                 )
+                if known is not None:
+                    known.add(h.key)  # a later hold of this batch with the same key is its replay
         return Result(201, body)
 
     def _events_written(self) -> None:
