@@ -445,6 +445,10 @@ _LOCK_CLAIMED_JOB = DriverSql(
     .where(jobs.c.id == _bp("job_id"))
     .with_for_update()
 )
+# PostgreSQL: a charge batch's job rows, locked in id order before any account row.
+_LOCK_JOBS = DriverSql(
+    select(jobs.c.id).where(jobs.c.id == func.any(_bp("ids", ARRAY(Integer())))).order_by(jobs.c.id).with_for_update()
+)
 _COMPLETE_SHOT = DriverSql(
     shots.update()
     .where(shots.c.id == _bp("shot_id"), shots.c.status == _PROCESSING)
@@ -588,6 +592,7 @@ class Ledger:
         self._refilled_through: dict[int, date] = {}  # org -> newest period_start seen (a hint)
         self.budgets = spend_limits.Budgets(self)  # budgets: /v1/budgets and /v1/members
         self._holds = groupcommit.GroupCommit(self._hold_batch)
+        self._charges = groupcommit.GroupCommit(self._charge_batch)
 
     # --- plumbing ----------------------------------------------------------------------------------
 
@@ -1796,7 +1801,9 @@ class Ledger:
             tx.executemany(
                 _INSERT_EVENT_ROWS,
                 [
-                    self._event_row(org.id, seq - 1, Event.BALANCE_CHANGED, {"balance": balance, "reason": "hold"}, now),
+                    self._event_row(
+                        org.id, seq - 1, Event.BALANCE_CHANGED, {"balance": balance, "reason": "hold"}, now
+                    ),
                     self._event_row(
                         org.id, seq, Event.JOB_STATUS, {"job_id": number, "status": Status.QUEUED, "reason": None}, now
                     ),
@@ -1877,104 +1884,132 @@ class Ledger:
             raw.close()
 
     def _complete_fast(self, claim: Claim) -> bool:
+        """The charge's common case, in a group commit (`_charges`) like the holds': charges of
+        one org that finish together (the database's, on SQLite) share one transaction."""
+        lane = 0 if self.engine.dialect.name == "sqlite" else claim.org_id
+        return self._charges.run(lane, claim)  # type: ignore[no-any-return]
+
+    def _charge_batch(self, items: list[groupcommit.Item]) -> None:
+        """One transaction for the charges of a group commit. On PostgreSQL the batch's job rows
+        are locked first, in id order, before any account row: every other writer takes a job's
+        row before its account's (or skips a locked job), so a batch never holds the account while
+        it waits for a job. Any fallback or error rolls the batch back and each charge runs again
+        alone, so each answers what it would alone."""
+        try:
+            with raw_write_tx(self.engine) as tx, tx.pipeline():
+                if not tx.sqlite and len(items) > 1:
+                    ids = sorted(item.payload.job_id for item in items)
+                    tx.execute(_LOCK_JOBS, {"ids": ids}).fetchall()
+                last = len(items) - 1
+                charged = [self._complete_in(tx, item.payload, commit=i == last) for i, item in enumerate(items)]
+        except Exception as exc:
+            if len(items) == 1:
+                items[0].answer(error=exc)
+                return
+            for item in items:
+                self._charge_batch([item])
+            return
+        for item, result in zip(items, charged, strict=True):
+            item.answer(result)
+        if any(charged):
+            self._events_written()
+
+    def _complete_in(self, tx: RawTx, claim: Claim, commit: bool) -> bool:
+        """Charge one claimed shot in `tx` (`commit`: its statements end the transaction)."""
         now = self.now()
         at = to_db(now)
         org = self.org(claim.org_id)
-        with raw_write_tx(self.engine) as tx:
-            job = tx.one(_LOCK_CLAIMED_JOB, {"job_id": claim.job_id})
-            if job is None:
-                return False
-            job_id, number, status, current, owner, held, _charged, member = job
-            if current != claim.shot_id or owner != claim.worker:
-                return False  # canceled, or re-queued after the lease ran out: charge nothing
-            shot = tx.one(_COMPLETE_SHOT, {"shot_id": claim.shot_id, "now": at})
-            if shot is None:
-                return False
-            idx, shot_name, engine, tier, duration_s, cost = shot
-            if cost > held:  # the CHECK constraints would refuse it anyway
-                raise RuntimeError(f"shot {claim.shot_id} costs {cost} but job {job_id} holds {held}")
-            finishing = tx.one(_OPEN_SHOTS, {"job_id": job_id})[0] == 0
-            if finishing and held != cost:
-                raise _Fallback  # the job ends with credits still held: the general path releases them
-            row = tx.one(
-                _LOCK_FOR_CHARGE,
+        job = tx.one(_LOCK_CLAIMED_JOB, {"job_id": claim.job_id})
+        if job is None:
+            return False
+        job_id, number, status, current, owner, held, _charged, member = job
+        if current != claim.shot_id or owner != claim.worker:
+            return False  # canceled, or re-queued after the lease ran out: charge nothing
+        shot = tx.one(_COMPLETE_SHOT, {"shot_id": claim.shot_id, "now": at})
+        if shot is None:
+            return False
+        idx, shot_name, engine, tier, duration_s, cost = shot
+        if cost > held:  # the CHECK constraints would refuse it anyway
+            raise RuntimeError(f"shot {claim.shot_id} costs {cost} but job {job_id} holds {held}")
+        finishing = tx.one(_OPEN_SHOTS, {"job_id": job_id})[0] == 0
+        if finishing and held != cost:
+            raise _Fallback  # the job ends with credits still held: the general path releases them
+        row = tx.one(
+            _LOCK_FOR_CHARGE,
+            {
+                "org_id": org.id,
+                "due": billing.period_start(now.date(), org.billing_day),
+                "events": 3 if finishing else 2,
+            },
+        )
+        if row is None:
+            raise _Fallback  # a refill is due first
+        acct = _account_from_row(tx, org.id, row)
+        deltas = self._take(acct, cost)
+        acct["held"] -= cost
+        render = {
+            "org_id": org.id,
+            "at": at,
+            "kind": Kind.RENDER,
+            "shot": shot_name,
+            "engine": engine,
+            "tier": tier,
+            "duration_s": duration_s,
+            "credits": -cost,
+            "monthly_delta": deltas.get("monthly", 0),
+            "bank_delta": deltas.get("bank_rolled", 0) + deltas.get("bank_purchased", 0),
+            "job_id": number,
+            "shot_id": claim.shot_id,
+            "member": member,
+        }
+        if tx.sqlite:
+            tx_id = tx.one(_INSERT_RENDER, render)[0]
+            moves = [*deltas.items(), ("held", -cost)]
+            journal_rows = [
                 {
                     "org_id": org.id,
-                    "due": billing.period_start(now.date(), org.billing_day),
-                    "events": 3 if finishing else 2,
-                },
-            )
-            if row is None:
-                raise _Fallback  # a refill is due first
-            acct = _account_from_row(tx, org.id, row)
-            deltas = self._take(acct, cost)
-            acct["held"] -= cost
-            render = {
-                "org_id": org.id,
-                "at": at,
-                "kind": Kind.RENDER,
-                "shot": shot_name,
-                "engine": engine,
-                "tier": tier,
-                "duration_s": duration_s,
-                "credits": -cost,
-                "monthly_delta": deltas.get("monthly", 0),
-                "bank_delta": deltas.get("bank_rolled", 0) + deltas.get("bank_purchased", 0),
-                "job_id": number,
-                "shot_id": claim.shot_id,
-                "member": member,
-            }
+                    "transaction_id": tx_id,
+                    "job_id": job_id,
+                    "bucket": bucket,
+                    "delta": delta,
+                    "reason": "render",
+                    "at": at,
+                }
+                for bucket, delta in moves
+            ]
+        with tx.batch(commit=commit):  # nothing below needs an answer: one round trip on PostgreSQL
             if tx.sqlite:
-                tx_id = tx.one(_INSERT_RENDER, render)[0]
-                moves = [*deltas.items(), ("held", -cost)]
-                journal_rows = [
-                    {
-                        "org_id": org.id,
-                        "transaction_id": tx_id,
-                        "job_id": job_id,
-                        "bucket": bucket,
-                        "delta": delta,
-                        "reason": "render",
-                        "at": at,
-                    }
-                    for bucket, delta in moves
-                ]
-            with tx.batch(commit=True):  # nothing below needs an answer: one round trip on PostgreSQL
-                if tx.sqlite:
-                    tx.executemany(_INSERT_JOURNAL_ROWS, journal_rows)
-                else:  # the render and its journal rows in one statement
-                    moved = {f"d_{b}": deltas.get(b, 0) for b in ("monthly", "bank_rolled", "bank_purchased")}
-                    tx.execute(_RENDER_AND_JOURNAL, {**render, **moved, "d_held": -cost, "journal_job_id": job_id})
-                tx.execute(
-                    _CHARGE_JOB,
-                    {"job_id": job_id, "cost": cost, "status": Status.COMPLETED if finishing else status, "now": at},
-                )
-                for stmt, counted in usage.charge_rows(
-                    self.engine.dialect.name, org.id, now, billing.period_start(now.date(), org.billing_day),
-                    tier=tier, engine=engine, member=member, job_number=number, shot=shot_name, credits=cost,
-                    duration_s=duration_s,
-                ):  # fmt: skip
-                    tx.execute(stmt, counted)
-                tx.execute(_SAVE_ACCOUNT_ROW, _save_account_params(acct))
-                seq = acct["last_event_seq"] - (3 if finishing else 2)
-                balance = shapes.credits_json(org, acct, now)
-                rows = [
-                    self._event_row(
-                        org.id, seq + 1, Event.BALANCE_CHANGED, {"balance": balance, "reason": "render"}, now
-                    ),
-                    self._event_row(
-                        org.id,
-                        seq + 2,
-                        Event.SHOT_COMPLETED,
-                        {"job_id": number, "shot_index": idx, "shot": shot_name, "credits": cost, "balance": balance},
-                        now,
-                    ),
-                ]
-                if finishing:
-                    data = {"job_id": number, "status": Status.COMPLETED, "reason": None}
-                    rows.append(self._event_row(org.id, seq + 3, Event.JOB_STATUS, data, now))
-                tx.executemany(_INSERT_EVENT_ROWS, rows)
-        self._events_written()
+                tx.executemany(_INSERT_JOURNAL_ROWS, journal_rows)
+            else:  # the render and its journal rows in one statement
+                moved = {f"d_{b}": deltas.get(b, 0) for b in ("monthly", "bank_rolled", "bank_purchased")}
+                tx.execute(_RENDER_AND_JOURNAL, {**render, **moved, "d_held": -cost, "journal_job_id": job_id})
+            tx.execute(
+                _CHARGE_JOB,
+                {"job_id": job_id, "cost": cost, "status": Status.COMPLETED if finishing else status, "now": at},
+            )
+            for stmt, counted in usage.charge_rows(
+                self.engine.dialect.name, org.id, now, billing.period_start(now.date(), org.billing_day),
+                tier=tier, engine=engine, member=member, job_number=number, shot=shot_name, credits=cost,
+                duration_s=duration_s,
+            ):  # fmt: skip
+                tx.execute(stmt, counted)
+            tx.execute(_SAVE_ACCOUNT_ROW, _save_account_params(acct))
+            seq = acct["last_event_seq"] - (3 if finishing else 2)
+            balance = shapes.credits_json(org, acct, now)
+            rows = [
+                self._event_row(org.id, seq + 1, Event.BALANCE_CHANGED, {"balance": balance, "reason": "render"}, now),
+                self._event_row(
+                    org.id,
+                    seq + 2,
+                    Event.SHOT_COMPLETED,
+                    {"job_id": number, "shot_index": idx, "shot": shot_name, "credits": cost, "balance": balance},
+                    now,
+                ),
+            ]
+            if finishing:
+                data = {"job_id": number, "status": Status.COMPLETED, "reason": None}
+                rows.append(self._event_row(org.id, seq + 3, Event.JOB_STATUS, data, now))
+            tx.executemany(_INSERT_EVENT_ROWS, rows)
         return True
 
     def fail_shot(self, claim: Claim, error: str = "render failed") -> bool:

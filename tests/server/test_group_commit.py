@@ -182,3 +182,83 @@ def test_concurrent_holds_of_one_org_are_numbered_once_each(ledger: Ledger, cloc
     seqs = [e["seq"] for e in ledger.events_after(books.org_id, 0, 1000)]
     assert seqs == list(range(1, len(seqs) + 1))
     books.assert_books_balance()
+
+
+def claims_of(ledger: Ledger, books: Books, n: int) -> list[Any]:
+    for i in range(n):
+        books.job(shot(f"sh{i:03d}", tier="draft"), key=f"{books.org_id}-{i}")
+    claims = [ledger.claim_next_shot(f"w{i}") for i in range(n)]
+    assert all(c is not None and c.org_id == books.org_id for c in claims)
+    return claims
+
+
+def test_charges_in_one_batch_write_what_they_write_one_at_a_time(ledger: Ledger, clock: ManualClock) -> None:
+    """Three shots charged in one transaction (shots of one org that finish together) leave the
+    books exactly as three charges one after the other."""
+    start = clock.now
+    grouped = make_books(ledger, clock, "pro", name="charged together")
+    items = [groupcommit.Item(c) for c in claims_of(ledger, grouped, 3)]
+    ledger._charge_batch(items)
+    assert [it.result for it in items] == [True, True, True]
+    clock.set(start)
+    alone = make_books(ledger, clock, "pro", name="charged alone")
+    for claim in claims_of(ledger, alone, 3):
+        assert ledger.complete_shot(claim)
+    got, want = snapshot(grouped), snapshot(alone)
+    for part in want:
+        assert got[part] == want[part], part
+    assert [h["credits"] for h in ledger.history(grouped.org_id, kind="render")["items"]] == [-1_040] * 3
+    assert grouped.account()["monthly_remaining"] == 875_000 - 3 * 1_040  # Pro; a draft 8 s Veo shot
+    grouped.assert_books_balance()
+
+
+def test_a_charge_that_falls_back_sends_each_charge_of_its_batch_alone(ledger: Ledger, clock: ManualClock) -> None:
+    """A billing date passes while the shots render: the first charge must refill first (the
+    general path), so the batch is rolled back and each charge runs alone: the first refills and
+    charges through the general path, the other two are then charged, each once."""
+    books = make_books(ledger, clock, "pro", billing_day=26, name="bills on the 26th")  # the clock: 25 Nov
+    claims = claims_of(ledger, books, 3)
+    clock.advance(days=1)  # 26 Nov: the refill is due
+    items = [groupcommit.Item(c) for c in claims]
+    ledger._charge_batch(items)
+    # Each alone finds the refill due too (the batch that would have applied it was rolled back).
+    assert all(isinstance(it.error, ledger_module._Fallback) and it.result is None for it in items)
+    for claim in claims:  # what the runner's calls do next: the first refills, then each charges
+        assert ledger.complete_shot(claim)
+    # Refilled on the 26th (a new 875,000), then charged three draft shots from it.
+    assert books.account()["monthly_remaining"] == 875_000 - 3 * 1_040
+    assert len(ledger.history(books.org_id, kind="render")["items"]) == 3
+    books.assert_books_balance()
+
+
+def test_concurrent_charges_and_a_cancel_of_one_org_neither_deadlock_nor_double_charge(
+    ledger: Ledger, clock: ManualClock
+) -> None:
+    """Eight shots of one org charged from eight threads while another job of the org, its first
+    shot rendering too, is canceled: every charge lands once, the canceled job is charged at most
+    the shot it was rendering, and nothing stays held."""
+    books = make_books(ledger, clock, "pro", name="eight at once")
+    claims = claims_of(ledger, books, 8)
+    victim = books.job(shot("keep-out"), shot("keep-out-2"))
+    victim_claim = ledger.claim_next_shot("wv")
+    assert victim_claim is not None and victim_claim.job_number == victim["id"]
+    results: list[bool] = []
+    lock = threading.Lock()
+
+    def charge(claim: Any) -> None:
+        ok = ledger.complete_shot(claim)
+        with lock:
+            results.append(ok)
+
+    threads = [threading.Thread(target=charge, args=(c,)) for c in claims]
+    victims = threading.Thread(target=ledger.complete_shot, args=(victim_claim,))
+    for t in [*threads, victims]:
+        t.start()
+    ledger.cancel(books.editor, victim["id"])
+    for t in [*threads, victims]:
+        t.join(30)
+    assert results == [True] * 8
+    renders = sorted(r["shot"] for r in ledger.history(books.org_id, kind="render")["items"])
+    assert renders in ([f"sh{i:03d}" for i in range(8)], sorted(["keep-out", *(f"sh{i:03d}" for i in range(8))]))
+    assert books.account()["held"] == 0
+    books.assert_books_balance()
