@@ -8,8 +8,9 @@ oldest item still queued, whose thread then does the same. A caller that is not 
 its item is answered or it is handed the lead, so nobody waits for more than the batch in front of
 it plus its own.
 
-A lane is what must not run twice at once: an organisation on PostgreSQL (its account row), the whole
-database on SQLite (one writer at a time anyway). `run_batch` must set each item's `result` or
+The ledger runs its holds (`Ledger._hold_batch`) and its runner's charges (`Ledger._charge_batch`)
+through one each. A lane is what must not run twice at once: an organisation on PostgreSQL (its
+account row), the whole database on SQLite (one writer at a time anyway). `run_batch` must set each item's `result` or
 `error`; an exception out of it is given to every item it did not answer.
 """
 
