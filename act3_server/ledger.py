@@ -1149,7 +1149,8 @@ class Ledger:
         if scheduled:
             return self._create_job(actor, name, shot_specs, idempotency_key, project, scheduled=True)
         try:
-            return self._create_job_fast(actor, org, name, shot_specs, prices, idempotency_key, project)
+            hold = self._pending_hold(actor, org, name, shot_specs, prices, idempotency_key, project)
+            return self._create_job_fast(hold)
         except (_Fallback, IntegrityError):  # a replay, a refill or a 402 to explain, a key raced, budgets
             return self._create_job(actor, name, shot_specs, idempotency_key, project)
 
@@ -1638,20 +1639,10 @@ class Ledger:
     def _event_row(self, org_id: int, seq: int, type_: str, data: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         return {"org_id": org_id, "seq": seq, "type": type_, "at": to_db(now), "data": json.dumps(data)}
 
-    def _create_job_fast(
-        self,
-        actor: Actor,
-        org: Org,
-        name: str,
-        shot_specs: Sequence[Mapping[str, Any]],
-        prices: Sequence[pricing.ShotPrice],
-        idempotency_key: str | None,
-        project: str | None = None,
-    ) -> Result:
+    def _create_job_fast(self, hold: _PendingHold) -> Result:
         """The hold's common case, in a group commit (`_holds`): holds that arrive together share
         one transaction, each applied as if alone (`_hold_in`)."""
-        hold = self._pending_hold(actor, org, name, shot_specs, prices, idempotency_key, project)
-        lane = 0 if self.engine.dialect.name == "sqlite" else org.id
+        lane = 0 if self.engine.dialect.name == "sqlite" else hold.org.id
         return self._holds.run(lane, hold)  # type: ignore[no-any-return]
 
     def _pending_hold(
