@@ -13,7 +13,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, date, datetime
 from functools import partial
 from pathlib import Path
@@ -690,12 +690,8 @@ class RawTx:
             yield
             return
         connection = self.cursor.connection
-        if self.piped:  # inside `pipeline()`: queued with what follows, sent by the next read
-            yield
-            if commit:
-                connection.commit()
-            return
-        with connection.pipeline():
+        # Inside `pipeline()` the statements are queued with what follows and sent by the next read.
+        with nullcontext() if self.piped else connection.pipeline():
             yield
             if commit:
                 connection.commit()  # queued in the pipeline; raw_write_tx's own commit is then a no-op

@@ -10,8 +10,12 @@ it plus its own.
 
 The ledger runs its holds (`Ledger._hold_batch`) and its runner's charges (`Ledger._charge_batch`)
 through one each. A lane is what must not run twice at once: an organisation on PostgreSQL (its
-account row), the whole database on SQLite (one writer at a time anyway). `run_batch` must set each item's `result` or
-`error`; an exception out of it is given to every item it did not answer.
+account row), the whole database on SQLite (one writer at a time anyway).
+
+`run_batch` sets each item's `result` or `error` and writes all or nothing. When it raises for a
+batch of several (a database error, or an item that must undo what it wrote), the batch is run
+again one item at a time, so each item gets exactly the answer it would have had alone; an
+exception for a single item is that item's error.
 """
 
 from __future__ import annotations
@@ -69,11 +73,7 @@ class GroupCommit:
             batch = queue[: self._limit]
             del queue[: self._limit]
         try:
-            self._run_batch(batch)
-        except BaseException as exc:
-            for it in batch:
-                if not it._answered:
-                    it.answer(error=exc)
+            self._run(batch)
         finally:
             for it in batch:
                 if not it._answered:  # run_batch broke its contract: say so rather than hang
@@ -86,3 +86,18 @@ class GroupCommit:
                     del self._queues[lane]
             for it in batch:
                 it._woken.set()
+
+    def _run(self, batch: list[Item]) -> None:
+        try:
+            self._run_batch(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].answer(error=exc)
+                return
+            for it in batch:
+                it.result, it.error, it._answered = None, None, False  # the rolled-back batch's answers
+                self._run([it])
+        except BaseException as exc:  # interrupted: nothing is retried
+            for it in batch:
+                if not it._answered:
+                    it.answer(error=exc)

@@ -1692,32 +1692,23 @@ class Ledger:
         before it writes anything (a replay, a refill due, a 402 to explain) answers `_Fallback`
         and the others go on; anything else (a hold that must undo what it wrote, a database
         error) rolls the batch back and each hold runs again in a transaction of its own, so each
-        answers exactly what it would have alone."""
+        answers exactly what it would have alone (`GroupCommit` runs a batch that raises again,
+        one hold at a time)."""
         done: list[tuple[groupcommit.Item, Result]] = []
         skipped: list[groupcommit.Item] = []
-        try:
-            with raw_write_tx(self.engine) as tx, tx.pipeline():
-                keys = [item.payload.key for item in items if item.payload.key is not None]
-                known: set[str] | None = None
-                if not tx.sqlite and len(keys) > 1:  # one org's lane: its keys asked at once
-                    rows = tx.execute(_KNOWN_KEYS, {"org_id": items[0].payload.org.id, "keys": keys}).fetchall()
-                    known = {r[0] for r in rows}
-                for i, item in enumerate(items):
-                    try:
-                        hold = self._hold_in(tx, item.payload, commit=i == len(items) - 1, known=known)
-                        done.append((item, hold))
-                    except _Fallback:
-                        if item.payload.wrote:
-                            raise
-                        skipped.append(item)
-        except Exception as exc:
-            if len(items) == 1:
-                items[0].answer(error=exc)
-                return
-            for item in items:
-                item.payload.wrote = False
-                self._hold_batch([item])
-            return
+        with raw_write_tx(self.engine) as tx, tx.pipeline():
+            keys = [item.payload.key for item in items if item.payload.key is not None]
+            known: set[str] | None = None
+            if not tx.sqlite and len(keys) > 1:  # one org's lane: its keys asked at once
+                rows = tx.execute(_KNOWN_KEYS, {"org_id": items[0].payload.org.id, "keys": keys}).fetchall()
+                known = {r[0] for r in rows}
+            for i, item in enumerate(items):
+                try:
+                    done.append((item, self._hold_in(tx, item.payload, commit=i == len(items) - 1, known=known)))
+                except _Fallback:
+                    if item.payload.wrote:
+                        raise
+                    skipped.append(item)
         for item in skipped:
             item.answer(error=_Fallback())
         for item, result in done:
@@ -1732,6 +1723,7 @@ class Ledger:
         org = h.org
         now = self.now()
         at = to_db(now)
+        h.wrote = False
         if h.key is not None:
             if known is None:
                 seen = tx.one(_KNOWN_KEY, {"org_id": org.id, "key": h.key}) is not None
@@ -1884,22 +1876,13 @@ class Ledger:
         """One transaction for the charges of a group commit. On PostgreSQL the batch's job rows
         are locked first, in id order, before any account row: every other writer takes a job's
         row before its account's (or skips a locked job), so a batch never holds the account while
-        it waits for a job. Any fallback or error rolls the batch back and each charge runs again
-        alone, so each answers what it would alone."""
-        try:
-            with raw_write_tx(self.engine) as tx, tx.pipeline():
-                if not tx.sqlite and len(items) > 1:
-                    ids = sorted(item.payload.job_id for item in items)
-                    tx.execute(_LOCK_JOBS, {"ids": ids}).fetchall()
-                last = len(items) - 1
-                charged = [self._complete_in(tx, item.payload, commit=i == last) for i, item in enumerate(items)]
-        except Exception as exc:
-            if len(items) == 1:
-                items[0].answer(error=exc)
-                return
-            for item in items:
-                self._charge_batch([item])
-            return
+        it waits for a job. Any fallback or error rolls the batch back, and `GroupCommit` runs each
+        charge again alone, so each answers what it would alone."""
+        with raw_write_tx(self.engine) as tx, tx.pipeline():
+            if not tx.sqlite and len(items) > 1:
+                tx.execute(_LOCK_JOBS, {"ids": sorted(item.payload.job_id for item in items)}).fetchall()
+            last = len(items) - 1
+            charged = [self._complete_in(tx, item.payload, commit=i == last) for i, item in enumerate(items)]
         for item, result in zip(items, charged, strict=True):
             item.answer(result)
         if any(charged):

@@ -76,6 +76,28 @@ def test_a_batch_that_raises_answers_its_items_with_the_error_and_the_lane_goes_
     assert gc.run(0, "fine") == "fine"
 
 
+def test_a_batch_of_several_that_raises_is_run_again_one_item_at_a_time() -> None:
+    """A database error or an item that must undo its writes rolls a batch back: each item is then
+    written alone and answers what it would have alone; only the item that fails alone fails."""
+    calls: list[list[Any]] = []
+
+    def run_batch(items: list[groupcommit.Item]) -> None:
+        calls.append([it.payload for it in items])
+        if len(items) > 1 or items[0].payload == "bad":
+            raise RuntimeError(f"rolled back: {[it.payload for it in items]}")
+        items[0].answer(items[0].payload.upper())
+
+    gc = groupcommit.GroupCommit(run_batch)
+    items = [groupcommit.Item(p) for p in ("a", "bad", "c")]
+    gc._run(items)
+    assert calls == [["a", "bad", "c"], ["a"], ["bad"], ["c"]]
+    assert [(it.result, str(it.error) if it.error else None) for it in items] == [
+        ("A", None),
+        (None, "rolled back: ['bad']"),
+        ("C", None),
+    ]
+
+
 def test_lanes_do_not_wait_for_each_other() -> None:
     """An org's batch does not hold up another org's holds (PostgreSQL: one lane per account row)."""
     inside = threading.Event()
@@ -114,7 +136,7 @@ def test_holds_in_one_batch_write_what_they_write_one_at_a_time(ledger: Ledger, 
     specs = [[shot("sh010")], [shot("sh010")], shots_costing(available + 1), [shot("sh020", tier="high")]]
     keys = ["a", "a", None, "d"]
     items = [pending(ledger, grouped, s, k) for s, k in zip(specs, keys, strict=True)]
-    ledger._hold_batch(items)
+    ledger._holds._run(items)
     assert [it.result.body["id"] if it.result else None for it in items] == [1, None, None, 2]
     assert [type(it.error) for it in items] == [type(None), ledger_module._Fallback, ledger_module._Fallback, type(None)]
     replay = ledger.create_job(grouped.editor, "batch", specs[1], "a")
@@ -146,7 +168,7 @@ def test_a_hold_that_must_undo_its_write_sends_each_hold_of_its_batch_alone(ledg
     have = books.account()["monthly_remaining"]
     specs = [shots_costing(have - 120_000), shots_costing(30_000), [shot("sh900", tier="draft")]]  # the 2nd crosses
     items = [pending(ledger, books, s, k) for s, k in zip(specs, ["x", "y", "z"], strict=True)]
-    ledger._hold_batch(items)
+    ledger._holds._run(items)
     assert items[0].result.body["id"] == 1 and items[2].result.body["id"] == 2
     assert isinstance(items[1].error, ledger_module._Fallback) and items[1].result is None
     crossing = ledger.create_job(books.editor, "batch", specs[1], "y")  # what the caller does next
@@ -198,7 +220,7 @@ def test_charges_in_one_batch_write_what_they_write_one_at_a_time(ledger: Ledger
     start = clock.now
     grouped = make_books(ledger, clock, "pro", name="charged together")
     items = [groupcommit.Item(c) for c in claims_of(ledger, grouped, 3)]
-    ledger._charge_batch(items)
+    ledger._charges._run(items)
     assert [it.result for it in items] == [True, True, True]
     clock.set(start)
     alone = make_books(ledger, clock, "pro", name="charged alone")
@@ -220,7 +242,7 @@ def test_a_charge_that_falls_back_sends_each_charge_of_its_batch_alone(ledger: L
     claims = claims_of(ledger, books, 3)
     clock.advance(days=1)  # 26 Nov: the refill is due
     items = [groupcommit.Item(c) for c in claims]
-    ledger._charge_batch(items)
+    ledger._charges._run(items)
     # Each alone finds the refill due too (the batch that would have applied it was rolled back).
     assert all(isinstance(it.error, ledger_module._Fallback) and it.result is None for it in items)
     for claim in claims:  # what the runner's calls do next: the first refills, then each charges
