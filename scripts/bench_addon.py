@@ -12,8 +12,10 @@ Speed (each figure the median of several runs; with --baseline the two trees' ru
 - add-on enable: a fresh `.venv/bin/python` process imports bpy, points a user extension repository
   at the extension installed there, and times `addon_utils.enable` of it: with the bytecode Blender
   keeps next to an installed extension (every start after the first), with an API key set (so the
-  worker threads start inside register), and with no bytecode at all (the first enable after an
-  install compiles every module; this environment sets PYTHONDONTWRITEBYTECODE, a Blender does not).
+  worker threads start inside register), the first enable after an install (the bytecode the zip
+  carries, scripts/build_extension.py), and with no bytecode at all (that bytecode removed: what a
+  Blender of another Python version compiles; this environment sets PYTHONDONTWRITEBYTECODE, a
+  Blender does not).
 
 Main thread (a live act3-server on SQLite):
 - header draw: `credits.draw.draw_header` with the state cached (what the top bar runs every redraw);
@@ -289,7 +291,8 @@ def measure_speed(baseline: str | None, rounds: int) -> tuple[list[str], list[tu
     enables: dict[str, dict[str, list[float]]] = {name: {} for name in trees}
     requests_on_enable: dict[str, bool] = {}
 
-    # Two installs of each tree: one keeps the bytecode Blender writes, one never gets any.
+    # Three installs of each tree: one keeps the bytecode Blender writes, one stays as installed (the
+    # bytecode the zip carries, if any), and one has no bytecode at all.
     plain = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "ACT3_API_KEY")}
     plain["ACT3_API_URL"] = "http://127.0.0.1:9/v1"  # nothing listens: no network in these runs
     no_bytecode = dict(plain, PYTHONDONTWRITEBYTECODE="1")
@@ -297,18 +300,21 @@ def measure_speed(baseline: str | None, rounds: int) -> tuple[list[str], list[tu
     dirs = {}
     for name, tree in trees.items():
         zip_path = build_zip(tree)
-        dirs[name] = (installed(zip_path), installed(zip_path))
+        dirs[name] = (installed(zip_path), installed(zip_path), installed(zip_path))
+        for cache in Path(dirs[name][2]).rglob("__pycache__"):
+            shutil.rmtree(cache)
         run_child(["--enable-child", dirs[name][0]], env=plain)  # writes the bytecode, as Blender does
 
     for _ in range(rounds):  # interleaved: each round runs every variant of every tree once
         for name, tree in trees.items():
             for key, values in run_child(["--estimate-child", str(tree), "3"], env=plain).items():
                 estimates[name].setdefault(key, []).extend(values)
-            cached, fresh = dirs[name]
+            cached, as_installed, bare = dirs[name]
             for variant, ext_dir, env in (
                 ("bytecode cached", cached, plain),
                 ("with an API key", cached, with_key),
-                ("no bytecode", fresh, no_bytecode),
+                ("as installed", as_installed, no_bytecode),
+                ("no bytecode", bare, no_bytecode),
             ):
                 answer = run_child(["--enable-child", ext_dir], env=env)
                 enables[name].setdefault(variant, []).append(answer["ms"])
@@ -332,7 +338,8 @@ def measure_speed(baseline: str | None, rounds: int) -> tuple[list[str], list[tu
     for variant, label in (
         ("bytecode cached", "add-on enable, fresh process (bytecode cached, as every start after the first)"),
         ("with an API key", "add-on enable, fresh process, API key set (the worker threads start)"),
-        ("no bytecode", "add-on enable, fresh process, no bytecode (first enable after install)"),
+        ("as installed", "add-on enable, fresh process, first enable after install (bytecode from the zip)"),
+        ("no bytecode", "add-on enable, fresh process, no bytecode at all (compiles every module)"),
     ):
         rows.append((label, *(median_text(enables[t][variant]) for t in names)))
     rows.append(("`requests` imported by enable", *("yes" if requests_on_enable[t] else "no" for t in names)))
