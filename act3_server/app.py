@@ -38,9 +38,13 @@ log = logging.getLogger("act3_server")
 
 
 def _no_nul(value: str | None) -> str | None:
-    # PostgreSQL text cannot hold U+0000: refuse it here rather than fail (500) in the database.
-    if value is not None and "\x00" in value:
-        raise ValueError("must not contain NUL (U+0000) characters")
+    # PostgreSQL text cannot hold U+0000, and neither database a lone surrogate (JSON's "\ud800"
+    # decodes to one, and it has no UTF-8): refuse both here rather than fail (500) in the database.
+    if value is not None:
+        if "\x00" in value:
+            raise ValueError("must not contain NUL (U+0000) characters")
+        if not value.isascii() and any("\ud800" <= ch <= "\udfff" for ch in value):
+            raise ValueError("must not contain a lone surrogate (U+D800 to U+DFFF): it is not valid Unicode text")
     return value
 
 
@@ -527,7 +531,16 @@ def create_app(
     def pause(who: Who, job_id: int) -> JSONResponse:
         return JSONResponse(ledger.pause(who, job_id))
 
-    @app.post("/v1/jobs/{job_id}/resume", tags=["jobs"], response_model=oa.Job, responses=JOB_ACTION_ERRORS)
+    # Resuming a job its refill paused first holds what its shots need (402 when that is not there).
+    RESUME_ERRORS = oa.errors(
+        ErrorCode.FORBIDDEN,
+        ErrorCode.NOT_FOUND,
+        ErrorCode.INVALID_STATE,
+        ErrorCode.VALIDATION_ERROR,
+        ErrorCode.INSUFFICIENT_CREDITS,
+    )
+
+    @app.post("/v1/jobs/{job_id}/resume", tags=["jobs"], response_model=oa.Job, responses=RESUME_ERRORS)
     def resume(who: Who, job_id: int) -> JSONResponse:
         return JSONResponse(ledger.resume(who, job_id))
 

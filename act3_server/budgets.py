@@ -56,6 +56,8 @@ def check_project(project: Any, loc: list[str]) -> str:
         raise _invalid(loc, f"project must be at most {PROJECT_MAX_CHARS} characters; this one has {len(project):,}.")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in project):
         raise _invalid(loc, "project must not contain control characters.")
+    if any("\ud800" <= ch <= "\udfff" for ch in project):  # JSON's "\ud800": no UTF-8 for it, so no row
+        raise _invalid(loc, "project must be valid Unicode text (no lone surrogates).")
     return project
 
 

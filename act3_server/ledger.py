@@ -441,6 +441,7 @@ _LOCK_CLAIMED_JOB = DriverSql(
         jobs.c.held,
         jobs.c.charged_credits,
         jobs.c.member_name,
+        jobs.c.project,
     )
     .where(jobs.c.id == _bp("job_id"))
     .with_for_update()
@@ -1603,7 +1604,7 @@ class Ledger:
             usage.count_charge(
                 conn, org.id, now, billing.period_start(now.date(), org.billing_day), tier=shot.tier,
                 engine=shot.engine, member=job.member_name, job_number=job.number, shot=shot.name, credits=cost,
-                duration_s=shot.duration_s,
+                duration_s=shot.duration_s, project=job.project or "",
             )  # fmt: skip
             self._journal(conn, org.id, "held", -cost, "render", now, transaction_id=tx_id, job_id=job.id)
             conn.execute(
@@ -1896,7 +1897,7 @@ class Ledger:
         job = tx.one(_LOCK_CLAIMED_JOB, {"job_id": claim.job_id})
         if job is None:
             return False
-        job_id, number, status, current, owner, held, _charged, member = job
+        job_id, number, status, current, owner, held, _charged, member, project = job
         if current != claim.shot_id or owner != claim.worker:
             return False  # canceled, or re-queued after the lease ran out: charge nothing
         shot = tx.one(_COMPLETE_SHOT, {"shot_id": claim.shot_id, "now": at})
@@ -1964,7 +1965,7 @@ class Ledger:
             for stmt, counted in usage.charge_rows(
                 self.engine.dialect.name, org.id, now, billing.period_start(now.date(), org.billing_day),
                 tier=tier, engine=engine, member=member, job_number=number, shot=shot_name, credits=cost,
-                duration_s=duration_s,
+                duration_s=duration_s, project=project or "",
             ):  # fmt: skip
                 tx.execute(stmt, counted)
             tx.execute(_SAVE_ACCOUNT_ROW, _save_account_params(acct))

@@ -22,7 +22,7 @@ import weakref
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 from act3_credits.core import billing, forecast, pricing
 
 from .clock import DbClock
-from .db import DriverSql, read_tx, to_db, transactions, usage_days, usage_shots
+from .db import DriverSql, jobs, read_tx, to_db, transactions, usage_days, usage_shots
 
 if TYPE_CHECKING:
     from .ledger import Ledger
@@ -48,6 +48,7 @@ MAX_LIMIT = 1000
 _U = usage_days
 _S = usage_shots
 _T = transactions
+_J = jobs
 
 
 class UsageError(ValueError):
@@ -117,9 +118,7 @@ def charge_rows(
     """What one charged render (`credits` positive, at `at`, in the billing period that began on
     `period_start`) adds to `usage_days` and `usage_shots`: (statement, parameters) pairs for the
     driver path (`RawTx.execute`); `count_charge` runs the same on a SQLAlchemy connection.
-
-    Hook: `project` is '' until jobs carry one; the charge then passes the job's project here.
-    """
+    `project`: the job's project ('' for a job without one)."""
     day, by_shot = _ADD[dialect]
     sums = {"org_id": org_id, "credits": credits, "seconds": duration_s or 0}
     return [
@@ -224,8 +223,7 @@ def _raw_key(group: str) -> Any:
         "member": func.coalesce(_T.c.member, ""),
         "job": func.coalesce(_T.c.job_id, 0),
         "shot": func.coalesce(_T.c.shot, ""),
-        # Hook: '' until jobs carry a project; then the job's project (a join on jobs.number).
-        "project": literal(""),
+        "project": func.coalesce(_J.c.project, ""),  # the job's, joined by `_from_rows`
     }[group]
 
 
@@ -268,7 +266,10 @@ def _from_rows(
     if group is None:
         return [(None, *r) for r in conn.execute(select(*sums).where(*where)).all() if r[1]]
     key = _raw_key(group)
-    return conn.execute(select(key, *sums).where(*where).group_by(key)).all()  # type: ignore[return-value]
+    query = select(key, *sums).where(*where).group_by(key)
+    if group == "project":  # a render row names its job by number; the project is the job's
+        query = query.select_from(_T.outerjoin(_J, (_J.c.org_id == _T.c.org_id) & (_J.c.number == _T.c.job_id)))
+    return conn.execute(query).all()  # type: ignore[return-value]
 
 
 def pace(conn: Connection, org_id: int, now: datetime) -> tuple[int, int]:
@@ -596,7 +597,16 @@ def _answer(start: datetime, end: datetime, group_by: str, groups: list[dict[str
     return {"from": _iso(start), "to": _iso(end), "group_by": group_by, "groups": groups, "total": total.json()}
 
 
+# A range's bounds stay where billing periods and weeks around them are representable dates (the
+# dev clock stops before the year 9000 too).
+EARLIEST = datetime(1970, 1, 1)
+LATEST = datetime(9000, 1, 1)
+
+
 def check_range(start: datetime, end: datetime) -> None:
+    for field, bound in (("from", start), ("to", end)):
+        if not EARLIEST <= bound <= LATEST:
+            raise UsageError(field, f"{field} must lie between 1970-01-01 and 9000-01-01 (UTC).")
     if end <= start:
         raise UsageError("to", "to must be after from.")
     if end - start > MAX_RANGE:
@@ -604,7 +614,7 @@ def check_range(start: datetime, end: datetime) -> None:
 
 
 def _iso(dt: datetime) -> str:
-    return dt.replace(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
 
 
 # --- the service's answers -------------------------------------------------------------------------

@@ -134,7 +134,10 @@ def size_for(width: float, ui_scale: float, pixel_size: int = 1) -> tuple[float,
 
 
 class Canvas:
-    """RGBA floats, rows from the top; rectangles only (every line here is made of them)."""
+    """RGBA floats, rows from the top; rectangles only (every line here is made of them).
+
+    Colours are stored premultiplied by their alpha, as Blender composites a preview's pixels: a
+    straight (0.5, 0.5, 0.5, 0.18) would show as a bright grey block, not a faint floor."""
 
     def __init__(self, width: int, height: int) -> None:
         self.width, self.height = width, height
@@ -146,7 +149,8 @@ class Canvas:
         y0, y1 = max(0, y0), min(self.height, y1)
         if x0 >= x1 or y0 >= y1:
             return
-        run = list(colour) * (x1 - x0)
+        r, g, b, a = colour
+        run = [r * a, g * a, b * a, a] * (x1 - x0)
         for y in range(y0, y1):
             i = (y * self.width + x0) * 4
             self.pixels[i : i + len(run)] = run

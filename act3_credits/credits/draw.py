@@ -322,13 +322,14 @@ def runway(state: State) -> Runway:
 
 
 def draw_project_budget(box: Any, project: str, budget: limits.Budget | None) -> None:
-    """The scene's project budget: spent, held and left (dashes without one; the same rows either way)."""
+    """The scene's project budget: spent, held and left ("not set" and dashes without one; the same
+    rows either way, so nothing moves when a budget arrives)."""
     box.label(text=project if budget else f"{project}: no budget", icon="FILE_BLEND")
-    label = "Total budget" if budget and budget.period == "total" else "Budget a period"
-    figure_row(box, label, formatting.credits(budget.credits if budget else None))
-    figure_row(box, "Spent", formatting.credits(budget.spent if budget else None))
-    figure_row(box, "Held", formatting.credits(budget.held if budget else None))
-    row = figure_row(box, "Left", formatting.credits(budget.left if budget else None))
+    label = "Total budget" if budget and budget.period == "total" else "Budget per period"
+    figure_row(box, label, formatting.credits(budget.credits) if budget else "not set")
+    figure_row(box, "Spent", formatting.credits(budget.spent) if budget else "—")
+    figure_row(box, "Held", formatting.credits(budget.held) if budget else "—")
+    row = figure_row(box, "Left", formatting.credits(budget.left) if budget else "—")
     row.alert = budget is not None and budget.left <= 0
 
 

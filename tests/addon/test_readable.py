@@ -292,8 +292,8 @@ def test_the_project_budget_in_credits_detail_reads_whole(region, scale):
             credits_draw.draw_credits(panel, state, credits_draw.Thresholds(), True, region, project=project)
             assert panel.cut(measure(scale), everything) == [], project
     texts = panel_texts(region, "harbour_spot_final_v12")
-    assert texts[texts.index("Budget a period") :][:8] == [
-        "Budget a period",
+    assert texts[texts.index("Budget per period") :][:8] == [
+        "Budget per period",
         "12,500,000 cr",
         "Spent",
         "11,234,560 cr",

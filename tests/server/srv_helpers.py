@@ -64,8 +64,10 @@ class Books:
             charged.append(claim.credits)
         return charged
 
-    def job(self, *specs: dict[str, Any], actor: Actor | None = None, key: str | None = None) -> dict[str, Any]:
-        return self.ledger.create_job(actor or self.editor, "batch", list(specs), key).body
+    def job(
+        self, *specs: dict[str, Any], actor: Actor | None = None, key: str | None = None, project: str | None = None
+    ) -> dict[str, Any]:
+        return self.ledger.create_job(actor or self.editor, "batch", list(specs), key, project=project).body
 
     def assert_books_balance(self) -> None:
         acct = self.account()

@@ -139,6 +139,18 @@ def test_hostile_input_is_a_4xx_never_a_500(api: Api) -> None:
     for path, body in nul_bodies:
         r = api.client.post(path, json=body, headers=api.headers(idem="nul"))
         assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error", (path, r.text)
+    # JSON's "\ud800" decodes to a lone surrogate, which has no UTF-8 and so no row in either database.
+    surrogate_bodies = [
+        ("/v1/jobs", {**job_body(), "project": "\ud800"}),
+        ("/v1/jobs", {**job_body(), "project": "ok\udc00", "start": "next_period"}),
+        ("/v1/jobs", job_body(name="seq\ud800")),
+        ("/v1/estimates", {"shots": [SHOT], "project": "\ud800"}),
+        ("/v1/estimates", {"shots": [SHOT], "project": "\udfff", "when": "next_period"}),
+    ]
+    for path, body in surrogate_bodies:
+        raw = json.dumps(body).encode()  # ASCII, with the surrogate as a \u escape
+        r = api.client.post(path, content=raw, headers={**api.headers(idem="sur"), "Content-Type": "application/json"})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "validation_error", (path, r.text)
     r = api.client.post("/v1/purchases", json={"pack_id": "pack-50k"}, headers=api.headers(idem="a\x00"))
     assert r.status_code == 400 and r.json()["error"]["code"] == "idempotency_key_required"
     for raw in (b'{"name": "x", "shots": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", b'{"name": "\xff"}'):

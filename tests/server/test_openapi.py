@@ -148,3 +148,13 @@ def test_a_method_a_path_does_not_answer_is_405_with_allow(server: LiveServer) -
     assert r.headers["Allow"] == "GET, POST"
     r = requests.put(server.url + "/me", headers=server.auth(), timeout=10)
     assert (r.status_code, r.headers["Allow"]) == (405, "GET")
+
+
+def test_the_job_actions_list_the_errors_they_answer(api_schema: Any) -> None:
+    # Resuming a job its refill paused first holds what its shots need: a 402 when that is not there
+    # (tests/server/test_schedule_topup.py); pause and cancel never hold, so never answer 402.
+    paths = api_schema.raw_schema["paths"]
+    for action, codes in (("pause", {"403", "404", "409"}), ("resume", {"402", "403", "404", "409"})):
+        listed = set(paths[f"/v1/jobs/{{job_id}}/{action}"]["post"]["responses"])
+        assert codes <= listed, action
+    assert "402" not in paths["/v1/jobs/{job_id}/pause"]["post"]["responses"]

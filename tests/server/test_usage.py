@@ -32,21 +32,29 @@ PLAN = [
 ]  # fmt: skip
 
 
+# The project each job of PLAN is sent for, in order (None: none); usage by project is the job's.
+PROJECTS = ["spot-2027", None, "trailer", "spot-2027", None, "trailer"]
+
+
 def render_plan(books: Books) -> None:
-    for when, who, specs in PLAN:
+    for (when, who, specs), project in zip(PLAN, PROJECTS, strict=True):
         books.clock.set(when)
-        books.job(*specs, actor=books.actors[who])
+        books.job(*specs, actor=books.actors[who], project=project)
         assert len(books.run_all()) == len(specs)
 
 
 def history_renders(books: Books) -> list[dict[str, Any]]:
+    """The history's render items, each with its job's project (which history items do not carry)."""
     rows, cursor = [], None
     while True:
         page = books.ledger.history(books.org_id, limit=200, cursor=cursor, kind="render")
         rows += page["items"]
         cursor = page["next_cursor"]
         if cursor is None:
-            return rows
+            break
+    for r in rows:
+        r["project"] = books.ledger.get_job(books.actors["owner"], r["job_id"])["project"] or ""
+    return rows
 
 
 def key_of(row: dict[str, Any], group: str) -> str:
@@ -59,7 +67,7 @@ def key_of(row: dict[str, Any], group: str) -> str:
         "shot": row["shot"],
         "member": row["member"],
         "job": str(row["job_id"]),
-        "project": "",
+        "project": row["project"],
     }[group]
 
 
@@ -99,6 +107,7 @@ def test_usage_sums_the_history_renders_for_every_grouping_range_and_filter(book
     render_plan(books)
     rows = history_renders(books)
     assert len(rows) == sum(len(p[2]) for p in PLAN)
+    assert {r["project"] for r in rows} == {"spot-2027", "trailer", ""}
     books.clock.set(datetime(2026, 11, 30, 8, 0, tzinfo=UTC))  # "now" only picks the default period
     for label, start_s, end_s in RANGES:
         for where in FILTERS:
@@ -260,6 +269,10 @@ def test_failed_and_canceled_shots_leave_uncharged_items_that_usage_does_not_cou
         ("from=yesterday", "from"),
         ("from=2026-11-01&to=2026-13-01", "to"),
         ("group_by=month", "group_by"),
+        # Bounds where the billing periods and weeks around them stop being dates (once a 500).
+        ("from=9999-12-31&to=9999-12-31T23:59:59%2B14:00", "from"),
+        ("from=8999-12-31&to=9000-01-01T00:00:01", "to"),
+        ("from=0001-01-01&to=0001-01-02", "from"),
     ],
 )
 def test_a_bad_range_or_grouping_is_a_422_that_says_which(api: Api, query: str, field: str) -> None:
@@ -353,3 +366,36 @@ def test_the_migration_fills_usage_from_the_render_rows_already_there(database_u
         assert got["groups"] == [{"key": "s", "credits": 5_720, "shots": 3, "seconds": 14}]
     finally:
         engine.dispose()
+
+
+def test_the_migration_gives_usage_rows_written_before_it_their_jobs_project(books: Books) -> None:
+    from alembic import command
+
+    from act3_server import migrate
+
+    render_plan(books)
+    rows = history_renders(books)
+    engine = books.ledger.engine
+    with engine.begin() as conn:  # what the charges wrote before 0008: no project
+        conn.exec_driver_sql("UPDATE usage_days SET project = ''")
+    cfg = migrate.alembic_config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0007")
+        command.upgrade(cfg, "head")
+    books.clock.set(datetime(2026, 12, 3, tzinfo=UTC))
+    got = usage.answer_usage(
+        books.ledger,
+        books.org_id,
+        from_="2026-11-01",
+        to="2027-01-01",
+        group_by="project",
+        tier=None,
+        engine=None,
+        limit=50,
+    )
+    groups, _total = expected_usage(
+        rows, datetime(2026, 11, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC), "project"
+    )
+    assert {g["key"]: (g["credits"], g["shots"], g["seconds"]) for g in got["groups"]} == groups
+    assert set(groups) == {"spot-2027", "trailer", ""}
