@@ -176,10 +176,21 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.logger.info("closed a connection that sent too slowly (%s not received in time)", self._owed)
             self.transport.close()
 
+    def send_400_response(self, msg: str) -> None:
+        """What the parser cannot read (a garbage request line, an unknown method, a bad
+        Content-Length, broken chunks): the service's JSON error, as for a 408 or 431, not
+        uvicorn's plain text."""
+        if self.cycle is not None and not self.cycle.response_complete:
+            # The body of a request already handed to the app broke (bad chunks): uvicorn's own
+            # answer, which it makes knowing the request under way.
+            super().send_400_response(msg)
+            return
+        self._refuse(400, _MALFORMED_BODY, f"malformed request ({msg})")
+
     def _refuse(self, status: int, body: bytes, why: str) -> None:
         """Answer `status` with `body` and close, outside the parser (which has no request to answer)."""
         self._cancel()
-        reason = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
+        reason = {400: b"Bad Request", 408: b"Request Timeout", 431: b"Request Header Fields Too Large"}[status]
         self.transport.write(
             b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\nconnection: close\r\ncontent-length: %d\r\n\r\n%s"
             % (status, reason, len(body), body)
@@ -213,6 +224,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 # Where a head ends (a bare LF ends a line too, for the count).
 _HEAD_END = re.compile(rb"\n\r?\n")
 _TIMEOUT_BODY = b'{"error":{"code":"request_timeout","message":"The request was not received in time."}}'
+_MALFORMED_BODY = b'{"error":{"code":"bad_request","message":"The request is not well-formed HTTP/1.1; nothing was done."}}'
 _HEAD_TOO_LARGE_BODY = (
     b'{"error":{"code":"headers_too_large","message":"The request line and headers are over 16 KiB."}}'
 )

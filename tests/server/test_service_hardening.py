@@ -147,6 +147,27 @@ def test_a_refused_head_on_a_keep_alive_connection_lingers_past_the_keep_alive(l
     assert answer.startswith(b"HTTP/1.1 431 ") and answer.endswith(b"}}")
 
 
+def test_a_request_that_is_not_http_is_a_json_400(live_server) -> None:
+    # Found by an attack run: what the HTTP parser refuses was answered by uvicorn in plain text.
+    before = live_server.get("/account/credits").json()
+    for raw in (
+        b"\x16\x03\x01 garbage\r\n\r\n",  # a TLS hello on the plain port, say
+        b"BREW /v1/me HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        b"POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n{}",
+        b"GET /v1/me HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: a\x00b\r\n\r\n",
+    ):
+        with socket.create_connection(("127.0.0.1", live_server.port), timeout=10) as sock:
+            sock.sendall(raw)
+            answer = _read_to_end(sock)
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 400 Bad Request"), (raw, answer)
+        assert b"content-type: application/json" in head.lower(), raw
+        error = json.loads(body)["error"]
+        assert error["code"] == "bad_request" and "nothing was done" in error["message"], raw
+    assert live_server.get("/account/credits").json() == before
+    assert "Traceback" not in live_server.read_log()
+
+
 def _read_to_end(sock: socket.socket) -> bytes:
     """What the server sent until it closed its side (a reset raises)."""
     data = b""
