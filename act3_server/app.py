@@ -9,7 +9,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, Any, Literal
 
@@ -643,7 +643,11 @@ def create_app(
                     "now must be an ISO 8601 time.",
                     details=[{"loc": ["body", "now"], "msg": "not ISO 8601"}],
                 ) from None
-            if wanted.year >= 9000:  # billing dates, history times etc. must stay representable
+            try:  # in UTC: billing dates, history times etc. must stay representable
+                too_late = wanted.astimezone(UTC).year >= 9000 if wanted.tzinfo else wanted.year >= 9000
+            except OverflowError:  # past 9999-12-31 in UTC
+                too_late = True
+            if too_late:
                 raise ApiError(
                     ErrorCode.VALIDATION_ERROR,
                     "now must be before the year 9000.",

@@ -50,8 +50,8 @@ def _invalid(loc: list[str], message: str) -> Exception:
 
 def check_project(project: Any, loc: list[str]) -> str:
     """A project name: 1-64 characters, none of them a control character (NUL included)."""
-    if not isinstance(project, str) or not project:
-        raise _invalid(loc, "project must be a non-empty string.")
+    if not isinstance(project, str) or not project.strip():
+        raise _invalid(loc, "project must be a non-empty string, not only spaces.")
     if len(project) > PROJECT_MAX_CHARS:
         raise _invalid(loc, f"project must be at most {PROJECT_MAX_CHARS} characters; this one has {len(project):,}.")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in project):
