@@ -19,7 +19,11 @@ import bpy
 OUT = os.environ.get("BLENDER_GUI_OUT", "/out")
 PREFIX = os.environ.get("ACT3_GUI_PREFIX", "")
 SCALE = float(os.environ.get("ACT3_GUI_SCALE", "1.0"))
-SPEND_NOTCHES = int(os.environ.get("ACT3_GUI_SPEND_NOTCHES", "11"))  # wheel notches down to the Spend panel
+# Wheel notches (40 px at UI scale 1) from the sidebar's top down to the Spend panel, and down to the
+# Shots panel (past Credits Detail with its project budget, Spend with its ten top shots, and the
+# history): measured on the pictures at 1600x900, UI scale 1.
+SPEND_NOTCHES = int(os.environ.get("ACT3_GUI_SPEND_NOTCHES", "15"))
+SHOTS_NOTCHES = int(os.environ.get("ACT3_GUI_SHOTS_NOTCHES", "39"))
 SHOTS = [
     (192, "veo-3.1", "standard", "seq010, hero"),
     (144, "veo-3.1", "high", "seq010"),
@@ -300,7 +304,9 @@ def s_send_batch():
 def s_topbar_held():
     log("header while the batch runs:", state().header_text())
     snap_topbar("topbar-held")
-    scroll_sidebar(12)
+    # The scroll leaves the pointer over the sidebar: no tooltip may cover the Shots list.
+    bpy.context.preferences.view.show_tooltips = False
+    scroll_sidebar(SHOTS_NOTCHES)
 
 
 @step(1.5)
@@ -320,6 +326,7 @@ def s_queue():
 @step(3.0)  # panels glide to their new places over a few redraws
 def s_queue_snap():
     snap_sidebar("render-queue")
+    bpy.context.preferences.view.show_tooltips = True
 
 
 @step(0.5)
