@@ -9,7 +9,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from typing import Annotated, Any, Literal
 
@@ -29,6 +29,7 @@ from . import jobpath, longpoll, topup, usage
 from . import openapi as oa
 from .auth import parse_bearer
 from .clock import ClockMovedBack, DbClock
+from .db import to_db
 from .errors import ApiError, error_response, is_database_unavailable, unavailable_response
 from .events import EventBus
 from .keys import KeyCheck
@@ -391,9 +392,10 @@ def create_app(
 
     # Each route names its answer's model and its error answers (openapi.py); the models only
     # describe: a route returns the ledger's JSON as it is.
-    JOB_ACTION_ERRORS = oa.errors(
-        ErrorCode.FORBIDDEN, ErrorCode.NOT_FOUND, ErrorCode.INVALID_STATE, ErrorCode.VALIDATION_ERROR
-    )
+    JOB_ACTION_CODES = (ErrorCode.FORBIDDEN, ErrorCode.NOT_FOUND, ErrorCode.INVALID_STATE, ErrorCode.VALIDATION_ERROR)
+    JOB_ACTION_ERRORS = oa.errors(*JOB_ACTION_CODES)
+    # Resuming a job its refill paused first holds what its shots need (402 when that is not there).
+    RESUME_ERRORS = oa.errors(*JOB_ACTION_CODES, ErrorCode.INSUFFICIENT_CREDITS)
 
     @app.get("/v1/me", tags=["account"], response_model=oa.Me, responses=oa.errors())
     def me(who: Who) -> JSONResponse:
@@ -531,15 +533,6 @@ def create_app(
     def pause(who: Who, job_id: int) -> JSONResponse:
         return JSONResponse(ledger.pause(who, job_id))
 
-    # Resuming a job its refill paused first holds what its shots need (402 when that is not there).
-    RESUME_ERRORS = oa.errors(
-        ErrorCode.FORBIDDEN,
-        ErrorCode.NOT_FOUND,
-        ErrorCode.INVALID_STATE,
-        ErrorCode.VALIDATION_ERROR,
-        ErrorCode.INSUFFICIENT_CREDITS,
-    )
-
     @app.post("/v1/jobs/{job_id}/resume", tags=["jobs"], response_model=oa.Job, responses=RESUME_ERRORS)
     def resume(who: Who, job_id: int) -> JSONResponse:
         return JSONResponse(ledger.resume(who, job_id))
@@ -644,7 +637,7 @@ def create_app(
                     details=[{"loc": ["body", "now"], "msg": "not ISO 8601"}],
                 ) from None
             try:  # in UTC: billing dates, history times etc. must stay representable
-                too_late = wanted.astimezone(UTC).year >= 9000 if wanted.tzinfo else wanted.year >= 9000
+                too_late = to_db(wanted).year >= 9000
             except OverflowError:  # past 9999-12-31 in UTC
                 too_late = True
             if too_late:

@@ -52,8 +52,9 @@ def history_renders(books: Books) -> list[dict[str, Any]]:
         cursor = page["next_cursor"]
         if cursor is None:
             break
+    projects = {n: books.ledger.get_job(books.actors["owner"], n)["project"] or "" for n in {r["job_id"] for r in rows}}
     for r in rows:
-        r["project"] = books.ledger.get_job(books.actors["owner"], r["job_id"])["project"] or ""
+        r["project"] = projects[r["job_id"]]
     return rows
 
 
