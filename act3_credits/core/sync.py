@@ -43,8 +43,9 @@ from .contract import Job, JobEvent, JobStatusChanged, Me, ServiceEvent, ShotCom
 from .logs import log
 from .pricing import DEFAULT_RATE_CARD, RateCard
 from .state import Credits, History, Spend, State
+from .usage import keep_rows
 from .values import value
-from .vocabulary import Event, Status
+from .vocabulary import RUNNING, Event, Status
 
 DISABLED_MESSAGE = (
     "Online access is off: turn on Preferences > System > Network > Allow Online Access to sync ACT3 credits."
@@ -348,6 +349,7 @@ class SyncWorker:
         self._history_dirty = False
         self._history_ticket: Ticket | None = None
         self._spend_dirty = False  # a charge, purchase or refill since the last spend answer
+        self._spend_answer: Spend | None = None  # the latest, as the service ranked it (see _show_spend)
         self._spend_ticket: Ticket | None = None
         self._spend_asked = -SPEND_EVERY_S  # monotonic time of the last spend request
         self._job_fetches: dict[int, bool] = {}  # job id -> fetch again when this answer is in
@@ -391,6 +393,7 @@ class SyncWorker:
             # Another service or key: what we hold is no longer confirmed (and its version not comparable).
             self.state.credits_from_cache = True
             self.state.spend = None  # another organisation's spend
+            self._spend_answer = None
             self.state.touch()
         self._unlink(0.0)
         self._fail_pending(NotConfiguredError("The ACT3 settings changed; try again.", code="reconfigured"))
@@ -649,8 +652,24 @@ class SyncWorker:
         self.state.touch()
 
     def _on_spend(self, spend: Spend, p: dict[str, Any]) -> None:
-        self.state.spend = spend
-        self.state.touch()
+        self._spend_answer = spend
+        self._show_spend()
+
+    def _show_spend(self) -> None:
+        """The Spend panel's figures are the latest answer's. While a batch renders (a job queued or
+        processing), its most expensive shots keep the order already shown, each with its latest
+        figures (`usage.keep_rows`): each row selects its shot, and a re-ranking after every charge
+        would move the row under the artist's pointer. They are ranked again once nothing runs."""
+        latest = self._spend_answer
+        shown = self.state.spend
+        if latest is None:
+            return
+        if shown is not None and any(j.status in RUNNING for j in self.state.jobs.values()):
+            top = keep_rows(shown.top_shots, latest.top_shots, TOP_SHOTS)
+            latest = Spend(latest.by_tier, latest.days, top, latest.forecast)
+        if latest != shown:
+            self.state.spend = latest
+            self.state.touch()
 
     def _on_submit_job(self, job: Job, p: dict[str, Any]) -> None:
         self.state.jobs[job.id] = job  # what the artist reads about it is core.submission's
@@ -660,10 +679,12 @@ class SyncWorker:
         for job in jobs:
             self.state.jobs[job.id] = job
         self.state.touch()
+        self._show_spend()  # a batch may have ended: the top shots ranked again
 
     def _on_job(self, job: Job, p: dict[str, Any]) -> None:
         self.state.jobs[job.id] = job
         self.state.touch()
+        self._show_spend()
 
     def _on_budgets(self, answer: list[dict[str, Any]], p: dict[str, Any]) -> None:
         self.state.budgets = answer
@@ -706,6 +727,7 @@ class SyncWorker:
         if job is not None:
             self.state.jobs[event.job_id] = job_after(job, event)
             self.state.touch()
+            self._show_spend()
         # The event carries the news; the job itself has the exact held/charged numbers.
         if event.job_id in self._job_fetches:
             self._job_fetches[event.job_id] = True  # the answer on its way may predate this event

@@ -68,3 +68,19 @@ class Usage:
             "groups": [g.to_json() for g in self.groups],
             "total": total,
         }
+
+
+def keep_rows(shown: Usage | None, latest: Usage, limit: int) -> Usage:
+    """`latest`, its groups in the order `shown` lists them: what a list the artist may be about to
+    click shows while a batch renders, so no row moves under the pointer.
+
+    Each row already shown stays where it is with its latest figures (one that `latest` no longer
+    lists, pushed out by others, keeps its last ones); keys new to the list follow in `latest`'s
+    order while there is room for `limit` rows. A different range or grouping is not the same list:
+    `latest` as it is."""
+    if shown is None or (shown.start, shown.end, shown.group_by) != (latest.start, latest.end, latest.group_by):
+        return latest
+    fresh = {g.key: g for g in latest.groups}
+    rows = [fresh.pop(g.key, g) for g in shown.groups]
+    rows += [g for g in latest.groups if g.key in fresh][: max(0, limit - len(rows))]
+    return Usage(latest.start, latest.end, latest.group_by, tuple(rows), latest.total)

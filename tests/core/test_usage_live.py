@@ -10,9 +10,10 @@ import pytest
 from support.servers import LiveServer
 
 from act3_credits import api, runtime
-from act3_credits.core import cli
+from act3_credits.core import cli, sync
 from act3_credits.core.client import Client, InvalidRequestError, new_idempotency_key
 from act3_credits.core.sync import Settings
+from act3_credits.core.usage import Usage, UsageGroup, keep_rows
 
 # Veo 3.1 Fast, 4 s: 98 cr/s x 4 s = 392 at Standard; High x2 = 784, Draft x1/2 = 196.
 SHOTS = [("sq010_sh010", "high"), ("sq010_sh020", "draft"), ("sq020_sh010", "high")]
@@ -100,3 +101,59 @@ def test_the_act3_usage_and_forecast_commands(rendered: LiveServer, monkeypatch,
     assert "Refill on   1 Apr 2031: 867,818 cr monthly left, 0 cr roll over, 867,818 cr lapse" in out
     assert cli.main(["usage", "--from", "2031-03-12", "--to", "2031-03-09"]) == 1
     assert "to must be after from" in capsys.readouterr().err
+
+
+def top(*rows: tuple[str, int]) -> Usage:
+    groups = tuple(UsageGroup(k, c, 1, 4) for k, c in rows)
+    return Usage("2031-03-01T00:00:00Z", "2031-04-01T00:00:00Z", "shot", groups, UsageGroup("", 9_999, 9, 36))
+
+
+def test_rows_shown_keep_their_place_with_their_latest_figures() -> None:
+    shown = top(("a", 900), ("b", 800), ("c", 700))
+    latest = top(("c", 1_500), ("a", 900), ("d", 850), ("b", 800))
+    # c overtook both: it stays third with 1,500; d is new and there is room for a fourth row.
+    assert [(g.key, g.credits) for g in keep_rows(shown, latest, 4).groups] == [
+        ("a", 900), ("b", 800), ("c", 1_500), ("d", 850),
+    ]  # fmt: skip
+    assert keep_rows(shown, latest, 3).groups == keep_rows(shown, latest, 4).groups[:3]  # no room for d
+    assert keep_rows(shown, latest, 4).total == latest.total
+    # b was pushed out of the latest ten by others: its row stays, with the figures last shown.
+    assert [(g.key, g.credits) for g in keep_rows(shown, top(("c", 1_500), ("a", 950)), 3).groups] == [
+        ("a", 950), ("b", 800), ("c", 1_500),
+    ]  # fmt: skip
+    # Another period (a refill came) or another grouping is another list: as the service ranks it.
+    other = Usage("2031-04-01T00:00:00Z", "2031-05-01T00:00:00Z", "shot", latest.groups, latest.total)
+    assert keep_rows(shown, other, 3) == other
+    assert keep_rows(None, latest, 3) == latest
+
+
+def test_the_most_expensive_shots_keep_their_rows_while_a_batch_renders(live_server_factory, tmp_path, monkeypatch):
+    monkeypatch.setattr(sync, "SPEND_EVERY_S", 0.1)  # the spend's debounce (5 s), not what is tested here
+    srv = live_server_factory(render_speed=0.25)  # a 4 s shot renders in 1 s
+    render_on(srv)  # sq010_sh010 784, sq020_sh010 784, sq010_sh020 196
+    runtime.start(Settings(srv.url, srv.key("pro", "editor"), events_wait=2.0), tmp_path)
+    try:
+        state = runtime.state()
+
+        def listed() -> list[tuple[str, int]]:
+            return [(g.key, g.credits) for g in state.spend.top_shots.groups] if state.spend else []
+
+        def wait_for(predicate, timeout: float = 30.0) -> None:
+            deadline = time.monotonic() + timeout
+            while not predicate():
+                assert time.monotonic() < deadline, listed()
+                runtime.worker().drain()
+                time.sleep(0.01)
+
+        wait_for(lambda: listed() == [("sq010_sh010", 784), ("sq020_sh010", 784), ("sq010_sh020", 196)])
+        # Three more renders of sq010_sh020 at High (784 each): after the first it costs the most.
+        shot = {"name": "sq010_sh020", "engine": "veo-3.1-fast", "tier": "high", "duration_s": 4}
+        job = api.submit([shot, shot, shot], name="upgrade")
+        running = lambda: state.jobs[job["id"]].status in ("queued", "processing")  # noqa: E731
+        wait_for(lambda: dict(listed()).get("sq010_sh020", 0) >= 980 and running())
+        # The service ranks sq010_sh020 first by now; the panel keeps its rows where they were.
+        assert [k for k, _c in listed()] == ["sq010_sh010", "sq020_sh010", "sq010_sh020"]
+        wait_for(lambda: state.jobs[job["id"]].status == "completed")
+        wait_for(lambda: listed() == [("sq010_sh020", 2_548), ("sq010_sh010", 784), ("sq020_sh010", 784)])
+    finally:
+        runtime.stop()
