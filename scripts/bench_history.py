@@ -35,9 +35,9 @@ from act3_server.db import make_engine, read_tx, transactions  # noqa: E402
 from act3_server.ledger import Ledger, encode_cursor  # noqa: E402
 
 
-def seed(url: str, rows: int) -> dict[str, Any]:
+def seed(url: str, rows: int, *more: str) -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "seed_history.py"), "--database", url, "--rows", str(rows)],
+        [sys.executable, str(ROOT / "scripts" / "seed_history.py"), "--database", url, "--rows", str(rows), *more],
         check=True,
         capture_output=True,
         text=True,

@@ -5,7 +5,10 @@
     .venv/bin/python scripts/bench_usage.py --database URL --org-id N   # an already seeded database
 
 Seeds a fresh database per backend with scripts/seed_history.py (two years of items up to now,
-about 41,000 renders a month, and `usage_days` as the charges would have filled it), then times
+about 41,000 renders a month, and `usage_days` as the charges would have filled it; the org's
+billing day 15 days back by default, so today is halfway through its billing period: a period's
+first day would flatter every answer for the current period, and a year back from it would be
+whole periods only), then times
 what `GET /v1/account/usage` and `GET /v1/account/forecast` run (`usage.answer_usage` and
 `usage.answer_forecast`: from reading the org to the JSON-ready answer; HTTP and JSON encoding
 excluded), once alone (the first call: it fills the cache of settled billing periods that a year
@@ -23,7 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +61,7 @@ def run(backend: str, url: str, org_id: int, repeat: int) -> None:
     year_ago = (now - timedelta(days=365)).date().isoformat()
     today = now.date().isoformat()
     part = (now - timedelta(days=30, hours=5)).isoformat(timespec="seconds")
+    up_to_now = now.isoformat(timespec="seconds")
     cases: list[tuple[str, dict[str, Any]]] = [
         (f"period, group_by={g}", {"group_by": g})
         for g in ("day", "week", "tier", "engine", "member", "job", "project")
@@ -66,7 +70,7 @@ def run(backend: str, url: str, org_id: int, repeat: int) -> None:
         ("period, group_by=shot", {"group_by": "shot"}),
         ("period, group_by=tier, tier=high, engine=kling-3", {"group_by": "tier", "tier": "high", "engine": "kling-3"}),
         ("period, group_by=shot, tier=4k", {"group_by": "shot", "tier": "4k"}),
-        ("30 days from a time (parts of days at both ends), by day", {"group_by": "day", "from_": part}),
+        ("30 days from a time (parts of days at both ends), by day", {"group_by": "day", "from_": part, "to": up_to_now}),
         ("365 days, group_by=day", {"group_by": "day", "from_": year_ago, "to": today}),
         ("365 days, group_by=week", {"group_by": "week", "from_": year_ago, "to": today}),
         ("365 days, group_by=member", {"group_by": "member", "from_": year_ago, "to": today}),
@@ -110,7 +114,14 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=30)
     ap.add_argument("--database", help="an already seeded database (with --org-id)")
     ap.add_argument("--org-id", type=int)
+    ap.add_argument(
+        "--billing-day", type=int, choices=range(1, 32), metavar="1-31",
+        help="the seeded org's billing day (default: the day of the month 15 days ago, so that today "
+        "is halfway through a billing period and a year back starts and ends inside one)",
+    )  # fmt: skip
     args = ap.parse_args()
+    billing_day = args.billing_day or (datetime.now(UTC) - timedelta(days=15)).day
+    more = ("--billing-day", str(billing_day))
     print("| backend | answer | groups | first call ms | median ms | p95 ms | max ms | CPU median ms |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     if args.database:
@@ -120,8 +131,8 @@ def main() -> int:
         tmp = tempfile.mkdtemp(prefix="act3-usage-")
         try:
             url = f"sqlite:///{tmp}/usage.db"
-            seeded = seed(url, args.rows)
-            print(f"<!-- SQLite seeded {seeded['rows']:,} rows in {seeded['seconds']} s -->", flush=True)
+            seeded = seed(url, args.rows, *more)
+            print(f"<!-- SQLite seeded {seeded['rows']:,} rows in {seeded['seconds']} s, billing day {billing_day} -->", flush=True)
             run("SQLite", url, seeded["org_id"], args.repeat)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -131,8 +142,8 @@ def main() -> int:
         cluster = PostgresCluster.shared()
         url = cluster.new_database()
         try:
-            seeded = seed(url, args.rows)
-            print(f"<!-- PostgreSQL seeded {seeded['rows']:,} rows in {seeded['seconds']} s -->", flush=True)
+            seeded = seed(url, args.rows, *more)
+            print(f"<!-- PostgreSQL seeded {seeded['rows']:,} rows in {seeded['seconds']} s, billing day {billing_day} -->", flush=True)
             run("PostgreSQL", url, seeded["org_id"], args.repeat)
         finally:
             cluster.drop_database(url)

@@ -44,18 +44,20 @@ MEMBERS = ("Ana (owner)", "Ben (admin)", "Cleo (editor)", "Eli (editor)", "Fay (
 SHOT_NAMES = [f"sq{q:03d}_sh{s:04d}" for q in range(10, 410, 10) for s in range(10, 510, 10)]
 
 
-def history_rows(org_id: int, n: int, end: datetime, span: timedelta, seed: int) -> Iterator[tuple[object, ...]]:
+def history_rows(
+    org_id: int, n: int, end: datetime, span: timedelta, seed: int, billing_day: int = 1
+) -> Iterator[tuple[object, ...]]:
     """`n` items for one org, oldest first, evenly over `span` up to `end` (naive UTC)."""
     rng = random.Random(seed)
     tiers = [t for t in TIERS for _ in range(t[2])]
     step = span / max(1, n)
     at = end - span
-    month = (at.year, at.month)
+    period = period_start(at.date(), billing_day)
     for i in range(n):
         at += step
-        if (at.year, at.month) != month:  # the billing date (day 1) passed: its three items
-            month = (at.year, at.month)
-            day1 = datetime(at.year, at.month, 1)
+        if period_start(at.date(), billing_day) != period:  # a billing date passed: its three items
+            period = period_start(at.date(), billing_day)
+            day1 = datetime(period.year, period.month, period.day)
             yield (org_id, day1, "rollover", None, None, None, None, 250_000, -250_000, 250_000, None, None, None)
             yield (org_id, day1, "expiry", None, None, None, None, -50_000, -50_000, 0, None, None, None)
             yield (org_id, day1, "refill", None, None, None, None, 5_000_000, 5_000_000, 0, None, None, None)
@@ -148,12 +150,16 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=1_000_000, help="history items of the benchmarked org")
     ap.add_argument("--other-rows", type=int, default=100_000, help="items of a second org, interleaved")
     ap.add_argument("--years", type=float, default=2.0, help="the span the items cover, up to now")
+    ap.add_argument(
+        "--billing-day", type=int, default=1, choices=range(1, 32), metavar="1-31",
+        help="the benchmarked org's billing day (1: today is where a period is on the 1st)",
+    )  # fmt: skip
     args = ap.parse_args()
 
     t0 = time.perf_counter()
     ledger, _clock = open_ledger(args.database)
     tag = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    org_id = ledger.create_org(f"History bench {tag}", "enterprise", 1)
+    org_id = ledger.create_org(f"History bench {tag}", "enterprise", args.billing_day)
     other_id = ledger.create_org(f"History bench neighbour {tag}", "pro", 15)
     member_id = ledger.add_member(org_id, "Ana (owner)", "owner")
     key = new_random_key()
@@ -163,14 +169,14 @@ def main() -> int:
     span = timedelta(days=365.25 * args.years)
     every = max(1, args.rows // args.other_rows) if args.other_rows else 0
     rows = interleave(
-        history_rows(org_id, args.rows, end, span, seed=1),
-        history_rows(other_id, args.other_rows, end, span, seed=2),
+        history_rows(org_id, args.rows, end, span, seed=1, billing_day=args.billing_day),
+        history_rows(other_id, args.other_rows, end, span, seed=2, billing_day=15),
         every,
     )
     names: Counter[tuple[int, str]] = Counter()
     days: dict[tuple[object, ...], list[int]] = {}
     periods: dict[tuple[object, ...], list[int]] = {}
-    billing_days = {org_id: 1, other_id: 15}
+    billing_days = {org_id: args.billing_day, other_id: 15}
 
     def counted(rows: Iterator[tuple[object, ...]]) -> Iterator[tuple[object, ...]]:
         for row in rows:
