@@ -28,6 +28,7 @@ from act3_credits.core.vocabulary import ErrorCode, Kind, Status
 from . import jobpath, longpoll, topup, usage
 from . import openapi as oa
 from .auth import parse_bearer
+from .budgets import check_path_text
 from .clock import ClockMovedBack, DbClock
 from .db import to_db
 from .errors import ApiError, error_response, is_database_unavailable, unavailable_response
@@ -274,6 +275,7 @@ def create_app(
         description="Reference credits service for ACT3 AI. See docs/api.md.",
         lifespan=lifespan,
         strict_content_type=False,  # a JSON body is JSON even without Content-Type: application/json
+        redirect_slashes=False,  # "/v1/me/" is a 404 in the service's words, not a 307 to "/v1/me"
     )
     app.add_middleware(BodyLimit)
     oa.install(app)
@@ -566,8 +568,9 @@ def create_app(
         responses=oa.errors(*oa.BODY_ERRORS, ErrorCode.FORBIDDEN),
     )
     def put_budget(
-        who: Who, project: Annotated[str, Path(json_schema_extra=oa.PROJECT)], body: BudgetIn
+        who: Who, project: Annotated[str, Path(json_schema_extra=oa.PROJECT)], body: BudgetIn, request: Request
     ) -> JSONResponse:
+        check_path_text(request.scope.get("raw_path"))
         return JSONResponse(ledger.budgets.put(who, project, body.credits, body.period, body.action))
 
     @app.delete(
@@ -576,7 +579,10 @@ def create_app(
         response_model=oa.BudgetDeleted,
         responses=oa.errors(ErrorCode.VALIDATION_ERROR, ErrorCode.FORBIDDEN, ErrorCode.NOT_FOUND),
     )
-    def delete_budget(who: Who, project: Annotated[str, Path(json_schema_extra=oa.PROJECT)]) -> JSONResponse:
+    def delete_budget(
+        who: Who, project: Annotated[str, Path(json_schema_extra=oa.PROJECT)], request: Request
+    ) -> JSONResponse:
+        check_path_text(request.scope.get("raw_path"))
         return JSONResponse(ledger.budgets.delete(who, project))
 
     @app.get("/v1/members", tags=["budgets"], response_model=oa.MemberList, responses=oa.errors())

@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.engine import Connection
@@ -59,6 +60,17 @@ def check_project(project: Any, loc: list[str]) -> str:
     if any("\ud800" <= ch <= "\udfff" for ch in project):  # JSON's "\ud800": no UTF-8 for it, so no row
         raise _invalid(loc, "project must be valid Unicode text (no lone surrogates).")
     return project
+
+
+def check_path_text(raw_path: Any) -> None:
+    """A budget's path as the client sent it: its percent-escapes must spell UTF-8 text. The
+    server decodes one that does not (`%FF`) as U+FFFD, so without this "/v1/budgets/%FF" would
+    set or delete the budget of a project named "\ufffd", not the one the client meant."""
+    if isinstance(raw_path, bytes):
+        try:
+            unquote_to_bytes(raw_path).decode("utf-8")
+        except UnicodeDecodeError:
+            raise _invalid(["path", "project"], "project must be UTF-8 text, percent-encoded byte by byte.") from None
 
 
 def _check_credits(credits: Any, loc: list[str]) -> int:

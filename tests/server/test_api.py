@@ -120,6 +120,8 @@ HOSTILE_GETS = [
     ("/v1/account/credits/history?shot=%00", 422),
     ("/v1/account/credits/history?tier=a%00", 422),
     ("/v1/account/credits/history?kind=%00", 422),
+    ("/v1/me/", 404),  # no redirect to /v1/me: one answer, in the service's own error shape
+    ("/v1/account/credits/", 404),
 ]
 
 

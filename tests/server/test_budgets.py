@@ -229,6 +229,8 @@ def test_bad_budget_and_cap_input_is_a_clear_4xx_and_writes_nothing(api: Api) ->
         ("PUT", f"/v1/budgets/{long_name}", good, owner, 422, "validation_error", "64 characters"),
         ("PUT", "/v1/budgets/a%01b", good, owner, 422, "validation_error", "control"),
         ("PUT", "/v1/budgets/%20%20", good, owner, 422, "validation_error", "only spaces"),
+        ("PUT", "/v1/budgets/spot%FF", good, owner, 422, "validation_error", "UTF-8"),
+        ("DELETE", "/v1/budgets/%C3", None, owner, 422, "validation_error", "UTF-8"),
         ("PUT", "/v1/budgets/spot", good, api.headers(role="editor"), 403, "forbidden", "owner or an admin"),
         ("PUT", "/v1/budgets/spot", good, api.headers(role="viewer"), 403, "forbidden", "owner or an admin"),
         ("DELETE", "/v1/budgets/spot", None, api.headers(role="editor"), 403, "forbidden", "owner or an admin"),
