@@ -66,6 +66,41 @@ def new_idempotency_key() -> str:
     return str(uuid.uuid4())
 
 
+def _url_problem(url: str) -> str | None:
+    """Why `url` cannot be the service's address (one line, without its user:password), or None."""
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        return "The ACT3 API URL has a space, a line break or a control character in it; set it again."
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError:
+        return "The ACT3 API URL is not a valid http(s) URL (check its brackets and port)."
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "The ACT3 API URL is not a valid http(s) URL: it must start with http:// or https:// and name a host."
+    return None
+
+
+def _host_of(url: str) -> str:
+    """`host[:port]` of a valid URL: never the user:password a URL may carry."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    return f"{host}:{parts.port}" if parts.port is not None else host
+
+
+def public_url(url: str) -> str:
+    """`url` without the user:password it may carry (which may be a key): what a log line, a
+    repr or the cache file may hold."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<an invalid URL>"
+    if "@" not in parts.netloc:
+        return url
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
 def mask_key(key: str | None) -> str:
     if not key:
         return "<none>"
@@ -314,7 +349,10 @@ class Client:
         self.max_backoff_s = max_backoff_s
         # Set by the worker's stop(): a retry never sleeps past it.
         self.cancel = cancel or threading.Event()
-        self.host = urlsplit(self.base_url).netloc or self.base_url
+        self._bad_url = _url_problem(self.base_url)
+        # Where messages say the service is: host and port only, never a user:password written
+        # into the URL (which may be a key).
+        self.host = _host_of(self.base_url) if self._bad_url is None else "an invalid URL"
         http, adapter_class = _load_requests()
         self._http: Any = http  # the requests module
         self._session = http.Session()
@@ -326,7 +364,7 @@ class Client:
         )
 
     def __repr__(self) -> str:
-        return f"Client(base_url={self.base_url!r}, api_key={mask_key(self._key)!r})"
+        return f"Client(base_url={self.host!r}, api_key={mask_key(self._key)!r})"
 
     def close(self) -> None:
         self._session.close()
@@ -564,6 +602,8 @@ class Client:
         timeout = (self.connect_timeout, read_timeout if read_timeout is not None else self.read_timeout)
         query = {k: v for k, v in (params or {}).items() if v is not None}
         http = self._http
+        if self._bad_url is not None:
+            raise OfflineError(self._bad_url, code="bad_url")
         attempt = 0
         while True:
             started = time.monotonic()
@@ -573,8 +613,18 @@ class Client:
                 resp = self._session.request(
                     method, self.base_url + path, params=query, json=json, headers=hdrs, timeout=timeout
                 )
+            except http.exceptions.InvalidJSONError as exc:  # NaN or infinity in the body: nothing was sent
+                raise InvalidRequestError(
+                    f"This request cannot be sent as JSON: {self._clean(exc)[:200]}.", code="invalid_input"
+                ) from None
             except http.RequestException as exc:
                 error = self._offline(exc, timeout)
+            except ValueError:  # urllib3 refusing the URL itself (a host label over 63 characters)
+                raise OfflineError(
+                    "The ACT3 API URL is not a valid http(s) URL: its host cannot be parsed (too long, or a "
+                    "character a host name may not have).",
+                    code="bad_url",
+                ) from None
             ms = (time.monotonic() - started) * 1000
             if resp is not None:
                 log.debug("%s %s -> %s in %.0f ms", method, path, resp.status_code, ms)
@@ -609,7 +659,7 @@ class Client:
         elif isinstance(
             exc, (http.exceptions.MissingSchema, http.exceptions.InvalidSchema, http.exceptions.InvalidURL)
         ):
-            return OfflineError(f"The ACT3 API URL {self.base_url!r} is not a valid http(s) URL.", code="bad_url")
+            return OfflineError(f"The ACT3 API URL at {self.host} is not a valid http(s) URL.", code="bad_url")
         else:
             text = str(exc)
             if "refused" in text.lower():

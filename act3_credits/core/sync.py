@@ -38,6 +38,7 @@ from .client import (
     ServerError,
     mask_key,
     new_idempotency_key,
+    public_url,
 )
 from .contract import Job, JobEvent, JobStatusChanged, Me, ServiceEvent, ShotCompleted, ShotFailed
 from .logs import log
@@ -104,7 +105,8 @@ class Settings:
         )
 
     def __repr__(self) -> str:
-        return f"Settings(base_url={self.base_url!r}, api_key={mask_key(self.api_key)!r}, online={self.online_access})"
+        url = public_url(self.base_url)
+        return f"Settings(base_url={url!r}, api_key={mask_key(self.api_key)!r}, online={self.online_access})"
 
 
 class Ticket:
@@ -773,7 +775,7 @@ class SyncWorker:
         if self.state.credits is None or self.state.credits_from_cache:
             return  # nothing confirmed by the service yet: keep what is on disk
         try:
-            self.cache.save(self.state, self.settings.base_url)
+            self.cache.save(self.state, public_url(self.settings.base_url))
         except OSError as exc:
             log.warning("ACT3: could not save the cache: %s", exc)
         self._cache_dirty = False

@@ -8,7 +8,15 @@ import time
 import pytest
 from support.faults import FaultServer, closed_port_url
 
-from act3_credits.core.client import AuthError, Client, EventsPage, OfflineError, ServerError, parse_events
+from act3_credits.core.client import (
+    AuthError,
+    Client,
+    EventsPage,
+    InvalidRequestError,
+    OfflineError,
+    ServerError,
+    parse_events,
+)
 from act3_credits.core.state import Credits, State
 from act3_credits.core.sync import Settings, SyncWorker
 
@@ -68,6 +76,59 @@ def test_refused_port_is_offline_and_says_so(secret):
     with pytest.raises(OfflineError) as err:
         client(url, secret, retries=0).credits()
     assert str(err.value).endswith("connection refused (is the service running?).")
+
+
+def test_a_password_written_into_the_url_is_never_shown(secret, drain_until):
+    url = closed_port_url().replace("http://", f"http://ana:{secret}@")
+    port = url.rsplit(":", 1)[1].split("/")[0]
+    with pytest.raises(OfflineError) as err:
+        client(url, "act3_other_key_0000000000000", retries=0).credits()
+    assert str(err.value) == f"ACT3 service unreachable at 127.0.0.1:{port}: connection refused (is the service running?)."
+    worker = hung_worker(url, "act3_other_key_0000000000000")
+    try:
+        drain_until(worker, lambda: worker.state.connection == "offline")
+        shown = [str(err.value), repr(err.value), worker.state.last_error or "", repr(worker.settings)]
+    finally:
+        worker.stop()
+    for text in shown:
+        assert secret not in text and "ana:" not in text, text
+
+
+def test_a_body_that_is_not_json_is_refused_before_sending(secret):
+    shot = {"name": "sh010", "engine": "veo-3.1", "tier": "draft", "duration_s": float("nan")}
+    with FaultServer("json", body={}) as srv:
+        with pytest.raises(InvalidRequestError, match="cannot be sent as JSON: Out of range float values"):
+            client(srv.url, secret).estimate([shot])
+        assert srv.request_count == 0  # refused here: it is the input, not the service, that is wrong
+
+
+MALFORMED_URLS = [
+    ("http://[::1/v1", "not a valid http(s) URL (check its brackets and port)."),
+    ("http://127.0.0.1:99999/v1", "not a valid http(s) URL (check its brackets and port)."),
+    ("http://" + "a" * 5000 + "/v1", "its host cannot be parsed"),
+    ("http://127.0.0.1:8000\nX-Evil: 1/v1", "a space, a line break or a control character"),
+    ("127.0.0.1:8000/v1", "it must start with http:// or https:// and name a host."),
+]
+
+
+def test_a_malformed_url_is_one_line_and_the_worker_lives_on(live_server, secret, drain_until):
+    """A URL the client cannot even parse used to kill the worker's threads: every request after it
+    waited for ever, whatever URL came next."""
+    worker = hung_worker(MALFORMED_URLS[0][0], secret)
+    try:
+        for url, says in MALFORMED_URLS:
+            worker.configure(Settings(url, secret, read_timeout=0.5, events_wait=0.2, retries=0))
+            drain_until(worker, lambda says=says: says in (worker.state.last_error or ""))
+            line = worker.state.last_error or ""
+            assert worker.state.connection == "offline" and "\n" not in line and len(line) < 160, line
+            ticket = worker.request("estimate", shots=[{"name": "sh010", "engine": "veo-3.1", "tier": "draft",
+                                                        "duration_s": 4}])  # fmt: skip
+            drain_until(worker, lambda ticket=ticket: ticket.done)
+            assert says in str(ticket.error)
+        worker.configure(Settings(live_server.url, live_server.key("pro", "viewer"), events_wait=0.2))
+        drain_until(worker, lambda: worker.state.connection == "ok" and worker.state.credits is not None, timeout=10)
+    finally:
+        worker.stop()
 
 
 def test_dropped_connection_is_offline(secret):
