@@ -6,6 +6,7 @@ the balance, the history and `state.last_message` / `state.last_error` change.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 from typing import Any
@@ -216,12 +217,18 @@ class ACT3_OT_export_history_csv(bpy.types.Operator, ExportHelper):
 
         path = bpy.path.abspath(self.filepath)
         rows = session.state().history.rows
+        # Written beside it, then moved over it: a failed write (a full disk) leaves the file that
+        # was there as it was, never half a CSV.
+        part = f"{path}.part"
         try:
-            with open(path, "w", newline="", encoding="utf-8") as f:
+            with open(part, "w", newline="", encoding="utf-8") as f:
                 writer = csv.writer(f)
                 writer.writerow(export.HEADER)
                 writer.writerows(export.csv_rows(rows))
+            os.replace(part, path)
         except OSError as err:
+            with contextlib.suppress(OSError):
+                os.remove(part)
             self.report({"ERROR"}, f"Could not write {path}: {err.strerror or err}")
             return {"CANCELLED"}
         self.report({"INFO"}, f"Exported {len(rows)} history rows to {os.path.basename(path)}")

@@ -200,8 +200,14 @@ def capture_properties(op: Any) -> dict[str, Any]:
 
 
 def run_original(idname: str, token: str) -> tuple[bool, str]:
-    """Confirm: run the guarded operator as the artist called it. (ok, one report line)."""
-    _, props = _pending.pop(token, (idname, {}))
+    """Confirm: run the guarded operator as the artist called it. (ok, one report line).
+
+    Only what a guarded operator's estimate asked for: its token, issued once by `_wrap`, names
+    the operator; any other id or token (a script setting `then_call` itself) runs nothing."""
+    pending = _pending.pop(token, None)
+    if pending is None or pending[0] != idname or idname not in _guarded:
+        return False, f"Nothing to confirm: {idname or 'no operator'} is not waiting for this estimate."
+    props = pending[1]
     mod, _, name = idname.partition(".")
     try:
         op = getattr(getattr(bpy.ops, mod), name)

@@ -161,8 +161,12 @@ class ACT3_OT_shot_remove(bpy.types.Operator):
 
     def execute(self, context):
         scene = context.scene
-        scene.act3_shots.remove(scene.act3_shots_index)
-        scene.act3_shots_index = max(0, min(scene.act3_shots_index, len(scene.act3_shots) - 1))
+        index = scene.act3_shots_index
+        if not 0 <= index < len(scene.act3_shots):
+            self.report({"WARNING"}, "No shot is selected in the list: nothing was removed.")
+            return {"CANCELLED"}
+        scene.act3_shots.remove(index)
+        scene.act3_shots_index = max(0, min(index, len(scene.act3_shots) - 1))
         return {"FINISHED"}
 
 
@@ -561,8 +565,8 @@ class ACT3_OT_defer_shots(bpy.types.Operator):
 
     def execute(self, context):
         try:
-            body = [dict(s) for s in json.loads(self.shots_json or "[]")]
-        except (ValueError, TypeError):
+            body = [s for s in json.loads(self.shots_json or "[]") if isinstance(s, dict)]
+        except (ValueError, TypeError, RecursionError):  # not JSON, not a list, nested too deep
             body = []
         if not body:
             self.report({"WARNING"}, "Nothing to defer: every shot fits now.")

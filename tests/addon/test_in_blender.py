@@ -366,6 +366,25 @@ def test_history_pages_newest_first_filters_on_the_service_and_exports_csv(
         (r["shot"], r["credits"], r["tier"]) for r in shot
     ]
 
+    # A write that fails half way (a full disk, injected: a real disk will not fill on demand)
+    # leaves the file that was there as it was, and no part of the new one.
+    before = out.read_bytes()
+
+    def full_disk(rows):
+        yield ["a row"]
+        raise OSError(28, "No space left on device")
+
+    export = shell.module("credits.export")
+    real = export.csv_rows
+    export.csv_rows = full_disk
+    try:
+        with pytest.raises(RuntimeError, match="Could not write .*No space left on device"):
+            bpy.ops.act3.export_history_csv(filepath=str(out))
+    finally:
+        export.csv_rows = real
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith("history.csv")] == ["history.csv"]
+
 
 # --------------------------------------------------------------------------------------- hygiene
 

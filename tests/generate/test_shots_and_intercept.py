@@ -166,6 +166,15 @@ def test_another_addons_generate_runs_only_after_the_cost_estimate(studio, live_
         # Nothing was sent to ACT3 by the estimate itself.
         assert studio.service_jobs(live_server, "starter") == []
 
+        # A script that sets the hidden confirmation itself runs nothing: only the token the guard
+        # issued for this operator, once, may confirm it.
+        studio.scene.act3_shots[0].tier = "draft"
+        calls.clear()
+        for then_call in ("thirdparty.generate", "act3.forget_key"):
+            with pytest.raises(RuntimeError, match="Nothing to confirm"):
+                bpy.ops.act3.generate(then_call=then_call, then_token="forged")
+        assert calls == []
+
         intercept.sync("")
         assert "invoke" not in bpy.types.THIRDPARTY_OT_generate.__dict__
     finally:
@@ -301,3 +310,19 @@ def test_the_tier_menu_prices_each_tier_for_the_shot_and_marks_4k_unavailable_on
     panel = RecordingLayout()
     bpy.types.ACT3_PT_shots.draw(SimpleNamespace(layout=panel), bpy.context)
     assert panel.find("The 4K tier needs the Enterprise plan").alert
+
+
+def test_odd_input_to_the_shot_list_and_to_defer_is_one_line_and_changes_nothing(studio):
+    studio.shots([("sh010", 1, 48), ("sh020", 49, 96)])
+    scene = studio.scene
+    for index in (99, -5, 2**31 - 1):
+        scene.act3_shots_index = index
+        assert bpy.ops.act3.shot_remove() == {"CANCELLED"}  # with a warning: nothing is selected
+        assert [s.name for s in scene.act3_shots] == ["sh010", "sh020"]
+    scene.act3_shots_index = 1
+    assert bpy.ops.act3.shot_remove() == {"FINISHED"}
+    assert [s.name for s in scene.act3_shots] == ["sh010"]
+    # Not a list of shots (nested past Python's recursion limit; pairs instead of objects): nothing
+    # to defer, said in one line, never a traceback.
+    for text in ("[" * 100_000 + "]" * 100_000, '[[[1, "a"], ["b", 2]]]'):
+        assert bpy.ops.act3.defer_shots(shots_json=text) == {"CANCELLED"}
