@@ -13,6 +13,13 @@ def credits(value: int | None, unit: bool = True) -> str:
     return f"{text} cr" if unit else text
 
 
+def one_line(text: object, most: int = 80) -> str:
+    """A name or a message as a report shows it: white space (line breaks, tabs) folded to single
+    spaces, at most `most` characters ('…' where it was cut)."""
+    folded = " ".join(str(text).split())
+    return folded if len(folded) <= most else folded[: most - 1] + "…"
+
+
 def signed_credits(value: int) -> str:
     return f"{'+' if value > 0 else '−' if value < 0 else ''}{abs(int(value)):,}"
 

@@ -183,7 +183,7 @@ class Submission:
         count = len(job.shots)
         held = formatting.credits(job.estimated_credits)
         shots = f"{count} shot{'s' if count != 1 else ''}"
-        name = job.name or self.name
+        name = formatting.one_line(job.name or self.name)
         if job.status == Status.SCHEDULED:
             next_period = self.estimate.next_period if self.estimate is not None else None
             starts = (next_period or {}).get("starts_on") or "the next refill"

@@ -16,6 +16,7 @@ from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, St
 from bpy_extras.io_utils import ExportHelper
 
 from .. import prefs, session
+from ..core import formatting
 from ..core.client import new_idempotency_key
 from ..widgets import CATEGORY, CREDITS_PANEL
 from . import draw, export, props
@@ -235,6 +236,23 @@ class ACT3_OT_export_history_csv(bpy.types.Operator, ExportHelper):
         return {"FINISHED"}
 
 
+NOT_RUNNING = "ACT3 Credits is not running: enable the add-on and set an API key."
+SCRIPT_WAIT_S = 30.0  # how long a script's purchase or setting waits for the service in `blender -b`
+
+
+def _answered(op: Any, ticket: Any, worker: Any, unsure: str) -> bool:
+    """A script in `blender -b`, where no timer drains the worker: wait for the service's answer.
+    False, reported in one line, when it refused or did not answer in time (`unsure` says what
+    that means for what was asked)."""
+    if not worker.wait(ticket, SCRIPT_WAIT_S):
+        op.report({"ERROR"}, f"No answer from ACT3 within {SCRIPT_WAIT_S:g} s; {unsure}.")
+        return False
+    if not ticket.ok:
+        op.report({"ERROR"}, formatting.one_line(str(ticket.error), 300))
+        return False
+    return True
+
+
 def _pack_items(self, context):
     # Blender keeps only pointers to the strings of dynamic enum items: a list handed out must stay
     # alive and unchanged while a dialog shows it, so a new one is made only when the packs change.
@@ -294,9 +312,18 @@ class ACT3_OT_buy_credits(bpy.types.Operator):
             return {"CANCELLED"}
         if not self.idempotency_key:
             self.idempotency_key = new_idempotency_key()
-        session.request("buy", pack_id=pack_id, idempotency_key=self.idempotency_key)
+        worker = session.worker_or_none()
+        if bpy.app.background and worker is None:
+            self.report({"ERROR"}, NOT_RUNNING)
+            return {"CANCELLED"}
+        ticket = session.request("buy", pack_id=pack_id, idempotency_key=self.idempotency_key)
+        if bpy.app.background and worker is not None:  # a script: no timer drains the worker; wait, report it
+            if not _answered(self, ticket, worker, "the purchase may still go through: check the balance first"):
+                return {"CANCELLED"}
+            self.report({"INFO"}, session.state().last_message or "Bought.")
+            return {"FINISHED"}
         pack = next((p for p in session.state().packs if p.get("id") == pack_id), None)
-        self.report({"INFO"}, f"Buying {draw.pack_label(pack) if pack else pack_id}…")
+        self.report({"INFO"}, f"Buying {draw.pack_label(pack) if pack else formatting.one_line(pack_id)}…")
         return {"FINISHED"}
 
 
@@ -429,6 +456,10 @@ class ACT3_OT_set_auto_top_up(bpy.types.Operator):
         if not pack_id:
             self.report({"ERROR"}, "The credit packs are still loading from ACT3: try again in a moment.")
             return {"CANCELLED"}
+        worker = session.worker_or_none()
+        if bpy.app.background and worker is None:
+            self.report({"ERROR"}, NOT_RUNNING)
+            return {"CANCELLED"}
         ticket = session.request(
             "set_auto_top_up",
             enabled=bool(self.enabled),
@@ -436,10 +467,8 @@ class ACT3_OT_set_auto_top_up(bpy.types.Operator):
             pack_id=pack_id,
             max_per_period_cents=int(self.max_dollars) * 100,
         )
-        worker = session.worker_or_none()
         if bpy.app.background and worker is not None:  # a script: wait for the answer, report it
-            if not worker.wait(ticket, 30.0) or not ticket.ok:
-                self.report({"ERROR"}, str(ticket.error or "No answer from ACT3."))
+            if not _answered(self, ticket, worker, "it may still be saved"):
                 return {"CANCELLED"}
         self.report({"INFO"}, "Saving auto top-up…" if not bpy.app.background else "Auto top-up saved.")
         return {"FINISHED"}

@@ -444,7 +444,9 @@ class ACT3_OT_generate(_CostEstimate):
         return chosen[0].name if chosen else context.scene.name
 
     def nothing_message(self) -> str:
-        return f"There is no shot named {self.shot!r} in this scene." if self.shot else "There is no shot to render."
+        if not self.shot:
+            return "There is no shot to render."
+        return f"There is no shot named {formatting.one_line(repr(self.shot))} in this scene."
 
 
 class _Batch(_CostEstimate):

@@ -284,12 +284,24 @@ def test_a_viewer_is_told_to_ask_an_owner_or_admin_instead_of_buying(shell: Shel
     assert not bpy.ops.act3.buy_credits.poll()
     with pytest.raises(RuntimeError, match="owner or an admin"):
         bpy.ops.act3.buy_credits(pack_id=PACK)
-    # Had the add-on not known the role yet, the service's own refusal says the same, in one line.
+    # Had the add-on not known the role yet, the service's own refusal says the same, in one line:
+    # a script (`blender -b`) waits for the answer and gets it as the operator's error.
     shell.state.me = None
-    assert bpy.ops.act3.buy_credits(pack_id=PACK) == {"FINISHED"}
-    shell.until(lambda: "owner or an admin" in (shell.state.last_message or ""), "the refusal")
-    assert "\n" not in shell.state.last_message and "Traceback" not in shell.state.last_message
+    with pytest.raises(RuntimeError, match="owner or an admin") as refused:
+        bpy.ops.act3.buy_credits(pack_id=PACK)
+    assert "\n" not in str(refused.value).strip() and "Traceback" not in str(refused.value)
     assert live_server.get("/account/credits").json()["available"] == 875_000
+
+
+def test_a_script_buying_a_pack_the_service_does_not_sell_is_told_so(shell: Shell, live_server: LiveServer):
+    shell.connect(live_server)
+    before = shell.synced_with(live_server)["available"]
+    for pack in ("nonexistent", "pack-250k\nX", "p" * 10_000):
+        with pytest.raises(RuntimeError) as refused:
+            bpy.ops.act3.buy_credits(pack_id=pack)
+        line = str(refused.value).strip()
+        assert line.startswith("Error: ") and "\n" not in line and len(line) < 400, line
+    assert live_server.get("/account/credits").json()["available"] == before
 
 
 def test_test_connection_shows_organisation_plan_and_role(shell: Shell, live_server: LiveServer):

@@ -146,3 +146,12 @@ def test_the_act3_command_line(live_server, monkeypatch, capsys):
     monkeypatch.setenv("ACT3_API_KEY", live_server.key("pro", "viewer"))
     assert cli.main(["buy", "pack-50k"]) == 1
     assert "owner or an admin" in capsys.readouterr().err
+
+
+def test_a_name_with_line_breaks_reads_as_one_line_in_what_the_artist_is_told(script):
+    job = api.submit(shots(1), name="seq010\nbatch\tB")
+    assert runtime.state().last_message == f"Sent seq010 batch B to ACT3 (job {job['id']}): 1 shot, 392 cr held."
+    long_name = "seq010 " + "x" * 190  # the service takes up to 200 characters
+    job = api.submit(shots(1), name=long_name)
+    said = runtime.state().last_message
+    assert said.startswith("Sent seq010 xxx") and "…" in said and len(said) < 160, said
