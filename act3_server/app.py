@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from act3_credits.core import pricing
-from act3_credits.core.vocabulary import ErrorCode, Kind, Status
+from act3_credits.core.vocabulary import NAME_MAX_CHARS, ErrorCode, Kind, Status
 
 from . import jobpath, longpoll, topup, usage
 from . import openapi as oa
@@ -67,7 +67,7 @@ class _Strict(BaseModel):
 
 # The enums and bounds in `json_schema_extra` are the schema's only: the ledger checks them with its own codes.
 class ShotIn(_Strict):
-    name: Text = Field("", max_length=200)
+    name: Text = Field("", max_length=NAME_MAX_CHARS)
     engine: Text = Field(max_length=64, json_schema_extra=oa.ENGINES)
     tier: Text = Field(max_length=32, json_schema_extra=oa.TIERS)
     duration_s: float = Field(json_schema_extra=oa.DURATION)
@@ -96,7 +96,7 @@ class EstimateIn(_Strict):
 
 class JobIn(_Strict):
     model_config = ConfigDict(json_schema_extra={"examples": [{"name": "seq010 batch", "shots": [oa.SHOT_EXAMPLE]}]})
-    name: Text = Field("", max_length=200)
+    name: Text = Field("", max_length=NAME_MAX_CHARS)
     shots: list[ShotIn] = Field(json_schema_extra=oa.SHOTS)
     project: OptText = Field(None, json_schema_extra=oa.PROJECT)
     start: Start | None = None

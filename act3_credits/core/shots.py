@@ -19,7 +19,7 @@ from . import formatting, pricing
 from .contract import Job, JobShot, ServiceEstimate
 from .pricing import PricingError, RateCard
 from .values import value
-from .vocabulary import ENDED, RUNNING, Status
+from .vocabulary import ENDED, NAME_MAX_CHARS, RUNNING, Status
 
 DRAFT_TIER = "draft"
 DEFAULT_ENGINE = "veo-3.1"
@@ -414,6 +414,13 @@ def locked_refusal(name: str) -> str:
     return f"Shot {name} is locked: unlock it in the Shots list to render it again."
 
 
+def long_name_refusal(name: str) -> str:
+    return (
+        f"Shot {formatting.one_line(name, 40)} has a name of {len(name):,} characters; "
+        f"ACT3 takes at most {NAME_MAX_CHARS}: rename it."
+    )
+
+
 def estimate(
     shots: Sequence[Shot],
     card: RateCard,
@@ -506,6 +513,8 @@ def _estimate(shots: Sequence[Shot], card: RateCard, account: Account, flags: tu
         snapped, credits, draft, reason, code = p
         if reason is None and shot.locked:
             reason, code = locked_refusal(shot.name), "locked"
+        if reason is None and isinstance(shot.name, str) and len(shot.name) > NAME_MAX_CHARS:
+            reason, code = long_name_refusal(shot.name), "name_too_long"
         if reason is None:
             tier = shot.tier
             if tier in tier_reasons:

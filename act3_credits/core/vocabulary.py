@@ -90,6 +90,8 @@ class Reason(StrEnum):
 
 # A project name is at most this long (jobs.project, budgets.project).
 PROJECT_MAX_CHARS = 64
+# A shot's name and a job's name are at most this long (the service's ShotIn and JobIn).
+NAME_MAX_CHARS = 200
 
 
 # The fields of a history row as `GET /v1/account/credits/history` lists them (after its `id`), in

@@ -220,6 +220,17 @@ def test_a_locked_shot_is_left_out_of_a_batch_with_the_reason():
     assert [ln.name for ln in est.sent] == ["sh020"] and est.can_send and est.total == 2_080
 
 
+def test_a_shot_whose_name_the_service_would_refuse_is_left_out_with_the_reason():
+    long_name = "sq010_" + "x" * 250  # 256 characters; the service takes 200
+    batch = [Shot(long_name, duration_s=8.0), Shot("x" * 200, duration_s=8.0)]
+    est = shots.estimate(batch, CARD, PRO_EDITOR)
+    assert est.lines[0].blocked_code == "name_too_long"
+    assert est.lines[0].blocked_reason == (
+        f"Shot sq010_{'x' * 33}… has a name of 256 characters; ACT3 takes at most 200: rename it."
+    )
+    assert [ln.name for ln in est.sent] == ["x" * 200] and est.total == 2_080
+
+
 def test_unticked_shots_are_left_out_and_totals_follow():
     batch = [Shot(f"sh{i}0", "veo-3.1", "standard", 8.0) for i in range(3)]
     est = shots.estimate(batch, CARD, PRO_EDITOR, included=[True, False, True])
