@@ -7,7 +7,7 @@ from bpy.props import FloatProperty, IntProperty, PointerProperty, StringPropert
 
 from . import session
 from .core import keystore
-from .core.client import DEFAULT_BASE_URL
+from .core.client import DEFAULT_BASE_URL, key_is_sendable
 from .credits import draw as credits_draw
 from .generate import draw as generate_draw
 from .generate import intercept
@@ -28,26 +28,38 @@ def _on_api_key(self, context) -> None:
     global _clearing_key
     if _clearing_key:
         return
+    if not self.api_key:
+        return  # the field cleared (by us, below)
     key = self.api_key.strip()
-    if not key:
-        return
     problem = None
-    try:
-        keystore.save_key(session.user_dir(), key)
-        session.forget_session_key()
-    except Exception as exc:  # e.g. a read-only user folder: the key must still leave the field
-        session.use_key_for_this_session(key)
-        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+    changed = False
+    if not key:
+        problem = "Nothing was pasted but spaces: the ACT3 API key in use is unchanged."
+    elif not key_is_sendable(key):
+        # Not saved: it would replace a working key with one no request can carry.
         problem = (
-            f"Could not store the ACT3 API key in this add-on's user folder ({why}): it is used until "
-            "Blender closes. Paste it again next time, or set ACT3_API_KEY."
+            "The pasted ACT3 API key has a space, a line break or another character no key has: it "
+            "was not saved and the key in use is unchanged. Copy it again."
         )
+    else:
+        changed = True
+        try:
+            keystore.save_key(session.user_dir(), key)
+            session.forget_session_key()
+        except Exception as exc:  # e.g. a read-only user folder: the key must still leave the field
+            session.use_key_for_this_session(key)
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            problem = (
+                f"Could not store the ACT3 API key in this add-on's user folder ({why}): it is used until "
+                "Blender closes. Paste it again next time, or set ACT3_API_KEY."
+            )
     _clearing_key = True
     try:
         self.api_key = ""
     finally:
         _clearing_key = False
-    session.reconfigure()
+    if changed:
+        session.reconfigure()
     if problem is not None:
         state = session.state()
         state.last_message = problem

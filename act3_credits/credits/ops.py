@@ -216,6 +216,9 @@ class ACT3_OT_export_history_csv(bpy.types.Operator, ExportHelper):
             return {"CANCELLED"}
         import csv  # here, not at enable (about 1 ms of it)
 
+        if self.filepath.startswith("//") and not bpy.data.filepath:
+            self.report({"ERROR"}, "A path starting with // is beside the .blend: save the .blend first, or choose a folder.")
+            return {"CANCELLED"}
         path = bpy.path.abspath(self.filepath)
         rows = session.state().history.rows
         # Written beside it, then moved over it: a failed write (a full disk) leaves the file that

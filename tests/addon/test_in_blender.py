@@ -396,6 +396,10 @@ def test_history_pages_newest_first_filters_on_the_service_and_exports_csv(
         export.csv_rows = real
     assert out.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("history.csv")] == ["history.csv"]
+    # "//" means beside the .blend: with none saved yet there is no such place (not the working folder).
+    assert not bpy.data.filepath
+    with pytest.raises(RuntimeError, match="save the .blend first"):
+        bpy.ops.act3.export_history_csv(filepath="//history.csv")
 
 
 # --------------------------------------------------------------------------------------- hygiene
@@ -428,6 +432,27 @@ def test_the_api_key_is_kept_private_and_never_saved_into_a_blend_or_the_prefere
     assert bpy.ops.act3.forget_key() == {"FINISHED"}
     assert not key_file.exists()
     shell.until(lambda: shell.state.connection == "unconfigured", "the sync to stop")
+
+
+def test_a_paste_that_cannot_be_a_key_is_said_at_once_and_keeps_the_key_in_use(shell: Shell, live_server: LiveServer):
+    key = shell.connect(live_server)
+    shell.synced_with(live_server)
+    key_file = Path(shell.module("session").user_dir()) / "api_key"
+    saved = key_file.read_bytes()
+    for pasted, says in [
+        ("   ", "Nothing was pasted but spaces"),
+        (key[:12] + "\n" + key[12:], "a space, a line break or another character"),
+        (key[:12] + " " + key[12:], "a space, a line break or another character"),
+        ("act3_clé_" + key[9:], "a space, a line break or another character"),
+    ]:
+        shell.state.last_message = None
+        shell.prefs.api_key = pasted
+        assert shell.prefs.api_key == ""  # never left in the field, good or bad
+        assert (shell.state.last_message or "").startswith(says) or says in (shell.state.last_message or "")
+        assert key[12:] not in shell.state.last_message
+        assert key_file.read_bytes() == saved  # the working key is still the one saved
+    assert shell.state.connection == "ok"
+    shell.synced_with(live_server)
 
 
 def test_a_key_that_cannot_be_stored_still_leaves_the_field_and_works_until_blender_closes(
