@@ -13,6 +13,7 @@ from bpy.props import CollectionProperty, EnumProperty, IntProperty, PointerProp
 
 from .. import session
 from ..core.state import History
+from ..core.vocabulary import NAME_MAX_CHARS
 from . import draw
 
 _filter_guard = False
@@ -26,7 +27,13 @@ def request_history(tier: str, shot: str) -> None:
 def _on_filter(self, context) -> None:
     if _filter_guard:
         return
-    request_history(filter_tier(self), self.history_shot.strip())
+    shot = self.history_shot.strip()
+    if len(shot) > NAME_MAX_CHARS:
+        # No shot name is longer, so nothing longer can match; the field says what is searched.
+        # (Not StringProperty's maxlen: it counts bytes, and cuts a character in two.)
+        shot = shot[:NAME_MAX_CHARS]
+        set_filter(self, filter_tier(self), shot)
+    request_history(filter_tier(self), shot)
 
 
 def filter_tier(ui: Any) -> str:

@@ -401,6 +401,15 @@ def test_history_pages_newest_first_filters_on_the_service_and_exports_csv(
     with pytest.raises(RuntimeError, match="save the .blend first"):
         bpy.ops.act3.export_history_csv(filepath="//history.csv")
 
+    # A filter longer than any shot name (pasted by mistake) is cut to 200 characters, whole ones,
+    # and answered as "nothing matches", not refused for its size.
+    shell.ui.history_shot = "sh00" + "é" * 10_000
+    assert shell.ui.history_shot == "sh00" + "é" * 196
+    shell.until(lambda: len(shell.ui.history_rows) == 0, "the empty list")
+    shell.until(lambda: not shell.state.history.loading, "the answer")
+    assert shell.state.history.rows == [] and shell.state.history.loaded_once
+    assert "16 KiB" not in (shell.state.last_error or "") and "16 KiB" not in (shell.state.last_message or "")
+
 
 # --------------------------------------------------------------------------------------- hygiene
 
