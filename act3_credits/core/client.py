@@ -67,21 +67,29 @@ def new_idempotency_key() -> str:
 
 
 def _url_problem(url: str) -> str | None:
-    """Why `url` cannot be the service's address (one line, without its user:password), or None."""
+    """Why `url` cannot be the service's address (one line, never the URL itself), or None."""
     if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
         return "The ACT3 API URL has a space, a line break or a control character in it; set it again."
+    if "@" in url:  # an API URL has none: it is a user:password, which requests would send as
+        # Basic auth in place of the key (and messages would show)
+        return "The ACT3 API URL must not hold a user name or password: the API key has its own field."
+    if "?" in url or "#" in url:
+        return "The ACT3 API URL must end at its path (no ? or #), like https://host/v1."
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number from 0 to 65535
     except ValueError:
         return "The ACT3 API URL is not a valid http(s) URL (check its brackets and port)."
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         return "The ACT3 API URL is not a valid http(s) URL: it must start with http:// or https:// and name a host."
+    host = parts.hostname
+    if len(host) > 253 or any(len(label) > 63 for label in host.split(".")):
+        return "The ACT3 API URL's host name is too long (63 characters a label, 253 in all)."
     return None
 
 
 def _host_of(url: str) -> str:
-    """`host[:port]` of a valid URL: never the user:password a URL may carry."""
+    """`host[:port]` of a valid URL."""
     parts = urlsplit(url)
     host = parts.hostname or ""
     if ":" in host:
@@ -90,15 +98,12 @@ def _host_of(url: str) -> str:
 
 
 def public_url(url: str) -> str:
-    """`url` without the user:password it may carry (which may be a key): what a log line, a
-    repr or the cache file may hold."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<an invalid URL>"
-    if "@" not in parts.netloc:
+    """`url` as a log line, a repr, the cache file or the preferences may show it: without anything
+    before an `@` (a user:password, which may be a key; an API URL has no `@` of its own)."""
+    scheme, sep, rest = url.partition("://")
+    if "@" not in rest:
         return url
-    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if sep else rest.rpartition("@")[2]
 
 
 def mask_key(key: str | None) -> str:
@@ -619,11 +624,16 @@ class Client:
                 ) from None
             except http.RequestException as exc:
                 error = self._offline(exc, timeout)
-            except ValueError:  # urllib3 refusing the URL itself (a host label over 63 characters)
+            except UnicodeError:  # a value that is not text (a lone surrogate from argv) in the query
+                raise InvalidRequestError(
+                    "A value in this request is not valid text, so it cannot be sent.", code="invalid_input"
+                ) from None
+            except ValueError as exc:
+                if not type(exc).__module__.startswith("urllib3"):
+                    raise
+                # urllib3 refusing the host (checked in _url_problem, but IDNA has rules of its own)
                 raise OfflineError(
-                    "The ACT3 API URL is not a valid http(s) URL: its host cannot be parsed (too long, or a "
-                    "character a host name may not have).",
-                    code="bad_url",
+                    "The ACT3 API URL is not a valid http(s) URL: its host name cannot be used.", code="bad_url"
                 ) from None
             ms = (time.monotonic() - started) * 1000
             if resp is not None:

@@ -851,4 +851,4 @@ def job_after(job: Job, event: JobEvent) -> Job:
 def _host(url: str) -> str:
     from urllib.parse import urlsplit
 
-    return urlsplit(url).netloc or url
+    return urlsplit(public_url(url)).netloc or public_url(url)

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..core import formatting, limits, pricing
+from ..core.client import public_url
 from ..core.contract import Me
 from ..core.state import HistoryRow, Spend, State
 from ..core.values import value
@@ -737,7 +738,7 @@ def draw_preferences(
     col = layout.column()
     col.prop(prefs, "service_url")
     if url_in_use and url_in_use != prefs.service_url.strip():
-        col.label(text=f"Using ACT3_API_URL: {url_in_use}", icon="INFO")
+        col.label(text=f"Using ACT3_API_URL: {public_url(url_in_use)}", icon="INFO")
     col.prop(prefs, "api_key", text="API Key", placeholder="Paste a key to store it")
     row = col.row()
     if key_source == "environment":

@@ -78,18 +78,21 @@ def test_refused_port_is_offline_and_says_so(secret):
     assert str(err.value).endswith("connection refused (is the service running?).")
 
 
-def test_a_password_written_into_the_url_is_never_shown(secret, drain_until):
-    url = closed_port_url().replace("http://", f"http://ana:{secret}@")
-    port = url.rsplit(":", 1)[1].split("/")[0]
-    with pytest.raises(OfflineError) as err:
-        client(url, "act3_other_key_0000000000000", retries=0).credits()
-    assert str(err.value) == f"ACT3 service unreachable at 127.0.0.1:{port}: connection refused (is the service running?)."
-    worker = hung_worker(url, "act3_other_key_0000000000000")
-    try:
-        drain_until(worker, lambda: worker.state.connection == "offline")
-        shown = [str(err.value), repr(err.value), worker.state.last_error or "", repr(worker.settings)]
-    finally:
-        worker.stop()
+def test_a_password_written_into_the_url_is_refused_and_never_shown(secret, drain_until):
+    # requests would send it as Basic auth in place of the key; messages would show it.
+    with FaultServer("json", body={}) as srv:
+        url = srv.url.replace("http://", f"http://ana:{secret}@")
+        with pytest.raises(OfflineError) as err:
+            client(url, "act3_other_key_0000000000000", retries=0).credits()
+        assert srv.request_count == 0
+        worker = hung_worker(url, "act3_other_key_0000000000000")
+        try:
+            drain_until(worker, lambda: worker.state.connection == "offline")
+            shown = [str(err.value), repr(err.value), worker.state.last_error or "", repr(worker.settings)]
+        finally:
+            worker.stop()
+        assert srv.request_count == 0
+    assert str(err.value) == "The ACT3 API URL must not hold a user name or password: the API key has its own field."
     for text in shown:
         assert secret not in text and "ana:" not in text, text
 
@@ -102,10 +105,19 @@ def test_a_body_that_is_not_json_is_refused_before_sending(secret):
         assert srv.request_count == 0  # refused here: it is the input, not the service, that is wrong
 
 
+def test_a_value_that_is_not_text_is_the_inputs_fault_not_the_urls(secret):
+    # `act3 history --shot $'\xff'`: argv decodes the byte to a lone surrogate
+    with FaultServer("json", body={}) as srv:
+        with pytest.raises(InvalidRequestError, match="not valid text, so it cannot be sent"):
+            client(srv.url, secret).history(shot="sh\udcff")
+        assert srv.request_count == 0
+
+
 MALFORMED_URLS = [
     ("http://[::1/v1", "not a valid http(s) URL (check its brackets and port)."),
     ("http://127.0.0.1:99999/v1", "not a valid http(s) URL (check its brackets and port)."),
-    ("http://" + "a" * 5000 + "/v1", "its host cannot be parsed"),
+    ("http://" + "a" * 5000 + "/v1", "host name is too long"),
+    ("http://127.0.0.1:8000/v1?x=1", "must end at its path (no ? or #)"),
     ("http://127.0.0.1:8000\nX-Evil: 1/v1", "a space, a line break or a control character"),
     ("127.0.0.1:8000/v1", "it must start with http:// or https:// and name a host."),
 ]
