@@ -34,13 +34,10 @@ def _on_api_key(self, context) -> None:
     problem = None
     changed = False
     if not key:
-        problem = "Nothing was pasted but spaces: the ACT3 API key in use is unchanged."
+        problem = "Not saved: only spaces were pasted."
     elif not key_is_sendable(key):
         # Not saved: it would replace a working key with one no request can carry.
-        problem = (
-            "The pasted ACT3 API key has a space, a line break or another character no key has: it "
-            "was not saved and the key in use is unchanged. Copy it again."
-        )
+        problem = "Not saved: the pasted key has a space, a line break or a non-ASCII character. Copy it again."
     else:
         changed = True
         try:

@@ -58,6 +58,9 @@ STOPPED_MESSAGE = "ACT3 sync is stopped."
 LINK_ERRORS = (OfflineError, ServerError, AuthError)
 # Events after which the newest history page has rows we do not show yet.
 HISTORY_EVENTS = frozenset({Event.SHOT_COMPLETED, Event.PURCHASE_COMPLETED, Event.BILLING_REFILLED})
+# The Spend panel's most expensive shots keep their rows while a batch charges (see _show_spend),
+# at most this long after the last charge.
+HOLD_ORDER_S = 60.0
 CACHE_EVERY_S = 2.0
 # The Spend panel and the runway follow charges, purchases and refills, but a batch charges a shot
 # every second or so: fetch them again at most this often (seven small GETs each time).
@@ -352,6 +355,7 @@ class SyncWorker:
         self._history_ticket: Ticket | None = None
         self._spend_dirty = False  # a charge, purchase or refill since the last spend answer
         self._spend_answer: Spend | None = None  # the latest, as the service ranked it (see _show_spend)
+        self._charged_at = -HOLD_ORDER_S  # monotonic time of the last charge this link saw
         self._spend_ticket: Ticket | None = None
         self._spend_asked = -SPEND_EVERY_S  # monotonic time of the last spend request
         self._job_fetches: dict[int, bool] = {}  # job id -> fetch again when this answer is in
@@ -396,6 +400,7 @@ class SyncWorker:
             self.state.credits_from_cache = True
             self.state.spend = None  # another organisation's spend
             self._spend_answer = None
+            self._charged_at = -HOLD_ORDER_S
             self.state.touch()
         self._unlink(0.0)
         self._fail_pending(NotConfiguredError("The ACT3 settings changed; try again.", code="reconfigured"))
@@ -530,6 +535,7 @@ class SyncWorker:
                 log.exception("ACT3: could not apply %s", item.kind)
         if self._running and self._link is not None:
             self._follow_up()
+            self._show_spend()  # the top shots' order is held for HOLD_ORDER_S at most
         stale = self.state.is_stale()
         changed = self.state.change_count != before or stale != self._was_stale
         self._was_stale = stale
@@ -639,16 +645,20 @@ class SyncWorker:
             self.state.payment_method = r["payment_method"]
         self.state.touch()
 
-    def _on_buy(self, r: PurchaseResult, p: dict[str, Any]) -> None:
-        self.state.set_credits(r.balance)
+    def purchase_line(self, r: PurchaseResult) -> str:
+        """What the artist reads after a purchase went through."""
         credits = int(r.purchase.get("credits") or 0)
         price = r.purchase.get("price_cents")
         paid = f" for ${price / 100:,.2f}" if isinstance(price, int) else ""
         card = r.purchase.get("payment_method") or self.state.payment_method
-        self.state.last_message = (
+        return (
             f"Bought {formatting.credits(credits)}{paid} ({formatting.payment_method(card)}); "
             f"{formatting.credits(r.balance.available)} available."
         )
+
+    def _on_buy(self, r: PurchaseResult, p: dict[str, Any]) -> None:
+        self.state.set_credits(r.balance)
+        self.state.last_message = self.purchase_line(r)
         self._history_dirty = True
         self._spend_dirty = True
         self.state.touch()
@@ -659,14 +669,17 @@ class SyncWorker:
 
     def _show_spend(self) -> None:
         """The Spend panel's figures are the latest answer's. While a batch renders (a job queued or
-        processing), its most expensive shots keep the order already shown, each with its latest
-        figures (`usage.keep_rows`): each row selects its shot, and a re-ranking after every charge
-        would move the row under the artist's pointer. They are ranked again once nothing runs."""
+        processing, and a charge within the last HOLD_ORDER_S), its most expensive shots keep the
+        order already shown, each with its latest figures (`usage.keep_rows`): each row selects its
+        shot, and a re-ranking after every charge would move the row under the artist's pointer.
+        They are ranked again once nothing runs, or nothing was charged for HOLD_ORDER_S (a job
+        whose end this session missed, while its event stream was down, holds nothing for long)."""
         latest = self._spend_answer
         shown = self.state.spend
         if latest is None:
             return
-        if shown is not None and any(j.status in RUNNING for j in self.state.jobs.values()):
+        charging = time.monotonic() - self._charged_at < HOLD_ORDER_S
+        if shown is not None and charging and any(j.status in RUNNING for j in self.state.jobs.values()):
             top = keep_rows(shown.top_shots, latest.top_shots, TOP_SHOTS)
             latest = Spend(latest.by_tier, latest.days, top, latest.forecast)
         if latest != shown:
@@ -713,6 +726,8 @@ class SyncWorker:
             balance = getattr(event, "balance", None)
             if isinstance(balance, Credits):
                 self.state.set_credits(balance)
+            if isinstance(event, ShotCompleted):
+                self._charged_at = time.monotonic()
             if isinstance(event, (JobStatusChanged, ShotCompleted, ShotFailed)):
                 self._job_event(event)
             if event.type in HISTORY_EVENTS:

@@ -488,7 +488,8 @@ def spend_table(state: State) -> list[str]:
     total = spend.by_tier.total
     lines.append(f"{'Total':<16}{total.credits:>14,}{total.shots:>8,}")
     lines.append(f"{'most expensive shots':<24}{'credits':>14}")
-    for g in spend.top_shots.groups:
+    # Ranked here: the panel may hold its rows' order during a batch (sync._show_spend); a table has no pointer.
+    for g in sorted(spend.top_shots.groups, key=lambda g: (-g.credits, g.key)):
         lines.append(f"{g.key:<24}{g.credits:>14,}")
     s = series(state)
     if s is not None:

@@ -323,7 +323,7 @@ class ACT3_OT_buy_credits(bpy.types.Operator):
         if bpy.app.background and worker is not None:  # a script: no timer drains the worker; wait, report it
             if not _answered(self, ticket, worker, "the purchase may still go through: check the balance first"):
                 return {"CANCELLED"}
-            self.report({"INFO"}, session.state().last_message or "Bought.")
+            self.report({"INFO"}, worker.purchase_line(ticket.result))
             return {"FINISHED"}
         pack = next((p for p in session.state().packs if p.get("id") == pack_id), None)
         self.report({"INFO"}, f"Buying {draw.pack_label(pack) if pack else formatting.one_line(pack_id)}…")

@@ -567,9 +567,13 @@ class ACT3_OT_defer_shots(bpy.types.Operator):
 
     def execute(self, context):
         try:
-            body = [s for s in json.loads(self.shots_json or "[]") if isinstance(s, dict)]
-        except (ValueError, TypeError, RecursionError):  # not JSON, not a list, nested too deep
-            body = []
+            given = json.loads(self.shots_json or "[]")
+        except (ValueError, RecursionError):  # not JSON, or nested too deep
+            given = None
+        if not isinstance(given, list) or not all(isinstance(s, dict) for s in given):
+            self.report({"ERROR"}, "The shots to defer are not a list of shot objects; nothing was sent.")
+            return {"CANCELLED"}
+        body = given
         if not body:
             self.report({"WARNING"}, "Nothing to defer: every shot fits now.")
             return {"CANCELLED"}

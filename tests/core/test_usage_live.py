@@ -157,3 +157,24 @@ def test_the_most_expensive_shots_keep_their_rows_while_a_batch_renders(live_ser
         wait_for(lambda: listed() == [("sq010_sh020", 2_548), ("sq010_sh010", 784), ("sq020_sh010", 784)])
     finally:
         runtime.stop()
+
+
+def test_the_rows_are_ranked_again_when_nothing_was_charged_for_a_minute() -> None:
+    """A job this session still thinks is processing (its end came while the event stream was
+    down) holds the order only while charges arrive."""
+    from act3_credits.core.contract import Job
+    from act3_credits.core.state import Spend, State
+
+    worker = sync.SyncWorker(State())
+    job = {"id": 7, "name": "b", "status": "processing", "estimated_credits": 0, "charged_credits": 0, "held": 0,
+           "shots": []}  # fmt: skip
+    worker.state.jobs[7] = Job.from_json(job)
+    shown = top(("a", 900), ("b", 800))
+    latest = top(("b", 1_200), ("a", 900))
+    worker._on_spend(Spend(shown, (), shown, None), {})  # type: ignore[arg-type]
+    worker._charged_at = time.monotonic()  # a charge just now: the batch is rendering
+    worker._on_spend(Spend(latest, (), latest, None), {})  # type: ignore[arg-type]
+    assert [g.key for g in worker.state.spend.top_shots.groups] == ["a", "b"]
+    worker._charged_at -= sync.HOLD_ORDER_S  # a minute without a charge
+    worker._show_spend()
+    assert [g.key for g in worker.state.spend.top_shots.groups] == ["b", "a"]

@@ -324,5 +324,11 @@ def test_odd_input_to_the_shot_list_and_to_defer_is_one_line_and_changes_nothing
     assert [s.name for s in scene.act3_shots] == ["sh010"]
     # Not a list of shots (nested past Python's recursion limit; pairs instead of objects): nothing
     # to defer, said in one line, never a traceback.
-    for text in ("[" * 100_000 + "]" * 100_000, '[[[1, "a"], ["b", 2]]]'):
-        assert bpy.ops.act3.defer_shots(shots_json=text) == {"CANCELLED"}
+    for text in ("[" * 100_000 + "]" * 100_000, '[[[1, "a"], ["b", 2]]]', "not json", '{"name": "sh010"}'):
+        with pytest.raises(RuntimeError) as refused:
+            bpy.ops.act3.defer_shots(shots_json=text)
+        assert str(refused.value).strip() == (
+            "Error: The shots to defer are not a list of shot objects; nothing was sent."
+        ), refused.value
+    # An empty list is not a mistake: nothing needs deferring.
+    assert bpy.ops.act3.defer_shots(shots_json="[]") == {"CANCELLED"}
