@@ -28,7 +28,6 @@ from act3_credits.core.vocabulary import NAME_MAX_CHARS, ErrorCode, Kind, Status
 from . import jobpath, longpoll, topup, usage
 from . import openapi as oa
 from .auth import parse_bearer
-from .budgets import check_path_text
 from .clock import ClockMovedBack, DbClock
 from .db import to_db
 from .errors import ApiError, error_response, is_database_unavailable, unavailable_response
@@ -570,8 +569,8 @@ def create_app(
     def put_budget(
         who: Who, project: Annotated[str, Path(json_schema_extra=oa.PROJECT)], body: BudgetIn, request: Request
     ) -> JSONResponse:
-        check_path_text(request.scope.get("raw_path"))
-        return JSONResponse(ledger.budgets.put(who, project, body.credits, body.period, body.action))
+        raw_path = request.scope.get("raw_path")
+        return JSONResponse(ledger.budgets.put(who, project, body.credits, body.period, body.action, raw_path))
 
     @app.delete(
         "/v1/budgets/{project:path}",
@@ -582,8 +581,7 @@ def create_app(
     def delete_budget(
         who: Who, project: Annotated[str, Path(json_schema_extra=oa.PROJECT)], request: Request
     ) -> JSONResponse:
-        check_path_text(request.scope.get("raw_path"))
-        return JSONResponse(ledger.budgets.delete(who, project))
+        return JSONResponse(ledger.budgets.delete(who, project, request.scope.get("raw_path")))
 
     @app.get("/v1/members", tags=["budgets"], response_model=oa.MemberList, responses=oa.errors())
     def list_members(who: Who) -> JSONResponse:

@@ -330,8 +330,12 @@ class Budgets:
                 out.append(b.to_json(b.usage(conn, actor.org_id, period)))
         return {"budgets": out, "period_start": period.isoformat()}
 
-    def put(self, actor: Actor, project: str, credits: Any, period: Any, action: Any) -> dict[str, Any]:
+    def put(
+        self, actor: Actor, project: str, credits: Any, period: Any, action: Any, raw_path: Any = None
+    ) -> dict[str, Any]:
+        """`raw_path`: the request's path as sent (`check_path_text`), for the HTTP layer."""
         _require_manager(actor, "set a project budget")
+        check_path_text(raw_path)
         check_project(project, ["path", "project"])
         credits = _check_credits(credits, ["body", "credits"])
         if period not in tuple(BudgetPeriod):
@@ -357,8 +361,9 @@ class Budgets:
             b = Budget(project, credits, str(period), str(action))
             return {**b.to_json(b.usage(conn, actor.org_id, acct["period_start"])), "updated_by": actor.member_name}
 
-    def delete(self, actor: Actor, project: str) -> dict[str, Any]:
+    def delete(self, actor: Actor, project: str, raw_path: Any = None) -> dict[str, Any]:
         _require_manager(actor, "remove a project budget")
+        check_path_text(raw_path)
         check_project(project, ["path", "project"])
         with self.ledger._write() as conn:
             self.ledger._lock_account(conn, actor.org_id)

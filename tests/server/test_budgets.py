@@ -231,6 +231,7 @@ def test_bad_budget_and_cap_input_is_a_clear_4xx_and_writes_nothing(api: Api) ->
         ("PUT", "/v1/budgets/%20%20", good, owner, 422, "validation_error", "only spaces"),
         ("PUT", "/v1/budgets/spot%FF", good, owner, 422, "validation_error", "UTF-8"),
         ("DELETE", "/v1/budgets/%C3", None, owner, 422, "validation_error", "UTF-8"),
+        ("PUT", "/v1/budgets/spot%FF", good, api.headers(role="editor"), 403, "forbidden", "owner or an admin"),
         ("PUT", "/v1/budgets/spot", good, api.headers(role="editor"), 403, "forbidden", "owner or an admin"),
         ("PUT", "/v1/budgets/spot", good, api.headers(role="viewer"), 403, "forbidden", "owner or an admin"),
         ("DELETE", "/v1/budgets/spot", None, api.headers(role="editor"), 403, "forbidden", "owner or an admin"),
