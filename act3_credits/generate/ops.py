@@ -20,7 +20,7 @@ from ..core.contract import Job, JobShot
 from ..core.logs import log
 from ..core.shots import Account, Estimate, Shot
 from ..core.sync import SyncWorker, Ticket
-from ..core.vocabulary import Status
+from ..core.vocabulary import NAME_MAX_CHARS, Status
 from . import draw, intercept, jobs, props
 
 SCRIPT_WAIT_S = 60.0  # how long a script's call waits for the service in `blender -b`
@@ -47,6 +47,17 @@ def notify(message: str, level: str = "INFO") -> None:
     log.info("ACT3: %s", message)
     if bpy.app.background:
         print(f"ACT3: {message}")
+
+
+LONG_JOB_NAME = f"The job name is over {NAME_MAX_CHARS} characters, the most ACT3 takes: shorten it."
+
+
+def job_name(typed: str, default: str) -> str | None:
+    """The name a job is sent with: the one typed (None when ACT3 would refuse it as too long), or
+    the default made from the shots, cut to fit (a 200-character shot's 'retry' would not)."""
+    if typed:
+        return typed if len(typed) <= NAME_MAX_CHARS else None
+    return default[:NAME_MAX_CHARS]
 
 
 def one_line(exc: BaseException) -> str:
@@ -371,7 +382,10 @@ class _CostEstimate(bpy.types.Operator):
             self.report({"ERROR"}, "ACT3 Credits is not running: enable the add-on and set an API key.")
             return {"CANCELLED"}
         chosen = [ln.shot for ln in est.sent]
-        name = self.job_name or self.default_name(context, chosen)
+        name = job_name(self.job_name, self.default_name(context, chosen))
+        if name is None:
+            self.report({"ERROR"}, f"{LONG_JOB_NAME} Nothing was sent.")
+            return {"CANCELLED"}
         body = est.request_shots()
         if not self.idempotency_key:
             self.idempotency_key = keys.key_for(name, body)
@@ -581,7 +595,10 @@ class ACT3_OT_defer_shots(bpy.types.Operator):
         if worker is None:
             self.report({"ERROR"}, "ACT3 Credits is not running: enable the add-on and set an API key.")
             return {"CANCELLED"}
-        name = self.job_name or f"{context.scene.name} deferred"
+        name = job_name(self.job_name, f"{context.scene.name} deferred")
+        if name is None:
+            self.report({"ERROR"}, f"{LONG_JOB_NAME} Nothing was sent.")
+            return {"CANCELLED"}
         when = formatting.day_month(billing_date()) or "the next refill"
         sending = submission.Submission(
             worker,

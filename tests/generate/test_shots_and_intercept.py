@@ -312,7 +312,8 @@ def test_the_tier_menu_prices_each_tier_for_the_shot_and_marks_4k_unavailable_on
     assert panel.find("The 4K tier needs the Enterprise plan").alert
 
 
-def test_odd_input_to_the_shot_list_and_to_defer_is_one_line_and_changes_nothing(studio):
+def test_odd_input_to_the_shot_list_and_to_defer_is_one_line_and_changes_nothing(studio, live_server):
+    studio.connect(live_server)
     studio.shots([("sh010", 1, 48), ("sh020", 49, 96)])
     scene = studio.scene
     for index in (99, -5, 2**31 - 1):
@@ -332,3 +333,8 @@ def test_odd_input_to_the_shot_list_and_to_defer_is_one_line_and_changes_nothing
         ), refused.value
     # An empty list is not a mistake: nothing needs deferring.
     assert bpy.ops.act3.defer_shots(shots_json="[]") == {"CANCELLED"}
+    # A typed job name ACT3 would refuse is said here, in one line, before anything is sent.
+    for op, kw in (("generate", {}), ("defer_shots", {"shots_json": '[{"name": "sh010"}]'})):
+        with pytest.raises(RuntimeError, match="The job name is over 200 characters, the most ACT3 takes"):
+            getattr(bpy.ops.act3, op)(job_name="j" * 201, **kw)
+    assert studio.service_jobs(live_server) == []
