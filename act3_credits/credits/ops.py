@@ -221,18 +221,27 @@ class ACT3_OT_export_history_csv(bpy.types.Operator, ExportHelper):
             return {"CANCELLED"}
         path = bpy.path.abspath(self.filepath)
         rows = session.state().history.rows
-        # Written beside it, then moved over it: a failed write (a full disk) leaves the file that
-        # was there as it was, never half a CSV.
-        part = f"{path}.part"
+        # Written beside it (beside a link's target), then moved over it: a failed write (a full
+        # disk) leaves the file that was there as it was, never half a CSV. In a folder where no
+        # new file may be made, the file itself is written, as before.
+        target = os.path.realpath(path)
+        part = f"{target}.part"
         try:
-            with open(part, "w", newline="", encoding="utf-8") as f:
+            try:
+                f = open(part, "w", newline="", encoding="utf-8")
+            except PermissionError:
+                part = target
+                f = open(target, "w", newline="", encoding="utf-8")
+            with f:
                 writer = csv.writer(f)
                 writer.writerow(export.HEADER)
                 writer.writerows(export.csv_rows(rows))
-            os.replace(part, path)
+            if part != target:
+                os.replace(part, target)
         except OSError as err:
-            with contextlib.suppress(OSError):
-                os.remove(part)
+            if part != target:
+                with contextlib.suppress(OSError):
+                    os.remove(part)
             self.report({"ERROR"}, f"Could not write {path}: {err.strerror or err}")
             return {"CANCELLED"}
         self.report({"INFO"}, f"Exported {len(rows)} history rows to {os.path.basename(path)}")

@@ -396,6 +396,11 @@ def test_history_pages_newest_first_filters_on_the_service_and_exports_csv(
         export.csv_rows = real
     assert out.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("history.csv")] == ["history.csv"]
+    # A link is written through, not replaced by a file.
+    link = tmp_path / "latest.csv"
+    link.symlink_to(out)
+    assert bpy.ops.act3.export_history_csv(filepath=str(link)) == {"FINISHED"}
+    assert link.is_symlink() and out.read_bytes() == before
     # "//" means beside the .blend: with none saved yet there is no such place (not the working folder).
     assert not bpy.data.filepath
     with pytest.raises(RuntimeError, match="save the .blend first"):
