@@ -535,7 +535,9 @@ class SyncWorker:
                 log.exception("ACT3: could not apply %s", item.kind)
         if self._running and self._link is not None:
             self._follow_up()
-            self._show_spend()  # the top shots' order is held for HOLD_ORDER_S at most
+            answer, shown = self._spend_answer, self.state.spend
+            if answer is not None and shown is not None and shown.top_shots is not answer.top_shots:
+                self._show_spend()  # the top shots' order is held: for HOLD_ORDER_S at most
         stale = self.state.is_stale()
         changed = self.state.change_count != before or stale != self._was_stale
         self._was_stale = stale
