@@ -26,7 +26,9 @@ said no or could not be reached (one line on stderr), 2 bad usage.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -107,10 +109,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     c.add_argument("member_id", type=int)
     c.add_argument("credits", help="credits a billing period, or `none` to remove the cap")
     args = parser.parse_args(argv)
-    if args.command == "cap" and args.credits != "none" and not args.credits.isdigit():
+    if args.command == "cap" and args.credits != "none" and not (args.credits.isascii() and args.credits.isdigit()):
         parser.error("cap: credits must be a whole number or `none`")
     if args.command == "auto-top-up" and args.on and None in (args.below, args.pack, args.max_cents):
         parser.error("auto-top-up --on needs --below, --pack and --max-cents")
+    if args.command == "auto-top-up" and not (args.on or args.off) and (args.below, args.pack, args.max_cents) != (
+        None, None, None
+    ):
+        parser.error("auto-top-up: --below, --pack and --max-cents go with --on (or --off)")
 
     # --url wins over the environment here: it was typed for this very call.
     url, key, _ = resolve("", "", None)
@@ -124,8 +130,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Act3Error as err:
         print(f"act3: {err}", file=sys.stderr)
         return 1
-    print(json.dumps(out[0], indent=2) if args.json else out[1])
+    return _print(json.dumps(out[0], indent=2) if args.json else out[1])
+
+
+def _print(text: str) -> int:
+    """Print what the service answered; 0 either way: what was asked was done. A reader that went
+    away (`| head -1`) is not an error; an output that cannot be written (a full disk) is said."""
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit: point it where that cannot fail.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as err:
+        print(f"act3: done, but its answer could not be written: {err.strerror or err}", file=sys.stderr)
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
+
+
+def _p(value: object) -> str:
+    return formatting.printable(value or "")
 
 
 def _run(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
@@ -144,7 +170,7 @@ def _run(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
         page = client.history(limit=args.limit, cursor=args.cursor, tier=args.tier, shot=args.shot, kind=args.kind)
         rows = [
             f"{formatting.day(r.at):16}  {r.kind:8}  {formatting.signed_credits(r.credits):>10}  "
-            f"{r.shot or '':12}  {r.engine or '':14}  {r.tier or '':8}  {r.member or ''}"
+            f"{_p(r.shot):12}  {_p(r.engine):14}  {_p(r.tier):8}  {_p(r.member)}"
             for r in page.rows
         ]
         if page.next_cursor:
@@ -217,7 +243,7 @@ def _run(client: Client, args: argparse.Namespace) -> tuple[Any, str]:
         return b, _budget_line(b)
     if args.command == "budget":
         client.delete_budget(args.project)
-        return {"deleted": args.project}, f"Removed the budget of {args.project}."
+        return {"deleted": args.project}, f"Removed the budget of {_p(args.project)}."
     if args.command == "members":
         people = client.members()
         return {"members": people}, "\n".join(_member_line(m) for m in people)
@@ -232,7 +258,7 @@ def usage_table(usage: Usage) -> str:
     head = f"{usage.group_by.capitalize():24} {'Credits':>14} {'Shots':>7} {'Seconds':>9}"
     lines = [f"Usage {usage.start[:16].replace('T', ' ')} to {usage.end[:16].replace('T', ' ')} UTC", head]
     for g in usage.groups:
-        key = g.key or "(none)"
+        key = _p(g.key) or "(none)"
         lines.append(f"{key[:24]:24} {formatting.credits(g.credits, unit=False):>14} {g.shots:>7,} {g.seconds:>9,}")
     t = usage.total
     lines.append("-" * len(head))
@@ -272,7 +298,7 @@ def forecast_text(fc: Forecast) -> str:
 def _budget_line(b: dict[str, Any]) -> str:
     per = "a period" if b["period"] == BudgetPeriod.BILLING_PERIOD else "in total"
     return (
-        f"{b['project']:20} {formatting.credits(b['credits']):>14} {per:9} {b['action']:7}"
+        f"{_p(b['project']):20} {formatting.credits(b['credits']):>14} {per:9} {b['action']:7}"
         f"  spent {formatting.credits(b['spent'])}, held {formatting.credits(b['held'])},"
         f" left {formatting.credits(b['left'])}"
     )
@@ -285,7 +311,7 @@ def _member_line(m: dict[str, Any]) -> str:
         if cap
         else "no cap"
     )
-    return f"{m['id']:>5}  {m['name']:24} {m['role']:7} {limit}"
+    return f"{m['id']:>5}  {_p(m['name']):24} {m['role']:7} {limit}"
 
 
 def _shots(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -300,7 +326,7 @@ def _job_line(job: dict[str, Any]) -> str:
         f"{formatting.credits(job.get('held'))} held" if job.get("status") != Status.SCHEDULED else "holds nothing yet"
     )
     return (
-        f"job {job.get('id')}  {job.get('status', ''):10} {job.get('name', '')}: "
+        f"job {job.get('id')}  {job.get('status', ''):10} {_p(job.get('name', ''))}: "
         f"{formatting.credits(job.get('estimated_credits'))} estimated, {held}"
     )
 

@@ -752,8 +752,13 @@ class Client:
 
 
 def _budget_path(project: str) -> str:
-    # Any character may be in a project name: the path carries it percent-encoded, "/" included.
-    return "/budgets/" + quote(project, safe="")
+    # Any character may be in a project name: the path carries it percent-encoded, "/" included,
+    # and "." and ".." too, which a URL would otherwise read as "here" and "up".
+    try:
+        encoded = quote(project, safe="")
+    except UnicodeError:  # a lone surrogate (undecodable bytes from argv)
+        raise InvalidRequestError("The project name is not valid text, so it cannot be sent.", code="invalid_input") from None
+    return "/budgets/" + (encoded.replace(".", "%2E") if encoded in (".", "..") else encoded)
 
 
 def _parse_budget(d: Any) -> dict[str, Any]:

@@ -20,6 +20,13 @@ def one_line(text: object, most: int = 80) -> str:
     return folded if len(folded) <= most else folded[: most - 1] + "…"
 
 
+def printable(text: object) -> str:
+    """A name for a terminal: control characters (ESC, CR, LF, C1...) written as \\x1b escapes,
+    so another member's job or shot name cannot move the cursor or fake a line."""
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}"
+                   for ch in str(text))  # fmt: skip
+
+
 def signed_credits(value: int) -> str:
     return f"{'+' if value > 0 else '−' if value < 0 else ''}{abs(int(value)):,}"
 

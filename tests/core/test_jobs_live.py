@@ -155,3 +155,48 @@ def test_a_name_with_line_breaks_reads_as_one_line_in_what_the_artist_is_told(sc
     job = api.submit(shots(1), name=long_name)
     said = runtime.state().last_message
     assert said.startswith("Sent seq010 xxx") and "…" in said and len(said) < 160, said
+
+
+def test_the_command_line_says_odd_input_in_one_line_and_never_prints_a_name_raw(live_server, monkeypatch, capsys):
+    monkeypatch.setenv("ACT3_API_KEY", live_server.key("pro", "owner"))
+    monkeypatch.setenv("ACT3_API_URL", live_server.url)
+    # Undecodable bytes in argv (a lone surrogate): the input's fault, said in one line.
+    assert cli.main(["budget", "set", "spot\udcff", "5000"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "act3: The project name is not valid text, so it cannot be sent."
+    # "." and ".." are project names, not "here" and "up" in the URL.
+    for project in (".", ".."):
+        assert cli.main(["budget", "set", project, "5000"]) == 0
+        assert cli.main(["budget", "delete", project]) == 0
+        assert capsys.readouterr().out.splitlines()[-1] == f"Removed the budget of {project}."
+    # Not a whole number (a superscript two passes str.isdigit): a usage error, not a traceback.
+    with pytest.raises(SystemExit) as usage:
+        cli.main(["cap", "7", "²"])
+    assert usage.value.code == 2 and "Traceback" not in capsys.readouterr().err
+    # Settings without --on or --off would be ignored: refused instead.
+    with pytest.raises(SystemExit):
+        cli.main(["auto-top-up", "--below", "100"])
+    assert "go with --on" in capsys.readouterr().err
+    # Another member's job name cannot drive the terminal (escape sequences, fake lines).
+    api_job = live_server.post(
+        "/jobs", {"name": "a\x1b]0;pwn\x07b\rX\nfake line", "shots": shots(1)}, role="editor", idem="esc"
+    ).json()
+    assert cli.main(["jobs"]) == 0
+    out = capsys.readouterr().out
+    assert f"job {api_job['id']}" in out and "\x1b" not in out and "\r" not in out
+    assert "a\\x1b]0;pwn\\x07b\\x0dX\\x0afake line" in out
+
+
+def test_the_command_line_is_quiet_when_its_reader_goes_away(live_server):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "ACT3_API_KEY": live_server.key("pro", "owner"), "ACT3_API_URL": live_server.url}
+    code = "import sys; from act3_credits.core import cli; sys.exit(cli.main(['submit', 'veo-3.1', 'draft', '4']))"
+    r, w = os.pipe()
+    os.close(r)  # `| true`: nobody reads the answer
+    proc = subprocess.run([sys.executable, "-c", code], env=env, stdout=w, stderr=subprocess.PIPE, timeout=60)
+    os.close(w)
+    assert proc.returncode == 0 and b"Traceback" not in proc.stderr, proc.stderr  # the job was sent
+    assert len(live_server.get("/jobs", role="owner").json()["jobs"]) == 1
