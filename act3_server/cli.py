@@ -32,6 +32,41 @@ def _processes(text: str) -> int:
     return value
 
 
+def _db_id(text: str) -> int:
+    """An organisation, member or key id: a whole number the database's INTEGER can hold."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= value <= 2**31 - 1:
+        raise argparse.ArgumentTypeError(f"there is no id {text} (ids run from 1 to 2147483647)")
+    return value
+
+
+def _bounded(kind: type, low: float, high: float, what: str) -> Any:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not low <= value <= high:  # NaN fails this too
+            raise argparse.ArgumentTypeError(f"{text} is not between {low:g} and {high:g}")
+        return value
+
+    return parse
+
+
+def _member_name(text: str) -> str:
+    """A member's name: 1-200 characters of text, no control characters (it is printed in lists)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("a name cannot be empty or only spaces")
+    if len(text) > 200:
+        raise argparse.ArgumentTypeError(f"a name is at most 200 characters; this one has {len(text):,}")
+    if any(not ch.isprintable() for ch in text) or any("\ud800" <= ch <= "\udfff" for ch in text):
+        raise argparse.ArgumentTypeError("a name cannot hold control characters or bytes that are not text")
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="act3-server", description="The reference ACT3 credits service.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -46,14 +81,24 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the API (runs migrations first)")
     db_arg(serve)
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--port", type=_bounded(int, 0, 65535, "a port number"), default=8765)
     serve.add_argument("--dev-clock", action="store_true", help="enable POST /v1/dev/clock")
-    serve.add_argument("--render-speed", type=float, default=1.0, help="real seconds per rendered second")
-    serve.add_argument("--fail-rate", type=float, default=0.0, help="probability that a shot fails")
     serve.add_argument(
-        "--fail-every", type=int, default=0, metavar="N", help="fail every Nth shot of a job (the Nth, 2Nth, ...)"
+        "--render-speed", type=_bounded(float, 0, 1000, "a number"), default=1.0, help="real seconds per rendered second"
     )
-    serve.add_argument("--workers", type=int, default=4, help="render threads in each serve process")
+    serve.add_argument(
+        "--fail-rate", type=_bounded(float, 0, 1, "a probability"), default=0.0, help="probability that a shot fails"
+    )
+    serve.add_argument(
+        "--fail-every",
+        type=_bounded(int, 0, 10**6, "a whole number"),
+        default=0,
+        metavar="N",
+        help="fail every Nth shot of a job (the Nth, 2Nth, ...)",
+    )
+    serve.add_argument(
+        "--workers", type=_bounded(int, 1, 64, "a whole number"), default=4, help="render threads in each serve process"
+    )
     serve.add_argument(
         "--processes",
         type=_processes,
@@ -99,24 +144,27 @@ def _parser() -> argparse.ArgumentParser:
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create a random key and print it once")
     db_arg(create)
-    create.add_argument("--org", type=int, default=None)
+    create.add_argument("--org", type=_db_id, default=None)
     create.add_argument("--role", default=None, choices=["owner", "admin", "editor", "viewer"])
     create.add_argument(
-        "--name", default=None, help="a new member of this name (default: the org's first member of that role)"
+        "--name",
+        type=_member_name,
+        default=None,
+        help="a new member of this name (default: the org's first member of that role)",
     )
     create.add_argument(
-        "--member", type=int, default=None, help="a key for this existing member (instead of --org/--role): rotation"
+        "--member", type=_db_id, default=None, help="a key for this existing member (instead of --org/--role): rotation"
     )
     listing = keys_sub.add_parser("list", help="list keys: id, member, role, label, created, revoked (never a key)")
     db_arg(listing)
-    listing.add_argument("--org", type=int, default=None, help="only this organisation's keys")
+    listing.add_argument("--org", type=_db_id, default=None, help="only this organisation's keys")
     listing.add_argument("--active", action="store_true", help="leave out revoked keys")
     listing.add_argument("--json", action="store_true", help="JSON instead of a table")
     revoke = keys_sub.add_parser(
         "revoke", help="revoke a key by its id (see `keys list`); refused from the next request"
     )
     db_arg(revoke)
-    revoke.add_argument("key_id", type=int, metavar="ID")
+    revoke.add_argument("key_id", type=_db_id, metavar="ID")
 
     bill = sub.add_parser("billing", help="billing")
     bill_sub = bill.add_subparsers(dest="billing_command", required=True)
@@ -128,10 +176,64 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.database is not None and not args.database.strip():
+        print("error: --database is empty (an unset variable?); give a database URL", file=sys.stderr)
+        return 2
     url = args.database or default_database_url()
+    problem = _database_problem(url, given=args.database is not None)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     if args.command == "serve":
         return _serve(args, url)
+    try:
+        return _command(args, url)
+    except Exception as exc:  # the database refused (unreachable, not a database, read-only): one line
+        from sqlalchemy.exc import SQLAlchemyError
 
+        if not isinstance(exc, SQLAlchemyError):
+            raise
+        why = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
+        print(f"error: the database at {_public(url)} refused: {why}", file=sys.stderr)
+        return 2
+
+
+def _public(url: str) -> str:
+    """A database URL as an error may show it: never its password."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "the given URL"
+
+
+def _database_problem(url: str, given: bool = True) -> str | None:
+    """Why `url` cannot be opened, said before anything is tried; None when it looks right. The
+    default (not `given`) is a file in the user data folder, made with its folder on first use."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return f"{url[:80]!r} is not a database URL (sqlite:///path.db or postgresql://...)"
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        return f"{parsed.get_backend_name()} is not supported: use sqlite:///path.db or postgresql://..."
+    if parsed.get_backend_name() == "sqlite":
+        db = parsed.database or ""
+        if not db or db == ":memory:":
+            return "give SQLite a file: sqlite:///path.db"
+        path = Path(db)
+        if path.is_dir():
+            return f"{db} is a folder; give SQLite a file in it, e.g. sqlite:///{db.rstrip('/')}/act3.db"
+        if given and not path.parent.is_dir():
+            return f"there is no folder {path.parent} for the SQLite file (a typo?); create it first"
+    return None
+
+
+def _command(args: argparse.Namespace, url: str) -> int:
     from .server import open_ledger
 
     ledger, _clock = open_ledger(url)
@@ -154,6 +256,13 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: --at {args.at!r} is not an ISO 8601 time", file=sys.stderr)
                 return 2
             at = at.replace(tzinfo=UTC) if at.tzinfo is None else at
+            try:
+                too_late = at.astimezone(UTC).year >= 9000
+            except OverflowError:  # 9999-12-31 at -14:00 is past the calendar in UTC
+                too_late = True
+            if too_late:
+                print(f"error: --at {args.at} must be before the year 9000 (UTC)", file=sys.stderr)
+                return 2
         print(json.dumps({"applied": ledger.refill_due(at=at)}, indent=2))
     return 0
 
@@ -187,7 +296,7 @@ def _keys_create(ledger: object, args: argparse.Namespace) -> int:
     key = new_random_key()
     with ledger._write() as conn:
         member_id = args.member
-        if member_id is None and args.name is None:
+        if member_id is None and args.name is None:  # (an empty --name is refused by _member_name)
             member_id = conn.execute(
                 select(members.c.id)
                 .where(members.c.org_id == args.org, members.c.role == args.role)

@@ -110,3 +110,35 @@ def test_a_demo_key_can_be_revoked_too(live_server: LiveServer) -> None:
     # init-demo does not bring it back.
     run_cli("init-demo", "--database", srv.database_url)
     assert status(srv, viewer) == 401
+
+
+def test_act3_server_says_bad_input_in_one_line_and_writes_nothing(tmp_path) -> None:
+    db = f"sqlite:///{tmp_path}/a.db"
+    run_cli("init-demo", "--database", db)
+    before = (tmp_path / "a.db").read_bytes()
+    (tmp_path / "notes.txt").write_text("not a database, but a page of notes\n" * 200)
+    huge = "99999999999999999999999"
+    cases = [
+        (("keys", "list", "--database", "garbage"), "is not a database URL"),
+        (("keys", "list", "--database", "mysql://x/y"), "mysql is not supported"),
+        (("keys", "list", "--database", f"sqlite:///{tmp_path}/"), "is a folder; give SQLite a file in it"),
+        (("keys", "list", "--database", f"sqlite:///{tmp_path}/typo/a.db"), "there is no folder"),
+        (("keys", "list", "--database", f"sqlite:///{tmp_path}/notes.txt"), "refused: file is not a database"),
+        (("init-demo", "--database", ""), "--database is empty"),
+        (("keys", "list", "--database", db, "--org", huge), f"there is no id {huge}"),
+        (("keys", "revoke", "--database", db, huge), f"there is no id {huge}"),
+        (("keys", "create", "--database", db, "--org", "1", "--role", "owner", "--name", "x\x1b]0;pwn\x07"),
+         "cannot hold control characters"),  # fmt: skip
+        (("keys", "create", "--database", db, "--org", "1", "--role", "owner", "--name", "n" * 201), "at most 200"),
+        (("keys", "create", "--database", db, "--org", "1", "--role", "owner", "--name", ""), "cannot be empty"),
+        (("billing", "run", "--database", db, "--at", "9999-12-31T23:59:59-14:00"), "before the year 9000"),
+        (("serve", "--database", db, "--port", "99999"), "99999 is not between 0 and 65535"),
+        (("serve", "--database", db, "--render-speed", "nan"), "nan is not between 0 and 1000"),
+        (("serve", "--database", db, "--workers", "0"), "0 is not between 1 and 64"),
+    ]
+    for args, says in cases:
+        proc = cli(*args)
+        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ""
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr and says in last, (args, proc.stderr)
+    assert not (tmp_path / "typo").exists()
+    assert (tmp_path / "a.db").read_bytes() == before
