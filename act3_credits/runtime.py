@@ -11,7 +11,6 @@ import os
 import threading
 
 from .core.cache import Cache
-from .core.client import public_url
 from .core.state import State
 from .core.sync import Settings, SyncWorker
 
@@ -29,7 +28,7 @@ def start(settings: Settings, cache_dir: str | os.PathLike[str] | None = None) -
         state = State()
         cache = Cache(cache_dir) if cache_dir is not None else None
         if cache is not None:
-            snapshot = cache.load(public_url(settings.base_url))
+            snapshot = cache.load(settings.base_url)
             if snapshot is not None:
                 snapshot.apply_to(state)
         _worker = SyncWorker(state, cache)

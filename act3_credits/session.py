@@ -93,6 +93,9 @@ def drain() -> bool:
     return runtime.worker().drain()
 
 
+NOT_RUNNING = "ACT3 Credits is not running: enable the add-on and set an API key."
+
+
 def worker_or_none() -> SyncWorker | None:
     """The running worker, or None while the add-on is not syncing (disabled, stopped)."""
     return runtime.worker() if runtime.is_running() else None

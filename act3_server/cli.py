@@ -9,7 +9,10 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from act3_credits.core.vocabulary import NAME_MAX_CHARS
+
 from .db import default_database_url
+from .ledger import MAX_DB_INT
 
 
 def _seconds(text: str) -> float:
@@ -22,24 +25,14 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _processes(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 64:
-        raise argparse.ArgumentTypeError(f"{text} is not between 1 and 64")
-    return value
-
-
 def _db_id(text: str) -> int:
     """An organisation, member or key id: a whole number the database's INTEGER can hold."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 2**31 - 1:
-        raise argparse.ArgumentTypeError(f"there is no id {text} (ids run from 1 to 2147483647)")
+    if not 1 <= value <= MAX_DB_INT:
+        raise argparse.ArgumentTypeError(f"there is no id {text} (ids run from 1 to {MAX_DB_INT})")
     return value
 
 
@@ -60,9 +53,9 @@ def _member_name(text: str) -> str:
     """A member's name: 1-200 characters of text, no control characters (it is printed in lists)."""
     if not text.strip():
         raise argparse.ArgumentTypeError("a name cannot be empty or only spaces")
-    if len(text) > 200:
-        raise argparse.ArgumentTypeError(f"a name is at most 200 characters; this one has {len(text):,}")
-    if any(not ch.isprintable() for ch in text) or any("\ud800" <= ch <= "\udfff" for ch in text):
+    if len(text) > NAME_MAX_CHARS:
+        raise argparse.ArgumentTypeError(f"a name is at most {NAME_MAX_CHARS} characters; this one has {len(text):,}")
+    if not text.isprintable():  # control characters, and lone surrogates (bytes that are not text)
         raise argparse.ArgumentTypeError("a name cannot hold control characters or bytes that are not text")
     return text
 
@@ -101,7 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--processes",
-        type=_processes,
+        type=_bounded(int, 1, 64, "a whole number"),
         default=1,
         metavar="N",
         help="serve processes sharing the port, each with its own --workers render threads (default: 1)",
@@ -186,13 +179,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return _serve(args, url)
+    from sqlalchemy.exc import SQLAlchemyError
+
     try:
         return _command(args, url)
-    except Exception as exc:  # the database refused (unreachable, not a database, read-only): one line
-        from sqlalchemy.exc import SQLAlchemyError
-
-        if not isinstance(exc, SQLAlchemyError):
-            raise
+    except SQLAlchemyError as exc:  # the database refused (unreachable, not a database, read-only): one line
         why = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
         print(f"error: the database at {_public(url)} refused: {why}", file=sys.stderr)
         return 2

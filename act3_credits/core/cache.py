@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .client import public_url
 from .contract import Me
 from .logs import log
 from .pricing import RateCard
@@ -126,13 +127,15 @@ class Cache:
         except Exception as exc:  # a damaged cache is dropped, never a start-up failure
             log.warning("ignoring the ACT3 cache %s: %s", self.path.name, exc)
             return None
-        if base_url is not None and snap.base_url and snap.base_url.rstrip("/") != base_url.rstrip("/"):
+        wanted = None if base_url is None else public_url(base_url)
+        if wanted is not None and snap.base_url and snap.base_url.rstrip("/") != wanted.rstrip("/"):
             return None
         self.last = snap
         return snap
 
     def save(self, state: State, base_url: str = "") -> None:
-        snap = Snapshot.from_state(state, base_url, self.last)
+        # The file never holds a user:password the URL may carry (it may be a key).
+        snap = Snapshot.from_state(state, public_url(base_url), self.last)
         write_private(self.path, json.dumps(snap.to_json(), indent=1, sort_keys=True))
         self.last = snap
 

@@ -139,12 +139,10 @@ def _print(text: str) -> int:
     try:
         print(text)
         sys.stdout.flush()
-    except BrokenPipeError:
-        # Python flushes stdout again at exit: point it where that cannot fail.
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except OSError as err:
-        print(f"act3: done, but its answer could not be written: {err.strerror or err}", file=sys.stderr)
+        if not isinstance(err, BrokenPipeError):
+            print(f"act3: done, but its answer could not be written: {err.strerror or err}", file=sys.stderr)
+        # Python flushes stdout again at exit: point it where that cannot fail.
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0

@@ -13,11 +13,11 @@ def credits(value: int | None, unit: bool = True) -> str:
     return f"{text} cr" if unit else text
 
 
-def one_line(text: object, most: int = 80) -> str:
+def one_line(text: object, most: int | None = 80) -> str:
     """A name or a message as a report shows it: white space (line breaks, tabs) folded to single
-    spaces, at most `most` characters ('…' where it was cut)."""
+    spaces, at most `most` characters ('…' where it was cut; None: however long)."""
     folded = " ".join(str(text).split())
-    return folded if len(folded) <= most else folded[: most - 1] + "…"
+    return folded if most is None or len(folded) <= most else folded[: most - 1] + "…"
 
 
 def printable(text: object) -> str:

@@ -537,7 +537,9 @@ class SyncWorker:
             self._follow_up()
             answer, shown = self._spend_answer, self.state.spend
             if answer is not None and shown is not None and shown.top_shots is not answer.top_shots:
-                self._show_spend()  # the top shots' order is held: for HOLD_ORDER_S at most
+                # The top shots' order is held: ranked again when the batch ends (a job answer or
+                # event just applied) or HOLD_ORDER_S after the last charge.
+                self._show_spend()
         stale = self.state.is_stale()
         changed = self.state.change_count != before or stale != self._was_stale
         self._was_stale = stale
@@ -696,12 +698,10 @@ class SyncWorker:
         for job in jobs:
             self.state.jobs[job.id] = job
         self.state.touch()
-        self._show_spend()  # a batch may have ended: the top shots ranked again
 
     def _on_job(self, job: Job, p: dict[str, Any]) -> None:
         self.state.jobs[job.id] = job
         self.state.touch()
-        self._show_spend()
 
     def _on_budgets(self, answer: list[dict[str, Any]], p: dict[str, Any]) -> None:
         self.state.budgets = answer
@@ -746,7 +746,6 @@ class SyncWorker:
         if job is not None:
             self.state.jobs[event.job_id] = job_after(job, event)
             self.state.touch()
-            self._show_spend()
         # The event carries the news; the job itself has the exact held/charged numbers.
         if event.job_id in self._job_fetches:
             self._job_fetches[event.job_id] = True  # the answer on its way may predate this event
@@ -792,7 +791,7 @@ class SyncWorker:
         if self.state.credits is None or self.state.credits_from_cache:
             return  # nothing confirmed by the service yet: keep what is on disk
         try:
-            self.cache.save(self.state, public_url(self.settings.base_url))
+            self.cache.save(self.state, self.settings.base_url)
         except OSError as exc:
             log.warning("ACT3: could not save the cache: %s", exc)
         self._cache_dirty = False
@@ -868,4 +867,5 @@ def job_after(job: Job, event: JobEvent) -> Job:
 def _host(url: str) -> str:
     from urllib.parse import urlsplit
 
-    return urlsplit(public_url(url)).netloc or public_url(url)
+    shown = public_url(url)
+    return urlsplit(shown).netloc or shown

@@ -248,7 +248,6 @@ class ACT3_OT_export_history_csv(bpy.types.Operator, ExportHelper):
         return {"FINISHED"}
 
 
-NOT_RUNNING = "ACT3 Credits is not running: enable the add-on and set an API key."
 SCRIPT_WAIT_S = 30.0  # how long a script's purchase or setting waits for the service in `blender -b`
 
 
@@ -326,7 +325,7 @@ class ACT3_OT_buy_credits(bpy.types.Operator):
             self.idempotency_key = new_idempotency_key()
         worker = session.worker_or_none()
         if bpy.app.background and worker is None:
-            self.report({"ERROR"}, NOT_RUNNING)
+            self.report({"ERROR"}, session.NOT_RUNNING)
             return {"CANCELLED"}
         ticket = session.request("buy", pack_id=pack_id, idempotency_key=self.idempotency_key)
         if bpy.app.background and worker is not None:  # a script: no timer drains the worker; wait, report it
@@ -470,7 +469,7 @@ class ACT3_OT_set_auto_top_up(bpy.types.Operator):
             return {"CANCELLED"}
         worker = session.worker_or_none()
         if bpy.app.background and worker is None:
-            self.report({"ERROR"}, NOT_RUNNING)
+            self.report({"ERROR"}, session.NOT_RUNNING)
             return {"CANCELLED"}
         ticket = session.request(
             "set_auto_top_up",

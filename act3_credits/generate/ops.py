@@ -61,8 +61,7 @@ def job_name(typed: str, default: str) -> str | None:
 
 
 def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
+    return formatting.one_line(exc, None) or type(exc).__name__
 
 
 class ACT3_OT_report(bpy.types.Operator):
@@ -379,7 +378,7 @@ class _CostEstimate(bpy.types.Operator):
             return self.run_intercepted()
         worker = worker_or_none()
         if worker is None:
-            self.report({"ERROR"}, "ACT3 Credits is not running: enable the add-on and set an API key.")
+            self.report({"ERROR"}, session.NOT_RUNNING)
             return {"CANCELLED"}
         chosen = [ln.shot for ln in est.sent]
         name = job_name(self.job_name, self.default_name(context, chosen))
@@ -593,7 +592,7 @@ class ACT3_OT_defer_shots(bpy.types.Operator):
             return {"CANCELLED"}
         worker = worker_or_none()
         if worker is None:
-            self.report({"ERROR"}, "ACT3 Credits is not running: enable the add-on and set an API key.")
+            self.report({"ERROR"}, session.NOT_RUNNING)
             return {"CANCELLED"}
         name = job_name(self.job_name, f"{context.scene.name} deferred")
         if name is None:
@@ -671,7 +670,7 @@ class _JobAction(bpy.types.Operator):
     def execute(self, context):
         worker = worker_or_none()
         if worker is None:
-            self.report({"ERROR"}, "ACT3 Credits is not running: enable the add-on and set an API key.")
+            self.report({"ERROR"}, session.NOT_RUNNING)
             return {"CANCELLED"}
         if self.kind == "resume_job":
             jobs.guard.resumed(self.job_id)
@@ -755,7 +754,7 @@ class ACT3_OT_jobs_refresh(bpy.types.Operator):
     def execute(self, context):
         worker = worker_or_none()
         if worker is None:
-            self.report({"ERROR"}, "ACT3 Credits is not running: enable the add-on and set an API key.")
+            self.report({"ERROR"}, session.NOT_RUNNING)
             return {"CANCELLED"}
         worker.request("jobs", limit=20)
         return {"FINISHED"}
