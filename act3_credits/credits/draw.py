@@ -587,14 +587,35 @@ def history_cells(
     )
 
 
+# At the default width a history row gives its figure just the room that figure takes, and the shot
+# the rest: a render costs at most a few thousand credits ("−14,700"), so a studio's "sq010_sh0010"
+# reads whole beside it, while a refill's "+5,000,000" takes more from a short "Monthly refill". The
+# date keeps one width on every row, and the figure is right-aligned, so the columns read straight.
+LIST_MARGINS = 70  # the sidebar's tabs, the panel's margins, the list's frame and scroll bar, px at UI scale 1
+DATE_COLUMN = 50  # "25 Nov" and a label's margins
+
+
+def figure_width(text: str) -> float:
+    """About how wide Blender's default font draws a signed figure ('−12,480'), with a label's
+    margins, in px at UI scale 1: 7 px a digit or sign, 3 a separator (measured with blf at 11 pt,
+    at UI scale 1.0 and 1.25)."""
+    return sum(3 if ch in ",." else 7 for ch in text) + 14
+
+
 def draw_history_item(layout: Any, date: str, shot: str, tier: str, cost: str, width: float = DEFAULT_SIDEBAR) -> None:
     """One row of ACT3_UL_history: date, shot (or what the line was), tier when there is room, signed credits.
 
     The credits figure has its own right-aligned column and always reads whole; a refill or a
     purchase spans the shot and tier columns ('Monthly refill').
     """
-    split = layout.split(factor=0.68 if is_wide(width) else 0.62)
-    left = split.split(factor=0.3 if is_wide(width) else 0.38)
+    if is_wide(width):
+        split = layout.split(factor=0.68)
+        left = split.split(factor=0.3)
+    else:
+        inner = max(width - LIST_MARGINS, 1.0)
+        figure = min(max(figure_width(cost) / inner, 0.2), 0.5)
+        split = layout.split(factor=1.0 - figure)
+        left = split.split(factor=min(DATE_COLUMN / (inner * (1.0 - figure)), 0.5))
     left.label(text=date)
     if is_wide(width) and tier:
         names = left.split(factor=0.55)

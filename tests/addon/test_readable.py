@@ -99,6 +99,10 @@ def test_history_rows_read_whole_figures_first(region, scale):
         HistoryRow(
             1, "2026-11-25T14:02:11Z", "render", "sh060", "grok-imagine", "standard", 15, -12_480, -12_480, 0, 7, "Ana"
         ),
+        # A shot named as studios name them (sequence and shot), and the dearest shot the rate card
+        # prices (Seedance 2.0, 15 s at 4K): both read whole beside the figure at the default width.
+        HistoryRow(5, "2026-11-25T14:02:11Z", "render", "sq010_sh0010", "veo-3.1", "high", 8, -4_160, -4_160, 0, 7, "A"),
+        HistoryRow(6, "2026-11-25T14:02:11Z", "render", "sq120_sh0480", "seedance-2.0", "4k", 15, -14_700, 0, 0, 7, "A"),
         HistoryRow(2, "2026-12-01T00:00:00Z", "refill", None, None, None, None, ENTERPRISE, ENTERPRISE, 0, None, None),
         HistoryRow(3, "2026-11-25T15:00:00Z", "purchase", None, None, None, None, 2_000_000, 0, 2_000_000, None, "Ana"),
         HistoryRow(4, "2026-11-25T15:00:00Z", "expiry", None, None, None, None, -1_250_000, -1_250_000, 0, None, None),
@@ -108,7 +112,7 @@ def test_history_rows_read_whole_figures_first(region, scale):
         item = RecordingLayout(width=region - LIST_MARGINS)
         credits_draw.draw_history_item(item, cells.date, cells.shot, cells.tier, cells.cost, region)
         assert item.cut(measure(scale), everything) == [], cells
-        assert cells.cost in item.texts()
+        assert cells.cost in item.texts() and cells.shot in item.texts()
     history = State()
     history.history.shot = "sh12"
     history.history.apply_page([], None, first=True)
