@@ -3,7 +3,7 @@
 same writes done by the raw database driver in the same run.
 
     .venv/bin/python scripts/bench_service.py [--clients 16] [--jobs-per-client 40] [--wakes 30]
-        [--backend sqlite|postgres|both] [--skip-latency]
+        [--backend sqlite|postgres|both] [--skip-latency] [--processes 1,2] [--rounds 1]
 
 For each backend (SQLite file, embedded PostgreSQL) it makes one database and:
 
@@ -602,38 +602,64 @@ HOLD_LINES: list[str] = []  # the hold latencies of the charge-path runs, printe
 
 
 def charge_path(backend: str, url: str, args: argparse.Namespace) -> None:
+    """One line per org count (one org, then one per client), or with `--rounds N` N lines each,
+    every round running the service, the ledger and the raw path again on fresh orgs (so the three
+    of a round share the machine's moment), then a line of the medians: each ratio's median over
+    the rounds, not a ratio of medians."""
     for n_orgs in (1, args.clients):
-        jobs = args.clients * args.jobs_per_client
-        services = []
-        holds = []
-        for processes in args.processes:
-            service_orgs = make_orgs(url, n_orgs, f"service{processes}")
-            srv = start_service(url, processes, render_speed=0.0, dev_clock=False)
-            try:
-                service, service_jobs, service_holds = service_run(
-                    srv, service_orgs, args.clients, args.jobs_per_client
-                )
-            finally:
-                srv.stop()
-                shutil.rmtree(srv.workdir, ignore_errors=True)
-            check_books(url, service_orgs, service_jobs)
-            services.append(service)
-            holds.append(service_holds)
-        ledger_orgs = make_orgs(url, n_orgs, "ledger")
-        in_process, ledger_jobs, ledger_holds = ledger_run(url, ledger_orgs, args.clients, args.jobs_per_client)
-        check_books(url, ledger_orgs, ledger_jobs)
-        raw_orgs = make_orgs(url, n_orgs, "raw")
-        raw, raw_jobs, raw_holds = raw_run(url, raw_orgs, args.clients, args.jobs_per_client)
-        check_books(url, raw_orgs, raw_jobs)
-        cells = [f"{v:.0f}" for v in services] + [f"{in_process:.0f}", f"{raw:.0f}"]
-        cells += [f"{100 * v / raw:.0f} %" for v in services] + [f"{100 * in_process / raw:.0f} %"]
-        print(f"| {backend} | {n_orgs} | {args.clients} | {jobs} | " + " | ".join(cells) + " |", flush=True)
-        spans = [*holds, ledger_holds, raw_holds]
-        HOLD_LINES.append(
-            f"| {backend} | {n_orgs} | "
-            + " | ".join(f"{statistics.median(h):.1f} / {pct(h, 95):.1f}" for h in spans)
-            + " |"
-        )
+        rounds: list[list[float]] = []
+        for _ in range(args.rounds):
+            rounds.append(charge_round(backend, url, args, n_orgs))
+        if args.rounds > 1:
+            width = len(args.processes) + 2  # jobs/s: each service run, the ledger, raw
+            medians = [statistics.median(r[i] for r in rounds) for i in range(width)]
+            ratios = [statistics.median(100 * r[i] / r[-1] for r in rounds) for i in range(width - 1)]
+            lows = [min(100 * r[i] / r[-1] for r in rounds) for i in range(width - 1)]
+            cells = [f"{v:.0f}" for v in medians] + [
+                f"**{m:.0f} %** (min {lo:.0f})" for m, lo in zip(ratios, lows, strict=True)
+            ]
+            jobs = args.clients * args.jobs_per_client
+            print(
+                f"| {backend}, median of {args.rounds} | {n_orgs} | {args.clients} | {jobs} | "
+                + " | ".join(cells)
+                + " |",
+                flush=True,
+            )
+
+
+def charge_round(backend: str, url: str, args: argparse.Namespace, n_orgs: int) -> list[float]:
+    """The service (each --processes), the ledger in process and the raw path, one after the other
+    on fresh orgs: prints their line and returns their jobs/s in that order."""
+    jobs = args.clients * args.jobs_per_client
+    services = []
+    holds = []
+    for processes in args.processes:
+        service_orgs = make_orgs(url, n_orgs, f"service{processes}")
+        srv = start_service(url, processes, render_speed=0.0, dev_clock=False)
+        try:
+            service, service_jobs, service_holds = service_run(srv, service_orgs, args.clients, args.jobs_per_client)
+        finally:
+            srv.stop()
+            shutil.rmtree(srv.workdir, ignore_errors=True)
+        check_books(url, service_orgs, service_jobs)
+        services.append(service)
+        holds.append(service_holds)
+    ledger_orgs = make_orgs(url, n_orgs, "ledger")
+    in_process, ledger_jobs, ledger_holds = ledger_run(url, ledger_orgs, args.clients, args.jobs_per_client)
+    check_books(url, ledger_orgs, ledger_jobs)
+    raw_orgs = make_orgs(url, n_orgs, "raw")
+    raw, raw_jobs, raw_holds = raw_run(url, raw_orgs, args.clients, args.jobs_per_client)
+    check_books(url, raw_orgs, raw_jobs)
+    cells = [f"{v:.0f}" for v in services] + [f"{in_process:.0f}", f"{raw:.0f}"]
+    cells += [f"{100 * v / raw:.0f} %" for v in services] + [f"{100 * in_process / raw:.0f} %"]
+    print(f"| {backend} | {n_orgs} | {args.clients} | {jobs} | " + " | ".join(cells) + " |", flush=True)
+    spans = [*holds, ledger_holds, raw_holds]
+    HOLD_LINES.append(
+        f"| {backend} | {n_orgs} | "
+        + " | ".join(f"{statistics.median(h):.1f} / {pct(h, 95):.1f}" for h in spans)
+        + " |"
+    )
+    return [*services, in_process, raw]
 
 
 def bench_jobs(srv: LiveServer, clients: int, per_client: int) -> dict[str, float]:
@@ -743,6 +769,13 @@ def main() -> int:
     ap.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
     ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--skip-charge", action="store_true", help="only the latency part")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="charge path: run service, ledger and raw this many times in turn and add a line of the "
+        "median ratios (this machine is shared and noisy: one run's ratio moves by 10 points or more)",
+    )
     ap.add_argument(
         "--processes",
         type=lambda text: [int(n) for n in text.split(",")],
