@@ -22,6 +22,11 @@ CREDITS_PANEL = "ACT3_PT_credits"  # the Credits Detail panel: the top bar opens
 # shows its essential columns only (name, tier, credits); an artist who widens the sidebar gets more.
 DEFAULT_SIDEBAR = 280
 WIDE_REGION = 400
+# What a panel, and a list inside one, leave of the region's width (px at UI scale 1, as
+# tests/addon/test_readable.py measures them): the sidebar's tabs and a panel's margins; and a list's
+# frame and scroll bar as well.
+PANEL_MARGINS = 52
+LIST_MARGINS = 70
 
 
 def region_width(context: Any) -> float:

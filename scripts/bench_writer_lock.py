@@ -62,39 +62,48 @@ def _count(kind: str, seconds: float) -> None:
     one[1] += seconds
 
 
+def _take(kinds: dict[str, str], acquire: Any) -> None:
+    """`acquire()` a lock, then start timing the hold for the transaction kind found in the stack
+    (above the lock's own frame and the frame that took it)."""
+    kind = _kind(kinds, 3)
+    acquire()
+    _mine.kind, _mine.t0 = kind, time.perf_counter()
+
+
+def _give(release: Any) -> None:
+    _count(_mine.kind, time.perf_counter() - _mine.t0)
+    release()
+
+
+class _TimedLock:
+    """The raw replica's writer lock (`RawDriver.writer`), timing each hold."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        _take(RAW_KINDS, self._lock.acquire)
+
+    def __exit__(self, *_exc: object) -> None:
+        _give(self._lock.release)
+
+
 def instrument() -> None:
-    """Time the lock in WriterQueue (the ledger's) and in RawDriver.tx (the raw replica's)."""
-    acquire, release = db.WriterQueue.acquire, db.WriterQueue.release
+    """Time the lock in WriterQueue (the ledger's) and RawDriver's writer lock (the raw replica's)."""
+    acquire, release, raw_init = db.WriterQueue.acquire, db.WriterQueue.release, bench.RawDriver.__init__
 
     def timed_acquire(self: db.WriterQueue) -> None:
-        kind = _kind(LEDGER_KINDS, 2)
-        acquire(self)
-        _mine.kind, _mine.t0 = kind, time.perf_counter()
+        _take(LEDGER_KINDS, lambda: acquire(self))
 
     def timed_release(self: db.WriterQueue) -> None:
-        _count(_mine.kind, time.perf_counter() - _mine.t0)
-        release(self)
+        _give(lambda: release(self))
+
+    def timed_raw(self: bench.RawDriver, url: str) -> None:
+        raw_init(self, url)
+        self.writer = _TimedLock()  # type: ignore[assignment]
 
     db.WriterQueue.acquire, db.WriterQueue.release = timed_acquire, timed_release  # type: ignore[method-assign]
-
-    def raw_tx(self: bench.RawDriver, conn: Any, work: Any) -> Any:
-        kind = _kind(RAW_KINDS, 1)
-        with self.writer:
-            t0 = time.perf_counter()
-            try:
-                cur = conn.cursor()
-                cur.execute("BEGIN IMMEDIATE")
-                try:
-                    out = work(cur)
-                    conn.commit()
-                    return out
-                except BaseException:
-                    conn.rollback()
-                    raise
-            finally:
-                _count(kind, time.perf_counter() - t0)
-
-    bench.RawDriver.tx = raw_tx  # type: ignore[method-assign]
+    bench.RawDriver.__init__ = timed_raw  # type: ignore[method-assign]
 
 
 def report(name: str, jobs_per_s: float, jobs: int) -> dict[str, float]:

@@ -17,7 +17,7 @@ from ..core.contract import Me
 from ..core.state import HistoryRow, Spend, State
 from ..core.values import value
 from ..core.vocabulary import Kind
-from ..widgets import DEFAULT_SIDEBAR, engine_name, figure_row, is_wide, tier_name, wrapped_label
+from ..widgets import DEFAULT_SIDEBAR, LIST_MARGINS, engine_name, figure_row, is_wide, tier_name, wrapped_label
 from . import chart
 
 ONLINE_ACCESS_HINT = "Turn it on in Preferences > System > Network > Allow Online Access."
@@ -591,7 +591,6 @@ def history_cells(
 # the rest: a render costs at most a few thousand credits ("−14,700"), so a studio's "sq010_sh0010"
 # reads whole beside it, while a refill's "+5,000,000" takes more from a short "Monthly refill". The
 # date keeps one width on every row, and the figure is right-aligned, so the columns read straight.
-LIST_MARGINS = 70  # the sidebar's tabs, the panel's margins, the list's frame and scroll bar, px at UI scale 1
 DATE_COLUMN = 50  # "25 Nov" and a label's margins
 
 

@@ -9,7 +9,7 @@ import bpy
 
 from .. import prefs, redraw, session
 from ..core import limits
-from ..widgets import CATEGORY, CREDITS_PANEL, region_width
+from ..widgets import CATEGORY, CREDITS_PANEL, PANEL_MARGINS, region_width
 from . import draw
 
 
@@ -72,7 +72,6 @@ class ACT3_PT_history(bpy.types.Panel):
 # `template_icon` and `icon_value` (chart.py says why not the gpu module). Made again only when the
 # spend, the allocation, the width or the UI scale changes; a new name each time, so Blender uploads
 # the new pixels instead of showing the old texture.
-PANEL_MARGINS = 52  # the sidebar's tabs and a panel's margins, px at UI scale 1 (as test_readable)
 _previews: Any = None
 _chart: tuple[Any, draw.ChartIcon] | None = None  # (what it was drawn from, the picture)
 _names = iter(range(1, 1 << 62))
