@@ -1564,10 +1564,19 @@ class Ledger:
 
     def complete_shot(self, claim: Claim) -> bool:
         """Charge the shot its estimate from the job's hold: monthly first, then the bank."""
+        return self.complete_and_claim(claim, None)[0]
+
+    def complete_and_claim(self, claim: Claim, lease_s: float | None = 10.0) -> tuple[bool, Claim | None]:
+        """complete_shot, and the same worker's next shot leased in the charge's own transaction
+        (what `claim_next_shot` would lease, one transaction fewer a shot for the runner): whether
+        the shot was charged, and the next claim or None. None does not mean there is nothing to
+        render: only the common case is leased here (SQLite, a charge on the fast path, a job
+        with no pause budget, no lease to take over), so on None the worker claims as before.
+        `lease_s=None`: charge only."""
         try:
-            return self._complete_fast(claim)
+            return self._complete_fast(claim, lease_s)  # type: ignore[no-any-return]
         except _Fallback:  # a refill due first, or a job that ends with credits still held
-            return self._complete(claim)
+            return self._complete(claim), None
 
     def _complete(self, claim: Claim) -> bool:
         """complete_shot, every case (the reference for `_complete_fast`)."""
@@ -1818,42 +1827,54 @@ class Ledger:
         real = time.time()
         if self.engine.dialect.name == "sqlite" and not self._anything_runnable(real):
             return None  # idle: no write lock taken just to find nothing
-        now = self.now()
         with raw_write_tx(self.engine) as tx:
-            job = tx.one(_CLAIM_JOB, {"real": real})
-            if job is None:
-                return None
-            job_id, org_id, number, status, current, pause_before = job
-            if current is not None:
-                raise _Fallback  # its lease ran out: the general path puts that shot back first
-            shot = tx.one(_START_SHOT, {"job_id": job_id})
-            if shot is None:
-                raise _Fallback  # nothing left to render: the general path settles the job
-            shot_id, idx, duration_s, credits = shot
-            if pause_before is not None and idx >= pause_before:
-                raise _Fallback  # budgets: a pause budget stops the job here; the general path pauses it
-            lease = {
-                "job_id": job_id,
-                "shot_id": shot_id,
-                "worker": worker,
-                "expires": real + lease_s,
-                "now": to_db(now),
-            }
-            wrote = status != Status.PROCESSING
-            data = {"job_id": number, "status": Status.PROCESSING, "reason": None}
-            if tx.sqlite:
-                tx.execute(_LEASE_JOB, lease)
-                if wrote:
-                    seq = tx.one(_TAKE_EVENT_SEQ, {"org_id": org_id})[0]
-                    tx.execute(_INSERT_EVENT_ROWS, self._event_row(org_id, seq, Event.JOB_STATUS, data, now))
-            else:
-                with tx.batch(commit=True):  # the lease and the event (numbered in SQL): one round trip
-                    tx.execute(_LEASE_JOB, lease)
-                    if wrote:
-                        tx.execute(_INSERT_NUMBERED_EVENT, self._event_row(org_id, 0, Event.JOB_STATUS, data, now))
+            claim, wrote = self._claim_in(tx, worker, lease_s, real, budgeted=True)
         if wrote:
             self._events_written()
-        return Claim(worker, job_id, org_id, shot_id, idx, duration_s, credits, number)
+        return claim
+
+    def _claim_in(
+        self, tx: RawTx, worker: str, lease_s: float, real: float, budgeted: bool
+    ) -> tuple[Claim | None, bool]:
+        """The fast claim's statements in `tx`: the claim or None, and whether an event was
+        written. Raises _Fallback for the general path. `budgeted=False` (a claim that shares a
+        transaction it must not roll back) raises it for a job with a pause budget before anything
+        is written; otherwise the budget is checked against the shot's index after its update."""
+        now = self.now()
+        job = tx.one(_CLAIM_JOB, {"real": real})
+        if job is None:
+            return None, False
+        job_id, org_id, number, status, current, pause_before = job
+        if current is not None:
+            raise _Fallback  # its lease ran out: the general path puts that shot back first
+        if pause_before is not None and not budgeted:
+            raise _Fallback
+        shot = tx.one(_START_SHOT, {"job_id": job_id})
+        if shot is None:
+            raise _Fallback  # nothing left to render: the general path settles the job
+        shot_id, idx, duration_s, credits = shot
+        if pause_before is not None and idx >= pause_before:
+            raise _Fallback  # budgets: a pause budget stops the job here; the general path pauses it
+        lease = {
+            "job_id": job_id,
+            "shot_id": shot_id,
+            "worker": worker,
+            "expires": real + lease_s,
+            "now": to_db(now),
+        }
+        wrote = status != Status.PROCESSING
+        data = {"job_id": number, "status": Status.PROCESSING, "reason": None}
+        if tx.sqlite:
+            tx.execute(_LEASE_JOB, lease)
+            if wrote:
+                seq = tx.one(_TAKE_EVENT_SEQ, {"org_id": org_id})[0]
+                tx.execute(_INSERT_EVENT_ROWS, self._event_row(org_id, seq, Event.JOB_STATUS, data, now))
+        else:
+            with tx.batch(commit=True):  # the lease and the event (numbered in SQL): one round trip
+                tx.execute(_LEASE_JOB, lease)
+                if wrote:
+                    tx.execute(_INSERT_NUMBERED_EVENT, self._event_row(org_id, 0, Event.JOB_STATUS, data, now))
+        return Claim(worker, job_id, org_id, shot_id, idx, duration_s, credits, number), wrote
 
     def _anything_runnable(self, real: float) -> bool:
         raw = self.engine.raw_connection()
@@ -1867,11 +1888,12 @@ class Ledger:
         finally:
             raw.close()
 
-    def _complete_fast(self, claim: Claim) -> bool:
+    def _complete_fast(self, claim: Claim, lease_s: float | None) -> tuple[bool, Claim | None]:
         """The charge's common case, in a group commit (`_charges`) like the holds': charges of
-        one org that finish together (the database's, on SQLite) share one transaction."""
+        one org that finish together (the database's, on SQLite) share one transaction. On SQLite
+        that transaction then leases each charged worker's next shot (`lease_s` not None)."""
         lane = 0 if self.engine.dialect.name == "sqlite" else claim.org_id
-        return self._charges.run(lane, claim)  # type: ignore[no-any-return]
+        return self._charges.run(lane, (claim, lease_s))  # type: ignore[no-any-return]
 
     def _charge_batch(self, items: list[groupcommit.Item]) -> None:
         """One transaction for the charges of a group commit. On PostgreSQL the batch's job rows
@@ -1881,11 +1903,24 @@ class Ledger:
         charge again alone, so each answers what it would alone."""
         with raw_write_tx(self.engine) as tx, tx.pipeline():
             if not tx.sqlite and len(items) > 1:
-                tx.execute(_LOCK_JOBS, {"ids": sorted(item.payload.job_id for item in items)}).fetchall()
+                tx.execute(_LOCK_JOBS, {"ids": sorted(item.payload[0].job_id for item in items)}).fetchall()
             last = len(items) - 1
-            charged = [self._complete_in(tx, item.payload, commit=i == last) for i, item in enumerate(items)]
-        for item, result in zip(items, charged, strict=True):
-            item.answer(result)
+            charged = [self._complete_in(tx, item.payload[0], commit=i == last) for i, item in enumerate(items)]
+            # SQLite: each charged worker's next shot, leased in this transaction (one writer's
+            # turn, BEGIN and COMMIT fewer a shot). What the fast claim cannot take before it
+            # writes is left to the worker's own claim_next_shot.
+            leased: list[Claim | None] = [None] * len(items)
+            if tx.sqlite:
+                real = time.time()
+                for i, item in enumerate(items):
+                    claim, lease_s = item.payload
+                    if charged[i] and lease_s is not None:
+                        try:
+                            leased[i] = self._claim_in(tx, claim.worker, lease_s, real, budgeted=False)[0]
+                        except _Fallback:
+                            pass
+        for item, done, nxt in zip(items, charged, leased, strict=True):
+            item.answer((done, nxt))
         if any(charged):
             self._events_written()
 

@@ -3,7 +3,8 @@
 A shot takes duration_s x render_speed seconds and fails with probability fail_rate, or for sure when
 its position in the job is a multiple of fail_every (the 3rd, 6th, ... for 3: a failure a test or a
 demo can count on). Each worker
-leases one shot at a time (Ledger.claim_next_shot); the lease is short and renewed while rendering,
+leases one shot at a time (Ledger.claim_next_shot, or the charge of its last shot leases the next
+in the same transaction: Ledger.complete_and_claim); the lease is short and renewed while rendering,
 so a shot whose process died is rendered by another process within about two seconds.
 """
 
@@ -79,30 +80,38 @@ class Runner:
         self._wake.set()
 
     def _loop(self, worker: str) -> None:
+        claim: Claim | None = None  # a shot leased by the charge of the one before it
         while not self._stop.is_set():
-            try:
-                claim = self.ledger.claim_next_shot(worker, self.lease_s) if self.ledger.has_runnable() else None
-                self._db_down = False
-            except Exception as exc:
-                if not is_database_unavailable(exc):
-                    log.exception("claiming a shot failed; retrying")
-                elif not self._db_down:  # one line per outage, not one per worker per second
-                    self._db_down = True
-                    log.warning("the database is unavailable; the runner retries every second")
-                claim = None
-                self._stop.wait(1.0)
             if claim is None:
-                self._idle()
-                continue
+                try:
+                    claim = self.ledger.claim_next_shot(worker, self.lease_s)
+                    self._db_down = False
+                except Exception as exc:
+                    if not is_database_unavailable(exc):
+                        log.exception("claiming a shot failed; retrying")
+                    elif not self._db_down:  # one line per outage, not one per worker per second
+                        self._db_down = True
+                        log.warning("the database is unavailable; the runner retries every second")
+                    claim = None
+                    self._stop.wait(1.0)
+                if claim is None:
+                    self._idle()
+                    continue
             self._wake.set()  # there may be more: idle workers look too
+            shot, claim = claim, None
             try:
-                self._render(claim)
+                claim = self._render(shot)
             except Exception as exc:
                 # The lease runs out and another worker picks the shot up again.
                 if is_database_unavailable(exc):
-                    log.warning("shot %s of job %s: the database is unavailable", claim.shot_index, claim.job_id)
+                    log.warning("shot %s of job %s: the database is unavailable", shot.shot_index, shot.job_id)
                 else:
-                    log.exception("rendering shot %s of job %s failed", claim.shot_index, claim.job_id)
+                    log.exception("rendering shot %s of job %s failed", shot.shot_index, shot.job_id)
+        if claim is not None:  # leased by the last charge and not started: back to the queue now
+            try:
+                self.ledger.requeue(claim)
+            except Exception:  # its lease runs out and another process renders it
+                log.warning("shot %s of job %s: not handed back; its lease runs out", claim.shot_index, claim.job_id)
 
     def _idle(self) -> None:
         """Wait for work. One idle worker (the scout) looks every `poll_s` (work queued by another
@@ -117,7 +126,8 @@ class Runner:
             self._wake.wait(IDLE_WORKER_S)
         self._wake.clear()
 
-    def _render(self, claim: Claim) -> None:
+    def _render(self, claim: Claim) -> Claim | None:
+        """Render `claim` and charge it (or fail it); the shot the charge leased next, if any."""
         seconds = claim.duration_s * self.render_speed
         end = time.monotonic() + seconds
         renewed = time.monotonic()
@@ -127,17 +137,17 @@ class Runner:
                 break
             if self._stop.wait(min(left, 0.1)):
                 self.ledger.requeue(claim)  # shutting down: hand the shot back at once
-                return
+                return None
             if time.monotonic() - renewed >= self.renew_s:
                 if not self.ledger.renew_lease(claim, self.lease_s):
-                    return  # canceled (or re-queued after our lease ran out): charge nothing
+                    return None  # canceled (or re-queued after our lease ran out): charge nothing
                 renewed = time.monotonic()
             elif not self.ledger.still_rendering(claim):
-                return
+                return None
         if self._fails(claim):
             self.ledger.fail_shot(claim, "simulated render failure")
-        else:
-            self.ledger.complete_shot(claim)
+            return None
+        return self.ledger.complete_and_claim(claim, self.lease_s)[1]
 
     def _fails(self, claim: Claim) -> bool:
         if self.fail_every > 0 and (claim.shot_index + 1) % self.fail_every == 0:

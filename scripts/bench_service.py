@@ -14,7 +14,9 @@ For each backend (SQLite file, embedded PostgreSQL) it makes one database and:
    org, once with each client on its own org (sixteen). Then the server is stopped and the same
    writes run straight on the driver (sqlite3 / psycopg, no SQLAlchemy, no HTTP) from N client
    threads and 4 runner threads on fresh orgs of the same database: the statements the service
-   runs (the ledger's compiled SQL text), the same three transactions per job, the same locking
+   runs (the ledger's compiled SQL text), the same transactions per job (hold, claim, charge; on
+   SQLite the charge leases the runner's next shot in its own transaction, so a job's claim
+   mostly rides on the charge before it, in both), the same locking
    (SQLite: one writer at a time, queued on a lock, BEGIN IMMEDIATE; PostgreSQL: the account row
    lock, SKIP LOCKED claims). Between the two, the service's own ledger runs the same load in this
    process without HTTP (`Ledger.create_job` from N threads, claim + charge from 4), which tells the
@@ -215,7 +217,7 @@ def service_run(srv: LiveServer, orgs: list[dict[str, Any]], clients: int, per_c
 
 
 class RawDriver:
-    """The service's three transactions per job, straight on sqlite3 / psycopg: the ledger's own
+    """The service's transactions per job, straight on sqlite3 / psycopg: the ledger's own
     statements (their compiled SQL text, their parameters bound as the service binds them:
     `DriverSql.bind`), no SQLAlchemy, no HTTP, no service logic beyond what the writes need."""
 
@@ -389,31 +391,36 @@ class RawDriver:
             if self.run(cur, L._PROBE_RUNNABLE, {"real": real}).fetchone() is None:
                 return None
 
-        def work(cur: Any) -> tuple[Any, ...] | None:
-            job = self.run(cur, L._CLAIM_JOB, {"real": real}).fetchone()
-            if job is None:
-                return None
-            job_id, org_id, number, status, _current, _pause_before = job
-            shot = self.run(cur, L._START_SHOT, {"job_id": job_id}).fetchone()
-            now = datetime.now(UTC).replace(tzinfo=None)
-            lease = {"job_id": job_id, "shot_id": shot[0], "worker": worker, "expires": real + 10, "now": now}
-            data = json.dumps({"job_id": number, "status": "processing", "reason": None})
-            event = {"org_id": org_id, "type": "job.status", "at": now, "data": data}
-            if self.sqlite:
+        return self.tx(conn, lambda cur: self.lease(cur, worker, real))  # type: ignore[no-any-return]
+
+    def lease(self, cur: Any, worker: str, real: float) -> tuple[Any, ...] | None:
+        job = self.run(cur, L._CLAIM_JOB, {"real": real}).fetchone()
+        if job is None:
+            return None
+        job_id, org_id, number, status, _current, _pause_before = job
+        shot = self.run(cur, L._START_SHOT, {"job_id": job_id}).fetchone()
+        now = datetime.now(UTC).replace(tzinfo=None)
+        lease = {"job_id": job_id, "shot_id": shot[0], "worker": worker, "expires": real + 10, "now": now}
+        data = json.dumps({"job_id": number, "status": "processing", "reason": None})
+        event = {"org_id": org_id, "type": "job.status", "at": now, "data": data}
+        if self.sqlite:
+            self.run(cur, L._LEASE_JOB, lease)
+            if status != "processing":
+                seq = self.run(cur, L._TAKE_EVENT_SEQ, {"org_id": org_id}).fetchone()[0]
+                self.run(cur, L._INSERT_EVENT_ROWS, {**event, "seq": seq})
+        else:
+            with self.batch(cur, commit=True):
                 self.run(cur, L._LEASE_JOB, lease)
                 if status != "processing":
-                    seq = self.run(cur, L._TAKE_EVENT_SEQ, {"org_id": org_id}).fetchone()[0]
-                    self.run(cur, L._INSERT_EVENT_ROWS, {**event, "seq": seq})
-            else:
-                with self.batch(cur, commit=True):
-                    self.run(cur, L._LEASE_JOB, lease)
-                    if status != "processing":
-                        self.run(cur, L._INSERT_NUMBERED_EVENT, event)
-            return (job_id, org_id, number, shot[0], worker)
+                    self.run(cur, L._INSERT_NUMBERED_EVENT, event)
+        return (job_id, org_id, number, shot[0], worker)
 
-        return self.tx(conn, work)  # type: ignore[no-any-return]
+    # ... and the charge (the same runner thread), which on SQLite leases the worker's next shot
+    # in its own transaction, as the service's runner does (Ledger.complete_and_claim).
+    def complete_and_claim(self, cur: Any, claim: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        self.complete(cur, claim)
+        return self.lease(cur, claim[4], time.time()) if self.sqlite else None
 
-    # ... and the charge (the same runner thread).
     def complete(self, cur: Any, claim: tuple[Any, ...]) -> None:
         job_id, org_id, number, shot_id, worker = claim
         now = datetime.now(UTC).replace(tzinfo=None)
@@ -506,15 +513,16 @@ def raw_run(url: str, orgs: list[dict[str, Any]], clients: int, per_client: int)
         try:
             conn = raw.connect()
             total = clients * per_client
+            claim = None
             while True:
-                claim = raw.claim(conn, f"raw:{w}")
+                claim = claim or raw.claim(conn, f"raw:{w}")
                 if claim is None:
                     with lock:
                         if created.is_set() and charged[0] >= total:
                             break
                     time.sleep(0.001)
                     continue
-                raw.tx(conn, lambda cur, claim=claim: raw.complete(cur, claim))
+                claim = raw.tx(conn, lambda cur, claim=claim: raw.complete_and_claim(cur, claim))
                 with lock:
                     charged[0] += 1
             conn.close()
@@ -568,15 +576,17 @@ def ledger_run(url: str, orgs: list[dict[str, Any]], clients: int, per_client: i
 
     def runner(w: int) -> None:
         try:
+            claim = None
             while True:
-                claim = ledger.claim_next_shot(f"bench:{w}")
+                claim = claim or ledger.claim_next_shot(f"bench:{w}")
                 if claim is None:
                     with lock:
                         if created.is_set() and charged[0] >= total:
                             return
                     time.sleep(0.001)
                     continue
-                assert ledger.complete_shot(claim)
+                done, claim = ledger.complete_and_claim(claim)  # as the service's runner does
+                assert done
                 with lock:
                     charged[0] += 1
         except BaseException as exc:  # pragma: no cover - reported below

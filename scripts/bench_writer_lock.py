@@ -38,7 +38,7 @@ from act3_server import db  # noqa: E402
 
 # What a transaction is, by the function that opened it (the ledger's) or called RawDriver.tx (raw's).
 LEDGER_KINDS = {"_hold_batch": "hold", "_hold": "hold", "_claim_fast": "claim", "_claim_once": "claim",
-                "_charge_batch": "charge", "complete_shot": "charge"}  # fmt: skip
+                "_charge_batch": "charge", "complete_shot": "charge", "complete_and_claim": "charge"}  # fmt: skip
 RAW_KINDS = {"client": "hold", "claim": "claim", "runner": "charge"}
 
 held: collections.defaultdict[str, list[float]] = collections.defaultdict(lambda: [0, 0.0])

@@ -219,9 +219,9 @@ def test_charges_in_one_batch_write_what_they_write_one_at_a_time(ledger: Ledger
     books exactly as three charges one after the other."""
     start = clock.now
     grouped = make_books(ledger, clock, "pro", name="charged together")
-    items = [groupcommit.Item(c) for c in claims_of(ledger, grouped, 3)]
+    items = [groupcommit.Item((c, None)) for c in claims_of(ledger, grouped, 3)]
     ledger._charges._run(items)
-    assert [it.result for it in items] == [True, True, True]
+    assert [it.result for it in items] == [(True, None)] * 3
     clock.set(start)
     alone = make_books(ledger, clock, "pro", name="charged alone")
     for claim in claims_of(ledger, alone, 3):
@@ -241,7 +241,7 @@ def test_a_charge_that_falls_back_sends_each_charge_of_its_batch_alone(ledger: L
     books = make_books(ledger, clock, "pro", billing_day=26, name="bills on the 26th")  # the clock: 25 Nov
     claims = claims_of(ledger, books, 3)
     clock.advance(days=1)  # 26 Nov: the refill is due
-    items = [groupcommit.Item(c) for c in claims]
+    items = [groupcommit.Item((c, None)) for c in claims]
     ledger._charges._run(items)
     # Each alone finds the refill due too (the batch that would have applied it was rolled back).
     assert all(isinstance(it.error, ledger_module._Fallback) and it.result is None for it in items)
@@ -284,3 +284,35 @@ def test_concurrent_charges_and_a_cancel_of_one_org_neither_deadlock_nor_double_
     assert renders in ([f"sh{i:03d}" for i in range(8)], sorted(["keep-out", *(f"sh{i:03d}" for i in range(8))]))
     assert books.account()["held"] == 0
     books.assert_books_balance()
+
+
+def test_a_charge_leases_the_workers_next_shot_and_writes_what_a_claim_would(
+    ledger: Ledger, clock: ManualClock
+) -> None:
+    """The runner's chained claim: on SQLite, charging a shot leases the same worker's next one in
+    the charge's transaction (on PostgreSQL the worker claims it alone: None). Three shots rendered
+    that way leave the books exactly as claim, charge, claim, charge, claim, charge."""
+    specs = [shot(f"sh{i:03d}", tier="draft") for i in (10, 20, 30)]
+    start = clock.now
+    chained = make_books(ledger, clock, "pro", name="chained")
+    chained.job(*specs)
+    claim = ledger.claim_next_shot("w1")
+    leased: list[int | None] = []
+    while claim is not None:
+        done, nxt = ledger.complete_and_claim(claim, 10.0)
+        assert done
+        leased.append(None if nxt is None else nxt.shot_index)
+        if nxt is not None:
+            assert nxt.worker == "w1" and nxt.job_id == claim.job_id and ledger.still_rendering(nxt)
+        claim = nxt or ledger.claim_next_shot("w1")
+    sqlite = ledger.engine.dialect.name == "sqlite"
+    assert leased == ([1, 2, None] if sqlite else [None, None, None])
+    clock.set(start)
+    alone = make_books(ledger, clock, "pro", name="claimed alone")
+    alone.job(*specs)
+    assert alone.run_all() == [1_040] * 3  # a draft 8 s Veo shot on Pro
+    got, want = snapshot(chained), snapshot(alone)
+    for part in want:
+        assert got[part] == want[part], part
+    assert chained.account()["monthly_remaining"] == 875_000 - 3 * 1_040
+    chained.assert_books_balance()
