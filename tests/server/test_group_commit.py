@@ -14,6 +14,7 @@ from test_ledger_fast_path import snapshot
 from act3_server import groupcommit
 from act3_server import ledger as ledger_module
 from act3_server.ledger import Ledger
+from act3_server.runner import Runner
 from act3_server.topup import write as write_auto_top_up
 
 
@@ -316,3 +317,31 @@ def test_a_charge_leases_the_workers_next_shot_and_writes_what_a_claim_would(
         assert got[part] == want[part], part
     assert chained.account()["monthly_remaining"] == 875_000 - 3 * 1_040
     chained.assert_books_balance()
+
+
+def test_a_runner_stopped_after_its_charge_leased_the_next_shot_hands_that_shot_back(
+    ledger: Ledger, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The serve process stops just after a charge that leased the worker's next shot: that shot
+    goes back to the queue at once (not after its lease runs out), and the next claim takes it."""
+    books = make_books(ledger, clock, "pro", name="stopped")
+    number = books.job(shot("sh010", tier="draft"), shot("sh020", tier="draft"))["id"]
+    runner = Runner(ledger, render_speed=0.0, workers=1, poll_s=0.05)
+    charged = threading.Event()
+    complete_and_claim = ledger.complete_and_claim
+
+    def then_stop(claim: Any, lease_s: float | None = 10.0) -> Any:
+        answer = complete_and_claim(claim, lease_s)
+        runner._stop.set()  # as runner.stop() does, from inside the worker
+        charged.set()
+        return answer
+
+    monkeypatch.setattr(ledger, "complete_and_claim", then_stop)
+    runner.start()
+    assert charged.wait(10)
+    runner.stop()
+    job = ledger.get_job(books.editor, number)
+    assert [s["status"] for s in job["shots"]] == ["completed", "queued"]
+    assert job["charged_credits"] == 1_040 and job["status"] == "processing"
+    again = ledger.claim_next_shot("another worker")
+    assert again is not None and again.shot_index == 1
