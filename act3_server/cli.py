@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -98,6 +99,13 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         metavar="N",
         help="serve processes sharing the port, each with its own --workers render threads (default: 1)",
+    )
+    serve.add_argument(
+        "--render-process",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run each serve process's render threads in a process of their own beside it (default: "
+        "on SQLite, where its one write lock is then held for less time; not on PostgreSQL)",
     )
     serve.add_argument(
         "--header-timeout",
@@ -365,6 +373,9 @@ def _serve_one(args: argparse.Namespace, url: str, sock: Any) -> None:
         workers=args.workers,
         events_recheck_s=args.events_recheck,
         events_backstop_s=args.events_backstop,
+        render_process=args.render_process
+        if args.render_process is not None
+        else url.startswith("sqlite") and os.name == "posix",  # renderproc.py passes a socket to a child
     )
     # uvicorn's access log prints the request line only (never headers), so keys stay out of logs;
     # an answered long poll is not logged (server.QuietAccessLog).

@@ -45,6 +45,7 @@ class Runner:
         lease_s: float = LEASE_S,
         renew_s: float = RENEW_S,
         rng: random.Random | None = None,
+        process_id: int | None = None,
     ) -> None:
         self.ledger = ledger
         self.render_speed = render_speed
@@ -60,7 +61,9 @@ class Runner:
         self._scout = threading.Lock()
         self._db_down = False
         self._threads: list[threading.Thread] = []
-        self._id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # A lease names its holder: host, serve process (the render process's own, see renderproc.py),
+        # and this runner; an expired lease is taken over whoever held it.
+        self._id = f"{socket.gethostname()}:{process_id or os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     def start(self) -> None:
         for i in range(self.workers):

@@ -24,6 +24,7 @@ from .db import make_engine
 from .errors import is_database_unavailable
 from .events import EventBus
 from .ledger import Ledger
+from .renderproc import RenderProcess
 from .runner import Runner
 from .ticks import Deadline, ticks
 
@@ -359,7 +360,7 @@ class Biller:
 class Service:
     engine: Engine
     ledger: Ledger
-    runner: Runner | None
+    runner: Runner | RenderProcess | None
     bus: EventBus
     app: FastAPI
 
@@ -383,14 +384,24 @@ def build_service(
     run_jobs: bool = True,
     events_recheck_s: float = 0.1,
     events_backstop_s: float = 2.0,
+    render_process: bool = False,
 ) -> Service:
+    """`render_process`: the render threads in a process of their own (renderproc.py), else here."""
     ledger, clock = open_ledger(database_url, dev_clock)
     bus = EventBus(ledger.engine, recheck_s=events_recheck_s, backstop_s=events_backstop_s)
-    runner = (
-        Runner(ledger, render_speed=render_speed, fail_rate=fail_rate, fail_every=fail_every, workers=workers)
-        if run_jobs
-        else None
-    )
+    runner: Runner | RenderProcess | None = None
+    if run_jobs and render_process:
+        runner = RenderProcess(
+            database_url,
+            dev_clock=dev_clock,
+            render_speed=render_speed,
+            fail_rate=fail_rate,
+            fail_every=fail_every,
+            workers=workers,
+            on_events=bus.notify,
+        )
+    elif run_jobs:
+        runner = Runner(ledger, render_speed=render_speed, fail_rate=fail_rate, fail_every=fail_every, workers=workers)
     # Background work (rendering, billing) runs in `serve`; tests that drive the ledger by hand opt out.
     biller = Biller(ledger) if run_jobs else None
 

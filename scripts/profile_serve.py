@@ -5,7 +5,8 @@
         [--jobs-per-client 40] [--top 25]
 
 Starts one serve process (the same `build_service` + uvicorn + guarded httptools protocol as `act3-server
-serve`, 4 render threads, render speed 0.001) with cProfile on every thread, timed by each thread's
+serve`, 4 render threads, render speed 0.001; the render threads in the serve process, as
+`--no-render-process` has them, so the profile sees them too) with cProfile on every thread, timed by each thread's
 own CPU clock (`time.thread_time`), so a thread waiting for the GIL, a lock or the database costs
 nothing. N client threads in this process post one-shot jobs on one Enterprise org over keep-alive
 connections; then the server is stopped and the profile is summed by thread (the event loop, the

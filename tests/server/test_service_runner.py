@@ -3,6 +3,7 @@ the shot is charged exactly once."""
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 import uuid
@@ -112,3 +113,66 @@ def test_a_live_lease_is_renewed_and_never_taken_over(live_server_factory) -> No
             assert conn.execute(select(db.shots.c.attempts).where(db.shots.c.job_id == row_id)).scalar_one() == 1
     finally:
         engine.dispose()
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _rendered(srv: LiveServer, name: str) -> dict:
+    shot = {"name": name, "engine": "veo-3.1", "tier": "draft", "duration_s": 8}  # 1,040 cr on Pro
+    r = srv.post("/jobs", {"name": name, "shots": [shot]}, role="editor", idem=uuid.uuid4().hex)
+    assert r.status_code == 201, r.text
+    deadline = time.monotonic() + 20
+    while (job := srv.get(f"/jobs/{r.json()['id']}").json())["status"] != "completed":
+        assert time.monotonic() < deadline, job
+        time.sleep(0.05)
+    return job
+
+
+def test_on_sqlite_shots_render_in_a_process_of_their_own_and_a_dead_one_is_replaced(
+    live_server_factory,
+) -> None:
+    """`serve` on SQLite renders in a render process beside the serve process (renderproc.py): a
+    render process killed outright is replaced, so the next job still renders and is charged
+    once; a serve process stopped with SIGTERM alone stops its render process too."""
+    srv: LiveServer = live_server_factory(render_speed=0.0)
+    assert srv.proc is not None
+    serve_pid = srv.proc.pid
+    (render_pid,) = _children(serve_pid)
+    job = _rendered(srv, "sh010")
+    assert (job["charged_credits"], job["held"]) == (1_040, 0)
+
+    os.kill(render_pid, signal.SIGKILL)
+    job = _rendered(srv, "sh020")  # rendered by the render process started in its place
+    assert (job["charged_credits"], job["held"]) == (1_040, 0)
+    (replacement,) = _children(serve_pid)
+    assert replacement != render_pid
+    assert f"render process {render_pid} exited (-9); starting another" in srv.read_log()
+    credits = srv.get("/account/credits").json()
+    assert (credits["total"], credits["held"]) == (875_000 - 2 * 1_040, 0)
+
+    os.kill(serve_pid, signal.SIGTERM)  # the serve process only, not its process group
+    srv.proc.wait(15)  # uvicorn stops gracefully, then ends by the signal it caught
+    assert "Application shutdown complete" in srv.read_log()
+    deadline = time.monotonic() + 10
+    while _alive(replacement):
+        assert time.monotonic() < deadline, "the render process outlived its serve process"
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
