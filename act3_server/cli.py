@@ -349,6 +349,9 @@ def _keys_revoke(ledger: Any, args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace, url: str) -> int:
+    if args.render_process and os.name != "posix":
+        print("error: --render-process needs a POSIX system (it passes a socket to a child process)", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.processes == 1:
         _serve_one(args, url, None)
@@ -364,6 +367,9 @@ def _serve_one(args: argparse.Namespace, url: str, sock: Any) -> None:
 
     from .server import build_service, guarded_protocol
 
+    render_process = args.render_process
+    if render_process is None:  # the default: on SQLite, where renderproc.py gains the most
+        render_process = url.startswith("sqlite") and os.name == "posix"
     service = build_service(
         url,
         dev_clock=args.dev_clock,
@@ -373,9 +379,7 @@ def _serve_one(args: argparse.Namespace, url: str, sock: Any) -> None:
         workers=args.workers,
         events_recheck_s=args.events_recheck,
         events_backstop_s=args.events_backstop,
-        render_process=args.render_process
-        if args.render_process is not None
-        else url.startswith("sqlite") and os.name == "posix",  # renderproc.py passes a socket to a child
+        render_process=render_process,
     )
     # uvicorn's access log prints the request line only (never headers), so keys stay out of logs;
     # an answered long poll is not logged (server.QuietAccessLog).

@@ -13,8 +13,10 @@ The two talk over a socket pair, one byte a message, each side's reader coalesci
 - serve -> render: b"W" when a job was queued or resumed there (the render threads look now).
 Either side reading the end of the stream knows the other is gone: a render process whose serve
 process died stops (its shots go back to the queue) and exits; a serve process whose render
-process died starts another. Leases carry the serve process's id, so an operator sees which
-service holds a shot.
+process died starts another. The serve process alone decides when its render process stops: the
+render process ignores SIGTERM and SIGINT, which a process manager or a terminal sends to the
+whole process group, and stops when the serve process, stopping in turn, closes the link. Leases
+carry the serve process's id, so an operator sees which service holds a shot.
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ import argparse
 import logging
 import os
 import signal
+import site
 import socket
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 log = logging.getLogger("act3_server.render")
 
@@ -85,11 +89,20 @@ class RenderProcess:
 
     def _spawn(self) -> None:
         ours, theirs = socket.socketpair()
-        cmd = [sys.executable, "-m", "act3_server.renderproc", "--fd", str(theirs.fileno()), "--owner-pid"]
-        cmd += [str(os.getpid()), *self.args]
+        # -P: not the working directory first on the path (a stray json.py there must not be
+        # imported). Run from a source checkout, the checkout this process runs goes first instead,
+        # so both processes run the same code; installed, the package is where it always is.
+        cmd = [sys.executable, "-P", "-m", "act3_server.renderproc", "--fd", str(theirs.fileno())]
+        cmd += ["--owner-pid", str(os.getpid()), *self.args]
         env = {**os.environ, _URL_ENV: self.database_url}
+        here = str(Path(__file__).resolve().parents[1])
+        if here not in {str(Path(p).resolve()) for p in site.getsitepackages()}:
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
         try:
             proc = subprocess.Popen(cmd, pass_fds=(theirs.fileno(),), env=env)
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
         ours.settimeout(self.ready_timeout_s)
@@ -115,7 +128,10 @@ class RenderProcess:
                 data = b""
             if data:
                 if EVENTS in data:
-                    self.on_events()
+                    try:
+                        self.on_events()
+                    except Exception:  # this thread must go on: it wakes long polls and replaces
+                        log.exception("waking the long polls failed")
                 continue
             if self._stopping.is_set():
                 return
@@ -183,9 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=4)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the serve process, which stops this one
+    # A terminal's Ctrl-C and a process manager's SIGTERM reach the whole process group: the serve
+    # process stops gracefully and then stops this one by closing the link.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
     from .clock import DbClock, utcnow
     from .db import make_engine

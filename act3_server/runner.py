@@ -127,7 +127,8 @@ class Runner:
                 self._scout.release()
         else:
             self._wake.wait(IDLE_WORKER_S)
-        self._wake.clear()
+        if not self._stop.is_set():  # once stopping, every worker must see the wake-up stop() gave
+            self._wake.clear()
 
     def _render(self, claim: Claim) -> Claim | None:
         """Render `claim` and charge it (or fail it); the shot the charge leased next, if any."""

@@ -139,7 +139,12 @@ def test_holds_in_one_batch_write_what_they_write_one_at_a_time(ledger: Ledger, 
     items = [pending(ledger, grouped, s, k) for s, k in zip(specs, keys, strict=True)]
     ledger._holds._run(items)
     assert [it.result.body["id"] if it.result else None for it in items] == [1, None, None, 2]
-    assert [type(it.error) for it in items] == [type(None), ledger_module._Fallback, ledger_module._Fallback, type(None)]
+    assert [type(it.error) for it in items] == [
+        type(None),
+        ledger_module._Fallback,
+        ledger_module._Fallback,
+        type(None),
+    ]
     replay = ledger.create_job(grouped.editor, "batch", specs[1], "a")
     assert replay.replayed and replay.body["id"] == 1
     with pytest.raises(ledger_module.LedgerError) as refused:
@@ -156,7 +161,9 @@ def test_holds_in_one_batch_write_what_they_write_one_at_a_time(ledger: Ledger, 
     got, want = snapshot(grouped), snapshot(alone)
     for part in want:
         assert got[part] == want[part], part
-    assert got["account"]["held"] == items[0].result.body["estimated_credits"] + items[3].result.body["estimated_credits"]
+    assert (
+        got["account"]["held"] == items[0].result.body["estimated_credits"] + items[3].result.body["estimated_credits"]
+    )
     grouped.assert_books_balance()
 
 
@@ -179,7 +186,9 @@ def test_a_hold_that_must_undo_its_write_sends_each_hold_of_its_batch_alone(ledg
     held = sum(it.result.body["estimated_credits"] for it in (items[0], items[2])) + crossing.body["estimated_credits"]
     acct = books.account()
     assert acct["held"] == held
-    assert acct["monthly_remaining"] + acct["bank_rolled"] + acct["bank_purchased"] - acct["held"] == have + 50_000 - held
+    assert (
+        acct["monthly_remaining"] + acct["bank_rolled"] + acct["bank_purchased"] - acct["held"] == have + 50_000 - held
+    )
     books.assert_books_balance()
 
 
@@ -317,6 +326,45 @@ def test_a_charge_leases_the_workers_next_shot_and_writes_what_a_claim_would(
         assert got[part] == want[part], part
     assert chained.account()["monthly_remaining"] == 875_000 - 3 * 1_040
     chained.assert_books_balance()
+
+
+def test_charges_that_lease_in_one_batch_write_what_claims_and_charges_write_one_at_a_time(
+    ledger: Ledger, clock: ManualClock
+) -> None:
+    """Three workers' charges in one transaction, each leasing its worker's next shot (SQLite;
+    on PostgreSQL the workers claim alone, as the runner then does): the books are exactly those
+    of three charges and then two claims, one at a time; the third worker finds nothing left."""
+    sqlite = ledger.engine.dialect.name == "sqlite"
+
+    def books_with_two_more_jobs(name: str) -> tuple[Books, list[Any]]:
+        books = make_books(ledger, clock, "pro", name=name)
+        claims = claims_of(ledger, books, 3)
+        for i in (3, 4):
+            books.job(shot(f"sh{i:03d}", tier="draft"), key=f"{books.org_id}-{i}")
+        return books, claims
+
+    start = clock.now
+    grouped, claims = books_with_two_more_jobs("leased together")
+    items = [groupcommit.Item((c, 10.0)) for c in claims]
+    ledger._charges._run(items)
+    assert [done for done, _ in (it.result for it in items)] == [True, True, True]
+    leased = [nxt for _, nxt in (it.result for it in items)]
+    if sqlite:
+        assert [(c.worker, c.shot_index) for c in leased[:2]] == [("w0", 0), ("w1", 0)] and leased[2] is None
+        names = [ledger.get_job(grouped.editor, c.job_number)["shots"][0]["name"] for c in leased[:2]]
+        assert names == ["sh003", "sh004"]
+    else:
+        assert leased == [None, None, None]
+        assert ledger.claim_next_shot("w0") is not None and ledger.claim_next_shot("w1") is not None
+    clock.set(start)
+    alone, claims = books_with_two_more_jobs("one at a time")
+    for claim in claims:
+        assert ledger.complete_shot(claim)
+    assert ledger.claim_next_shot("w0") is not None and ledger.claim_next_shot("w1") is not None
+    got, want = snapshot(grouped), snapshot(alone)
+    for part in want:
+        assert got[part] == want[part], part
+    grouped.assert_books_balance()
 
 
 def test_a_runner_stopped_after_its_charge_leased_the_next_shot_hands_that_shot_back(

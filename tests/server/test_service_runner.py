@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 import uuid
 
+import requests
 from sqlalchemy import func, select
 from support.servers import LiveServer
 
@@ -176,3 +178,33 @@ def _alive(pid: int) -> bool:
         return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_stopping_the_service_s_process_group_stops_its_render_process_once(live_server_factory) -> None:
+    """SIGTERM to the whole process group (a terminal, a process manager, systemd): the render
+    process leaves its stop to the serve process, so no render process is started again while the
+    service stops, and none outlives it."""
+    srv: LiveServer = live_server_factory(render_speed=0.0)
+    assert srv.proc is not None
+    (render_pid,) = _children(srv.proc.pid)
+    assert _rendered(srv, "sh010")["charged_credits"] == 1_040
+    # An artist's open long poll: uvicorn then gives requests 2 s before it stops the app, and a
+    # render process that stopped on the group's SIGTERM by itself would be replaced meanwhile.
+    waiting = threading.Thread(target=_long_poll, args=(srv,), daemon=True)
+    waiting.start()
+    time.sleep(0.5)
+    srv.stop()  # os.killpg(..., SIGTERM)
+    log = srv.read_log()
+    assert "Application shutdown complete" in log
+    assert "starting another" not in log and "exited" not in log, log[-2000:]
+    deadline = time.monotonic() + 10
+    while _alive(render_pid):
+        assert time.monotonic() < deadline, "the render process outlived its serve process"
+        time.sleep(0.05)
+
+
+def _long_poll(srv: LiveServer) -> None:
+    try:
+        srv.get("/events?after=1000000&wait=30", role="viewer", timeout=40)
+    except requests.RequestException:
+        pass  # the service stopped under it
