@@ -77,10 +77,6 @@ class RenderProcess:
         self._stopping = threading.Event()
         self._reader: threading.Thread | None = None
 
-    @property
-    def pid(self) -> int | None:
-        return None if self._proc is None else self._proc.pid
-
     def start(self) -> None:
         """Start the render process and return once it is up."""
         self._spawn()

@@ -167,8 +167,12 @@ def test_on_sqlite_shots_render_in_a_process_of_their_own_and_a_dead_one_is_repl
     os.kill(serve_pid, signal.SIGTERM)  # the serve process only, not its process group
     srv.proc.wait(15)  # uvicorn stops gracefully, then ends by the signal it caught
     assert "Application shutdown complete" in srv.read_log()
-    deadline = time.monotonic() + 10
-    while _alive(replacement):
+    _gone_within(replacement, 10)
+
+
+def _gone_within(pid: int, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while _alive(pid):
         assert time.monotonic() < deadline, "the render process outlived its serve process"
         time.sleep(0.05)
 
@@ -197,10 +201,7 @@ def test_stopping_the_service_s_process_group_stops_its_render_process_once(live
     log = srv.read_log()
     assert "Application shutdown complete" in log
     assert "starting another" not in log and "exited" not in log, log[-2000:]
-    deadline = time.monotonic() + 10
-    while _alive(render_pid):
-        assert time.monotonic() < deadline, "the render process outlived its serve process"
-        time.sleep(0.05)
+    _gone_within(render_pid, 10)
 
 
 def _long_poll(srv: LiveServer) -> None:
