@@ -307,6 +307,32 @@ usage_shots = Table(
     sqlite_with_rowid=False,
 )
 
+# Running totals by shot name at some UTC midnights ("marks", migration 0009): a row per org, mark
+# and every shot name charged before the mark, holding what that name's renders cost in all before
+# it. Usage by shot over a year is then two marks' rows apart (a few thousand rows) plus the render
+# rows between each end of the range and its nearest mark, where `usage_shots` would be twelve
+# periods of rows. A mark is written once it is settled (an hour past), from the mark before it and
+# the render rows between, with its `usage_marks` row in the same transaction: a mark is there whole
+# or not at all (act3_server/usage.py, `write_marks`).
+usage_marks = Table(
+    "usage_marks",
+    metadata,
+    Column("org_id", Integer, ForeignKey("orgs.id"), primary_key=True),
+    Column("mark", Date, primary_key=True),  # the sums are of the renders before this day's 00:00 UTC
+    sqlite_with_rowid=False,
+)
+usage_shot_marks = Table(
+    "usage_shot_marks",
+    metadata,
+    Column("org_id", Integer, ForeignKey("orgs.id"), primary_key=True),
+    Column("mark", Date, primary_key=True),
+    Column("shot", String(200), primary_key=True),
+    Column("credits", BigInteger, nullable=False),
+    Column("shots", BigInteger, nullable=False),
+    Column("seconds", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 # Every shot name an org has queued, with its lower-case form (Python's, the same on both
 # databases) and how many shots were queued under it: `shot=` searches this, then the history.
 history_shots = Table(

@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from . import migrate
+from . import migrate, usage
 from .app import create_app
 from .clock import DbClock, utcnow
 from .db import make_engine
@@ -320,7 +320,8 @@ class Biller:
     """Applies billing-date refills as they fall due, so that a refill (and its `billing.refilled`
     event, which wakes every waiting long poll) happens at the billing date even when nobody asks
     for that organisation. Requests still refill lazily; the ledger makes each period happen once,
-    whichever process or path gets there first."""
+    whichever process or path gets there first. Each pass also writes the usage marks that have
+    settled since (usage.write_all_marks), so that usage by shot over long ranges reads few rows."""
 
     def __init__(self, ledger: Ledger, interval_s: float = 30.0) -> None:
         self.ledger = ledger
@@ -352,6 +353,13 @@ class Biller:
                     log.warning("billing refills: the database is unavailable; retrying")
                 else:
                     log.exception("billing refills failed; retrying")
+            try:
+                usage.write_all_marks(self.ledger)
+            except Exception as exc:  # usage by shot reads as before until the marks are there
+                if is_database_unavailable(exc):
+                    log.warning("usage marks: the database is unavailable; retrying")
+                else:
+                    log.exception("writing usage marks failed; retrying")
             self._nudge.wait(self.interval_s)
             self._nudge.clear()
 

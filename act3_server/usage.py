@@ -8,14 +8,18 @@ from the render rows themselves, so a range of any length costs a few thousand r
 one grouping `usage_days` cannot answer is by shot name (its rows would be as many as the renders):
 `group_by=shot` with no filter reads `usage_shots` (a row per shot name and billing period): the
 periods the range covers whole as they are, and a period it covers in part as its part from the
-render rows or as the whole period less its parts outside, whichever is shorter (`_by_shot`),
-and whatever of that lies over an hour before now (settled: nothing is charged in the past) summed
-by name once per process (`_settled_sums`); filtered by tier or engine it sums the render rows of
-the range (docs/benchmarks.md has the costs).
+render rows or as the whole period less its parts outside, whichever is shorter (`_by_shot`).
+What lies over an hour before now is settled (nothing is charged in the past): for it `_by_shot`
+reads the org's marks (`usage_shot_marks`, running totals by name every few days, written by the
+billing thread of `serve` as they settle: `write_marks`), two marks' rows and a day or two of
+render rows at each end, and keeps the sums by name in memory; until the marks reach the range it
+sums the settled pieces by name once per process instead (`_settled_sums`). Filtered by tier or
+engine it sums the render rows of the range (docs/benchmarks.md has the costs).
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import threading
 import weakref
@@ -26,7 +30,7 @@ from datetime import date, datetime, time, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from sqlalchemy import Integer, String, and_, bindparam, case, func, literal, or_, select, union_all
+from sqlalchemy import Integer, String, and_, bindparam, case, func, literal, or_, select, text, union_all
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, Engine
@@ -34,7 +38,19 @@ from sqlalchemy.engine import Connection, Engine
 from act3_credits.core import billing, forecast, pricing
 
 from .clock import DbClock
-from .db import DriverSql, jobs, read_tx, to_db, transactions, usage_days, usage_shots
+from .db import (
+    DriverSql,
+    jobs,
+    orgs,
+    read_tx,
+    to_db,
+    transactions,
+    usage_days,
+    usage_marks,
+    usage_shot_marks,
+    usage_shots,
+    write_tx,
+)
 
 if TYPE_CHECKING:
     from .ledger import Ledger
@@ -49,6 +65,8 @@ _U = usage_days
 _S = usage_shots
 _T = transactions
 _J = jobs
+_M = usage_marks
+_SM = usage_shot_marks
 
 
 class UsageError(ValueError):
@@ -381,28 +399,19 @@ def _period_bounds(d: date, billing_day: int) -> tuple[datetime, datetime]:
     return datetime.combine(first, time(0)), datetime.combine(billing.next_billing_date(first, billing_day), time(0))
 
 
-def _by_shot(
-    conn: Connection,
-    org_id: int,
-    start: datetime,
-    end: datetime,
-    limit: int,
-    billing_day: int,
-    now: datetime | None,
-    settle: bool = True,
-) -> dict[str, Any]:
-    """Unfiltered usage by shot for any range, from `usage_shots` (a row per shot and billing period).
-
-    The periods the range covers whole are read as they are. A period it covers in part (only the
-    first and the last can be) is either its part inside the range summed from the render rows, or
-    its whole `usage_shots` rows less the render rows of its parts outside the range, whichever
-    spans less time (a part after `now` holds no renders yet): both are exact, so a year by shot
-    reads ~12 periods of names and at most half a period of render rows at each end."""
+def _decompose(
+    start: datetime, end: datetime, billing_day: int, now: datetime | None
+) -> tuple[datetime, datetime, list[tuple[datetime, datetime]], list[tuple[datetime, datetime]]]:
+    """[start, end) as the billing periods [lo, hi) read whole from `usage_shots`, plus the render
+    rows of the parts `added` and less those `taken` away. A period the range covers in part (only
+    the first and the last can be) is either its part inside the range (added) or the whole period
+    less its parts outside (taken), whichever spans less time (a part after `now` holds no renders
+    yet): both are exact."""
     added: list[tuple[datetime, datetime]] = []
     taken: list[tuple[datetime, datetime]] = []
     first_p = _period_bounds(start.date(), billing_day)
     last_p = _period_bounds((end - timedelta(microseconds=1)).date(), billing_day)
-    lo, hi = first_p[0], last_p[1]  # the periods read from usage_shots: [lo, hi)
+    lo, hi = first_p[0], last_p[1]
 
     def span(parts: list[tuple[datetime, datetime]]) -> timedelta:
         cut = now or datetime.max
@@ -421,10 +430,32 @@ def _by_shot(
                 hi = p_start
         else:
             taken.extend(outside)
+    return lo, hi, added, taken
+
+
+def _by_shot(
+    conn: Connection,
+    org_id: int,
+    start: datetime,
+    end: datetime,
+    limit: int,
+    billing_day: int,
+    now: datetime | None,
+    settle: bool = True,
+) -> dict[str, Any]:
+    """Unfiltered usage by shot for any range: `_decompose`'s periods from `usage_shots` and its
+    parts from the render rows, so a year by shot reads ~12 periods of names and at most half a
+    period of render rows at each end; or, once the org's marks cover what lies over an hour before
+    now (`_by_shot_marked`), two marks' rows and a day or two of render rows for that part."""
+    if now is not None and settle:
+        settled_at = now - SETTLED_AFTER
+        marked = _by_shot_marked(conn, org_id, start, end, limit, billing_day, now, settled_at)
+        if marked is not None:
+            return marked
+    lo, hi, added, taken = _decompose(start, end, billing_day, now)
     # What lies over SETTLED_AFTER before now never changes again: whole billing periods and render
     # rows that old are summed by name once per process, then merged from memory (`_by_shot_settled`).
     if now is not None and settle:
-        settled_at = now - SETTLED_AFTER
         mid = max(lo, min(_period_bounds(settled_at.date(), billing_day)[0], hi))
         if lo < mid or any(b <= settled_at for _a, b in added + taken):
             return _by_shot_settled(conn, org_id, start, end, limit, (lo, mid, hi), added, taken, settled_at)
@@ -497,6 +528,17 @@ def _by_shot_settled(
     live: dict[str, tuple[int, int, int]] = {}
     if parts:
         live = {k: (c, n, sec) for k, c, n, sec in _by_name(conn, *parts)}
+    return _merged_answer(start, end, limit, settled, live)
+
+
+def _merged_answer(
+    start: datetime,
+    end: datetime,
+    limit: int,
+    settled: dict[str, tuple[int, int, int]],
+    live: dict[str, tuple[int, int, int]],
+) -> dict[str, Any]:
+    """The answer by shot from two sets of sums by name (`live` is emptied)."""
     # (-credits, name, shots, seconds): sorted as the answer lists them; names with no shots left out,
     # as in `_by_shot` (their renders all fell outside the range).
     merged: list[tuple[int, str, int, int]] = []
@@ -536,6 +578,241 @@ def _render_rows(org_id: int, a: datetime, b: datetime, sign: int) -> Any:
         literal(sign, Integer),
         sign * func.coalesce(_T.c.duration_s, 0),
     ).where(_T.c.org_id == org_id, _T.c.at >= a, _T.c.at < b, _T.c.kind == "render")
+
+
+# --- marks: running totals by shot name -------------------------------------------------------------
+# A mark is a UTC midnight at which `usage_shot_marks` holds, for every shot name, what its renders
+# before that midnight cost in all (db.py). The renders of any settled [a, b) by name are then the
+# mark nearest b less the mark nearest a, each corrected by the render rows between it and its
+# bound: with a mark every MARK_EVERY days and on each billing date, a day or two of rows per end.
+
+MARK_EVERY = 4  # days: a mark on every day whose ordinal is a multiple of this, and on billing dates
+MARK_REACH = timedelta(days=MARK_EVERY)  # a bound further than this from any mark is not read by marks
+MARKS_PER_PASS = 100  # at most this many marks an org gets per `write_marks` call (a backfill's pace)
+
+
+def is_mark_day(day: date, billing_day: int) -> bool:
+    return day.toordinal() % MARK_EVERY == 0 or billing.period_start(day, billing_day) == day
+
+
+def write_marks(engine: Engine, org_id: int, billing_day: int, now: datetime, limit: int = MARKS_PER_PASS) -> int:
+    """Write the org's marks that are settled (an hour past `now`, naive UTC or aware) and not yet
+    written, oldest first, each in a transaction of its own, at most `limit` of them; the first is
+    the last mark day on or before the org's first render (it sums nothing). Returns how many
+    were written here (another process may write some of them first: each is written once)."""
+    last = (to_db(now) - SETTLED_AFTER).date()  # the latest mark day whose midnight is settled
+    with read_tx(engine) as conn:
+        prev = conn.execute(select(func.max(_M.c.mark)).where(_M.c.org_id == org_id)).scalar()
+        first_render = None
+        if prev is None:
+            first_render = conn.execute(
+                select(func.min(_T.c.at)).where(_T.c.org_id == org_id, _T.c.kind == "render")
+            ).scalar()
+    written = 0
+    if prev is None:
+        if first_render is None:
+            return 0
+        base = first_render.date()
+        while not is_mark_day(base, billing_day):
+            base -= timedelta(days=1)
+        if base > last:
+            return 0
+        with write_tx(engine) as conn:
+            written += _write_mark(conn, org_id, None, base)
+        prev = base
+    day = prev + timedelta(days=1)
+    while day <= last and written < limit:
+        if is_mark_day(day, billing_day):
+            with write_tx(engine) as conn:
+                written += _write_mark(conn, org_id, prev, day)
+            prev = day
+        day += timedelta(days=1)
+    return written
+
+
+_MARK_ONCE = {
+    d: (sqlite_insert if d == "sqlite" else pg_insert)(_M)
+    .values(org_id=bindparam("org_id", type_=Integer), mark=bindparam("mark", type_=_M.c.mark.type))
+    .on_conflict_do_nothing()
+    .returning(_M.c.mark)  # a row: written here (psycopg's rowcount is -1 for this statement)
+    for d in ("sqlite", "postgresql")
+}
+
+
+def _write_mark(conn: Connection, org_id: int, prev: date | None, mark: date) -> int:
+    """Mark `mark` from mark `prev` and the render rows between (`prev` None: the org's first mark,
+    before its first render); 0 if another process wrote it first."""
+    if conn.execute(_MARK_ONCE[conn.dialect.name], {"org_id": org_id, "mark": mark}).first() is None:
+        return 0
+    if prev is None:
+        return 1  # the first mark: no render before it
+    until = datetime.combine(mark, time(0))
+    rows = union_all(_mark_rows(org_id, prev, 1), _render_rows(org_id, datetime.combine(prev, time(0)), until, 1))
+    summed = rows.subquery()
+    shot, c_, n_, s_ = summed.c
+    conn.execute(
+        _SM.insert().from_select(
+            ["org_id", "mark", "shot", "credits", "shots", "seconds"],
+            select(
+                literal(org_id, Integer), literal(mark, _SM.c.mark.type), shot, func.sum(c_), func.sum(n_), func.sum(s_)
+            ).group_by(shot),
+        )
+    )
+    return 1
+
+
+def write_all_marks(ledger: Ledger) -> int:
+    """`write_marks` for every org (the billing thread's pass). Not with the dev clock, whose jumps
+    would take as settled what a charge under way may still write (see SETTLED_AFTER)."""
+    if isinstance(ledger.clock, DbClock):
+        return 0
+    with read_tx(ledger.engine) as conn:
+        found = conn.execute(select(orgs.c.id, orgs.c.billing_day).order_by(orgs.c.id)).all()
+    now = ledger.now()
+    return sum(write_marks(ledger.engine, int(org_id), int(day), now) for org_id, day in found)
+
+
+def _mark_rows(org_id: int, mark: date, sign: int) -> Any:
+    """A mark's rows as (shot, credits, shots, seconds), each times `sign`."""
+    return select(_SM.c.shot, sign * _SM.c.credits, sign * _SM.c.shots, sign * _SM.c.seconds).where(
+        _SM.c.org_id == org_id, _SM.c.mark == mark
+    )
+
+
+def _near(marks: list[date], at: datetime) -> date | None:
+    """The mark nearest `at` (of `marks`, sorted), if one is within MARK_REACH; the first mark for
+    any time before it (no render is older than an org's first mark)."""
+    if marks and at <= datetime.combine(marks[0], time(0)):
+        return marks[0]
+    i = bisect.bisect_right(marks, at.date())
+    best = None
+    for m in marks[max(0, i - 1) : i + 1]:
+        if best is None or abs(datetime.combine(m, time(0)) - at) < abs(datetime.combine(best, time(0)) - at):
+            best = m
+    if best is None or abs(datetime.combine(best, time(0)) - at) > MARK_REACH:
+        return None
+    return best
+
+
+# The two reads of `_by_shot_marked`, each one statement of a fixed shape (an unused part of it is an
+# empty range) written as SQL text: compiling Core statements of this size took ~10 ms of a fresh
+# process's first answer, compiling these takes well under one. Both databases run the same text.
+def _render_part(p: str) -> str:
+    """The render rows of [:{p}from, :{p}to) as (shot, credits, shots, seconds), each times :{p}sign."""
+    return (
+        f" UNION ALL SELECT COALESCE(shot, ''), -credits * :{p}sign, CAST(:{p}sign AS INTEGER),"
+        f" COALESCE(duration_s, 0) * :{p}sign FROM transactions"
+        f" WHERE org_id = :org_id AND kind = 'render' AND at >= :{p}from AND at < :{p}to"
+    )
+
+
+def _summed(first: str, *params: Any) -> DriverSql:
+    return DriverSql(
+        text(
+            f"SELECT shot, SUM(credits), SUM(shots), SUM(seconds) FROM ({first}{_render_part('a_')}{_render_part('b_')})"
+            " AS parts GROUP BY shot"
+        ).bindparams(
+            bindparam("org_id", type_=Integer),
+            *params,
+            *(bindparam(f"{p}{k}", type_=_T.c.at.type) for p in ("a_", "b_") for k in ("from", "to")),
+            *(bindparam(f"{p}sign", type_=Integer) for p in ("a_", "b_")),
+        )
+    )
+
+
+# A mark's rows less another's, and the render rows between each bound and its mark.
+_MARKED = _summed(
+    "SELECT shot, credits, shots, seconds FROM usage_shot_marks WHERE org_id = :org_id AND mark = :upper"
+    " UNION ALL SELECT shot, -credits, -shots, -seconds FROM usage_shot_marks WHERE org_id = :org_id AND mark = :lower",
+    bindparam("upper", type_=_SM.c.mark.type),
+    bindparam("lower", type_=_SM.c.mark.type),
+)
+# The billing periods [:lo, :hi) from `usage_shots`, and the render rows of up to two parts.
+_PERIODS = _summed(
+    "SELECT shot, credits, shots, seconds FROM usage_shots"
+    " WHERE org_id = :org_id AND period_start >= :lo AND period_start < :hi",
+    bindparam("lo", type_=_S.c.period_start.type),
+    bindparam("hi", type_=_S.c.period_start.type),
+)
+
+
+def _parts_params(at: datetime, parts: list[tuple[datetime, datetime, int]]) -> dict[str, Any]:
+    """The render parts' parameters of `_summed` ((from, to, sign) each, at most two; the unused
+    ones are the empty range [at, at))."""
+    if len(parts) > 2:
+        raise ValueError(f"at most two render parts, not {len(parts)}")
+    params: dict[str, Any] = {}
+    for p, (lo, hi, sign) in zip(("a_", "b_"), [*parts, (at, at, 1), (at, at, 1)], strict=False):
+        params |= {f"{p}from": lo, f"{p}to": hi, f"{p}sign": sign}
+    return params
+
+
+def _marked_params(org_id: int, marks: list[date], a: datetime, b: datetime) -> dict[str, Any] | None:
+    """`_MARKED`'s parameters for the renders of the settled [a, b) by name: the mark nearest b less
+    the mark nearest a, and the render rows between each bound and its mark; None if a bound has no
+    mark near it."""
+    near_a, near_b = _near(marks, a), _near(marks, b)
+    if near_a is None or near_b is None:
+        return None
+    parts = []
+    for bound, mark, sign in ((b, near_b, 1), (a, near_a, -1)):
+        at = datetime.combine(mark, time(0))
+        if mark == marks[0] and bound < at:
+            continue  # the org's first mark is before its first render: nothing lies before it
+        if at < bound:
+            parts.append((at, bound, sign))
+        elif bound < at:
+            parts.append((bound, at, -sign))
+    return {"org_id": org_id, "upper": near_b, "lower": near_a, **_parts_params(a, parts)}
+
+
+def _sums(conn: Connection, sql: DriverSql, params: dict[str, Any]) -> dict[str, tuple[int, int, int]]:
+    """`sql`'s rows (shot, credits, shots, seconds) by shot, read on the driver's cursor in `conn`'s
+    transaction (SQLAlchemy's result rows cost ~1 us each, and these are thousands)."""
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql.compiled(conn.dialect)[0], sql.bind(conn.dialect, params))
+        return {k: (int(c), int(n), int(sec)) for k, c, n, sec in cursor.fetchall()}
+    finally:
+        cursor.close()
+
+
+def _by_shot_marked(
+    conn: Connection,
+    org_id: int,
+    start: datetime,
+    end: datetime,
+    limit: int,
+    billing_day: int,
+    now: datetime,
+    settled_at: datetime,
+) -> dict[str, Any] | None:
+    """`_by_shot` through the marks: the range up to the start of the billing period an hour before
+    now (settled: `_marked_params`) and the rest as `_decompose` says, summed by name in one
+    statement each; the settled part's sums are kept in memory as `_settled_sums`' are. None when
+    that settled part is shorter than two marks apart or the org's marks do not reach its ends."""
+    split = max(start, min(end, _period_bounds(settled_at.date(), billing_day)[0]))
+    if split - start < 2 * MARK_REACH:
+        return None
+    key = (org_id, "marks", start, split)
+    settled = _peek(conn, key)
+    if settled is None:
+        marks = [m for (m,) in conn.execute(_MARKS, {"org_id": org_id})]
+        params = _marked_params(org_id, marks, start, split)
+        if params is None:
+            return None
+        settled = _cached(conn, key, partial(_sums, conn, _MARKED, params))
+    live: dict[str, tuple[int, int, int]] = {}
+    if split < end:
+        lo, hi, added, taken = _decompose(split, end, billing_day, now)
+        parts = [(a, b, 1) for a, b in added] + [(a, b, -1) for a, b in taken]
+        live = _sums(
+            conn, _PERIODS, {"org_id": org_id, "lo": lo.date(), "hi": hi.date(), **_parts_params(split, parts)}
+        )
+    return _merged_answer(start, end, limit, settled, live)
+
+
+_MARKS = text("SELECT mark FROM usage_marks WHERE org_id = :org_id ORDER BY mark").columns(mark=_M.c.mark.type)
 
 
 # Nothing is charged this long before now: a charge is a render row at the ledger's clock, which
@@ -591,6 +868,16 @@ def _cached(conn: Connection, key: tuple[Any, ...], compute: Callable[[], T]) ->
         while len(cache) > _SETTLED_KEEP:
             cache.popitem(last=False)
     return found
+
+
+def _peek(conn: Connection, key: tuple[Any, ...]) -> Any:
+    """What `_cached` holds for `key`, or None."""
+    with _settled_lock:
+        cache = _settled.get(conn.engine)
+        if cache is None or key not in cache:
+            return None
+        cache.move_to_end(key)
+        return cache[key]
 
 
 def _answer(start: datetime, end: datetime, group_by: str, groups: list[dict[str, Any]], total: _Sum) -> dict[str, Any]:

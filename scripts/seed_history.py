@@ -11,9 +11,10 @@ up to the service's clock: renders of 2,000 shot names (`sq010_sh0010` ... `sq40
 containing `sh999`) in every tier (4k is 1 %), a refill, rollover and expiry on each billing date,
 and a purchase every ~5,000 items. They are history rows only (no jobs, shots or journal behind
 them, and the balance does not add up to them), plus `usage_days` filled as the charges would have
-filled it (and `usage_shots`): enough to measure history pages, usage and the forecast, nothing else.
+filled it (and `usage_shots`), and the usage marks as the billing thread of `serve` writes them
+(`usage.write_marks`): enough to measure history pages, usage and the forecast, nothing else.
 
-Prints JSON: {"org_id", "other_org_id", "key", "rows", "other_rows", "seconds"}. Never commit the
+Prints JSON: {"org_id", "other_org_id", "key", "rows", "seconds", "marks", "marks_seconds"}. Never commit the
 database it makes; run it again instead.
 """
 
@@ -32,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from act3_credits.core.billing import period_start
+from act3_server import usage
 from act3_server.auth import new_random_key
 from act3_server.db import normalize_url, to_db, usage_days, usage_shots, write_tx
 from act3_server.ledger import RENDER_COLUMNS, shot_names_upsert
@@ -221,6 +223,15 @@ def main() -> int:
         )
         conn.exec_driver_sql("ANALYZE usage_days")
         conn.exec_driver_sql("ANALYZE usage_shots")
+    # The running totals by shot name, as the billing thread of `serve` writes them (its own code).
+    t_marks = time.perf_counter()
+    marks = 0
+    for o, bd in billing_days.items():
+        while written := usage.write_marks(ledger.engine, o, bd, datetime.now(UTC)):
+            marks += written
+    with write_tx(ledger.engine) as conn:
+        conn.exec_driver_sql("ANALYZE usage_shot_marks")
+        conn.exec_driver_sql("ANALYZE usage_marks")
     ledger.engine.dispose()
     out = {
         "org_id": org_id,
@@ -228,6 +239,8 @@ def main() -> int:
         "key": key,
         "rows": n,
         "seconds": round(time.perf_counter() - t0, 1),
+        "marks": marks,
+        "marks_seconds": round(time.perf_counter() - t_marks, 1),
     }
     print(json.dumps(out))
     return 0

@@ -8,15 +8,18 @@ charge after a billing date, which applies the refill first)."""
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from srv_helpers import Api, Books, price, shot
 
 from act3_server import db, usage
 from act3_server.clock import DbClock
+from act3_server.server import Biller
 
 V, S, K = "veo-3.1", "seedance-2.0", "veo-3.1-fast"
 
@@ -189,6 +192,135 @@ def test_usage_by_shot_caches_nothing_with_the_dev_clock(books: Books) -> None:
     got = _by_shot(books, "2026-11-02", "2026-12-31T12:00:00Z")
     assert got["total"]["shots"] == sum(len(p[2]) for p in PLAN if p[0] >= datetime(2026, 11, 2, tzinfo=UTC))
     assert not usage._settled.get(books.ledger.engine)
+
+
+def _mark_rows(books: Books) -> dict[date, dict[str, tuple[int, int, int]]]:
+    with db.read_tx(books.ledger.engine) as conn:
+        marks = [
+            m for (m,) in conn.execute(select(db.usage_marks.c.mark).where(db.usage_marks.c.org_id == books.org_id))
+        ]
+        rows = conn.execute(select(db.usage_shot_marks).where(db.usage_shot_marks.c.org_id == books.org_id)).mappings()
+        found: dict[date, dict[str, tuple[int, int, int]]] = {m: {} for m in marks}
+        for r in rows:
+            found[r["mark"]][r["shot"]] = (r["credits"], r["shots"], r["seconds"])
+    return found
+
+
+def test_marks_hold_each_shot_names_renders_before_them(books: Books) -> None:
+    # A mark (every 4th day by ordinal, and each billing date) holds, for every shot name, what its
+    # renders before that midnight cost in all. They are written from the org's first render on,
+    # once settled (an hour past), each once.
+    render_plan(books)
+    rows = history_renders(books)
+    books.clock.set(datetime(2027, 1, 1, 0, 59, tzinfo=UTC))  # 1 January's midnight is not settled yet
+    assert usage.write_marks(books.ledger.engine, books.org_id, 1, books.clock.now, limit=3) == 3
+    written = usage.write_marks(books.ledger.engine, books.org_id, 1, books.clock.now)
+    assert usage.write_marks(books.ledger.engine, books.org_id, 1, books.clock.now) == 0  # each once
+    marks = _mark_rows(books)
+    assert len(marks) == 3 + written
+    # The first: the last mark day on or before the first render (25 November 12:00), then every
+    # mark day up to 31 December, the last one settled.
+    days = [date(2026, 11, 1) + timedelta(days=i) for i in range(61)]
+    want = [d for d in days if d.toordinal() % 4 == 0 or d.day == 1]
+    first = max(d for d in want if d <= date(2026, 11, 25))
+    assert sorted(marks) == [d for d in want if first <= d <= date(2026, 12, 31)]
+    assert date(2026, 12, 1) in marks and date(2027, 1, 1) not in marks
+    for mark, by_shot in marks.items():
+        before = datetime.combine(mark, datetime.min.time(), UTC)
+        assert by_shot == expected_usage(rows, datetime(2000, 1, 1, tzinfo=UTC), before, "shot")[0], mark
+    assert marks[first] == {}
+    last = max(marks)
+    assert last > date(2026, 12, 27)
+    assert marks[last]["sq010_sh010"] == (
+        price(shot("sq010_sh010", V, "draft", 8)) + price(shot("sq010_sh010", S, "standard", 5))
+        + price(shot("sq010_sh010", V, "high", 6)), 3, 8 + 5 + 6,
+    )  # fmt: skip
+    # Another process writing the same mark first: this one writes nothing.
+    with db.write_tx(books.ledger.engine) as conn:
+        assert usage._write_mark(conn, books.org_id, date(2026, 12, 1), last) == 0
+    assert _mark_rows(books) == marks
+
+
+def test_marks_are_not_written_with_the_dev_clock(books: Books) -> None:
+    render_plan(books)
+    books.clock.set(datetime(2027, 1, 10, tzinfo=UTC))
+    assert usage.write_all_marks(books.ledger) > 0  # every org's, the billing thread's pass
+    last = max(_mark_rows(books))
+    assert date(2027, 1, 6) <= last <= date(2027, 1, 10)
+    clock = DbClock(books.ledger.engine, ttl=0)
+    clock.set(datetime(2027, 3, 10, 12, 0, tzinfo=UTC))
+    books.ledger.clock = clock
+    assert usage.write_all_marks(books.ledger) == 0
+    assert max(_mark_rows(books)) == last
+
+
+@pytest.mark.parametrize(
+    ("now", "ends"),
+    [
+        # Everything settled: the range's ends fall before, on and after marks, a day or two away.
+        (datetime(2027, 3, 10, 12, 0, tzinfo=UTC), ["2027-01-15", "2026-12-02T09:15:00Z", "2026-12-31T12:00:00Z"]),
+        # The current period (December) read as before, the rest through the marks.
+        (datetime(2026, 12, 2, 12, 0, tzinfo=UTC), ["2026-12-02T09:15:00Z", "2026-12-02T09:15:01Z", "2026-12-03"]),
+    ],
+)
+def test_usage_by_shot_through_the_marks_is_the_historys(books: Books, now: datetime, ends: list[str]) -> None:
+    render_plan(books)
+    rows = history_renders(books)
+    books.clock.set(now)
+    assert usage.write_marks(books.ledger.engine, books.org_id, 1, now) > 0
+    starts = [datetime(2026, 11, 20, tzinfo=UTC) + timedelta(hours=6 * i) for i in range(36)]  # 20-28 Nov
+    starts.append(datetime(2026, 10, 1, tzinfo=UTC))  # before the first mark
+    split = datetime(now.year, now.month, 1, tzinfo=UTC)  # the current period's start (billing day 1)
+    used = expected_used = 0
+    for end_s in ends:
+        for start in starts:
+            label = f"{start.isoformat()} to {end_s}"
+            got = _by_shot(books, start.isoformat(), end_s)
+            groups, total = expected_usage(rows, start, _bound(end_s, now), "shot")
+            assert (got["total"]["credits"], got["total"]["shots"], got["total"]["seconds"]) == total, label
+            seen = {g["key"]: (g["credits"], g["shots"], g["seconds"]) for g in got["groups"]}
+            assert seen == groups, label
+            assert [g["key"] for g in got["groups"]] == sorted(seen, key=lambda k: (-seen[k][0], k)), label
+            used += any(k[1] == "marks" and k[2] == db.to_db(start) for k in usage._settled[books.ledger.engine])
+            usage._settled.clear()
+            expected_used += min(_bound(end_s, now), split) - start >= 2 * usage.MARK_REACH
+    # Every range whose settled part spans two marks' reach or more went through the marks.
+    assert expected_used > 20 and used == expected_used
+
+
+def test_usage_by_shot_through_the_marks_counts_the_renders_between_each_end_and_its_mark(books: Books) -> None:
+    # A render every 7 hours for a month, so that whichever mark is nearest an end of the range
+    # (before it or after it), renders lie between the two and must be added or taken away.
+    specs = [
+        shot("sq010_sh010", V, "draft", 4),
+        shot("sq020_sh010", S, "standard", 5),
+        shot("sq030_sh010", K, "high", 6),
+    ]
+    at = datetime(2026, 11, 8, 1, 0, tzinfo=UTC)
+    for i in range(100):
+        books.clock.set(at + timedelta(hours=7 * i))
+        books.job(specs[i % 3], actor=books.owner)
+        assert len(books.run_all()) == 1
+    rows = history_renders(books)
+    books.clock.set(datetime(2027, 1, 10, tzinfo=UTC))
+    assert usage.write_marks(books.ledger.engine, books.org_id, 1, books.clock.now) > 0
+    marks = _mark_rows(books)
+    starts = [datetime(2026, 11, 12, 2, 0, tzinfo=UTC) + timedelta(hours=5 * i) for i in range(12)]
+    ends = [datetime(2026, 11, 28, 3, 0, tzinfo=UTC) + timedelta(hours=5 * i) for i in range(12)]
+    sides = set()
+    for start in starts:
+        for end in ends:
+            got = _by_shot(books, start.isoformat(), end.isoformat())
+            assert any(k[1:] == ("marks", db.to_db(start), db.to_db(end)) for k in usage._settled[books.ledger.engine])
+            usage._settled.clear()
+            groups, total = expected_usage(rows, start, end, "shot")
+            label = f"{start} to {end}"
+            assert (got["total"]["credits"], got["total"]["shots"], got["total"]["seconds"]) == total, label
+            assert {g["key"]: (g["credits"], g["shots"], g["seconds"]) for g in got["groups"]} == groups, label
+            for bound in (start, end):
+                near = min(marks, key=lambda m: abs(datetime.combine(m, datetime.min.time(), UTC) - bound))
+                sides.add(datetime.combine(near, datetime.min.time(), UTC) < bound)
+    assert sides == {True, False}  # ends after their nearest mark, and ends before it
 
 
 def _by_shot(books: Books, start_s: str | None, end_s: str | None) -> dict[str, Any]:
@@ -400,3 +532,22 @@ def test_the_migration_gives_usage_rows_written_before_it_their_jobs_project(boo
     )
     assert {g["key"]: (g["credits"], g["shots"], g["seconds"]) for g in got["groups"]} == groups
     assert set(groups) == {"spot-2027", "trailer", ""}
+
+
+def test_the_billing_thread_of_serve_writes_the_marks(books: Books) -> None:
+    render_plan(books)
+    books.clock.set(datetime(2027, 1, 10, tzinfo=UTC))
+    biller = Biller(books.ledger, interval_s=0.05)
+    biller.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not (marks := _mark_rows(books)) or max(marks) < date(2027, 1, 6):
+            assert time.monotonic() < deadline, "the billing thread wrote no marks up to 6-9 January"
+            time.sleep(0.05)
+    finally:
+        biller.stop()
+    rows = history_renders(books)
+    assert (
+        marks[max(marks)]
+        == expected_usage(rows, datetime(2000, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC), "shot")[0]
+    )
