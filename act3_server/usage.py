@@ -709,7 +709,8 @@ def _render_part(p: str) -> str:
 def _summed(first: str, *params: Any) -> DriverSql:
     return DriverSql(
         text(
-            f"SELECT shot, SUM(credits), SUM(shots), SUM(seconds) FROM ({first}{_render_part('a_')}{_render_part('b_')})"
+            "SELECT shot, CAST(SUM(credits) AS BIGINT), CAST(SUM(shots) AS BIGINT), CAST(SUM(seconds) AS BIGINT)"
+            f" FROM ({first}{_render_part('a_')}{_render_part('b_')})"
             " AS parts GROUP BY shot"
         ).bindparams(
             bindparam("org_id", type_=Integer),
