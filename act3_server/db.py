@@ -311,7 +311,7 @@ usage_shots = Table(
 # and every shot name charged before the mark, holding what that name's renders cost in all before
 # it. Usage by shot over a year is then two marks' rows apart (a few thousand rows) plus the render
 # rows between each end of the range and its nearest mark, where `usage_shots` would be twelve
-# periods of rows. A mark is written once it is settled (an hour past), from the mark before it and
+# periods of rows. A mark is written a day after its midnight, from the mark before it and
 # the render rows between, with its `usage_marks` row in the same transaction: a mark is there whole
 # or not at all (act3_server/usage.py, `write_marks`).
 usage_marks = Table(

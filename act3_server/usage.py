@@ -11,7 +11,7 @@ periods the range covers whole as they are, and a period it covers in part as it
 render rows or as the whole period less its parts outside, whichever is shorter (`_by_shot`).
 What lies over an hour before now is settled (nothing is charged in the past): for it `_by_shot`
 reads the org's marks (`usage_shot_marks`, running totals by name every few days, written by the
-billing thread of `serve` as they settle: `write_marks`), two marks' rows and a day or two of
+billing thread of `serve` a day after their midnight: `write_marks`), two marks' rows and a day or two of
 render rows at each end, and keeps the sums by name in memory; until the marks reach the range it
 sums the settled pieces by name once per process instead (`_settled_sums`). Filtered by tier or
 engine it sums the render rows of the range (docs/benchmarks.md has the costs).
@@ -589,6 +589,11 @@ def _render_rows(org_id: int, a: datetime, b: datetime, sign: int) -> Any:
 MARK_EVERY = 4  # days: a mark on every day whose ordinal is a multiple of this, and on billing dates
 MARK_REACH = timedelta(days=MARK_EVERY)  # a bound further than this from any mark is not read by marks
 MARKS_PER_PASS = 100  # at most this many marks an org gets per `write_marks` call (a backfill's pace)
+# A mark is written this long after its midnight: what an in-process cache takes as settled after an
+# hour (SETTLED_AFTER) stays in the database for good, so a serve process whose clock is up to a day
+# behind must not be able to charge before a written mark. A range's end less than a day old reads
+# the mark before it and the render rows between.
+MARK_AFTER = timedelta(days=1)
 
 
 def is_mark_day(day: date, billing_day: int) -> bool:
@@ -596,11 +601,11 @@ def is_mark_day(day: date, billing_day: int) -> bool:
 
 
 def write_marks(engine: Engine, org_id: int, billing_day: int, now: datetime, limit: int = MARKS_PER_PASS) -> int:
-    """Write the org's marks that are settled (an hour past `now`, naive UTC or aware) and not yet
-    written, oldest first, each in a transaction of its own, at most `limit` of them; the first is
-    the last mark day on or before the org's first render (it sums nothing). Returns how many
-    were written here (another process may write some of them first: each is written once)."""
-    last = (to_db(now) - SETTLED_AFTER).date()  # the latest mark day whose midnight is settled
+    """Write the org's marks that are MARK_AFTER past `now` (naive UTC or aware) and not yet written,
+    oldest first, each in a transaction of its own, at most `limit` of them; the first is the last
+    mark day on or before the org's first render (it sums nothing). Returns how many were written
+    here (another process may write some of them first: each is written once)."""
+    last = (to_db(now) - MARK_AFTER).date()  # the latest mark day whose midnight is that far past
     with read_tx(engine) as conn:
         prev = conn.execute(select(func.max(_M.c.mark)).where(_M.c.org_id == org_id)).scalar()
         first_render = None

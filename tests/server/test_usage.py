@@ -209,10 +209,11 @@ def _mark_rows(books: Books) -> dict[date, dict[str, tuple[int, int, int]]]:
 def test_marks_hold_each_shot_names_renders_before_them(books: Books) -> None:
     # A mark (every 4th day by ordinal, and each billing date) holds, for every shot name, what its
     # renders before that midnight cost in all. They are written from the org's first render on,
-    # once settled (an hour past), each once.
+    # a day after their midnight, each once.
     render_plan(books)
     rows = history_renders(books)
-    books.clock.set(datetime(2027, 1, 1, 0, 59, tzinfo=UTC))  # 1 January's midnight is not settled yet
+    # A mark is written a day after its midnight: 1 January's (a billing date) not yet.
+    books.clock.set(datetime(2027, 1, 1, 23, 59, tzinfo=UTC))
     assert usage.write_marks(books.ledger.engine, books.org_id, 1, books.clock.now, limit=3) == 3
     written = usage.write_marks(books.ledger.engine, books.org_id, 1, books.clock.now)
     assert usage.write_marks(books.ledger.engine, books.org_id, 1, books.clock.now) == 0  # each once
