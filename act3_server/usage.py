@@ -10,11 +10,11 @@ one grouping `usage_days` cannot answer is by shot name (its rows would be as ma
 periods the range covers whole as they are, and a period it covers in part as its part from the
 render rows or as the whole period less its parts outside, whichever is shorter (`_by_shot`).
 What lies over an hour before now is settled (nothing is charged in the past): for it `_by_shot`
-reads the org's marks (`usage_shot_marks`, running totals by name every few days, written by the
-billing thread of `serve` a day after their midnight: `write_marks`), two marks' rows and a day or two of
-render rows at each end, and keeps the sums by name in memory; until the marks reach the range it
-sums the settled pieces by name once per process instead (`_settled_sums`). Filtered by tier or
-engine it sums the render rows of the range (docs/benchmarks.md has the costs).
+reads the org's marks (`usage_shot_marks`: running totals by name every few days, written by the
+billing thread of `serve` a day after their midnight, `write_marks`), two marks' rows and a day
+or two of render rows at each end, and keeps the sums by name in memory; until the marks reach the
+range it sums the settled pieces by name once per process instead (`_settled_sums`). Filtered by
+tier or engine it sums the render rows of the range (docs/benchmarks.md has the costs).
 """
 
 from __future__ import annotations
@@ -796,7 +796,8 @@ def _by_shot_marked(
     """`_by_shot` through the marks: the range up to the start of the billing period an hour before
     now (settled: `_marked_params`) and the rest as `_decompose` says, summed by name in one
     statement each; the settled part's sums are kept in memory as `_settled_sums`' are. None when
-    that settled part is shorter than two marks apart or the org's marks do not reach its ends."""
+    that settled part spans less than twice MARK_REACH (the render rows alone cost no more than two
+    marks' rows then) or the org's marks do not reach its ends."""
     split = max(start, min(end, _period_bounds(settled_at.date(), billing_day)[0]))
     if split - start < 2 * MARK_REACH:
         return None
