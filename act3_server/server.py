@@ -354,7 +354,7 @@ class Biller:
                 else:
                     log.exception("billing refills failed; retrying")
             try:
-                usage.write_all_marks(self.ledger)
+                usage.write_all_marks(self.ledger, stop=self._stop.is_set)
             except Exception as exc:  # usage by shot reads as before until the marks are there
                 if is_database_unavailable(exc):
                     log.warning("usage marks: the database is unavailable; retrying")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import logging
 import threading
 import weakref
 from collections import OrderedDict, defaultdict
@@ -51,11 +52,13 @@ from .db import (
     usage_shots,
     write_tx,
 )
+from .errors import is_database_unavailable
 
 if TYPE_CHECKING:
     from .ledger import Ledger
 
 T = TypeVar("T")
+log = logging.getLogger("act3_server")
 GROUPS = ("day", "week", "tier", "engine", "shot", "member", "job", "project")
 MAX_RANGE = timedelta(days=366)
 DEFAULT_LIMIT = 50
@@ -666,15 +669,28 @@ def _write_mark(conn: Connection, org_id: int, prev: date | None, mark: date) ->
     return 1
 
 
-def write_all_marks(ledger: Ledger) -> int:
-    """`write_marks` for every org (the billing thread's pass). Not with the dev clock, whose jumps
-    would take as settled what a charge under way may still write (see SETTLED_AFTER)."""
+def write_all_marks(ledger: Ledger, budget: int = MARKS_PER_PASS, stop: Callable[[], bool] = lambda: False) -> int:
+    """`write_marks` for every org, oldest org first, at most `budget` marks in all (the billing
+    thread's pass: its refills wait for it, so a database catching up on years of marks gets them a
+    hundred a pass); stops early when `stop()` says so. An org whose marks fail is logged and
+    skipped (its usage reads as before); the database being unavailable ends the pass. Not with the
+    dev clock, whose jumps would take as settled what a charge under way may still write."""
     if isinstance(ledger.clock, DbClock):
         return 0
     with read_tx(ledger.engine) as conn:
         found = conn.execute(select(orgs.c.id, orgs.c.billing_day).order_by(orgs.c.id)).all()
     now = ledger.now()
-    return sum(write_marks(ledger.engine, int(org_id), int(day), now) for org_id, day in found)
+    written = 0
+    for org_id, day in found:
+        if written >= budget or stop():
+            break
+        try:
+            written += write_marks(ledger.engine, int(org_id), int(day), now, limit=budget - written)
+        except Exception as exc:
+            if is_database_unavailable(exc):
+                raise
+            log.exception("usage marks of org %d could not be written; its usage reads without them", org_id)
+    return written
 
 
 def _mark_rows(org_id: int, mark: date, sign: int) -> Any:
@@ -716,7 +732,9 @@ def _summed(first: str, *params: Any) -> DriverSql:
         text(
             "SELECT shot, CAST(SUM(credits) AS BIGINT), CAST(SUM(shots) AS BIGINT), CAST(SUM(seconds) AS BIGINT)"
             f" FROM ({first}{_render_part('a_')}{_render_part('b_')})"
-            " AS parts GROUP BY shot"
+            # A name with no render in the range sums to nothing: left out (a mark holds every name
+            # used before it, so this is most of them in a short range of an old org).
+            " AS parts GROUP BY shot HAVING SUM(shots) <> 0"
         ).bindparams(
             bindparam("org_id", type_=Integer),
             *params,

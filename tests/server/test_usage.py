@@ -8,6 +8,7 @@ charge after a billing date, which applies the refill first)."""
 
 from __future__ import annotations
 
+import random
 import time
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
@@ -15,10 +16,12 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from srv_helpers import Api, Books, price, shot
+from srv_helpers import Api, Books, ManualClock, make_books, price, shot
 
+from act3_credits.core import billing
 from act3_server import db, usage
 from act3_server.clock import DbClock
+from act3_server.ledger import Ledger
 from act3_server.server import Biller
 
 V, S, K = "veo-3.1", "seedance-2.0", "veo-3.1-fast"
@@ -202,7 +205,8 @@ def _mark_rows(books: Books) -> dict[date, dict[str, tuple[int, int, int]]]:
         rows = conn.execute(select(db.usage_shot_marks).where(db.usage_shot_marks.c.org_id == books.org_id)).mappings()
         found: dict[date, dict[str, tuple[int, int, int]]] = {m: {} for m in marks}
         for r in rows:
-            found[r["mark"]][r["shot"]] = (r["credits"], r["shots"], r["seconds"])
+            # (a mark written between the two reads, by a billing thread still running, comes whole)
+            found.setdefault(r["mark"], {})[r["shot"]] = (r["credits"], r["shots"], r["seconds"])
     return found
 
 
@@ -283,6 +287,13 @@ def test_usage_by_shot_through_the_marks_is_the_historys(books: Books, now: date
             assert seen == groups, label
             assert [g["key"] for g in got["groups"]] == sorted(seen, key=lambda k: (-seen[k][0], k)), label
             used += any(k[1] == "marks" and k[2] == db.to_db(start) for k in usage._settled[books.ledger.engine])
+            # What is kept in memory for the settled part is its names' sums, and only the names with
+            # a render in it (a mark holds every name used before it).
+            settled_end = min(_bound(end_s, now), split)
+            kept = usage._settled[books.ledger.engine].get(
+                (books.org_id, "marks", db.to_db(start), db.to_db(settled_end))
+            )
+            assert kept is None or kept == expected_usage(rows, start, settled_end, "shot")[0], label
             usage._settled.clear()
             expected_used += min(_bound(end_s, now), split) - start >= 2 * usage.MARK_REACH
     # Every range whose settled part spans two marks' reach or more went through the marks.
@@ -312,12 +323,16 @@ def test_usage_by_shot_through_the_marks_counts_the_renders_between_each_end_and
     for start in starts:
         for end in ends:
             got = _by_shot(books, start.isoformat(), end.isoformat())
-            assert any(k[1:] == ("marks", db.to_db(start), db.to_db(end)) for k in usage._settled[books.ledger.engine])
-            usage._settled.clear()
             groups, total = expected_usage(rows, start, end, "shot")
             label = f"{start} to {end}"
+            # All of it is settled: what is kept in memory is the answer's names and nothing else
+            # (a mark holds every name used before it; those with no render in the range are left out).
+            assert (
+                usage._settled[books.ledger.engine][(books.org_id, "marks", db.to_db(start), db.to_db(end))] == groups
+            )
             assert (got["total"]["credits"], got["total"]["shots"], got["total"]["seconds"]) == total, label
             assert {g["key"]: (g["credits"], g["shots"], g["seconds"]) for g in got["groups"]} == groups, label
+            usage._settled.clear()
             for bound in (start, end):
                 near = min(marks, key=lambda m: abs(datetime.combine(m, datetime.min.time(), UTC) - bound))
                 sides.add(datetime.combine(near, datetime.min.time(), UTC) < bound)
@@ -552,3 +567,98 @@ def test_the_billing_thread_of_serve_writes_the_marks(books: Books) -> None:
         marks[max(marks)]
         == expected_usage(rows, datetime(2000, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC), "shot")[0]
     )
+
+
+def test_the_billing_pass_writes_a_hundred_marks_at_most_and_skips_an_org_that_fails(
+    books: Books, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    render_plan(books)
+    other = make_books(books.ledger, books.clock, "starter", billing_day=15, name="Second studio")
+    books.clock.set(datetime(2026, 12, 2, 9, 30, tzinfo=UTC))
+    other.job(shot("sq900_sh010", V, "draft", 4))
+    assert len(other.run_all()) == 1
+    books.clock.set(datetime(2027, 6, 1, tzinfo=UTC))  # each org is ~50 marks behind
+    assert usage.write_all_marks(books.ledger, budget=30) == 30  # the first org's oldest 30
+    assert len(_mark_rows(books)) == 30 and not _mark_rows(other)
+    assert usage.write_all_marks(books.ledger, stop=lambda: True) == 0
+    # An org whose marks fail is logged and skipped; the others get theirs.
+    real = usage.write_marks
+
+    def failing(engine: Any, org_id: int, *args: Any, **kw: Any) -> int:
+        if org_id == books.org_id:
+            raise ValueError("a broken org")
+        return real(engine, org_id, *args, **kw)
+
+    monkeypatch.setattr(usage, "write_marks", failing)
+    with caplog.at_level("ERROR", logger="act3_server"):
+        written = usage.write_all_marks(books.ledger)
+    assert written > 40 and len(_mark_rows(other)) == written
+    assert f"usage marks of org {books.org_id} could not be written" in caplog.text
+    assert len(_mark_rows(books)) == 30
+
+
+@pytest.mark.parametrize("billing_day", [1, 29, 31])
+def test_usage_by_shot_is_the_historys_for_random_ranges_as_marks_are_written(
+    ledger: Ledger, clock: ManualClock, billing_day: int
+) -> None:
+    # Renders every 1-30 hours (some at midnight) over five months, with the billing pass writing
+    # marks as time goes on, and after each step random ranges: dates, midnight +/- 1 us, times,
+    # starting before the first render, ending past now. Each is checked against the render rows.
+    rng = random.Random(billing_day)
+    books = make_books(ledger, clock, "pro", billing_day)
+    rows: list[tuple[datetime, str, int, int]] = []
+    at, through = datetime(2026, 1, 20, 7, 0), datetime(2026, 6, 10)
+    marked = 0
+    while at < through:
+        with db.write_tx(ledger.engine) as conn:
+            for _ in range(rng.randrange(4)):
+                name, credits, seconds = (
+                    rng.choice(["sh010", "sh020", "sh030", ""]),
+                    rng.randrange(1, 900),
+                    rng.randrange(1, 12),
+                )
+                conn.execute(
+                    db.transactions.insert().values(
+                        org_id=books.org_id, at=at, kind="render", shot=name or None, engine=V, tier="draft",
+                        duration_s=seconds, credits=-credits, monthly_delta=-credits, bank_delta=0,
+                    )
+                )  # fmt: skip
+                usage.count_charge(  # and the usage rows the charge writes with it
+                    conn, books.org_id, at, billing.period_start(at.date(), billing_day), tier="draft", engine=V,
+                    member="", job_number=None, shot=name, credits=credits, duration_s=seconds,
+                )  # fmt: skip
+                rows.append((at, name, credits, seconds))
+        at += timedelta(hours=rng.choice([1, 5, 11, 17, 24, 30]), minutes=rng.choice([0, 0, 1]))
+        if at.hour == 0 and rng.random() < 0.5:
+            at = at.replace(minute=0)
+        usage.write_marks(ledger.engine, books.org_id, billing_day, at)
+        for _ in range(4):
+            start = _random_bound(rng, datetime(2025, 12, 1), at + timedelta(days=20))
+            end = _random_bound(
+                rng, start + timedelta(seconds=1), min(start + timedelta(days=366), at + timedelta(days=60))
+            )
+            if end <= start:
+                continue
+            with db.read_tx(ledger.engine) as conn:
+                got = usage.usage(conn, books.org_id, start, end, "shot", limit=1000, billing_day=billing_day, now=at)
+            want: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+            for when, name, credits, seconds in rows:
+                if start <= when < end:
+                    w = want[name]
+                    w[0], w[1], w[2] = w[0] + credits, w[1] + 1, w[2] + seconds
+            assert {g["key"]: [g["credits"], g["shots"], g["seconds"]] for g in got["groups"]} == want, (start, end, at)
+            assert [got["total"][k] for k in ("credits", "shots", "seconds")] == [
+                sum(w[i] for w in want.values()) for i in range(3)
+            ], (start, end, at)
+            marked += any(k[1] == "marks" and k[2] == start for k in usage._settled.get(ledger.engine, {}))
+    assert marked > 150  # most ranges went through the marks
+
+
+def _random_bound(rng: random.Random, lo: datetime, hi: datetime) -> datetime:
+    t = lo + timedelta(seconds=rng.randrange(max(1, int((hi - lo).total_seconds()))))
+    r = rng.random()
+    if r < 0.3:
+        return datetime.combine(t.date(), datetime.min.time())
+    if r < 0.4:
+        return datetime.combine(t.date(), datetime.min.time()) + timedelta(microseconds=rng.choice([1, -1]))
+    return t
