@@ -450,15 +450,15 @@ def _by_shot(
     parts from the render rows, so a year by shot reads ~12 periods of names and at most half a
     period of render rows at each end; or, once the org's marks cover what lies over an hour before
     now (`_by_shot_marked`), two marks' rows and a day or two of render rows for that part."""
-    if now is not None and settle:
-        settled_at = now - SETTLED_AFTER
+    settled_at = now - SETTLED_AFTER if now is not None and settle else None
+    if now is not None and settled_at is not None:
         marked = _by_shot_marked(conn, org_id, start, end, limit, billing_day, now, settled_at)
         if marked is not None:
             return marked
     lo, hi, added, taken = _decompose(start, end, billing_day, now)
     # What lies over SETTLED_AFTER before now never changes again: whole billing periods and render
     # rows that old are summed by name once per process, then merged from memory (`_by_shot_settled`).
-    if now is not None and settle:
+    if settled_at is not None:
         mid = max(lo, min(_period_bounds(settled_at.date(), billing_day)[0], hi))
         if lo < mid or any(b <= settled_at for _a, b in added + taken):
             return _by_shot_settled(conn, org_id, start, end, limit, (lo, mid, hi), added, taken, settled_at)
@@ -616,19 +616,15 @@ def write_marks(engine: Engine, org_id: int, billing_day: int, now: datetime, li
             first_render = conn.execute(
                 select(func.min(_T.c.at)).where(_T.c.org_id == org_id, _T.c.kind == "render")
             ).scalar()
+    if prev is not None:
+        day = prev + timedelta(days=1)
+    elif first_render is not None:  # the first mark: the last mark day on or before the first render
+        day = first_render.date()
+        while not is_mark_day(day, billing_day):
+            day -= timedelta(days=1)
+    else:
+        return 0
     written = 0
-    if prev is None:
-        if first_render is None:
-            return 0
-        base = first_render.date()
-        while not is_mark_day(base, billing_day):
-            base -= timedelta(days=1)
-        if base > last:
-            return 0
-        with write_tx(engine) as conn:
-            written += _write_mark(conn, org_id, None, base)
-        prev = base
-    day = prev + timedelta(days=1)
     while day <= last and written < limit:
         if is_mark_day(day, billing_day):
             with write_tx(engine) as conn:
@@ -819,14 +815,15 @@ def _by_shot_marked(
     split = max(start, min(end, _period_bounds(settled_at.date(), billing_day)[0]))
     if split - start < 2 * MARK_REACH:
         return None
-    key = (org_id, "marks", start, split)
-    settled = _peek(conn, key)
-    if settled is None:
+
+    def read() -> dict[str, tuple[int, int, int]] | None:
         marks = [m for (m,) in conn.execute(_MARKS, {"org_id": org_id})]
         params = _marked_params(org_id, marks, start, split)
-        if params is None:
-            return None
-        settled = _cached(conn, key, partial(_sums, conn, _MARKED, params))
+        return None if params is None else _sums(conn, _MARKED, params)
+
+    settled = _cached(conn, (org_id, "marks", start, split), read)
+    if settled is None:
+        return None
     live: dict[str, tuple[int, int, int]] = {}
     if split < end:
         lo, hi, added, taken = _decompose(split, end, billing_day, now)
@@ -881,28 +878,20 @@ def _piece(conn: Connection, org_id: int, source: str, lo: datetime, hi: datetim
 
 def _cached(conn: Connection, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
     """`compute()` once per database and key (a settled piece, or a merge of pieces), then from
-    memory; the least recently used of `_SETTLED_KEEP` dropped first."""
+    memory; the least recently used of `_SETTLED_KEEP` dropped first. None is not kept."""
     with _settled_lock:
         cache = _settled.setdefault(conn.engine, OrderedDict())
         if key in cache:
             cache.move_to_end(key)
             return cast(T, cache[key])
     found = compute()
+    if found is None:
+        return found
     with _settled_lock:
         cache[key] = found
         while len(cache) > _SETTLED_KEEP:
             cache.popitem(last=False)
     return found
-
-
-def _peek(conn: Connection, key: tuple[Any, ...]) -> Any:
-    """What `_cached` holds for `key`, or None."""
-    with _settled_lock:
-        cache = _settled.get(conn.engine)
-        if cache is None or key not in cache:
-            return None
-        cache.move_to_end(key)
-        return cache[key]
 
 
 def _answer(start: datetime, end: datetime, group_by: str, groups: list[dict[str, Any]], total: _Sum) -> dict[str, Any]:
