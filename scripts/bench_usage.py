@@ -79,8 +79,15 @@ def first_call(spec: dict[str, Any]) -> None:
     print(f"{1000 * (time.perf_counter() - t0):.3f}")
 
 
-def fresh_cell(times: list[float]) -> str:
-    return f"{statistics.median(times):.2f} ({max(times):.2f})" if times else "-"
+def print_row(
+    backend: str, label: str, groups: str, fresh: list[float], first: float, times: list[float], cpu: list[float]
+) -> None:
+    new_process = f"{statistics.median(fresh):.2f} ({max(fresh):.2f})" if fresh else "-"
+    print(
+        f"| {backend} | {label} | {groups} | {new_process} | {first:.2f} | {statistics.median(times):.2f} | "
+        f"{pct(times, 95):.2f} | {max(times):.2f} | {statistics.median(cpu):.2f} |",
+        flush=True,
+    )
 
 
 def run(backend: str, url: str, org_id: int, repeat: int, fresh_runs: int) -> None:
@@ -117,11 +124,7 @@ def run(backend: str, url: str, org_id: int, repeat: int, fresh_runs: int) -> No
         where = {k: v for k, v in (("tier", args["tier"]), ("engine", args["engine"])) if v}
         want = direct_total(ledger, org_id, start, end, **where)
         assert answer["total"]["credits"] == want, (label, answer["total"], want)
-        print(
-            f"| {backend} | {label} | {len(answer['groups'])} | {fresh_cell(fresh)} | {first:.2f} | "
-            f"{statistics.median(times):.2f} | {pct(times, 95):.2f} | {max(times):.2f} | {statistics.median(cpu):.2f} |",
-            flush=True,
-        )
+        print_row(backend, label, str(len(answer["groups"])), fresh, first, times, cpu)
     fresh = [fresh_first_call(url, org_id, None) for _ in range(fresh_runs)]
     t0 = time.perf_counter()
     usage.answer_forecast(ledger, org_id)
@@ -130,11 +133,7 @@ def run(backend: str, url: str, org_id: int, repeat: int, fresh_runs: int) -> No
     end = to_db(ledger.now())
     charged_30d = direct_total(ledger, org_id, end - timedelta(days=30), end)
     assert fc["pace_per_day"]["30d"] == (2 * charged_30d + 30) // 60  # to the nearest credit, halves up
-    print(
-        f"| {backend} | forecast (7- and 30-day pace, runway) | - | {fresh_cell(fresh)} | {first:.2f} | "
-        f"{statistics.median(times):.2f} | {pct(times, 95):.2f} | {max(times):.2f} | {statistics.median(cpu):.2f} |",
-        flush=True,
-    )
+    print_row(backend, "forecast (7- and 30-day pace, runway)", "-", fresh, first, times, cpu)
     engine.dispose()
 
 
